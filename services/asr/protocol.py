@@ -1,0 +1,66 @@
+"""Per-stream settings: the RecognitionConfig message read, defaulted and validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voice_agent.audio import ASR_INPUT_RATES, check_format
+from voice_agent.errors import InvalidArgument
+from voice_agent.v1 import asr_pb2
+
+DEFAULT_VAD_THRESHOLD = 0.5
+DEFAULT_MIN_SILENCE_MS = 200  # the design's silence wait
+DEFAULT_SPEECH_PAD_MS = 100
+DEFAULT_INTERIM_INTERVAL_MS = 500
+# Longest audio chunk accepted in one message.
+MAX_CHUNK_MS = 1000
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    sample_rate: int
+    language: str
+    vad_threshold: float
+    min_silence_ms: int
+    speech_pad_ms: int
+    interim_results: bool
+    interim_interval_ms: int
+
+
+def _in_range(name: str, value: float, low: float, high: float, *, open_ends: bool = False) -> None:
+    inside = low < value < high if open_ends else low <= value <= high
+    if not inside:
+        bounds = f"({low}, {high})" if open_ends else f"[{low}, {high}]"
+        raise InvalidArgument(f"{name} {value} is out of range {bounds}")
+
+
+def settings_from_request(
+    request: asr_pb2.RecognizeRequest, default_language: str, languages: list[str]
+) -> StreamSettings:
+    """Validates the stream's first message; raises InvalidArgument naming the problem."""
+    if request.WhichOneof("request") != "config":
+        raise InvalidArgument("the first message of a Recognize stream must be a RecognitionConfig (field 'config')")
+    config = request.config
+    if not config.HasField("audio"):
+        raise InvalidArgument("RecognitionConfig.audio is required: give the encoding and sample_rate_hz")
+    sample_rate = check_format(config.audio, ASR_INPUT_RATES)
+    language = config.language or default_language
+    if language not in languages:
+        shown = ", ".join(languages[:20]) + (" ..." if len(languages) > 20 else "")
+        raise InvalidArgument(f"language {language!r} is not supported by the loaded model: use one of {shown}")
+    settings = StreamSettings(
+        sample_rate=sample_rate,
+        language=language,
+        vad_threshold=config.vad_threshold if config.HasField("vad_threshold") else DEFAULT_VAD_THRESHOLD,
+        min_silence_ms=config.min_silence_ms if config.HasField("min_silence_ms") else DEFAULT_MIN_SILENCE_MS,
+        speech_pad_ms=config.speech_pad_ms if config.HasField("speech_pad_ms") else DEFAULT_SPEECH_PAD_MS,
+        interim_results=config.interim_results if config.HasField("interim_results") else True,
+        interim_interval_ms=(
+            config.interim_interval_ms if config.HasField("interim_interval_ms") else DEFAULT_INTERIM_INTERVAL_MS
+        ),
+    )
+    _in_range("vad_threshold", settings.vad_threshold, 0.0, 1.0, open_ends=True)
+    _in_range("min_silence_ms", settings.min_silence_ms, 0, 5000)
+    _in_range("speech_pad_ms", settings.speech_pad_ms, 0, 1000)
+    _in_range("interim_interval_ms", settings.interim_interval_ms, 100, 10_000)
+    return settings

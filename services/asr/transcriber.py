@@ -1,0 +1,128 @@
+"""Whisper transcription on CTranslate2 (faster-whisper's model and tokenizer).
+
+Whisper is trained on a fixed 30 s window, and faster-whisper's
+``transcribe()`` always encodes all of it: on CPU that encoder pass is most of
+the cost of a short utterance. CTranslate2 also accepts a shorter mel input,
+so in ``fit`` mode the encoder sees the utterance padded with silence to at
+least 8 s (and at least 1 s past its end). Shorter windows make tiny.en
+repeat itself ("Yes... Yes... Yes..."); 8 s measured a lower WER than the
+full window on our test set. The padding is silence in the audio, as Whisper
+was trained, not zeros in the mel features. ``full`` keeps the 30 s window.
+``make bench-asr`` measures both, with WER, side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from services.asr.models import embedded_whisper_dir
+from voice_agent.audio import ASR_SAMPLE_RATE
+
+# No model hub: every model comes from a local folder.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from faster_whisper import WhisperModel
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import get_ctranslate2_storage, get_suppressed_tokens
+
+FULL_WINDOW_S = 30
+FIT_MIN_WINDOW_S = 8
+FIT_PADDING_S = 1
+MAX_NEW_TOKENS = 224  # half of Whisper's 448-token context, as faster-whisper uses
+# Speech runs at about 3 words (4-5 tokens) a second. Capping the tokens by the
+# audio's length stops the repetition loops Whisper falls into on a word cut
+# off mid-way (common in interims) from costing a full 224-token decode.
+TOKENS_PER_SECOND = 8
+MIN_NEW_TOKENS = 12
+# faster-whisper's defaults for dropping a transcript of silence or noise.
+NO_SPEECH_THRESHOLD = 0.6
+LOG_PROB_THRESHOLD = -1.0
+
+
+@dataclass(frozen=True)
+class Transcription:
+    text: str
+    inference_ms: float
+
+
+class WhisperTranscriber:
+    """One loaded Whisper model; ``transcribe`` is blocking and thread-safe."""
+
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        cpu_threads: int = 0,
+        workers: int = 1,
+        beam_size: int = 1,
+        fit_window: bool = True,
+    ) -> None:
+        self.model_dir = Path(model_dir) if model_dir else embedded_whisper_dir()
+        if not self.model_dir.is_dir():
+            raise FileNotFoundError(f"ASR model directory not found: {self.model_dir}")
+        self._model = WhisperModel(
+            str(self.model_dir),
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads or (os.cpu_count() or 1),
+            num_workers=workers,
+        )
+        self._features = self._model.feature_extractor
+        self._beam_size = beam_size
+        self._fit_window = fit_window
+        self._tokenizers: dict[str, Tokenizer] = {}
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self._model.supported_languages)
+
+    def transcribe(self, audio: np.ndarray, language: str) -> Transcription:
+        """Transcribes float32 mono audio at 16 kHz."""
+        started = time.perf_counter()
+        window = self._window_samples(len(audio))
+        padded = np.pad(audio[:window], (0, window - min(len(audio), window)))
+        features = self._features(padded, padding=0)[:, : window // self._features.hop_length]
+        encoded = self._model.model.encode(get_ctranslate2_storage(features[np.newaxis]), to_cpu=False)
+        tokenizer = self._tokenizer(language)
+        result = self._model.model.generate(
+            encoded,
+            [[*tokenizer.sot_sequence, tokenizer.no_timestamps]],
+            beam_size=self._beam_size,
+            max_length=self._max_tokens(len(audio)),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        )[0]
+        tokens = result.sequences_ids[0]
+        avg_log_prob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        silent = result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_log_prob < LOG_PROB_THRESHOLD
+        text = "" if silent else tokenizer.decode(tokens).strip()
+        return Transcription(text, (time.perf_counter() - started) * 1000)
+
+    @staticmethod
+    def _max_tokens(samples: int) -> int:
+        seconds = samples / ASR_SAMPLE_RATE
+        return min(MAX_NEW_TOKENS, MIN_NEW_TOKENS + int(TOKENS_PER_SECOND * seconds))
+
+    def _window_samples(self, samples: int) -> int:
+        """The encoder window, in samples: the audio is padded with silence to it."""
+        if not self._fit_window:
+            return FULL_WINDOW_S * ASR_SAMPLE_RATE
+        seconds = max(FIT_MIN_WINDOW_S, -(-samples // ASR_SAMPLE_RATE) + FIT_PADDING_S)
+        return min(seconds, FULL_WINDOW_S) * ASR_SAMPLE_RATE
+
+    def _tokenizer(self, language: str) -> Tokenizer:
+        if language not in self._tokenizers:
+            multilingual = self._model.model.is_multilingual
+            self._tokenizers[language] = Tokenizer(
+                self._model.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else "en"
+            )
+        return self._tokenizers[language]

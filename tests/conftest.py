@@ -1,0 +1,28 @@
+"""Shared fixtures: a real ASR server process with its real models."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import grpc
+import pytest
+from support import ServerProcess, start_service
+
+
+@pytest.fixture(scope="session")
+def asr_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = start_service("services.asr", tmp_path_factory.mktemp("asr") / "asr.log")
+    yield server
+    assert server.stop() == 0, server.log.read_text()
+
+
+@pytest.fixture
+async def asr_channel(asr_server: ServerProcess) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(asr_server.address) as channel:
+        yield channel
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_model_hub() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"

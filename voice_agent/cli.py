@@ -1,0 +1,138 @@
+"""The operator CLI, ``voice-agent``. With ``--json`` each command prints exactly
+one JSON object on stdout; progress and logs go to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from voice_agent import stack
+from voice_agent.audio import ASR_INPUT_RATES, ASR_SAMPLE_RATE, Pcm16Audio, float_to_pcm16, pcm16_to_float, read_wav
+from voice_agent.audio import resample as resample_samples
+from voice_agent.client.asr import recognize
+from voice_agent.v1 import asr_pb2
+
+
+def _default_address(service: str, port: int) -> str:
+    return os.environ.get(f"VOICE_{service.upper()}_ADDRESS", f"127.0.0.1:{port}")
+
+
+def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    print(json.dumps(payload) if args.json else text)
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    services = stack.up(timeout_s=args.timeout, progress=_progress)
+    _emit(args, {"services": services}, "\n".join(f"{name}: {address}" for name, address in services.items()))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    stopped = stack.down()
+    _emit(args, {"stopped": stopped}, "stopped: " + (", ".join(stopped) or "nothing was running"))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from services.asr.models import embedded_models
+
+    found = {}
+    for name, path in embedded_models().items():
+        if not path.exists():
+            raise FileNotFoundError(f"{name}: {path} is missing: run `make setup`")
+        size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
+        found[name] = {"path": str(path), "bytes": size}
+    lines = [f"{name}: {info['path']} ({info['bytes'] / 1e6:.1f} MB)" for name, info in found.items()]
+    _emit(args, {"models": found}, "\n".join(lines))
+    return 0
+
+
+def _load_for_asr(path: str) -> Pcm16Audio:
+    """Reads a WAV; a rate the service does not take is resampled to 16 kHz here."""
+    audio = read_wav(path)
+    if audio.sample_rate in ASR_INPUT_RATES:
+        return audio
+    samples = resample_samples(pcm16_to_float(audio.data), audio.sample_rate, ASR_SAMPLE_RATE)
+    return Pcm16Audio(float_to_pcm16(samples), ASR_SAMPLE_RATE)
+
+
+def _describe(event: asr_pb2.RecognizeResponse) -> str:
+    kind = event.WhichOneof("event")
+    if kind == "speech_started":
+        return f"[{event.speech_started.offset_ms / 1000:7.2f}s] speech started"
+    if kind == "speech_ended":
+        return f"[{event.speech_ended.offset_ms / 1000:7.2f}s] speech ended"
+    transcript = getattr(event, kind)
+    timing = f" ({transcript.processing_ms:.0f} ms)" if kind == "final" else ""
+    return f"[{transcript.end_ms / 1000:7.2f}s] {kind}: {transcript.text}{timing}"
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    audio = _load_for_asr(args.file)
+    printer = None if args.json else (lambda event: print(_describe(event), flush=True))
+
+    async def run() -> Any:
+        async with grpc.aio.insecure_channel(args.asr) as channel:
+            return await recognize(channel, audio, realtime=not args.fast, on_event=printer)
+
+    result = asyncio.run(run())
+    segments = [{"text": t.text, "start_ms": t.start_ms, "end_ms": t.end_ms} for t in result.finals]
+    if args.json:
+        latencies = [round(t.processing_ms, 1) for t in result.finals]
+        print(json.dumps({"text": result.text, "segments": segments, "final_latency_ms": latencies}))
+    else:
+        print(f"text: {result.text}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voice-agent", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        return sub
+
+    up = command("up", "start the embedded stack in the background; return once all of it is healthy")
+    up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for health (default 300)")
+    up.set_defaults(run=cmd_up)
+    command("down", "stop what `up` started").set_defaults(run=cmd_down)
+    command("models", "list the embedded models (shipped in PyPI packages) and check they are there").set_defaults(
+        run=cmd_models
+    )
+    transcribe = command("transcribe", "stream a WAV file through the ASR service, in real time by default")
+    transcribe.add_argument("file", help="16-bit PCM WAV; other rates than 8/16/24/48 kHz are resampled")
+    transcribe.add_argument("--fast", action="store_true", help="send the audio as fast as possible")
+    transcribe.add_argument("--asr", default=_default_address("asr", 50052), help="ASR address [env VOICE_ASR_ADDRESS]")
+    transcribe.set_defaults(run=cmd_transcribe)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.run(args)
+    except grpc.RpcError as error:
+        code = _fail(args, error.code().name, error.details() or "")
+    except (OSError, RuntimeError, TimeoutError, ValueError) as error:
+        code = _fail(args, type(error).__name__, str(error))
+    sys.exit(code)
+
+
+def _fail(args: argparse.Namespace, code: str, message: str) -> int:
+    if args.json:
+        print(json.dumps({"error": {"code": code, "message": message}}))
+    print(f"voice-agent {args.command}: {code}: {message}", file=sys.stderr)
+    return 1

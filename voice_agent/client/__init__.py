@@ -1,0 +1,1 @@
+"""Client library for the project's gRPC services (used by the CLI, tests and benchmarks)."""

@@ -1,0 +1,126 @@
+"""Configuration: dataclasses whose field help is also the CLI help.
+
+Every setting has a documented default, an environment variable and a flag.
+Precedence: flag > environment variable > default. The environment variable
+is the class's ``env_prefix`` plus the field name in upper case, e.g. the
+ASR service's ``port`` is ``VOICE_ASR_PORT`` and ``--port``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any, ClassVar, Self
+
+
+def setting(default: Any, help: str) -> Any:
+    """A dataclass field with its help text."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _scalar_type(annotation: Any) -> type:
+    """The concrete type of a field annotation (``X | None`` gives X)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return inner
+    return annotation
+
+
+@dataclasses.dataclass
+class Config:
+    """Base for every process's configuration."""
+
+    env_prefix: ClassVar[str] = "VOICE_"
+
+    @classmethod
+    def env_name(cls, field_name: str) -> str:
+        return f"{cls.env_prefix}{field_name.upper()}"
+
+    @classmethod
+    def _fields(cls) -> list[tuple[dataclasses.Field[Any], type]]:
+        hints = typing.get_type_hints(cls)
+        return [(f, _scalar_type(hints[f.name])) for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        for f, kind in cls._fields():
+            flag = "--" + f.name.replace("_", "-")
+            help_text = f"{f.metadata.get('help', '')} [env {cls.env_name(f.name)}; default: {f.default!r}]"
+            if kind is bool:
+                parser.add_argument(
+                    flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+                )
+            else:
+                parser.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(), help=help_text)
+
+    @classmethod
+    def from_env(cls, environ: typing.Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Defaults, then environment variables, then explicit overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f, kind in cls._fields():
+            raw = environ.get(cls.env_name(f.name))
+            if raw is None or raw == "":
+                continue
+            try:
+                values[f.name] = _parse_bool(raw) if kind is bool else kind(raw)
+            except ValueError as exc:
+                raise ValueError(f"{cls.env_name(f.name)}={raw!r}: {exc}") from exc
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        config = cls(**values)
+        config.validate()
+        return config
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None, prog: str | None = None) -> Self:
+        parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
+        cls.add_arguments(parser)
+        namespace = parser.parse_args(argv)
+        try:
+            return cls.from_env(**vars(namespace))
+        except ValueError as exc:
+            parser.error(str(exc))
+            raise  # unreachable: parser.error exits
+
+    def validate(self) -> None:
+        """Raises ValueError on an impossible setting. Subclasses extend it."""
+
+
+@dataclasses.dataclass
+class ServerConfig(Config):
+    """Settings that every gRPC service shares."""
+
+    host: str = setting("0.0.0.0", "Address the gRPC server binds.")
+    port: int = setting(0, "gRPC port.")
+    metrics_port: int = setting(0, "Port of the Prometheus /metrics HTTP endpoint; 0 turns it off.")
+    log_level: str = setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
+    log_format: str = setting("text", "Log format: 'text' for people, 'json' for log collectors.")
+    shutdown_grace_s: float = setting(10.0, "On SIGTERM, how long in-flight streams may run before they are cancelled.")
+    max_streams: int = setting(64, "Concurrent streams served; past it, new streams get RESOURCE_EXHAUSTED.")
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("port", "metrics_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ValueError(f"{name} must be a port number, got {getattr(self, name)}")
+        if self.log_format not in {"text", "json"}:
+            raise ValueError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
+        if self.max_streams < 1:
+            raise ValueError("max_streams must be at least 1")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"

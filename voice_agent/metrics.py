@@ -1,0 +1,47 @@
+"""Prometheus metrics shared by every process.
+
+Names follow ARCHITECTURE.md: a ``voice_`` prefix, base units, ``_total`` for
+counters, and bounded labels (never a session id).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+# Resolves 10 ms to 5 s, as every latency histogram in the project must.
+LATENCY_BUCKETS = (
+    0.01,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.4,
+    0.5,
+    0.65,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+)
+
+
+def latency_histogram(name: str, documentation: str, labelnames: tuple[str, ...] = ()) -> Histogram:
+    return Histogram(name, documentation, labelnames, buckets=LATENCY_BUCKETS)
+
+
+ACTIVE_STREAMS = Gauge("voice_active_streams", "Streams being served now.", ["service"])
+STREAMS = Counter("voice_streams_total", "Streams accepted.", ["service"])
+ERRORS = Counter("voice_errors_total", "Streams ended with an error, by gRPC status code.", ["service", "code"])
+
+
+def start_metrics_server(host: str, port: int) -> None:
+    """Serves /metrics over HTTP; port 0 turns it off."""
+    if port:
+        start_http_server(port, addr=host)

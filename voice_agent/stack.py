@@ -1,0 +1,134 @@
+"""The embedded stack: every service as a local background process.
+
+``up`` starts what is not already running and returns once all of it reports
+SERVING on the standard gRPC health service; ``down`` stops what ``up``
+started. Pid files and logs live in ``$VOICE_STATE_DIR`` (default
+``~/.local/state/voice-agent``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.asr.config import AsrConfig
+from voice_agent.config import ServerConfig
+
+LOCAL_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    module: str
+    config: type[ServerConfig]
+
+    def address(self) -> str:
+        return f"{LOCAL_HOST}:{self.config.from_env().port}"
+
+
+SERVICES = (ServiceSpec("asr", "services.asr", AsrConfig),)
+
+
+def state_dir() -> Path:
+    path = Path(os.environ.get("VOICE_STATE_DIR") or Path.home() / ".local" / "state" / "voice-agent")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def is_serving(address: str, timeout_s: float = 1.0) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _pid_alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):  # not our child: init reaps it
+        os.waitpid(pid, os.WNOHANG)  # reaps it if it is our own exited child
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_pid(name: str) -> int | None:
+    try:
+        pid = int((state_dir() / f"{name}.pid").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def _log_tail(name: str, lines: int = 20) -> str:
+    log = state_dir() / f"{name}.log"
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+
+
+def _start(spec: ServiceSpec) -> subprocess.Popen[bytes]:
+    log = open(state_dir() / f"{spec.name}.log", "ab")  # noqa: SIM115 - handed to the child
+    process = subprocess.Popen(
+        [sys.executable, "-m", spec.module, "--host", LOCAL_HOST],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # outlives the CLI, and a Ctrl-C in the terminal
+    )
+    (state_dir() / f"{spec.name}.pid").write_text(str(process.pid))
+    return process
+
+
+def up(timeout_s: float = 300.0, progress: Callable[[str], None] = print) -> dict[str, str]:
+    """Starts every service not yet serving; returns name -> address once all are healthy."""
+    starting: dict[str, subprocess.Popen[bytes]] = {}
+    addresses = {spec.name: spec.address() for spec in SERVICES}
+    for spec in SERVICES:
+        if is_serving(addresses[spec.name]):
+            progress(f"{spec.name}: already serving on {addresses[spec.name]}")
+        else:
+            progress(f"{spec.name}: starting on {addresses[spec.name]} (log: {state_dir() / spec.name}.log)")
+            starting[spec.name] = _start(spec)
+    deadline = time.monotonic() + timeout_s
+    while starting:
+        for name, process in list(starting.items()):
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {process.returncode}:\n{_log_tail(name)}")
+            if is_serving(addresses[name]):
+                progress(f"{name}: serving")
+                del starting[name]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not healthy after {timeout_s:.0f} s: {', '.join(starting)}")
+        time.sleep(0.2)
+    return addresses
+
+
+def down(timeout_s: float = 20.0) -> list[str]:
+    """Stops what ``up`` started: SIGTERM, then SIGKILL after ``timeout_s``."""
+    stopped = []
+    for spec in SERVICES:
+        pid = _read_pid(spec.name)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+            stopped.append(spec.name)
+        (state_dir() / f"{spec.name}.pid").unlink(missing_ok=True)
+    return stopped
