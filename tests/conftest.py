@@ -7,18 +7,18 @@ from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
-from support import ServerProcess, start_service
+from support import ServiceProcess, start_service
 
 
 @pytest.fixture(scope="session")
-def asr_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = start_service("services.asr", tmp_path_factory.mktemp("asr") / "asr.log")
+def asr_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    server = start_service("asr", tmp_path_factory.mktemp("asr") / "asr.log")
     yield server
     assert server.stop() == 0, server.log.read_text()
 
 
 @pytest.fixture
-async def asr_channel(asr_server: ServerProcess) -> AsyncIterator[grpc.aio.Channel]:
+async def asr_channel(asr_server: ServiceProcess) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(asr_server.address) as channel:
         yield channel
 

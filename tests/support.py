@@ -3,54 +3,23 @@
 from __future__ import annotations
 
 import functools
-import signal
-import socket
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from voice_agent.samples import SpokenSample, speak
-from voice_agent.stack import is_serving
+from voice_agent.stack import ServiceProcess, free_port, launch, service
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["ServiceProcess", "free_port", "spoken", "start_service"]
 
 
-@dataclass
-class ServerProcess:
-    process: subprocess.Popen[bytes]
-    address: str
-    metrics_port: int
-    log: Path
-
-    def stop(self, timeout_s: float = 20.0) -> int:
-        """SIGTERM, as Kubernetes sends it; returns the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout_s)
-
-
-def start_service(module: str, log: Path, *args: str, timeout_s: float = 120.0) -> ServerProcess:
-    port, metrics_port = free_port(), free_port()
-    command = [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--metrics-port", str(metrics_port), *args]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    server = ServerProcess(process, f"127.0.0.1:{port}", metrics_port, log)
-    deadline = time.monotonic() + timeout_s
-    while not is_serving(server.address):
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"{module} did not become healthy:\n{log.read_text()}")
-        time.sleep(0.2)
-    return server
+def start_service(name: str, log: Path, *args: str, timeout_s: float = 120.0) -> ServiceProcess:
+    """A real service on free loopback ports, healthy."""
+    started = launch(service(name), log, *args, port=free_port(), metrics_port=free_port())
+    try:
+        started.wait_until_serving(timeout_s)
+    except (RuntimeError, TimeoutError):
+        started.stop()
+        raise
+    return started
 
 
 @functools.cache

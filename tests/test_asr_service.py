@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from support import ServerProcess, spoken, start_service
+from support import ServiceProcess, spoken, start_service
 
 from voice_agent.audio import Pcm16Audio
 from voice_agent.client.asr import paced_requests, recognition_config, recognize
@@ -192,6 +192,11 @@ async def test_garbage_bytes_on_the_wire_are_refused(asr_channel: grpc.aio.Chann
     assert word_error_rate(FEEDBACK, result.text) <= MAX_WER
 
 
+async def test_an_oversized_message_gets_resource_exhausted(asr_channel: grpc.aio.Channel) -> None:
+    _, error = await _call(asr_channel, [_config(), _audio(300 * 1024)])
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 async def test_speech_before_bad_input_is_still_transcribed(asr_channel: grpc.aio.Channel) -> None:
     sample = spoken(PRESENTATION, tail_ms=0)
     requests = [_config(), *(asr_pb2.RecognizeRequest(audio=c) for c in sample.audio.chunks(100)), _audio(3)]
@@ -204,7 +209,7 @@ async def test_speech_before_bad_input_is_still_transcribed(asr_channel: grpc.ai
 # ---- operations: health, reflection, metrics, cancellation
 
 
-def _metrics(server: ServerProcess) -> str:
+def _metrics(server: ServiceProcess) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5) as reply:
         return reply.read().decode()
 
@@ -218,7 +223,7 @@ def _metric(text: str, name: str, labels: str | None = None) -> float:
     return sum(values)
 
 
-async def test_health_and_reflection(asr_server: ServerProcess, asr_channel: grpc.aio.Channel) -> None:
+async def test_health_and_reflection(asr_server: ServiceProcess, asr_channel: grpc.aio.Channel) -> None:
     for service in ("", "voice_agent.v1.Asr"):
         reply = await health_pb2_grpc.HealthStub(asr_channel).Check(health_pb2.HealthCheckRequest(service=service))
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -227,7 +232,7 @@ async def test_health_and_reflection(asr_server: ServerProcess, asr_channel: grp
     assert {"voice_agent.v1.Asr", "grpc.health.v1.Health"} <= set(services)
 
 
-async def test_metrics_endpoint(asr_server: ServerProcess, asr_channel: grpc.aio.Channel) -> None:
+async def test_metrics_endpoint(asr_server: ServiceProcess, asr_channel: grpc.aio.Channel) -> None:
     await recognize(asr_channel, spoken(FEEDBACK).audio, realtime=False)
     text = _metrics(asr_server)
     assert _metric(text, "voice_asr_final_latency_seconds_count") >= 1
@@ -236,7 +241,7 @@ async def test_metrics_endpoint(asr_server: ServerProcess, asr_channel: grpc.aio
     assert _metric(text, "voice_errors_total", '{code="INVALID_ARGUMENT",service="asr"}') >= 0
 
 
-async def test_a_cancelled_stream_stops_its_work(asr_server: ServerProcess, asr_channel: grpc.aio.Channel) -> None:
+async def test_a_cancelled_stream_stops_its_work(asr_server: ServiceProcess, asr_channel: grpc.aio.Channel) -> None:
     audio, _ = join([spoken(MANAGER)] * 4)
     config = recognition_config(16_000, interim_interval_ms=100)
     call = asr_pb2_grpc.AsrStub(asr_channel).Recognize(paced_requests(config, audio, realtime=True))
@@ -256,7 +261,7 @@ async def test_a_cancelled_stream_stops_its_work(asr_server: ServerProcess, asr_
 
 
 async def test_long_speech_is_cut_and_transcribed_not_dropped(tmp_path) -> None:
-    server = start_service("services.asr", tmp_path / "asr.log", "--max-utterance-s", "2", "--no-warmup")
+    server = start_service("asr", tmp_path / "asr.log", "--max-utterance-s", "2", "--no-warmup")
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
             sample = spoken(MANAGER)

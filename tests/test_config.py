@@ -31,6 +31,7 @@ def test_flags_parse_and_help_names_the_environment_variable(capsys: pytest.Capt
         {"VOICE_ASR_MAX_UTTERANCE_S": "45"},
         {"VOICE_ASR_WORKERS": "0"},
         {"VOICE_ASR_LOG_FORMAT": "xml"},
+        {"VOICE_ASR_LOG_LEVEL": "chatty"},
     ],
 )
 def test_impossible_settings_are_refused(env: dict[str, str]) -> None:

@@ -108,7 +108,9 @@ class ServerConfig(Config):
     metrics_port: int = setting(0, "Port of the Prometheus /metrics HTTP endpoint; 0 turns it off.")
     log_level: str = setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
     log_format: str = setting("text", "Log format: 'text' for people, 'json' for log collectors.")
-    shutdown_grace_s: float = setting(10.0, "On SIGTERM, how long in-flight streams may run before they are cancelled.")
+    shutdown_grace_s: float = setting(
+        10.0, "On SIGTERM the server takes no new streams; in-flight ones may run this long before they are cancelled."
+    )
     max_streams: int = setting(64, "Concurrent streams served; past it, new streams get RESOURCE_EXHAUSTED.")
 
     def validate(self) -> None:
@@ -116,6 +118,8 @@ class ServerConfig(Config):
         for name in ("port", "metrics_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ValueError(f"{name} must be a port number, got {getattr(self, name)}")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
         if self.log_format not in {"text", "json"}:
             raise ValueError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
         if self.max_streams < 1:

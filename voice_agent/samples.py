@@ -68,13 +68,14 @@ def save(sample: SpokenSample, path: str | Path) -> None:
 
 
 _DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+_SPELLINGS = {"ok": "okay"}
 
 
 def normalize(text: str) -> str:
-    """Lower case, no punctuation, single digits as words: Whisper writes "10 of clubs"."""
+    """Lower case, no punctuation, single digits as words (Whisper writes "3 of clubs"), one spelling of "okay"."""
     text = re.sub(r"\b(\d)\b", lambda m: _DIGITS[int(m.group(1))], text.lower())
     text = re.sub(r"[^a-z0-9' ]+", " ", text.replace("-", " "))
-    return " ".join(text.split())
+    return " ".join(_SPELLINGS.get(word, word) for word in text.split())
 
 
 def word_error_rate(reference: str | list[str], hypothesis: str | list[str]) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -75,45 +76,86 @@ def _read_pid(name: str) -> int | None:
     return pid if _pid_alive(pid) else None
 
 
-def _log_tail(name: str, lines: int = 20) -> str:
-    log = state_dir() / f"{name}.log"
+def _log_tail(log: Path, lines: int = 20) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
 
-def _start(spec: ServiceSpec) -> subprocess.Popen[bytes]:
-    log = open(state_dir() / f"{spec.name}.log", "ab")  # noqa: SIM115 - handed to the child
-    process = subprocess.Popen(
-        [sys.executable, "-m", spec.module, "--host", LOCAL_HOST],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # outlives the CLI, and a Ctrl-C in the terminal
-    )
-    (state_dir() / f"{spec.name}.pid").write_text(str(process.pid))
-    return process
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    with socket.socket() as sock:
+        sock.bind((LOCAL_HOST, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ServiceProcess:
+    """One service running as a child process."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    address: str
+    log: Path
+    metrics_port: int | None = None  # None: the service's configured default
+
+    def wait_until_serving(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not is_serving(self.address):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with code {self.process.returncode}:\n{_log_tail(self.log)}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} not healthy after {timeout_s:.0f} s:\n{_log_tail(self.log)}")
+            time.sleep(0.2)
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        """SIGTERM, as Kubernetes sends it, then SIGKILL; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def launch(
+    spec: ServiceSpec, log: Path, *args: str, port: int | None = None, metrics_port: int | None = None
+) -> ServiceProcess:
+    """Starts ``spec`` on the loopback interface; ports default to the service's configuration."""
+    port = port or spec.config.from_env().port
+    command = [sys.executable, "-m", spec.module, "--host", LOCAL_HOST, "--port", str(port), *args]
+    if metrics_port is not None:
+        command += ["--metrics-port", str(metrics_port)]
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives the CLI, and a Ctrl-C in its terminal
+        )
+    return ServiceProcess(spec.name, process, f"{LOCAL_HOST}:{port}", log, metrics_port)
+
+
+def service(name: str) -> ServiceSpec:
+    return next(spec for spec in SERVICES if spec.name == name)
 
 
 def up(timeout_s: float = 300.0, progress: Callable[[str], None] = print) -> dict[str, str]:
     """Starts every service not yet serving; returns name -> address once all are healthy."""
-    starting: dict[str, subprocess.Popen[bytes]] = {}
     addresses = {spec.name: spec.address() for spec in SERVICES}
+    starting = []
     for spec in SERVICES:
         if is_serving(addresses[spec.name]):
             progress(f"{spec.name}: already serving on {addresses[spec.name]}")
-        else:
-            progress(f"{spec.name}: starting on {addresses[spec.name]} (log: {state_dir() / spec.name}.log)")
-            starting[spec.name] = _start(spec)
-    deadline = time.monotonic() + timeout_s
-    while starting:
-        for name, process in list(starting.items()):
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {process.returncode}:\n{_log_tail(name)}")
-            if is_serving(addresses[name]):
-                progress(f"{name}: serving")
-                del starting[name]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not healthy after {timeout_s:.0f} s: {', '.join(starting)}")
-        time.sleep(0.2)
+            continue
+        log = state_dir() / f"{spec.name}.log"
+        progress(f"{spec.name}: starting on {addresses[spec.name]} (log: {log})")
+        started = launch(spec, log)
+        (state_dir() / f"{spec.name}.pid").write_text(str(started.process.pid))
+        starting.append(started)
+    for started in starting:
+        started.wait_until_serving(timeout_s)
+        progress(f"{started.name}: serving")
     return addresses
 
 

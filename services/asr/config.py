@@ -30,8 +30,8 @@ class AsrConfig(ServerConfig):
     language: str = setting("en", "Language used when a stream names none.")
     encoder_window: str = setting(
         "fit",
-        "'fit' encodes the utterance plus 1 s of padding, rounded up to whole seconds; 'full' encodes "
-        "Whisper's fixed 30 s window, as trained, and costs several times more on CPU.",
+        "'fit' pads the utterance with silence to whole seconds, at least 8 s and 1 s past its end, and encodes "
+        "only that; 'full' encodes Whisper's fixed 30 s window, as trained, at several times the CPU cost.",
     )
     max_utterance_s: float = setting(30.0, "Longest utterance; longer speech is cut and transcribed in parts.")
     vad_model: str = setting("", "Silero VAD ONNX file. Empty: the one in the silero-vad package.")
