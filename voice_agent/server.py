@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -28,6 +28,7 @@ from voice_agent.logs import setup_logging
 log = logging.getLogger(__name__)
 
 RequestT = TypeVar("RequestT")
+EventT = TypeVar("EventT")
 
 # Large enough for a second of 48 kHz PCM16 plus framing, small enough that a
 # client cannot make the server buffer much: bigger messages get RESOURCE_EXHAUSTED.
@@ -77,8 +78,13 @@ class StreamAdmission:
         metrics.STREAMS.labels(self.label).inc()
         try:
             yield
+        except grpc.aio.AbortError:
+            raise
         except ServiceError as exc:
             await self._fail(context, exc.code, str(exc))
+        except Exception as exc:  # a bug or a model failure: say so, and keep serving others
+            log.exception("%s stream failed", self.label)
+            await self._fail(context, grpc.StatusCode.INTERNAL, f"{self.label} failed: {type(exc).__name__}: {exc}")
         except asyncio.CancelledError:
             metrics.ERRORS.labels(self.label, grpc.StatusCode.CANCELLED.name).inc()
             raise
@@ -90,6 +96,34 @@ class StreamAdmission:
         metrics.ERRORS.labels(self.label, code.name).inc()
         log.info("%s stream ended: %s %s", self.label, code.name, message)
         await context.abort(code, message)
+
+
+class EventStream(Generic[EventT]):
+    """Events that background tasks produce for a handler to yield, in order.
+
+    ``put`` queues an event, ``fail`` ends the stream with an error (raised in
+    the handler after the events before it), ``close`` ends it normally.
+    """
+
+    _END = object()
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+
+    def put(self, event: EventT) -> None:
+        self._queue.put_nowait(event)
+
+    def fail(self, error: BaseException) -> None:
+        self._queue.put_nowait(error)
+
+    def close(self) -> None:
+        self._queue.put_nowait(self._END)
+
+    async def __aiter__(self) -> AsyncIterator[EventT]:
+        while (item := await self._queue.get()) is not self._END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
 
 
 async def parsed(requests: AsyncIterable[RequestT], message: str) -> AsyncIterator[RequestT]:

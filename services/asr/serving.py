@@ -16,12 +16,10 @@ from services.asr.transcriber import WhisperTranscriber
 from services.asr.vad import SileroVad
 from voice_agent.errors import InvalidArgument, ServiceError
 from voice_agent.inference import InferencePool
-from voice_agent.server import StreamAdmission, parsed, run
+from voice_agent.server import EventStream, StreamAdmission, parsed, run
 from voice_agent.v1 import asr_pb2, asr_pb2_grpc
 
 log = logging.getLogger("services.asr")
-
-_END = object()  # queued after the last event of a stream
 
 
 class AsrService(asr_pb2_grpc.AsrServicer):
@@ -69,20 +67,18 @@ class AsrService(asr_pb2_grpc.AsrServicer):
             if first is None:
                 raise InvalidArgument("the stream ended before its RecognitionConfig")
             settings = settings_from_request(first, self.config.language, self._transcriber.languages)
-            events: asyncio.Queue[object] = asyncio.Queue()
+            events: EventStream[asr_pb2.RecognizeResponse] = EventStream()
             stream = RecognitionStream(
                 settings,
                 self._vad,
                 self._transcriber,
                 self._pool,
                 int(self.config.max_utterance_s * 1000),
-                events.put_nowait,
+                events.put,
             )
             reader = asyncio.create_task(self._read(requests, stream, events))
             try:
-                while (event := await events.get()) is not _END:
-                    if isinstance(event, Exception):
-                        raise event
+                async for event in events:
                     yield event
             finally:
                 reader.cancel()
@@ -90,28 +86,34 @@ class AsrService(asr_pb2_grpc.AsrServicer):
 
     @staticmethod
     async def _read(
-        requests: AsyncIterator[asr_pb2.RecognizeRequest], stream: RecognitionStream, events: asyncio.Queue[object]
+        requests: AsyncIterator[asr_pb2.RecognizeRequest],
+        stream: RecognitionStream,
+        events: EventStream[asr_pb2.RecognizeResponse],
     ) -> None:
         """Feeds audio to the stream; on bad input, still delivers what was heard before it."""
+        error: ServiceError | None = None
         try:
-            async for request in requests:
-                kind = request.WhichOneof("request")
-                if kind != "audio":
-                    what = (
-                        "a second RecognitionConfig" if kind == "config" else "a message with neither config nor audio"
-                    )
-                    raise InvalidArgument(f"expected audio after the RecognitionConfig, got {what}")
-                stream.feed(request.audio)
-        except ServiceError as error:
+            try:
+                async for request in requests:
+                    stream.feed(_audio_of(request))
+            except ServiceError as bad_input:
+                error = bad_input
             await stream.finish()
-            events.put_nowait(error)
+        except Exception as failure:  # a model or a bug: end the stream with it rather than hang
+            events.fail(failure)
             return
-        except Exception as error:  # a bug: end the stream with it rather than hang
-            log.exception("Recognize stream failed")
-            events.put_nowait(error)
-            return
-        await stream.finish()
-        events.put_nowait(_END)
+        if error is not None:
+            events.fail(error)
+        else:
+            events.close()
+
+
+def _audio_of(request: asr_pb2.RecognizeRequest) -> bytes:
+    kind = request.WhichOneof("request")
+    if kind == "audio":
+        return request.audio
+    what = "a second RecognitionConfig" if kind == "config" else "a message with neither config nor audio"
+    raise InvalidArgument(f"expected audio after the RecognitionConfig, got {what}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
