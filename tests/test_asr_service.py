@@ -187,7 +187,7 @@ async def test_garbage_bytes_on_the_wire_are_refused(asr_channel: grpc.aio.Chann
         async for _ in raw(send(), timeout=10):
             pass
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "not a valid RecognizeRequest" in caught.value.details()
+    assert "not a valid request" in caught.value.details()
     result = await recognize(asr_channel, spoken(FEEDBACK).audio, realtime=False)
     assert word_error_rate(FEEDBACK, result.text) <= MAX_WER
 

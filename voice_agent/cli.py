@@ -14,9 +14,18 @@ from typing import Any
 import grpc
 
 from voice_agent import stack
-from voice_agent.audio import ASR_INPUT_RATES, ASR_SAMPLE_RATE, Pcm16Audio, float_to_pcm16, pcm16_to_float, read_wav
+from voice_agent.audio import (
+    ASR_INPUT_RATES,
+    ASR_SAMPLE_RATE,
+    Pcm16Audio,
+    float_to_pcm16,
+    pcm16_to_float,
+    read_wav,
+    write_wav,
+)
 from voice_agent.audio import resample as resample_samples
 from voice_agent.client.asr import recognize
+from voice_agent.client.tts import Synthesis, synthesize
 from voice_agent.v1 import asr_pb2
 
 
@@ -33,7 +42,7 @@ def _progress(message: str) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    services = stack.up(timeout_s=args.timeout, progress=_progress)
+    services = stack.up(timeout_s=args.timeout, progress=_progress, tts_engine_name=args.tts_engine)
     _emit(args, {"services": services}, "\n".join(f"{name}: {address}" for name, address in services.items()))
     return 0
 
@@ -45,10 +54,11 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from services.asr.models import embedded_models
+    from services.asr.models import embedded_models as asr_models
+    from services.tts.models import embedded_models as tts_models
 
     found = {}
-    for name, path in embedded_models().items():
+    for name, path in {**asr_models(), **tts_models()}.items():
         if not path.exists():
             raise FileNotFoundError(f"{name}: {path} is missing: run `make setup`")
         size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
@@ -96,6 +106,22 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_say(args: argparse.Namespace) -> int:
+    options = {"voice": args.voice or "", "engine": args.engine or "", "sample_rate_hz": args.rate}
+
+    async def run() -> Synthesis:
+        async with grpc.aio.insecure_channel(args.tts) as channel:
+            return await synthesize(channel, args.text, **options)
+
+    result = asyncio.run(run())
+    audio = result.audio()
+    write_wav(args.out, audio)
+    ttfa = round(result.ttfa_ms, 1) if result.ttfa_ms is not None else None
+    payload = {"ttfa_ms": ttfa, "audio_ms": audio.duration_ms, "sample_rate": audio.sample_rate, "out": args.out}
+    _emit(args, payload, f"{args.out}: {audio.duration_ms} ms at {audio.sample_rate} Hz, first audio after {ttfa} ms")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voice-agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = command("up", "start the embedded stack in the background; return once all of it is healthy")
     up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for health (default 300)")
+    up.add_argument("--tts-engine", choices=("kokoro", "piper"), help="TTS engine [default: VOICE_TTS_ENGINE, kokoro]")
     up.set_defaults(run=cmd_up)
     command("down", "stop what `up` started").set_defaults(run=cmd_down)
     command("models", "list the embedded models (shipped in PyPI packages) and check they are there").set_defaults(
@@ -117,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--fast", action="store_true", help="send the audio as fast as possible")
     transcribe.add_argument("--asr", default=_default_address("asr", 50052), help="ASR address [env VOICE_ASR_ADDRESS]")
     transcribe.set_defaults(run=cmd_transcribe)
+    say = command("say", "synthesize TEXT with the TTS service into a WAV file")
+    say.add_argument("text")
+    say.add_argument("--out", required=True, help="WAV file to write")
+    say.add_argument("--voice", help="a voice the engine has (default: its default voice)")
+    say.add_argument("--engine", choices=("kokoro", "piper"), help="fail unless the TTS service runs this engine")
+    say.add_argument("--rate", type=int, default=0, help="output sample rate (default: the engine's own)")
+    say.add_argument("--tts", default=_default_address("tts", 50053), help="TTS address [env VOICE_TTS_ADDRESS]")
+    say.set_defaults(run=cmd_say)
     return parser
 
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
 import grpc
@@ -27,7 +27,6 @@ from voice_agent.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
-RequestT = TypeVar("RequestT")
 EventT = TypeVar("EventT")
 
 # Large enough for a second of 48 kHz PCM16 plus framing, small enough that a
@@ -126,18 +125,86 @@ class EventStream(Generic[EventT]):
             yield item  # type: ignore[misc]
 
 
-async def parsed(requests: AsyncIterable[RequestT], message: str) -> AsyncIterator[RequestT]:
-    """The request stream, with bytes that are no valid ``message`` turned into INVALID_ARGUMENT
-    (grpc would report the parse error as UNKNOWN)."""
-    iterator = aiter(requests)
-    while True:
-        try:
-            request = await anext(iterator)
-        except StopAsyncIteration:
-            return
-        except DecodeError as error:
-            raise InvalidArgument(f"a message is not a valid {message}: {error}") from error
+Context = grpc.aio.ServicerContext
+
+
+class MalformedRequest:
+    """Stands in for a request whose bytes are no valid protobuf message."""
+
+    def __init__(self, error: DecodeError) -> None:
+        self.error = error
+
+    def as_error(self) -> InvalidArgument:
+        return InvalidArgument(f"a message is not a valid request of this method: {self.error}")
+
+
+async def _checked(requests: AsyncIterable[object]) -> AsyncIterator[object]:
+    async for request in requests:
+        if isinstance(request, MalformedRequest):
+            raise request.as_error()
         yield request
+
+
+class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
+    """Bytes that do not parse as the method's request get INVALID_ARGUMENT.
+
+    grpc reports a failed parse as UNKNOWN; here the parse never raises, and
+    the handler meets a MalformedRequest instead: a unary method aborts at
+    once, and a stream raises InvalidArgument where the bad message arrives,
+    after the work on the messages before it.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        parse, serialize = handler.request_deserializer, handler.response_serializer
+
+        def deserialize(data: bytes) -> object:
+            try:
+                return parse(data)
+            except DecodeError as error:
+                return MalformedRequest(error)
+
+        # grpc tells generator handlers from coroutine ones by their function type,
+        # so each shape gets a wrapper of its own kind.
+        if handler.request_streaming and handler.response_streaming:
+            stream_stream = handler.stream_stream
+
+            async def checked_stream_stream(requests: AsyncIterable[object], context: Context) -> AsyncIterator[object]:
+                async for response in stream_stream(_checked(requests), context):
+                    yield response
+
+            return grpc.stream_stream_rpc_method_handler(checked_stream_stream, deserialize, serialize)
+        if handler.request_streaming:
+            stream_unary = handler.stream_unary
+
+            async def checked_stream_unary(requests: AsyncIterable[object], context: Context) -> object:
+                return await stream_unary(_checked(requests), context)
+
+            return grpc.stream_unary_rpc_method_handler(checked_stream_unary, deserialize, serialize)
+        if handler.response_streaming:
+            unary_stream = handler.unary_stream
+
+            async def checked_unary_stream(request: object, context: Context) -> AsyncIterator[object]:
+                if isinstance(request, MalformedRequest):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(request.as_error()))
+                async for response in unary_stream(request, context):
+                    yield response
+
+            return grpc.unary_stream_rpc_method_handler(checked_unary_stream, deserialize, serialize)
+        unary_unary = handler.unary_unary
+
+        async def checked_unary_unary(request: object, context: Context) -> object:
+            if isinstance(request, MalformedRequest):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(request.as_error()))
+            return await unary_unary(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(checked_unary_unary, deserialize, serialize)
 
 
 async def serve(config: ServerConfig, service: Service) -> None:
@@ -145,10 +212,11 @@ async def serve(config: ServerConfig, service: Service) -> None:
     admission, label = service.admission, service.admission.label
     metrics.start_metrics_server(config.host, config.metrics_port)
     server = grpc.aio.server(
+        interceptors=[MalformedRequestInterceptor()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

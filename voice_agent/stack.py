@@ -23,7 +23,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.asr.config import AsrConfig
+from services.tts.config import TtsConfig
 from voice_agent.config import ServerConfig
+from voice_agent.v1 import tts_pb2, tts_pb2_grpc
 
 LOCAL_HOST = "127.0.0.1"
 
@@ -38,7 +40,10 @@ class ServiceSpec:
         return f"{LOCAL_HOST}:{self.config.from_env().port}"
 
 
-SERVICES = (ServiceSpec("asr", "services.asr", AsrConfig),)
+SERVICES = (
+    ServiceSpec("asr", "services.asr", AsrConfig),
+    ServiceSpec("tts", "services.tts", TtsConfig),
+)
 
 
 def state_dir() -> Path:
@@ -140,17 +145,36 @@ def service(name: str) -> ServiceSpec:
     return next(spec for spec in SERVICES if spec.name == name)
 
 
-def up(timeout_s: float = 300.0, progress: Callable[[str], None] = print) -> dict[str, str]:
-    """Starts every service not yet serving; returns name -> address once all are healthy."""
+def tts_engine(address: str, timeout_s: float = 2.0) -> str:
+    """The engine a running TTS service runs."""
+    with grpc.insecure_channel(address) as channel:
+        return tts_pb2_grpc.TtsStub(channel).ListVoices(tts_pb2.ListVoicesRequest(), timeout=timeout_s).engine
+
+
+def up(
+    timeout_s: float = 300.0, progress: Callable[[str], None] = print, *, tts_engine_name: str | None = None
+) -> dict[str, str]:
+    """Starts every service not yet serving; returns name -> address once all are healthy.
+
+    ``tts_engine_name`` picks the TTS engine; a TTS that ``up`` started with
+    another engine is restarted with this one.
+    """
     addresses = {spec.name: spec.address() for spec in SERVICES}
+    extra_args = {"tts": ["--engine", tts_engine_name]} if tts_engine_name else {}
     starting = []
     for spec in SERVICES:
-        if is_serving(addresses[spec.name]):
-            progress(f"{spec.name}: already serving on {addresses[spec.name]}")
-            continue
+        address = addresses[spec.name]
+        if is_serving(address):
+            if spec.name == "tts" and tts_engine_name and tts_engine(address) != tts_engine_name:
+                progress(f"tts: serving another engine on {address}; restarting it with {tts_engine_name}")
+                if not _stop(spec.name):
+                    raise RuntimeError(f"the TTS on {address} was not started by `voice-agent up`: stop it first")
+            else:
+                progress(f"{spec.name}: already serving on {address}")
+                continue
         log = state_dir() / f"{spec.name}.log"
-        progress(f"{spec.name}: starting on {addresses[spec.name]} (log: {log})")
-        started = launch(spec, log)
+        progress(f"{spec.name}: starting on {address} (log: {log})")
+        started = launch(spec, log, *extra_args.get(spec.name, []))
         (state_dir() / f"{spec.name}.pid").write_text(str(started.process.pid))
         starting.append(started)
     for started in starting:
@@ -159,18 +183,21 @@ def up(timeout_s: float = 300.0, progress: Callable[[str], None] = print) -> dic
     return addresses
 
 
-def down(timeout_s: float = 20.0) -> list[str]:
-    """Stops what ``up`` started: SIGTERM, then SIGKILL after ``timeout_s``."""
-    stopped = []
-    for spec in SERVICES:
-        pid = _read_pid(spec.name)
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout_s
-            while _pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if _pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
-            stopped.append(spec.name)
-        (state_dir() / f"{spec.name}.pid").unlink(missing_ok=True)
-    return stopped
+def _stop(name: str, timeout_s: float = 20.0) -> bool:
+    """SIGTERM, then SIGKILL after ``timeout_s``, to what ``up`` started; False if nothing was running."""
+    pid = _read_pid(name)
+    (state_dir() / f"{name}.pid").unlink(missing_ok=True)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def down() -> list[str]:
+    """Stops what ``up`` started."""
+    return [spec.name for spec in SERVICES if _stop(spec.name)]

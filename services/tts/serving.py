@@ -1,0 +1,155 @@
+"""The gRPC servicer of the TTS service, and its process entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+
+from services.tts.config import TtsConfig
+from services.tts.engines import TtsEngine, load_engine
+from services.tts.protocol import check_text_length, settings_from_config
+from services.tts.stream import SynthesisStream
+from voice_agent.errors import InvalidArgument, ServiceError
+from voice_agent.inference import InferencePool
+from voice_agent.server import EventStream, StreamAdmission, run
+from voice_agent.v1 import tts_pb2, tts_pb2_grpc
+
+log = logging.getLogger("services.tts")
+
+WARMUP_TEXT = "Hello, let's get started."
+
+
+class TtsService(tts_pb2_grpc.TtsServicer):
+    service_name = tts_pb2.DESCRIPTOR.services_by_name["Tts"].full_name
+
+    def __init__(self, config: TtsConfig) -> None:
+        self.config = config
+        self.admission = StreamAdmission("tts", config.max_streams)
+        self._pool = InferencePool(config.workers, "tts")
+        self._engine: TtsEngine | None = None
+
+    def register(self, server: grpc.aio.Server) -> None:
+        tts_pb2_grpc.add_TtsServicer_to_server(self, server)
+
+    async def load(self) -> None:
+        self._engine = await asyncio.to_thread(load_engine, self.config)
+        if self.config.voice and self.config.voice not in self._engine.voices:
+            raise SystemExit(f"VOICE_TTS_VOICE={self.config.voice!r} is not one of {self._engine.voices}")
+        if self.config.warmup:
+            await asyncio.to_thread(self._engine.synthesize, WARMUP_TEXT, self._engine.default_voice, 1.0)
+
+    async def close(self) -> None:
+        self._pool.shutdown()
+
+    def _stream(
+        self, config: tts_pb2.SynthesisConfig, events: EventStream[tts_pb2.SynthesizeResponse]
+    ) -> SynthesisStream:
+        assert self._engine is not None  # admission waits for load()
+        return SynthesisStream(
+            settings_from_config(config, self._engine, self.config),
+            self._engine,
+            self._pool,
+            max_phrase_chars=self.config.max_phrase_chars,
+            max_text_chars=self.config.max_text_chars,
+            chunk_ms=self.config.chunk_ms,
+            emit=events.put,
+        )
+
+    async def Synthesize(  # noqa: N802 - the gRPC method name
+        self, request: tts_pb2.SynthesizeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
+        async with self.admission.stream(context):
+            check_text_length(len(request.text), self.config.max_text_chars)
+            events: EventStream[tts_pb2.SynthesizeResponse] = EventStream()
+            stream = self._stream(request.config, events)
+            stream.add_text(request.text)
+            finisher = asyncio.create_task(_finish(stream, events))
+            try:
+                async for event in events:
+                    yield event
+            finally:
+                finisher.cancel()
+                stream.close()
+
+    async def SynthesizeStream(  # noqa: N802 - the gRPC method name
+        self,
+        request_iterator: AsyncIterator[tts_pb2.SynthesizeStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
+        async with self.admission.stream(context):
+            requests = aiter(request_iterator)
+            first = await anext(requests, None)
+            if first is None or first.WhichOneof("request") != "config":
+                raise InvalidArgument("the first message of a SynthesizeStream must be a SynthesisConfig")
+            events: EventStream[tts_pb2.SynthesizeResponse] = EventStream()
+            stream = self._stream(first.config, events)
+            reader = asyncio.create_task(_read(requests, stream, events))
+            try:
+                async for event in events:
+                    yield event
+            finally:
+                reader.cancel()
+                stream.close()
+
+    async def ListVoices(  # noqa: N802 - the gRPC method name
+        self, request: tts_pb2.ListVoicesRequest, context: grpc.aio.ServicerContext
+    ) -> tts_pb2.ListVoicesResponse:
+        if self._engine is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "tts is loading its model; retry shortly")
+        assert self._engine is not None
+        return tts_pb2.ListVoicesResponse(
+            engine=self._engine.name,
+            voices=self._engine.voices,
+            default_voice=self.config.voice or self._engine.default_voice,
+            sample_rate_hz=self._engine.sample_rate,
+        )
+
+
+async def _finish(stream: SynthesisStream, events: EventStream[tts_pb2.SynthesizeResponse]) -> None:
+    try:
+        await stream.finish()
+    except Exception as error:
+        events.fail(error)
+        return
+    events.close()
+
+
+async def _read(
+    requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest],
+    stream: SynthesisStream,
+    events: EventStream[tts_pb2.SynthesizeResponse],
+) -> None:
+    """Feeds fragments to the stream until an end marker or a half-close; bad input ends it
+    after the audio of the text before it."""
+    error: ServiceError | None = None
+    try:
+        try:
+            async for request in requests:
+                kind = request.WhichOneof("request")
+                if kind == "text":
+                    stream.add_text(request.text)
+                elif kind == "flush":
+                    stream.flush()
+                elif kind == "end":
+                    break
+                else:
+                    what = "a second SynthesisConfig" if kind == "config" else "a message with no text, flush or end"
+                    raise InvalidArgument(f"expected text, flush or end after the SynthesisConfig, got {what}")
+        except ServiceError as bad_input:
+            error = bad_input
+        await stream.finish()
+    except Exception as failure:
+        events.fail(failure)
+        return
+    if error is not None:
+        events.fail(error)
+    else:
+        events.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config = TtsConfig.from_args(argv, prog="python -m services.tts")
+    run(config, TtsService(config))
