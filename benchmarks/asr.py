@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,13 +29,14 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from benchmarks.stats import percentile, run_info, summary
 from services.asr.models import embedded_whisper_dir
 from services.asr.transcriber import WhisperTranscriber
 from services.asr.vad import FRAME_SAMPLES, SileroVad
 from voice_agent.audio import pcm16_to_float
 from voice_agent.client.asr import recognize
 from voice_agent.samples import SpokenSample, speak, word_error_rate
-from voice_agent.stack import ServiceProcess, free_port, launch, service
+from voice_agent.stack import start_on_free_ports
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -61,14 +61,6 @@ UTTERANCES = {
         "Please listen to my pitch for the new product and tell me which part was the least convincing to you",
     ],
 }
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"p50": round(percentile(values, 50), 1), "p95": round(percentile(values, 95), 1), "n": len(values)}
 
 
 def bench_vad(samples: list[SpokenSample]) -> dict[str, float]:
@@ -127,12 +119,10 @@ def bench_bare_model(samples: list[SpokenSample]) -> dict[str, object]:
 
 
 async def bench_service(samples: dict[str, list[SpokenSample]], log_dir: Path) -> dict[str, object]:
-    servers: dict[str, ServiceProcess] = {}
-    for mode in ("fit", "full"):
-        log = log_dir / f"asr-{mode}.log"
-        servers[mode] = launch(service("asr"), log, "--encoder-window", mode, port=free_port(), metrics_port=0)
-    for server in servers.values():
-        server.wait_until_serving(120)
+    servers = {
+        mode: start_on_free_ports("asr", log_dir / f"asr-{mode}.log", "--encoder-window", mode)
+        for mode in ("fit", "full")
+    }
     latency: dict[str, dict[str, list[float]]] = {m: {k: [] for k in samples} for m in servers}
     rtf: dict[str, dict[str, list[float]]] = {m: {k: [] for k in samples} for m in servers}
     texts: dict[str, dict[str, list[str]]] = {m: {k: [] for k in samples} for m in servers}
@@ -184,8 +174,7 @@ def main() -> None:
     samples = {k: [speak(t, lead_ms=500, tail_ms=1000) for t in texts] for k, texts in UTTERANCES.items()}
     durations = {k: round(statistics.fmean(s.speech_end_ms - s.speech_start_ms for s in v)) for k, v in samples.items()}
     results: dict[str, object] = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "date": time.strftime("%Y-%m-%d"),
+        **run_info(),
         "utterance_mean_speech_ms": durations,
     }
     print("VAD cost per frame ...", file=sys.stderr)

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 from voice_agent.samples import SpokenSample, speak
-from voice_agent.stack import ServiceProcess, free_port, launch, service
+from voice_agent.stack import ServiceProcess, free_port
+from voice_agent.stack import start_on_free_ports as start_service
 
 __all__ = ["ServiceProcess", "free_port", "spoken", "start_service"]
-
-
-def start_service(name: str, log: Path, *args: str, timeout_s: float = 120.0) -> ServiceProcess:
-    """A real service on free loopback ports, healthy."""
-    started = launch(service(name), log, *args, port=free_port(), metrics_port=free_port())
-    try:
-        started.wait_until_serving(timeout_s)
-    except (RuntimeError, TimeoutError):
-        started.stop()
-        raise
-    return started
 
 
 @functools.cache

@@ -54,9 +54,8 @@ def test_up_transcribe_say_down(cli_env: dict[str, str], tmp_path: Path) -> None
         assert read_wav(tmp_path / "kokoro.wav").duration_ms == said["audio_ms"]
 
         voice_agent("up", "--tts-engine", "piper", env=cli_env)  # restarts the TTS with the other engine
-        said = voice_agent(
-            "say", "Take a deep breath.", "--engine", "piper", "--out", str(tmp_path / "p.wav"), env=cli_env
-        )
+        piper_wav = str(tmp_path / "piper.wav")
+        said = voice_agent("say", "Take a deep breath.", "--engine", "piper", "--out", piper_wav, env=cli_env)
         assert said["sample_rate"] == 22_050
         heard = voice_agent("transcribe", piper_wav, "--fast", env=cli_env)["text"]
         assert word_error_rate("Take a deep breath.", heard) <= 0.1, heard

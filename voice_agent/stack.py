@@ -145,6 +145,17 @@ def service(name: str) -> ServiceSpec:
     return next(spec for spec in SERVICES if spec.name == name)
 
 
+def start_on_free_ports(name: str, log: Path, *args: str, timeout_s: float = 120.0) -> ServiceProcess:
+    """A service on free loopback ports, healthy: for tests and benchmarks beside a running stack."""
+    started = launch(service(name), log, *args, port=free_port(), metrics_port=free_port())
+    try:
+        started.wait_until_serving(timeout_s)
+    except (RuntimeError, TimeoutError):
+        started.stop()
+        raise
+    return started
+
+
 def tts_engine(address: str, timeout_s: float = 2.0) -> str:
     """The engine a running TTS service runs."""
     with grpc.insecure_channel(address) as channel:

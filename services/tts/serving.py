@@ -12,7 +12,7 @@ from services.tts.config import TtsConfig
 from services.tts.engines import TtsEngine, load_engine
 from services.tts.protocol import check_text_length, settings_from_config
 from services.tts.stream import SynthesisStream
-from voice_agent.errors import InvalidArgument, ServiceError
+from voice_agent.errors import InvalidArgument
 from voice_agent.inference import InferencePool
 from voice_agent.server import EventStream, StreamAdmission, run
 from voice_agent.v1 import tts_pb2, tts_pb2_grpc
@@ -122,32 +122,28 @@ async def _read(
     stream: SynthesisStream,
     events: EventStream[tts_pb2.SynthesizeResponse],
 ) -> None:
-    """Feeds fragments to the stream until an end marker or a half-close; bad input ends it
-    after the audio of the text before it."""
-    error: ServiceError | None = None
+    """Feeds fragments to the stream until an end marker or a half-close.
+
+    Bad input ends the stream at once with its error, after the audio already
+    sent: unlike a user's speech, text the client got wrong is not worth more
+    synthesis (a text over the limit could otherwise cost minutes of it)."""
     try:
-        try:
-            async for request in requests:
-                kind = request.WhichOneof("request")
-                if kind == "text":
-                    stream.add_text(request.text)
-                elif kind == "flush":
-                    stream.flush()
-                elif kind == "end":
-                    break
-                else:
-                    what = "a second SynthesisConfig" if kind == "config" else "a message with no text, flush or end"
-                    raise InvalidArgument(f"expected text, flush or end after the SynthesisConfig, got {what}")
-        except ServiceError as bad_input:
-            error = bad_input
+        async for request in requests:
+            kind = request.WhichOneof("request")
+            if kind == "text":
+                stream.add_text(request.text)
+            elif kind == "flush":
+                stream.flush()
+            elif kind == "end":
+                break
+            else:
+                what = "a second SynthesisConfig" if kind == "config" else "a message with no text, flush or end"
+                raise InvalidArgument(f"expected text, flush or end after the SynthesisConfig, got {what}")
         await stream.finish()
-    except Exception as failure:
-        events.fail(failure)
-        return
-    if error is not None:
+    except Exception as error:
         events.fail(error)
-    else:
-        events.close()
+        return
+    events.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
