@@ -53,13 +53,19 @@ down:
 DEMO_WAV := $(VENV)/demo.wav
 DEMO_TEXT := I would like to practice my presentation for tomorrow morning. Can you help me sound more confident?
 
-# Until the conversation turn lands (issue 4), the demo is the ASR alone on a spoken sample.
+DEMO_REPLY := Great question. Start with one short story about a real client, then say what changed for them.
+DEMO_REPLY_WAV := $(VENV)/demo-reply.wav
+
+# Until the conversation turn lands (issue 4), the demo runs the two speech
+# services on their own: the user's speech through ASR, a coach's reply through TTS.
 demo: setup
 	$(BIN)/voice-agent up
 	@echo "==> speaking a sample with espeak-ng: \"$(DEMO_TEXT)\""
 	@$(BIN)/python -m voice_agent.samples "$(DEMO_TEXT)" $(DEMO_WAV)
 	@echo "==> streaming it to the ASR service in real time"
 	$(BIN)/voice-agent transcribe $(DEMO_WAV)
+	@echo "==> the coach's voice: Kokoro-82M says \"$(DEMO_REPLY)\""
+	$(BIN)/voice-agent say "$(DEMO_REPLY)" --out $(DEMO_REPLY_WAV)
 	@echo "==> the stack is still running: 'make down' stops it"
 
 bench: bench-asr bench-tts
