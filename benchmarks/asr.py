@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from benchmarks.stats import percentile, run_info, summary
+from benchmarks.stats import percentile, run_info, summary, write_results
 from services.asr.models import embedded_whisper_dir
 from services.asr.transcriber import WhisperTranscriber
 from services.asr.vad import FRAME_SAMPLES, SileroVad
@@ -186,10 +185,7 @@ def main() -> None:
     print("the service, real-time streams, fit and full windows side by side ...", file=sys.stderr)
     with tempfile.TemporaryDirectory() as logs:
         results["service"] = asyncio.run(bench_service(samples, Path(logs)))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
-    print(f"written to {args.out}", file=sys.stderr)
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

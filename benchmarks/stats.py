@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -33,3 +36,11 @@ def process_memory_mb(pid: int) -> dict[str, float]:
             if key in ("VmRSS", "VmHWM"):
                 fields[key] = round(int(value.split()[0]) / 1024, 1)
     return {"rss_mb": fields.get("VmRSS", 0.0), "peak_rss_mb": fields.get("VmHWM", 0.0)}
+
+
+def write_results(path: Path, results: dict[str, object]) -> None:
+    """Prints the results and writes them to ``path`` as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    print(f"written to {path}", file=sys.stderr)

