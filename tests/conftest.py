@@ -42,3 +42,11 @@ def tts_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 async def tts_channel(tts_server: ServiceProcess) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(tts_server.address) as channel:
         yield channel
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The embedded llama.cpp server with the real Gemma 3 270M model."""
+    server = start_service("llm", tmp_path_factory.mktemp("llm") / "llm.log")
+    yield server
+    server.stop()

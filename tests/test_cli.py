@@ -27,7 +27,7 @@ def voice_agent(*args: str, env: dict[str, str], timeout: float = 300) -> dict:
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {**os.environ, "VOICE_STATE_DIR": str(tmp_path / "state")}
-    for service in ("asr", "tts"):
+    for service in ("asr", "tts", "llm"):
         port = free_port()
         env[f"VOICE_{service.upper()}_PORT"] = str(port)
         env[f"VOICE_{service.upper()}_METRICS_PORT"] = str(free_port())
@@ -41,7 +41,7 @@ def test_up_transcribe_say_down(cli_env: dict[str, str], tmp_path: Path) -> None
     save(sample, tmp_path / "utterance.wav")
     try:
         services = voice_agent("up", env=cli_env)["services"]
-        assert services == {"asr": cli_env["VOICE_ASR_ADDRESS"], "tts": cli_env["VOICE_TTS_ADDRESS"]}
+        assert services == {name: cli_env[f"VOICE_{name.upper()}_ADDRESS"] for name in ("asr", "tts", "llm")}
         assert voice_agent("up", env=cli_env)["services"] == services  # idempotent: reuses what runs
         result = voice_agent("transcribe", str(tmp_path / "utterance.wav"), "--fast", env=cli_env)
         assert word_error_rate(text, result["text"]) <= 0.2, result
@@ -60,7 +60,7 @@ def test_up_transcribe_say_down(cli_env: dict[str, str], tmp_path: Path) -> None
         heard = voice_agent("transcribe", piper_wav, "--fast", env=cli_env)["text"]
         assert word_error_rate("Take a deep breath.", heard) <= 0.1, heard
     finally:
-        assert voice_agent("down", env=cli_env)["stopped"] == ["asr", "tts"]
+        assert voice_agent("down", env=cli_env)["stopped"] == ["asr", "tts", "llm"]
     assert voice_agent("down", env=cli_env)["stopped"] == []
 
 
@@ -104,5 +104,5 @@ def test_say_against_the_wrong_engine_fails_clearly(cli_env: dict[str, str], tts
 
 def test_models_are_the_embedded_ones(cli_env: dict[str, str]) -> None:
     models = voice_agent("models", env=cli_env)["models"]
-    assert set(models) == {"asr.whisper", "asr.vad", "tts.kokoro", "tts.kokoro.voices", "tts.piper"}
+    assert set(models) == {"asr.whisper", "asr.vad", "tts.kokoro", "tts.kokoro.voices", "tts.piper", "llm.gemma"}
     assert all(info["bytes"] > 1_000_000 for info in models.values())

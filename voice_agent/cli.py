@@ -55,10 +55,11 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from services.asr.models import embedded_models as asr_models
+    from services.llm.models import embedded_models as llm_models
     from services.tts.models import embedded_models as tts_models
 
     found = {}
-    for name, path in {**asr_models(), **tts_models()}.items():
+    for name, path in {**asr_models(), **tts_models(), **llm_models()}.items():
         if not path.exists():
             raise FileNotFoundError(f"{name}: {path} is missing: run `make setup`")
         size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size

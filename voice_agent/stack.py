@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.asr.config import AsrConfig
+from services.llm.config import LlmServerConfig
 from services.tts.config import TtsConfig
-from voice_agent.config import ServerConfig
+from voice_agent.config import Config, ServerConfig
 from voice_agent.v1 import tts_pb2, tts_pb2_grpc
 
 LOCAL_HOST = "127.0.0.1"
@@ -34,15 +36,24 @@ LOCAL_HOST = "127.0.0.1"
 class ServiceSpec:
     name: str
     module: str
-    config: type[ServerConfig]
+    config: type[Config]
+    #: An HTTP path that answers 200 once the service is ready; None: the gRPC health service.
+    http_ready_path: str | None = None
 
     def address(self) -> str:
-        return f"{LOCAL_HOST}:{self.config.from_env().port}"
+        return f"{LOCAL_HOST}:{self.config.from_env().port}"  # type: ignore[attr-defined]
+
+    def is_serving(self, address: str) -> bool:
+        if self.http_ready_path is None:
+            return is_serving(address)
+        return http_ready(f"http://{address}{self.http_ready_path}")
 
 
 SERVICES = (
     ServiceSpec("asr", "services.asr", AsrConfig),
     ServiceSpec("tts", "services.tts", TtsConfig),
+    # llama.cpp's server has no /health; /v1/models answers once the model is loaded.
+    ServiceSpec("llm", "services.llm", LlmServerConfig, http_ready_path="/v1/models"),
 )
 
 
@@ -59,6 +70,14 @@ def is_serving(address: str, timeout_s: float = 1.0) -> bool:
         except grpc.RpcError:
             return False
     return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def http_ready(url: str, timeout_s: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as reply:
+            return reply.status == 200
+    except (OSError, ValueError):
+        return False
 
 
 def _pid_alive(pid: int) -> bool:
@@ -96,15 +115,19 @@ def free_port() -> int:
 class ServiceProcess:
     """One service running as a child process."""
 
-    name: str
+    spec: ServiceSpec
     process: subprocess.Popen[bytes]
     address: str
     log: Path
     metrics_port: int | None = None  # None: the service's configured default
 
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
     def wait_until_serving(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while not is_serving(self.address):
+        while not self.spec.is_serving(self.address):
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with code {self.process.returncode}:\n{_log_tail(self.log)}")
             if time.monotonic() > deadline:
@@ -128,7 +151,7 @@ def launch(
     """Starts ``spec`` on the loopback interface; ports default to the service's configuration."""
     port = port or spec.config.from_env().port
     command = [sys.executable, "-m", spec.module, "--host", LOCAL_HOST, "--port", str(port), *args]
-    if metrics_port is not None:
+    if metrics_port is not None and issubclass(spec.config, ServerConfig):
         command += ["--metrics-port", str(metrics_port)]
     with open(log, "ab") as out:
         process = subprocess.Popen(
@@ -138,7 +161,7 @@ def launch(
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # outlives the CLI, and a Ctrl-C in its terminal
         )
-    return ServiceProcess(spec.name, process, f"{LOCAL_HOST}:{port}", log, metrics_port)
+    return ServiceProcess(spec, process, f"{LOCAL_HOST}:{port}", log, metrics_port)
 
 
 def service(name: str) -> ServiceSpec:
@@ -175,7 +198,7 @@ def up(
     starting = []
     for spec in SERVICES:
         address = addresses[spec.name]
-        if is_serving(address):
+        if spec.is_serving(address):
             if spec.name == "tts" and tts_engine_name and tts_engine(address) != tts_engine_name:
                 progress(f"tts: serving another engine on {address}; restarting it with {tts_engine_name}")
                 if not _stop(spec.name):

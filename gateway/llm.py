@@ -1,0 +1,90 @@
+"""The LLM tier as the gateway sees it: any OpenAI-compatible ``/v1/chat/completions``
+server, streamed through the official ``openai`` client.
+
+One client (one pooled HTTP connection set) per gateway process. Cancelling a
+reply closes its HTTP stream, which makes vLLM and llama.cpp abort the
+generation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import openai
+from openai import AsyncOpenAI
+
+from voice_agent.errors import ServiceError, Unavailable
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "gemma-3-270m"
+    api_key: str = "none"
+    max_tokens: int = 60
+    temperature: float = 0.7
+    # The embedded base model writes one line per turn of its dialogue template.
+    stop: tuple[str, ...] = ("\n",)
+    request_timeout_s: float = 30.0
+
+
+@dataclass
+class Reply:
+    """What a streamed reply produced, and when."""
+
+    text: str = ""
+    tokens: int = 0
+    ttft_ms: float | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+class LlmError(ServiceError):
+    """The LLM server failed or answered with an error."""
+
+
+class ChatClient:
+    def __init__(self, settings: LlmSettings) -> None:
+        self.settings = settings
+        self._client = AsyncOpenAI(
+            base_url=settings.base_url,
+            api_key=settings.api_key,
+            timeout=settings.request_timeout_s,
+            max_retries=0,  # a voice turn cannot wait for retries; the caller decides
+        )
+
+    async def stream(self, messages: list[dict[str, str]], reply: Reply) -> AsyncIterator[str]:
+        """Yields content deltas as they arrive, filling in ``reply`` on the way."""
+        try:
+            stream = await self._client.chat.completions.create(
+                model=self.settings.model,
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=self.settings.max_tokens,
+                temperature=self.settings.temperature,
+                stop=list(self.settings.stop) or None,
+                stream=True,
+            )
+        except openai.APIConnectionError as error:
+            raise Unavailable(f"the LLM server at {self.settings.base_url} is unreachable: {error}") from error
+        except openai.APIStatusError as error:
+            raise LlmError(f"the LLM server answered {error.status_code}: {error.message}") from error
+        try:
+            async for chunk in stream:
+                delta = chunk.choices[0].delta.content if chunk.choices else None
+                if not delta:
+                    continue
+                if reply.ttft_ms is None:
+                    reply.ttft_ms = (time.perf_counter() - reply.started) * 1000
+                reply.text += delta
+                reply.tokens += 1
+                yield delta
+        except openai.APIError as error:
+            raise LlmError(f"the LLM stream failed: {error}") from error
+        except OSError as error:  # the transport's errors: the server went away mid-reply
+            raise Unavailable(f"the LLM stream broke off: {error}") from error
+        finally:
+            await stream.close()  # on cancel too: the server stops generating
+
+    async def close(self) -> None:
+        await self._client.close()

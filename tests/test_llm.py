@@ -1,0 +1,73 @@
+"""The LLM tier: the gateway's OpenAI-compatible client against the real embedded
+llama.cpp server and Gemma 3 270M."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from support import ServiceProcess, free_port
+
+from gateway.llm import ChatClient, LlmSettings, Reply
+from gateway.persona import DEFAULT_SYSTEM_PROMPT
+from services.llm.models import CHAT_TEMPLATE
+from voice_agent.errors import Unavailable
+
+HISTORY = [
+    {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+    {"role": "user", "content": "I have a job interview next week."},
+    {"role": "assistant", "content": "Great, let's prepare your answers together."},
+    {"role": "user", "content": "What should I say about my weaknesses?"},
+]
+
+
+def client(server: ServiceProcess, **settings: object) -> ChatClient:
+    return ChatClient(LlmSettings(base_url=f"http://{server.address}/v1", **settings))  # type: ignore[arg-type]
+
+
+async def test_a_reply_streams_as_deltas(llm_server: ServiceProcess) -> None:
+    chat, reply = client(llm_server), Reply()
+    deltas = [delta async for delta in chat.stream(HISTORY, reply)]
+    await chat.close()
+    assert len(deltas) >= 2 and reply.text.strip()
+    assert "\n" not in reply.text and "Client:" not in reply.text  # one line of the dialogue
+    assert reply.ttft_ms is not None and reply.tokens == len(deltas)
+
+
+def test_the_chat_template_carries_the_whole_history() -> None:
+    formatter = Jinja2ChatFormatter(CHAT_TEMPLATE.read_text(), eos_token="<eos>", bos_token="<bos>")
+    prompt = formatter(messages=HISTORY).prompt
+    assert prompt.startswith(DEFAULT_SYSTEM_PROMPT)
+    assert prompt.endswith(
+        "Client: I have a job interview next week.\n"
+        "Coach: Great, let's prepare your answers together.\n"
+        "Client: What should I say about my weaknesses?\n"
+        "Coach:"
+    )
+
+
+async def test_the_server_sees_the_history(llm_server: ServiceProcess) -> None:
+    raw = openai.AsyncOpenAI(base_url=f"http://{llm_server.address}/v1", api_key="none")
+    short = await raw.chat.completions.create(model="gemma-3-270m", messages=HISTORY[-1:], max_tokens=1)
+    full = await raw.chat.completions.create(model="gemma-3-270m", messages=HISTORY, max_tokens=1)
+    await raw.close()
+    assert full.usage.prompt_tokens > short.usage.prompt_tokens + 100  # the system prompt and earlier turns
+
+
+async def test_a_cancelled_reply_frees_the_server(llm_server: ServiceProcess) -> None:
+    chat = client(llm_server, max_tokens=300, stop=())
+    reply = Reply()
+    async for _ in chat.stream(HISTORY, reply):
+        break  # closes the HTTP stream: the server stops generating
+    assert reply.tokens == 1
+    follow_up = Reply()
+    assert [delta async for delta in client(llm_server).stream(HISTORY, follow_up)]
+    await chat.close()
+
+
+async def test_an_unreachable_server_is_unavailable() -> None:
+    chat = ChatClient(LlmSettings(base_url=f"http://127.0.0.1:{free_port()}/v1"))
+    with pytest.raises(Unavailable, match="unreachable"):
+        async for _ in chat.stream(HISTORY, Reply()):
+            pass
+    await chat.close()
