@@ -9,6 +9,8 @@ import grpc
 import pytest
 from support import ServiceProcess, start_service
 
+from voice_agent.stack import gateway_backend_args
+
 
 @pytest.fixture(scope="session")
 def asr_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
@@ -50,3 +52,34 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProc
     server = start_service("llm", tmp_path_factory.mktemp("llm") / "llm.log")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def piper_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The fast TTS engine, for the gateway's tests."""
+    server = start_service("tts", tmp_path_factory.mktemp("piper") / "tts.log", "--engine", "piper")
+    yield server
+    server.stop()
+
+
+def gateway_args(asr: ServiceProcess, tts: ServiceProcess, llm: ServiceProcess) -> list[str]:
+    return gateway_backend_args(asr.address, tts.address, llm.address)
+
+
+@pytest.fixture(scope="session")
+def gateway_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    asr_server: ServiceProcess,
+    piper_server: ServiceProcess,
+    llm_server: ServiceProcess,
+) -> Iterator[ServiceProcess]:
+    log = tmp_path_factory.mktemp("gateway") / "gateway.log"
+    server = start_service("gateway", log, *gateway_args(asr_server, piper_server, llm_server))
+    yield server
+    assert server.stop() == 0, server.log.read_text()
+
+
+@pytest.fixture
+async def gateway_channel(gateway_server: ServiceProcess) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(gateway_server.address) as channel:
+        yield channel

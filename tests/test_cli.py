@@ -15,6 +15,7 @@ from voice_agent.audio import read_wav
 from voice_agent.samples import save, word_error_rate
 
 CLI = str(Path(sys.executable).parent / "voice-agent")
+SERVICES = ("asr", "tts", "llm", "gateway")
 
 
 def voice_agent(*args: str, env: dict[str, str], timeout: float = 300) -> dict:
@@ -27,7 +28,7 @@ def voice_agent(*args: str, env: dict[str, str], timeout: float = 300) -> dict:
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {**os.environ, "VOICE_STATE_DIR": str(tmp_path / "state")}
-    for service in ("asr", "tts", "llm"):
+    for service in ("asr", "tts", "llm", "gateway"):
         port = free_port()
         env[f"VOICE_{service.upper()}_PORT"] = str(port)
         env[f"VOICE_{service.upper()}_METRICS_PORT"] = str(free_port())
@@ -41,7 +42,7 @@ def test_up_transcribe_say_down(cli_env: dict[str, str], tmp_path: Path) -> None
     save(sample, tmp_path / "utterance.wav")
     try:
         services = voice_agent("up", env=cli_env)["services"]
-        assert services == {name: cli_env[f"VOICE_{name.upper()}_ADDRESS"] for name in ("asr", "tts", "llm")}
+        assert services == {name: cli_env[f"VOICE_{name.upper()}_ADDRESS"] for name in SERVICES}
         assert voice_agent("up", env=cli_env)["services"] == services  # idempotent: reuses what runs
         result = voice_agent("transcribe", str(tmp_path / "utterance.wav"), "--fast", env=cli_env)
         assert word_error_rate(text, result["text"]) <= 0.2, result
@@ -59,8 +60,14 @@ def test_up_transcribe_say_down(cli_env: dict[str, str], tmp_path: Path) -> None
         assert said["sample_rate"] == 22_050
         heard = voice_agent("transcribe", piper_wav, "--fast", env=cli_env)["text"]
         assert word_error_rate("Take a deep breath.", heard) <= 0.1, heard
+
+        turn = voice_agent(
+            "talk", "--wav", str(tmp_path / "utterance.wav"), "--out", str(tmp_path / "r.wav"), env=cli_env
+        )
+        assert word_error_rate(text, turn["transcript"]) <= 0.2 and turn["reply"].strip()
+        assert {"vad_wait_ms", "asr_ms", "llm_ttft_ms", "tts_ttfa_ms", "e2e_ms", "overhead_ms"} <= set(turn["metrics"])
     finally:
-        assert voice_agent("down", env=cli_env)["stopped"] == ["asr", "tts", "llm"]
+        assert voice_agent("down", env=cli_env)["stopped"] == list(SERVICES)
     assert voice_agent("down", env=cli_env)["stopped"] == []
 
 

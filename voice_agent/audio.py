@@ -19,6 +19,7 @@ from voice_agent.v1 import audio_pb2
 PCM16_SAMPLE_BYTES = 2
 ASR_SAMPLE_RATE = 16_000
 ASR_INPUT_RATES = (8_000, 16_000, 24_000, 48_000)
+TTS_OUTPUT_RATES = (8_000, 16_000, 22_050, 24_000, 44_100, 48_000)
 
 
 def pcm16_to_float(data: bytes) -> np.ndarray:
@@ -94,6 +95,12 @@ class Pcm16Audio:
     @property
     def duration_ms(self) -> int:
         return samples_to_ms(len(self.data) // PCM16_SAMPLE_BYTES, self.sample_rate)
+
+    def resampled(self, sample_rate: int) -> Pcm16Audio:
+        if sample_rate == self.sample_rate:
+            return self
+        samples = resample(pcm16_to_float(self.data), self.sample_rate, sample_rate)
+        return Pcm16Audio(float_to_pcm16(samples), sample_rate)
 
     def chunks(self, chunk_ms: int) -> list[bytes]:
         step = self.sample_rate * chunk_ms // 1000 * PCM16_SAMPLE_BYTES

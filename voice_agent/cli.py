@@ -18,13 +18,11 @@ from voice_agent.audio import (
     ASR_INPUT_RATES,
     ASR_SAMPLE_RATE,
     Pcm16Audio,
-    float_to_pcm16,
-    pcm16_to_float,
     read_wav,
     write_wav,
 )
-from voice_agent.audio import resample as resample_samples
 from voice_agent.client.asr import recognize
+from voice_agent.client.converse import TurnResult, talk
 from voice_agent.client.tts import Synthesis, synthesize
 from voice_agent.v1 import asr_pb2
 
@@ -72,10 +70,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _load_for_asr(path: str) -> Pcm16Audio:
     """Reads a WAV; a rate the service does not take is resampled to 16 kHz here."""
     audio = read_wav(path)
-    if audio.sample_rate in ASR_INPUT_RATES:
-        return audio
-    samples = resample_samples(pcm16_to_float(audio.data), audio.sample_rate, ASR_SAMPLE_RATE)
-    return Pcm16Audio(float_to_pcm16(samples), ASR_SAMPLE_RATE)
+    return audio if audio.sample_rate in ASR_INPUT_RATES else audio.resampled(ASR_SAMPLE_RATE)
 
 
 def _describe(event: asr_pb2.RecognizeResponse) -> str:
@@ -123,6 +118,30 @@ def cmd_say(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_talk(args: argparse.Namespace) -> int:
+    audio = read_wav(args.wav)
+    options = {"voice": args.voice or "", "output_sample_rate_hz": args.rate}
+
+    async def run() -> TurnResult:
+        async with grpc.aio.insecure_channel(args.gateway) as channel:
+            return await talk(channel, audio, **options)
+
+    result = asyncio.run(run())
+    reply_audio = result.reply_audio()
+    write_wav(args.out, reply_audio)
+    payload: dict[str, Any] = {
+        "transcript": result.transcript,
+        "reply": result.reply,
+        "metrics": result.metrics(),
+        "reply_audio_ms": reply_audio.duration_ms,
+        "errors": [{"code": e.code, "backend": e.backend, "message": e.message} for e in result.errors],
+    }
+    table = "\n".join(f"  {name:>22}: {value:8.1f} ms" for name, value in payload["metrics"].items())
+    text = f"you:   {result.transcript}\ncoach: {result.reply}\n{table}\nreply audio: {args.out}"
+    _emit(args, payload, text)
+    return 1 if result.errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voice-agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--rate", type=int, default=0, help="output sample rate (default: the engine's own)")
     say.add_argument("--tts", default=_default_address("tts", 50053), help="TTS address [env VOICE_TTS_ADDRESS]")
     say.set_defaults(run=cmd_say)
+    talk_ = command("talk", "one spoken turn through the gateway, in real time; writes the agent's reply")
+    talk_.add_argument("--wav", required=True, help="the user's turn: a 16-bit PCM WAV at 8/16/24/48 kHz")
+    talk_.add_argument("--out", required=True, help="WAV file for the agent's reply")
+    talk_.add_argument("--voice", help="TTS voice (default: the engine's)")
+    talk_.add_argument("--rate", type=int, default=0, help="reply sample rate (default: the TTS engine's)")
+    talk_.add_argument("--gateway", default=_default_address("gateway", 50051), help="[env VOICE_GATEWAY_ADDRESS]")
+    talk_.set_defaults(run=cmd_talk)
     return parser
 
 

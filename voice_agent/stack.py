@@ -23,6 +23,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.config import GatewayConfig
 from services.asr.config import AsrConfig
 from services.llm.config import LlmServerConfig
 from services.tts.config import TtsConfig
@@ -54,6 +55,7 @@ SERVICES = (
     ServiceSpec("tts", "services.tts", TtsConfig),
     # llama.cpp's server has no /health; /v1/models answers once the model is loaded.
     ServiceSpec("llm", "services.llm", LlmServerConfig, http_ready_path="/v1/models"),
+    ServiceSpec("gateway", "gateway", GatewayConfig),
 )
 
 
@@ -179,6 +181,11 @@ def start_on_free_ports(name: str, log: Path, *args: str, timeout_s: float = 120
     return started
 
 
+def gateway_backend_args(asr: str, tts: str, llm: str) -> list[str]:
+    """The gateway's flags that point it at its backends' addresses."""
+    return ["--asr-address", asr, "--tts-address", tts, "--llm-base-url", f"http://{llm}/v1"]
+
+
 def tts_engine(address: str, timeout_s: float = 2.0) -> str:
     """The engine a running TTS service runs."""
     with grpc.insecure_channel(address) as channel:
@@ -194,7 +201,9 @@ def up(
     another engine is restarted with this one.
     """
     addresses = {spec.name: spec.address() for spec in SERVICES}
-    extra_args = {"tts": ["--engine", tts_engine_name]} if tts_engine_name else {}
+    extra_args = {"gateway": gateway_backend_args(addresses["asr"], addresses["tts"], addresses["llm"])}
+    if tts_engine_name:
+        extra_args["tts"] = ["--engine", tts_engine_name]
     starting = []
     for spec in SERVICES:
         address = addresses[spec.name]

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from services.tts.config import TtsConfig
 from services.tts.engines import TtsEngine
+from voice_agent.audio import TTS_OUTPUT_RATES
 from voice_agent.errors import InvalidArgument
 from voice_agent.v1 import tts_pb2
 
-OUTPUT_RATES = (8_000, 16_000, 22_050, 24_000, 44_100, 48_000)
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
 
 
@@ -29,10 +29,10 @@ def settings_from_config(config: tts_pb2.SynthesisConfig, engine: TtsEngine, ser
     if voice not in engine.voices:
         raise InvalidArgument(f"unknown voice {voice!r}: {engine.name} has {', '.join(engine.voices)}")
     sample_rate = config.sample_rate_hz or engine.sample_rate
-    if sample_rate not in OUTPUT_RATES:
+    if sample_rate not in TTS_OUTPUT_RATES:
         raise InvalidArgument(
             f"unsupported output rate {sample_rate} Hz: use 0 (the engine's {engine.sample_rate}) or one of "
-            + ", ".join(map(str, OUTPUT_RATES))
+            + ", ".join(map(str, TTS_OUTPUT_RATES))
         )
     speed = config.speed or 1.0
     if not MIN_SPEED <= speed <= MAX_SPEED:

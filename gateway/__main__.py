@@ -1,0 +1,3 @@
+from gateway.serving import main
+
+main()

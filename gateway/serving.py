@@ -1,0 +1,92 @@
+"""The gRPC servicer of the gateway, and its process entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+
+from gateway.config import GatewayConfig
+from gateway.llm import ChatClient
+from gateway.session import Backends, Session, session_settings
+from voice_agent.errors import InvalidArgument
+from voice_agent.server import EventStream, StreamAdmission, run
+from voice_agent.v1 import asr_pb2_grpc, gateway_pb2, gateway_pb2_grpc, tts_pb2_grpc
+
+log = logging.getLogger("gateway")
+
+
+class GatewayService(gateway_pb2_grpc.GatewayServicer):
+    service_name = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.admission = StreamAdmission("gateway", config.max_streams)
+        self._channels: list[grpc.aio.Channel] = []
+        self._backends: Backends | None = None
+
+    def register(self, server: grpc.aio.Server) -> None:
+        gateway_pb2_grpc.add_GatewayServicer_to_server(self, server)
+
+    async def load(self) -> None:
+        """Opens one pooled, persistent channel per backend; they connect lazily and reconnect."""
+        asr = grpc.aio.insecure_channel(self.config.asr_address)
+        tts = grpc.aio.insecure_channel(self.config.tts_address)
+        self._channels = [asr, tts]
+        self._backends = Backends(
+            asr=asr_pb2_grpc.AsrStub(asr),
+            tts=tts_pb2_grpc.TtsStub(tts),
+            llm=ChatClient(self.config.llm_settings()),
+        )
+        log.info(
+            "backends: asr %s, tts %s, llm %s (%s)",
+            self.config.asr_address,
+            self.config.tts_address,
+            self.config.llm_base_url,
+            self.config.llm_model,
+        )
+
+    async def close(self) -> None:
+        if self._backends is not None:
+            await self._backends.llm.close()
+        for channel in self._channels:
+            await channel.close()
+
+    async def Converse(  # noqa: N802 - the gRPC method name
+        self, request_iterator: AsyncIterator[gateway_pb2.ConverseRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[gateway_pb2.ConverseResponse]:
+        async with self.admission.stream(context):
+            assert self._backends is not None  # admission waits for load()
+            requests = aiter(request_iterator)
+            first = await anext(requests, None)
+            if first is None:
+                raise InvalidArgument("the stream ended before its SessionConfig")
+            events: EventStream[gateway_pb2.ConverseResponse] = EventStream()
+            session = Session(self.config, session_settings(first), self._backends, events.put)
+            runner = asyncio.create_task(_serve(session, requests, events))
+            try:
+                async for event in events:
+                    yield event
+            finally:
+                runner.cancel()
+                session.close()
+
+
+async def _serve(
+    session: Session,
+    requests: AsyncIterator[gateway_pb2.ConverseRequest],
+    events: EventStream[gateway_pb2.ConverseResponse],
+) -> None:
+    try:
+        await session.run(requests)
+    except Exception as error:
+        events.fail(error)
+        return
+    events.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config = GatewayConfig.from_args(argv, prog="python -m gateway")
+    run(config, GatewayService(config))

@@ -1,0 +1,251 @@
+"""One conversation: its ASR stream, its turns, barge-in and backend failures.
+
+The session forwards the client's audio to one ASR stream and the ASR's
+events back to the client. A final transcript (or typed text) starts an agent
+turn; speech that starts while a turn is thinking or speaking interrupts it.
+A backend that fails gives the client an error event and the session goes on:
+the ASR stream reconnects with backoff, and the next turn tries the LLM and
+TTS again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from prometheus_client import Counter
+
+from gateway.config import GatewayConfig
+from gateway.history import History
+from gateway.llm import ChatClient
+from gateway.turn import AgentTurn, Emit, TtsFailure, TurnTiming
+from voice_agent.audio import ASR_INPUT_RATES, TTS_OUTPUT_RATES, check_format, check_pcm16_chunk
+from voice_agent.errors import InvalidArgument, ServiceError
+from voice_agent.metrics import latency_histogram
+from voice_agent.v1 import asr_pb2, asr_pb2_grpc, gateway_pb2, tts_pb2, tts_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_CHUNK_MS = 1000
+# Audio held while the ASR stream reconnects (100 ms chunks: ~5 s); newer audio is dropped past it.
+AUDIO_BACKLOG = 50
+RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
+
+TURNS = Counter("voice_gateway_turns_total", "Agent turns started.")
+INTERRUPTIONS = Counter("voice_gateway_interruptions_total", "Agent turns the user interrupted.")
+BACKEND_ERRORS = Counter(
+    "voice_gateway_backend_errors_total", "Backend failures seen by sessions.", ["backend", "code"]
+)
+STAGE_SECONDS = latency_histogram("voice_gateway_stage_seconds", "Per-turn stage latency.", ("stage",))
+
+
+@dataclass(frozen=True)
+class Backends:
+    asr: asr_pb2_grpc.AsrStub
+    tts: tts_pb2_grpc.TtsStub
+    llm: ChatClient
+
+
+def session_settings(request: gateway_pb2.ConverseRequest) -> gateway_pb2.SessionConfig:
+    """Validates the stream's first message; raises InvalidArgument naming the problem."""
+    if request.WhichOneof("request") != "config":
+        raise InvalidArgument("the first message of a Converse stream must be a SessionConfig (field 'config')")
+    config = request.config
+    if not config.HasField("input_audio"):
+        raise InvalidArgument("SessionConfig.input_audio is required: give the encoding and sample_rate_hz")
+    check_format(config.input_audio, ASR_INPUT_RATES)
+    rate = config.output_sample_rate_hz
+    if rate and rate not in TTS_OUTPUT_RATES:
+        raise InvalidArgument(
+            f"unsupported output rate {rate} Hz: use 0 or one of {', '.join(map(str, TTS_OUTPUT_RATES))}"
+        )
+    return config
+
+
+class Session:
+    def __init__(
+        self, config: GatewayConfig, settings: gateway_pb2.SessionConfig, backends: Backends, emit: Emit
+    ) -> None:
+        self._config = config
+        self._settings = settings
+        self._backends = backends
+        self._emit = emit
+        self._history = History(settings.system_prompt or config.system_prompt, config.history_tokens)
+        self._barge_in = settings.barge_in if settings.HasField("barge_in") else config.barge_in
+        self._tts_config = tts_pb2.SynthesisConfig(
+            voice=settings.voice or config.voice, sample_rate_hz=settings.output_sample_rate_hz
+        )
+        self._audio: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=AUDIO_BACKLOG)
+        self._turn: AgentTurn | None = None
+        self._turn_task: asyncio.Task[None] | None = None
+        self._turn_ids = 0
+        self._in_speech = False
+        self._speech_ended_at: float | None = None
+        self._vad_wait_ms = 0.0
+        self._barge_in_timer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def run(self, requests: AsyncIterator[gateway_pb2.ConverseRequest]) -> None:
+        """Serves the conversation until the client ends it; then finishes the turn in flight."""
+        asr = asyncio.create_task(self._asr_loop())
+        try:
+            async for request in requests:
+                kind = request.WhichOneof("request")
+                if kind == "audio":
+                    self._on_audio(request.audio)
+                elif kind == "text":
+                    if request.text.strip():
+                        self._start_turn(request.text.strip(), TurnTiming(final_at=time.perf_counter()))
+                elif kind == "end":
+                    break
+                else:
+                    what = "a second SessionConfig" if kind == "config" else "a message with no audio, text or end"
+                    raise InvalidArgument(f"expected audio, text or end after the SessionConfig, got {what}")
+            self._closing = True
+            self._end_audio()  # the ASR flushes the utterance in progress
+            await asyncio.wait([asr], timeout=self._config.backend_timeout_s)
+            if self._turn_task is not None:  # a final transcript may just have started one
+                await asyncio.wait([self._turn_task], timeout=self._config.backend_timeout_s)
+        finally:
+            self._closing = True
+            asr.cancel()
+            self.close()
+
+    def close(self) -> None:
+        for task in (self._turn_task, self._barge_in_timer):
+            if task is not None:
+                task.cancel()
+
+    # ---- audio in, ASR events out
+
+    def _end_audio(self) -> None:
+        if self._audio.full():
+            self._audio.get_nowait()
+        self._audio.put_nowait(None)
+
+    def _on_audio(self, pcm: bytes) -> None:
+        check_pcm16_chunk(pcm, self._settings.input_audio.sample_rate_hz, MAX_CHUNK_MS)
+        with contextlib.suppress(asyncio.QueueFull):  # ASR down for long: drop, rather than grow without bound
+            self._audio.put_nowait(pcm)
+
+    async def _asr_requests(self) -> AsyncIterator[asr_pb2.RecognizeRequest]:
+        config = asr_pb2.RecognitionConfig(audio=self._settings.input_audio)
+        yield asr_pb2.RecognizeRequest(config=config)
+        while (pcm := await self._audio.get()) is not None:
+            yield asr_pb2.RecognizeRequest(audio=pcm)
+
+    async def _asr_loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                async for event in self._backends.asr.Recognize(self._asr_requests()):
+                    failures = 0
+                    self._on_asr_event(event)
+                return  # the ASR finished after our half-close
+            except grpc.aio.AioRpcError as error:
+                if self._closing:
+                    return
+                self._report("asr", error.code().name, f"speech recognition failed: {error.details()}")
+                await asyncio.sleep(RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)])
+                failures += 1
+
+    def _on_asr_event(self, event: asr_pb2.RecognizeResponse) -> None:
+        kind = event.WhichOneof("event")
+        if kind == "speech_started":
+            self._in_speech = True
+            self._emit(gateway_pb2.ConverseResponse(speech_started=event.speech_started))
+            self._maybe_barge_in()
+        elif kind == "speech_ended":
+            self._in_speech = False
+            self._speech_ended_at = time.perf_counter()
+            ended = event.speech_ended
+            self._vad_wait_ms = float(ended.decision_offset_ms - ended.offset_ms)
+            self._emit(gateway_pb2.ConverseResponse(speech_ended=ended))
+        elif kind == "interim":
+            self._emit(gateway_pb2.ConverseResponse(interim_transcript=event.interim))
+        elif kind == "final":
+            self._emit(gateway_pb2.ConverseResponse(final_transcript=event.final))
+            if event.final.text.strip():
+                timing = TurnTiming(
+                    final_at=time.perf_counter(), speech_ended_at=self._speech_ended_at, vad_wait_ms=self._vad_wait_ms
+                )
+                self._start_turn(event.final.text.strip(), timing)
+
+    # ---- turns and barge-in
+
+    def _agent_active(self) -> bool:
+        return self._turn_task is not None and not self._turn_task.done()
+
+    def _maybe_barge_in(self) -> None:
+        if not (self._barge_in and self._agent_active()):
+            return
+        wait_ms = self._config.barge_in_min_speech_ms
+        if wait_ms == 0:
+            self._interrupt()
+        elif self._barge_in_timer is None or self._barge_in_timer.done():
+            self._barge_in_timer = asyncio.create_task(self._interrupt_if_still_speaking(wait_ms / 1000))
+
+    async def _interrupt_if_still_speaking(self, wait_s: float) -> None:
+        await asyncio.sleep(wait_s)
+        if self._in_speech:
+            self._interrupt()
+
+    def _interrupt(self) -> None:
+        turn, task = self._turn, self._turn_task
+        if turn is None or task is None or task.done():
+            return
+        task.cancel()  # no audio of this turn is sent after this line
+        heard = turn.heard_text()
+        self._history.add_agent(heard)
+        INTERRUPTIONS.inc()
+        self._emit(
+            gateway_pb2.ConverseResponse(interruption=gateway_pb2.Interruption(turn_id=turn.turn_id, heard_text=heard))
+        )
+        self._emit(gateway_pb2.ConverseResponse(turn_metrics=turn.metrics(interrupted=True)))
+
+    def _start_turn(self, user_text: str, timing: TurnTiming) -> None:
+        self._interrupt()  # a new user turn replaces one still in flight
+        self._history.add_user(user_text)
+        self._turn_ids += 1
+        TURNS.inc()
+        self._turn = AgentTurn(
+            self._turn_ids,
+            self._history,
+            self._backends.llm,
+            self._backends.tts,
+            self._tts_config,
+            timing,
+            self._emit,
+            lead_ms=self._config.audio_lead_ms,
+            tts_timeout_s=self._config.backend_timeout_s,
+        )
+        self._turn_task = asyncio.create_task(self._run_turn(self._turn))
+
+    async def _run_turn(self, turn: AgentTurn) -> None:
+        try:
+            await turn.run()
+        except ServiceError as error:
+            self._report("llm", error.code.name, str(error), turn.turn_id)
+            self._history.add_agent(turn.heard_text())
+        except TtsFailure as error:
+            self._report("tts", error.code.name, f"speech synthesis failed: {error}", turn.turn_id)
+            self._history.add_agent(turn.heard_text())
+        else:
+            self._history.add_agent(turn.reply.text)
+            metrics = turn.metrics(interrupted=False)
+            for stage in ("asr_ms", "llm_ttft_ms", "tts_ttfa_ms", "gateway_first_audio_ms"):
+                value = getattr(metrics, stage)
+                if value:
+                    STAGE_SECONDS.labels(stage.removesuffix("_ms")).observe(value / 1000)
+            self._emit(gateway_pb2.ConverseResponse(turn_metrics=metrics))
+
+    def _report(self, backend: str, code: str, message: str, turn_id: int = 0) -> None:
+        BACKEND_ERRORS.labels(backend, code).inc()
+        log.warning("session: %s failed (%s): %s", backend, code, message)
+        error = gateway_pb2.ErrorEvent(code=code, message=message, backend=backend, turn_id=turn_id)
+        self._emit(gateway_pb2.ConverseResponse(error=error))

@@ -1,0 +1,152 @@
+"""One agent turn: LLM tokens go to TTS as they arrive, and audio goes to the client.
+
+Audio is paced: the gateway keeps at most ``lead_ms`` of agent audio ahead of
+the client's playback, so that a barge-in stops what the user hears within
+that lead, and ``heard_text`` is what was actually played. Cancelling the turn
+closes the LLM's HTTP stream (the server stops generating) and the TTS stream
+(the service stops synthesizing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import grpc
+
+from gateway.history import History
+from gateway.llm import ChatClient, Reply
+from voice_agent.v1 import gateway_pb2, tts_pb2, tts_pb2_grpc
+
+Emit = Callable[[gateway_pb2.ConverseResponse], None]
+
+
+@dataclass
+class TurnTiming:
+    """Clock readings (perf_counter) that the turn's metrics come from."""
+
+    final_at: float  # the user's final transcript (or typed text) reached the gateway
+    speech_ended_at: float | None = None  # the ASR's end-of-turn decision reached the gateway
+    vad_wait_ms: float = 0.0
+    tts_first_text_at: float | None = None
+    tts_first_audio_at: float | None = None
+    first_audio_sent_at: float | None = None
+
+
+class TtsFailure(Exception):
+    """The TTS stream failed; carries the gRPC status."""
+
+    def __init__(self, error: grpc.aio.AioRpcError) -> None:
+        super().__init__(error.details())
+        self.code = error.code()
+
+
+class AgentTurn:
+    def __init__(
+        self,
+        turn_id: int,
+        history: History,
+        llm: ChatClient,
+        tts: tts_pb2_grpc.TtsStub,
+        tts_config: tts_pb2.SynthesisConfig,
+        timing: TurnTiming,
+        emit: Emit,
+        *,
+        lead_ms: int,
+        tts_timeout_s: float,
+    ) -> None:
+        self.turn_id = turn_id
+        self.timing = timing
+        self.reply = Reply()
+        self._history = history
+        self._llm = llm
+        self._tts = tts
+        self._tts_config = tts_config
+        self._emit = emit
+        self._lead_s = lead_ms / 1000
+        self._tts_timeout_s = tts_timeout_s
+        self._sequence = 0
+        self._playback_end = 0.0  # when the audio sent so far ends playing at the client
+        self._played: list[tuple[float, int]] = []  # (play start, text end) per chunk sent
+
+    async def run(self) -> None:
+        fragments: asyncio.Queue[str | None] = asyncio.Queue()
+        call = self._tts.SynthesizeStream(self._tts_requests(fragments), timeout=self._tts_timeout_s)
+        audio = asyncio.create_task(self._forward_audio(call))
+        try:
+            async for delta in self._llm.stream(self._history.messages(), self.reply):
+                self._emit(
+                    gateway_pb2.ConverseResponse(agent_text=gateway_pb2.AgentText(turn_id=self.turn_id, delta=delta))
+                )
+                if self.timing.tts_first_text_at is None:
+                    self.timing.tts_first_text_at = time.perf_counter()
+                fragments.put_nowait(delta)
+            fragments.put_nowait(None)
+            await audio
+        finally:
+            audio.cancel()
+            call.cancel()
+
+    def heard_text(self) -> str:
+        """The reply up to the end of the last chunk that has started playing."""
+        now = time.perf_counter()
+        heard_end = max((end for start, end in self._played if start <= now), default=0)
+        return self.reply.text[:heard_end]
+
+    def metrics(self, *, interrupted: bool) -> gateway_pb2.TurnMetrics:
+        t = self.timing
+        return gateway_pb2.TurnMetrics(
+            turn_id=self.turn_id,
+            vad_wait_ms=t.vad_wait_ms,
+            asr_ms=_ms(t.speech_ended_at, t.final_at),
+            llm_ttft_ms=self.reply.ttft_ms or 0.0,
+            tts_ttfa_ms=_ms(t.tts_first_text_at, t.tts_first_audio_at),
+            gateway_first_audio_ms=_ms(t.final_at, t.first_audio_sent_at),
+            llm_tokens=self.reply.tokens,
+            interrupted=interrupted,
+        )
+
+    async def _tts_requests(
+        self, fragments: asyncio.Queue[str | None]
+    ) -> AsyncIterator[tts_pb2.SynthesizeStreamRequest]:
+        yield tts_pb2.SynthesizeStreamRequest(config=self._tts_config)
+        while (fragment := await fragments.get()) is not None:
+            yield tts_pb2.SynthesizeStreamRequest(text=fragment)
+        yield tts_pb2.SynthesizeStreamRequest(end=tts_pb2.SynthesizeStreamRequest.End())
+
+    async def _forward_audio(self, call: grpc.aio.StreamStreamCall) -> None:
+        try:
+            async for response in call:
+                await self._send(response.audio)
+        except grpc.aio.AioRpcError as error:
+            raise TtsFailure(error) from error
+
+    async def _send(self, chunk: tts_pb2.TtsAudioChunk) -> None:
+        now = time.perf_counter()
+        if self.timing.tts_first_audio_at is None:
+            self.timing.tts_first_audio_at = now
+        # Keep at most the lead ahead of playback: wait, then send.
+        if self._playback_end - now > self._lead_s:
+            await asyncio.sleep(self._playback_end - now - self._lead_s)
+            now = time.perf_counter()
+        play_start = max(now, self._playback_end)
+        self._playback_end = play_start + len(chunk.audio) / 2 / chunk.sample_rate_hz
+        self._played.append((play_start, chunk.text_end))
+        if self.timing.first_audio_sent_at is None:
+            self.timing.first_audio_sent_at = now
+        audio = gateway_pb2.AgentAudio(
+            turn_id=self.turn_id,
+            sequence_number=self._sequence,
+            audio=chunk.audio,
+            sample_rate_hz=chunk.sample_rate_hz,
+            text_start=chunk.text_start,
+            text_end=chunk.text_end,
+        )
+        self._sequence += 1
+        self._emit(gateway_pb2.ConverseResponse(agent_audio=audio))
+
+
+def _ms(start: float | None, end: float | None) -> float:
+    return (end - start) * 1000 if start is not None and end is not None else 0.0

@@ -1,0 +1,148 @@
+"""The conversation turn through the gateway: real ASR, LLM (llama.cpp + Gemma 3 270M)
+and TTS (Piper) server processes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+import pytest
+from conftest import gateway_args
+from support import ServiceProcess, spoken, start_service
+
+from voice_agent.audio import Pcm16Audio
+from voice_agent.client.asr import recognize
+from voice_agent.client.converse import session_config, talk
+from voice_agent.samples import word_error_rate
+from voice_agent.stack import launch, service
+from voice_agent.v1 import gateway_pb2, gateway_pb2_grpc
+
+QUESTION = "I have a job interview next week and I feel nervous"
+INTERRUPTION = "Wait I have a different question"
+
+
+async def test_a_spoken_question_through_the_whole_pipeline(
+    gateway_channel: grpc.aio.Channel, asr_server: ServiceProcess
+) -> None:
+    result = await talk(gateway_channel, spoken(QUESTION).audio)
+    assert not result.errors
+    assert word_error_rate(QUESTION, result.transcript) <= 0.2, result.transcript
+    assert result.reply.strip()
+    metrics = result.metrics()
+    assert set(metrics) >= {"vad_wait_ms", "asr_ms", "llm_ttft_ms", "tts_ttfa_ms", "e2e_ms", "overhead_ms"}
+    assert all(metrics[k] > 0 for k in ("vad_wait_ms", "asr_ms", "llm_ttft_ms", "tts_ttfa_ms", "e2e_ms"))
+    # The reply, played back through the ASR, is English speech.
+    reply = result.reply_audio().resampled(16_000)
+    padded = Pcm16Audio(reply.data + b"\0" * 32_000, 16_000)
+    async with grpc.aio.insecure_channel(asr_server.address) as channel:
+        heard = (await recognize(channel, padded, realtime=False)).text
+    assert re.search(r"[A-Za-z]{2,}", heard), heard
+    audio = [e.agent_audio for _, e in result.of("agent_audio")]
+    assert [a.sequence_number for a in audio] == list(range(len(audio)))
+
+
+async def test_barge_in_stops_the_agent_and_truncates_what_it_said(gateway_channel: grpc.aio.Channel) -> None:
+    result = await talk(gateway_channel, spoken(QUESTION).audio, barge_in_audio=spoken(INTERRUPTION, lead_ms=0).audio)
+    interruptions = result.of("interruption")
+    assert len(interruptions) == 1, [e.WhichOneof("event") for _, e in result.events]
+    interrupted_at, event = interruptions[0]
+    turn_id = event.interruption.turn_id
+    # No audio of the interrupted turn after the interruption.
+    assert not [t for t, e in result.of("agent_audio") if e.agent_audio.turn_id == turn_id and t > interrupted_at]
+    # What the user heard is where the agent's side of the history stops: a prefix of the reply.
+    reply = "".join(e.agent_text.delta for _, e in result.of("agent_text") if e.agent_text.turn_id == turn_id)
+    assert reply.startswith(event.interruption.heard_text)
+    metrics = [e.turn_metrics for _, e in result.of("turn_metrics")]
+    assert metrics[0].interrupted and not metrics[-1].interrupted
+    assert word_error_rate(INTERRUPTION, result.of("final_transcript")[-1][1].final_transcript.text) <= 0.3
+
+
+async def _typed_turns(
+    channel: grpc.aio.Channel, texts: list[str], between: Callable[[int], Awaitable[None]] | None = None
+) -> list[gateway_pb2.ConverseResponse]:
+    """Typed turns, one after another in one session, with ``between(i)`` run after turn i
+    (to change the world between turns); returns every event."""
+    events: list[gateway_pb2.ConverseResponse] = []
+    turn_done = asyncio.Event()
+
+    async def requests() -> AsyncIterator[gateway_pb2.ConverseRequest]:
+        yield gateway_pb2.ConverseRequest(config=session_config(16_000))
+        for index, text in enumerate(texts):
+            turn_done.clear()
+            yield gateway_pb2.ConverseRequest(text=text)
+            await asyncio.wait_for(turn_done.wait(), 120)
+            if between is not None:
+                await between(index)
+        yield gateway_pb2.ConverseRequest(end=gateway_pb2.ConverseRequest.EndSession())
+
+    async for event in gateway_pb2_grpc.GatewayStub(channel).Converse(requests()):
+        events.append(event)
+        if event.WhichOneof("event") in ("turn_metrics", "error"):
+            turn_done.set()
+    return events
+
+
+def _kinds(events: list) -> list[str]:
+    return [e.WhichOneof("event") for e in events]
+
+
+async def test_typed_text_is_a_turn(gateway_channel: grpc.aio.Channel) -> None:
+    events = await _typed_turns(gateway_channel, ["How do I start my talk?", "And how do I end it?"])
+    metrics = [e.turn_metrics for e in events if e.WhichOneof("event") == "turn_metrics"]
+    assert [m.turn_id for m in metrics] == [1, 2]
+    assert all(m.llm_tokens > 0 for m in metrics)
+    assert "agent_audio" in _kinds(events) and "error" not in _kinds(events)
+
+
+BAD_SESSIONS = {
+    "no config first": [gateway_pb2.ConverseRequest(text="hello")],
+    "bad input rate": [gateway_pb2.ConverseRequest(config=session_config(44_100))],
+    "bad output rate": [gateway_pb2.ConverseRequest(config=session_config(16_000, output_sample_rate_hz=11_025))],
+    "odd audio bytes": [
+        gateway_pb2.ConverseRequest(config=session_config(16_000)),
+        gateway_pb2.ConverseRequest(audio=b"\0"),
+    ],
+    "second config": [gateway_pb2.ConverseRequest(config=session_config(16_000))] * 2,
+}
+
+
+@pytest.mark.parametrize("case", BAD_SESSIONS, ids=list(BAD_SESSIONS))
+async def test_malformed_sessions_get_invalid_argument(gateway_channel: grpc.aio.Channel, case: str) -> None:
+    async def requests() -> AsyncIterator[gateway_pb2.ConverseRequest]:
+        for request in BAD_SESSIONS[case]:
+            yield request
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in gateway_pb2_grpc.GatewayStub(gateway_channel).Converse(requests()):
+            pass
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_an_llm_that_dies_and_returns(tmp_path, asr_server: ServiceProcess, piper_server: ServiceProcess) -> None:
+    """The LLM server killed between turns: an UNAVAILABLE error event, the session stays
+    open, and the turn after its restart works."""
+    servers = {"llm": start_service("llm", tmp_path / "llm.log")}
+    gateway = start_service(
+        "gateway", tmp_path / "gateway.log", *gateway_args(asr_server, piper_server, servers["llm"])
+    )
+    port = int(servers["llm"].address.rsplit(":", 1)[1])
+
+    async def between(turn: int) -> None:
+        if turn == 0:
+            servers["llm"].stop()
+        elif turn == 1:
+            servers["llm"] = launch(service("llm"), tmp_path / "llm-again.log", port=port)
+            await asyncio.to_thread(servers["llm"].wait_until_serving, 120)
+
+    try:
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            events = await _typed_turns(channel, ["How do I start my talk?", "Is that normal?", "What next?"], between)
+    finally:
+        servers["llm"].stop()
+        assert gateway.stop() == 0
+    outcomes = [e.WhichOneof("event") for e in events if e.WhichOneof("event") in ("turn_metrics", "error")]
+    assert outcomes == ["turn_metrics", "error", "turn_metrics"], _kinds(events)
+    error = next(e.error for e in events if e.WhichOneof("event") == "error")
+    assert (error.code, error.backend, error.turn_id) == ("UNAVAILABLE", "llm", 2)
