@@ -7,14 +7,14 @@ STAMP := $(VENV)/.setup-done
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 # Extras installed into the development venv: every service and the tools.
-EXTRAS := asr,asr-embedded,tts,tts-embedded,gateway,llm,dev
+EXTRAS := asr,asr-embedded,tts,tts-embedded,gateway,llm,demo,dev
 
-.PHONY: help setup test lint protos demo up down bench bench-asr bench-tts clean
+.PHONY: help setup test lint protos demo up down bench bench-asr bench-tts bench-e2e clean
 
 help:
-	@echo "make demo   set everything up, start the embedded stack and run it on a spoken sample"
+	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
-	@echo "make setup | up | down | bench | bench-asr | bench-tts | protos | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | protos | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
@@ -51,25 +51,13 @@ up: setup
 down:
 	@test -x $(BIN)/voice-agent && $(BIN)/voice-agent down || echo "nothing to stop"
 
-DEMO_WAV := $(VENV)/demo.wav
-DEMO_TEXT := I would like to practice my presentation for tomorrow morning. Can you help me sound more confident?
-
-DEMO_REPLY := Great question. Start with one short story about a real client, then say what changed for them.
-DEMO_REPLY_WAV := $(VENV)/demo-reply.wav
-
-# Until the conversation turn lands (issue 4), the demo runs the two speech
-# services on their own: the user's speech through ASR, a coach's reply through TTS.
+# The main job: ASR, TTS, the LLM server and the gateway as local processes, a
+# scripted spoken coaching conversation with a barge-in, a latency table and a
+# waterfall plot in demo-output/, then everything stops.
 demo: setup
-	$(BIN)/voice-agent up
-	@echo "==> speaking a sample with espeak-ng: \"$(DEMO_TEXT)\""
-	@$(BIN)/python -m voice_agent.samples "$(DEMO_TEXT)" $(DEMO_WAV)
-	@echo "==> streaming it to the ASR service in real time"
-	$(BIN)/voice-agent transcribe $(DEMO_WAV)
-	@echo "==> the coach's voice: Kokoro-82M says \"$(DEMO_REPLY)\""
-	$(BIN)/voice-agent say "$(DEMO_REPLY)" --out $(DEMO_REPLY_WAV)
-	@echo "==> the stack is still running: 'make down' stops it"
+	$(BIN)/python -m voice_agent.demo --out-dir demo-output
 
-bench: bench-asr bench-tts
+bench: bench-asr bench-tts bench-e2e
 
 bench-asr: setup
 	$(BIN)/python -m benchmarks.asr
@@ -77,5 +65,8 @@ bench-asr: setup
 bench-tts: setup
 	$(BIN)/python -m benchmarks.tts
 
+bench-e2e: setup
+	$(BIN)/python -m benchmarks.e2e
+
 clean: down
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache demo-output

@@ -33,6 +33,7 @@ from faster_whisper.transcribe import get_ctranslate2_storage, get_suppressed_to
 FULL_WINDOW_S = 30
 FIT_MIN_WINDOW_S = 8
 FIT_PADDING_S = 1
+TIMESTAMP_S = 0.02  # one Whisper timestamp token
 MAX_NEW_TOKENS = 224  # half of Whisper's 448-token context, as faster-whisper uses
 # Speech runs at about 3 words (4-5 tokens) a second. Capping the tokens by the
 # audio's length stops the repetition loops Whisper falls into on a word cut
@@ -93,7 +94,7 @@ class WhisperTranscriber:
         tokenizer = self._tokenizer(language)
         result = self._model.model.generate(
             encoded,
-            [[*tokenizer.sot_sequence, tokenizer.no_timestamps]],
+            [list(tokenizer.sot_sequence)],  # with timestamps: see _speech_tokens
             beam_size=self._beam_size,
             max_length=self._max_tokens(len(audio)),
             return_scores=True,
@@ -101,11 +102,32 @@ class WhisperTranscriber:
             suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
         )[0]
-        tokens = result.sequences_ids[0]
-        avg_log_prob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        generated = result.sequences_ids[0]
+        avg_log_prob = result.scores[0] * len(generated) / (len(generated) + 1)
         silent = result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_log_prob < LOG_PROB_THRESHOLD
+        tokens = self._speech_tokens(generated, tokenizer, len(audio) / ASR_SAMPLE_RATE)
         text = "" if silent else tokenizer.decode(tokens).strip()
         return Transcription(text, (time.perf_counter() - started) * 1000)
+
+    @staticmethod
+    def _speech_tokens(tokens: list[int], tokenizer: Tokenizer, audio_s: float) -> list[int]:
+        """The text tokens of the segments that start inside the audio.
+
+        Whisper decodes with timestamps here, because the silence that pads the
+        window otherwise invites it to "hear" the utterance again ("Make eye
+        contact. Make eye contact with"): a segment that starts after the real
+        audio ends is such an echo, and is dropped.
+        """
+        kept = []
+        for token in tokens:
+            if token >= tokenizer.timestamp_begin:
+                seconds = (token - tokenizer.timestamp_begin) * TIMESTAMP_S
+                if seconds >= audio_s:
+                    break
+                continue
+            if token < tokenizer.eot:
+                kept.append(token)
+        return kept
 
     @staticmethod
     def _max_tokens(samples: int) -> int:

@@ -1,7 +1,8 @@
 """Client of the gateway's Converse stream: open a session, send audio, iterate events.
 
-``talk`` runs one real-time-paced spoken turn as a phone would: the
-microphone's audio, then silence, until the agent's turn ends. It measures
+``Conversation`` keeps a session open with a live microphone (speech, or
+silence between turns, at real-time pace) as a phone would; ``talk`` is one
+turn in a session of its own. ``TurnResult.metrics`` measures
 ``e2e_ms`` on the client's clock: from when the last sample of the user's
 speech was sent (the ASR's speech-end offset, mapped to the wall-clock time
 that sample went out) to the first agent audio chunk received.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -73,56 +74,100 @@ class TurnResult:
         return result
 
 
-async def talk(
-    channel: grpc.aio.Channel,
-    audio: Pcm16Audio,
-    *,
-    max_wait_s: float = 60.0,
-    barge_in_audio: Pcm16Audio | None = None,
-    **options: object,
-) -> TurnResult:
-    """Speaks ``audio`` at real-time pace, keeps the microphone open (silence) until the
-    agent's turn ends, then ends the session. With ``barge_in_audio``, that audio is
-    spoken over the agent as soon as its first audio arrives."""
-    result = TurnResult()
-    turn_over = asyncio.Event()
-    agent_speaking = asyncio.Event()
-    rate = audio.sample_rate
-    silence = b"\0" * (rate * CHUNK_MS // 1000 * PCM16_SAMPLE_BYTES)
+class Conversation:
+    """One Converse session with a live microphone: audio goes out in real time,
+    silence when the user is not speaking, as a phone sends it.
 
-    async def requests() -> AsyncIterator[gateway_pb2.ConverseRequest]:
-        yield gateway_pb2.ConverseRequest(config=session_config(rate, **options))
+    ``async with Conversation(channel) as conversation:`` then ``await
+    conversation.speak(audio)`` per user turn.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, *, sample_rate: int = 16_000, **options: object) -> None:
+        self._stub = gateway_pb2_grpc.GatewayStub(channel)
+        self._config = session_config(sample_rate, **options)
+        self._silence = b"\0" * (sample_rate * CHUNK_MS // 1000 * PCM16_SAMPLE_BYTES)
+        self._outgoing: asyncio.Queue[bytes | gateway_pb2.ConverseRequest] = asyncio.Queue()
+        self._ending = False
+        self._arrived = asyncio.Condition()
+        self.events: list[tuple[float, gateway_pb2.ConverseResponse]] = []
+        self.sent_at_ms: dict[int, float] = {}
+
+    async def __aenter__(self) -> Conversation:
+        self._call = self._stub.Converse(self._requests())
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._ending = True
+        try:
+            await asyncio.wait_for(self._reader, 60)
+        finally:
+            self._call.cancel()
+
+    async def speak(
+        self, audio: Pcm16Audio, *, barge_in: Pcm16Audio | None = None, max_wait_s: float = 60.0
+    ) -> TurnResult:
+        """Says ``audio`` (and, once the agent starts talking, ``barge_in`` over it); returns
+        the events until the agent's turn (or turns, with a barge-in) ended."""
+        start = len(self.events)
+        for chunk in audio.chunks(CHUNK_MS):
+            self._outgoing.put_nowait(chunk)
+        if barge_in is not None:
+            await self._wait(lambda: self._count(start, "agent_audio") > 0, max_wait_s)
+            for chunk in barge_in.chunks(CHUNK_MS):
+                self._outgoing.put_nowait(chunk)
+        turns = 1 if barge_in is None else 2  # the interrupted turn, and the answer to the interruption
+        await self._wait(lambda: self._count(start, "turn_metrics") >= turns or self._failed(start), max_wait_s)
+        return TurnResult(self.events[start:], self.sent_at_ms)
+
+    async def type(self, text: str, max_wait_s: float = 60.0) -> TurnResult:
+        start = len(self.events)
+        self._outgoing.put_nowait(gateway_pb2.ConverseRequest(text=text))
+        await self._wait(lambda: self._count(start, "turn_metrics") >= 1 or self._failed(start), max_wait_s)
+        return TurnResult(self.events[start:], self.sent_at_ms)
+
+    def _count(self, start: int, kind: str) -> int:
+        return sum(1 for _, event in self.events[start:] if event.WhichOneof("event") == kind)
+
+    def _failed(self, start: int) -> bool:
+        return any(e.WhichOneof("event") == "error" and e.error.backend != "asr" for _, e in self.events[start:])
+
+    async def _wait(self, done: Callable[[], bool], timeout_s: float) -> None:
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(lambda: done() or self._reader.done()), timeout_s)
+
+    async def _read(self) -> None:
+        try:
+            async for event in self._call:
+                async with self._arrived:
+                    self.events.append((time.perf_counter(), event))
+                    self._arrived.notify_all()
+        finally:
+            async with self._arrived:
+                self._arrived.notify_all()
+
+    async def _requests(self) -> AsyncIterator[gateway_pb2.ConverseRequest]:
+        yield gateway_pb2.ConverseRequest(config=self._config)
         started = time.perf_counter()
         offset_ms = 0
-
-        async def send(chunk: bytes) -> gateway_pb2.ConverseRequest:
-            nonlocal offset_ms
+        while not self._ending:
+            try:
+                item = self._outgoing.get_nowait()
+            except asyncio.QueueEmpty:
+                item = self._silence
+            if isinstance(item, gateway_pb2.ConverseRequest):
+                yield item
+                continue
             await asyncio.sleep(max(0.0, started + offset_ms / 1000 - time.perf_counter()))
-            result.sent_at_ms[offset_ms] = time.perf_counter()
+            self.sent_at_ms[offset_ms] = time.perf_counter()
             offset_ms += CHUNK_MS
-            return gateway_pb2.ConverseRequest(audio=chunk)
-
-        for chunk in audio.chunks(CHUNK_MS):
-            yield await send(chunk)
-        deadline = time.perf_counter() + max_wait_s
-        barged = barge_in_audio is None
-        while not turn_over.is_set() and time.perf_counter() < deadline:
-            if not barged and agent_speaking.is_set():
-                barged = True
-                for chunk in barge_in_audio.chunks(CHUNK_MS):  # type: ignore[union-attr]
-                    yield await send(chunk)
-            yield await send(silence)
+            yield gateway_pb2.ConverseRequest(audio=item)
         yield gateway_pb2.ConverseRequest(end=gateway_pb2.ConverseRequest.EndSession())
 
-    call = gateway_pb2_grpc.GatewayStub(channel).Converse(requests())
-    async for event in call:
-        result.events.append((time.perf_counter(), event))
-        kind = event.WhichOneof("event")
-        if kind == "agent_audio":
-            agent_speaking.set()
-        # A barge-in makes two turns: the interrupted one, and the answer to the interruption.
-        turns_expected = 1 if barge_in_audio is None else 2
-        failed = kind == "error" and event.error.backend in ("llm", "tts")
-        if failed or len(result.of("turn_metrics")) >= turns_expected:
-            turn_over.set()
-    return result
+
+async def talk(
+    channel: grpc.aio.Channel, audio: Pcm16Audio, *, barge_in_audio: Pcm16Audio | None = None, **options: object
+) -> TurnResult:
+    """One spoken turn in a session of its own, at real-time pace."""
+    async with Conversation(channel, sample_rate=audio.sample_rate, **options) as conversation:
+        return await conversation.speak(audio, barge_in=barge_in_audio)

@@ -1,0 +1,133 @@
+"""The main job (`make demo`): a scripted, spoken coaching conversation through the
+embedded stack, with one barge-in, a latency table and a waterfall plot.
+
+The user's turns are spoken by espeak-ng and streamed at real-time pace over
+one Converse session, with silence between turns, as a phone would send them.
+Writes each reply as a WAV, the latencies as JSON, and a per-turn latency
+waterfall PNG to the output folder; stops the stack it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from voice_agent import stack
+from voice_agent.audio import write_wav
+from voice_agent.client.converse import STAGES, Conversation, TurnResult
+from voice_agent.samples import speak
+
+DESIGN_TODAY_MS = 1100
+DESIGN_TARGET_MS = 800
+
+
+@dataclass(frozen=True)
+class UserTurn:
+    text: str
+    barge_in: str | None = None  # said over the agent as soon as it starts answering
+
+
+SCRIPT = (
+    UserTurn("Hi Sam. I have a job interview next week and I feel nervous."),
+    UserTurn("What should I say when they ask about my biggest weakness?"),
+    UserTurn("How should I end the interview?", barge_in="Wait. What should I wear to the interview?"),
+    UserTurn("Thank you. That really helps."),
+)
+
+
+def _print_turn(number: int, turn: UserTurn, result: TurnResult) -> dict[str, float]:
+    metrics = result.metrics()
+    for _, event in result.of("interruption"):
+        print(f"  coach (cut off): {event.interruption.heard_text.strip()!r}")
+    print(f"[{number}] you:   {result.transcript}")
+    replies = {}
+    for _, event in result.of("agent_text"):
+        replies[event.agent_text.turn_id] = replies.get(event.agent_text.turn_id, "") + event.agent_text.delta
+    print(f"    coach: {list(replies.values())[-1].strip() if replies else '(no reply)'}")
+    for error in result.errors:
+        print(f"    error from {error.backend}: {error.code} {error.message}")
+    print("    " + "  ".join(f"{name} {value:.0f}" for name, value in metrics.items()))
+    return metrics
+
+
+def _table(rows: list[dict[str, float]]) -> str:
+    columns = [*STAGES, "overhead_ms", "e2e_ms"]
+    lines = ["turn " + "".join(f"{c:>14}" for c in columns)]
+    for number, row in enumerate(rows, start=1):
+        lines.append(f"{number:>4} " + "".join(f"{row.get(c, float('nan')):>14.0f}" for c in columns))
+    return "\n".join(lines)
+
+
+def plot_waterfall(rows: list[dict[str, float]], path: Path) -> None:
+    """One bar per turn: the stages from the end of the user's speech to the first agent audio."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = [*STAGES, "overhead_ms"]
+    colours = ["#9ecae1", "#6baed6", "#fd8d3c", "#74c476", "#bdbdbd"]
+    figure, axes = plt.subplots(figsize=(9, 1.2 + 0.6 * len(rows)))
+    for index, row in enumerate(rows):
+        left = 0.0
+        for stage, colour in zip(stages, colours, strict=True):
+            width = max(0.0, row.get(stage, 0.0))
+            axes.barh(index, width, left=left, color=colour, label=stage if index == 0 else None)
+            left += width
+        axes.text(left + 10, index, f"{row.get('e2e_ms', left):.0f} ms", va="center", fontsize=8)
+    axes.axvline(DESIGN_TARGET_MS, color="green", linestyle="--", linewidth=1, label=f"target {DESIGN_TARGET_MS} ms")
+    axes.axvline(DESIGN_TODAY_MS, color="red", linestyle=":", linewidth=1, label=f"design today {DESIGN_TODAY_MS} ms")
+    axes.set_yticks(range(len(rows)), [f"turn {i}" for i in range(1, len(rows) + 1)])
+    axes.invert_yaxis()
+    axes.set_xlabel("ms from the end of the user's speech to the first agent audio (measured)")
+    axes.legend(fontsize=7, loc="lower right", ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+async def converse(gateway: str, out_dir: Path) -> list[dict[str, float]]:
+    rows = []
+    async with grpc.aio.insecure_channel(gateway) as channel, Conversation(channel) as conversation:
+        for number, turn in enumerate(SCRIPT, start=1):
+            audio = speak(turn.text, lead_ms=300, tail_ms=0).audio
+            barge_in = speak(turn.barge_in, lead_ms=0, tail_ms=0).audio if turn.barge_in else None
+            result = await conversation.speak(audio, barge_in=barge_in)
+            rows.append(_print_turn(number, turn, result))
+            if result.of("agent_audio"):
+                write_wav(out_dir / f"reply-{number}.wav", result.reply_audio())
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out-dir", type=Path, default=Path("demo-output"), help="where replies and plots go")
+    parser.add_argument("--keep-running", action="store_true", help="leave the stack running afterwards")
+    args = parser.parse_args()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    print("==> starting the embedded stack (ASR, TTS, LLM, gateway) and waiting until all are healthy", flush=True)
+    services = stack.up(progress=lambda line: print(f"    {line}", flush=True))
+    try:
+        print("==> a spoken coaching conversation, in real time (the coach is a tiny base model: it exercises")
+        print("    the pipeline, not coaching quality)", flush=True)
+        rows = asyncio.run(converse(services["gateway"], args.out_dir))
+    finally:
+        if not args.keep_running:
+            print("==> stopping the stack: " + ", ".join(stack.down()), flush=True)
+    print("\nlatency per turn (ms; e2e from the end of your speech to the first agent audio, client-measured):")
+    print(_table(rows))
+    (args.out_dir / "latency.json").write_text(json.dumps(rows, indent=2) + "\n")
+    plot_waterfall(rows, args.out_dir / "latency-waterfall.png")
+    print(f"\nreplies, latency.json and latency-waterfall.png are in {args.out_dir}/")
+    if any("e2e_ms" not in row for row in rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
