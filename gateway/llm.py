@@ -8,6 +8,7 @@ generation.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -85,6 +86,22 @@ class ChatClient:
             raise Unavailable(f"the LLM stream broke off: {error}") from error
         finally:
             await stream.close()  # on cancel too: the server stops generating
+
+    async def warm_up(self, system_prompt: str, attempts: int = 30, interval_s: float = 2.0) -> bool:
+        """Asks for one token after the system prompt, so that the server's prefix cache
+        holds it before the first user turn. Best effort: retries while the server starts."""
+        messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": "Hello."}]
+        for _ in range(attempts):
+            try:
+                await self._client.chat.completions.create(
+                    model=self.settings.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    max_tokens=1,
+                )
+                return True
+            except openai.APIError:
+                await asyncio.sleep(interval_s)
+        return False
 
     async def close(self) -> None:
         await self._client.close()

@@ -40,6 +40,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             tts=tts_pb2_grpc.TtsStub(tts),
             llm=ChatClient(self.config.llm_settings()),
         )
+        # Not awaited: the gateway serves at once, whether or not the LLM is up yet.
+        self._warm_up = asyncio.create_task(self._backends.llm.warm_up(self.config.system_prompt))
         log.info(
             "backends: asr %s, tts %s, llm %s (%s)",
             self.config.asr_address,

@@ -52,8 +52,7 @@ async def test_barge_in_stops_the_agent_and_truncates_what_it_said(gateway_chann
     # No audio of the interrupted turn after the interruption.
     assert not [t for t, e in result.of("agent_audio") if e.agent_audio.turn_id == turn_id and t > interrupted_at]
     # What the user heard is where the agent's side of the history stops: a prefix of the reply.
-    reply = "".join(e.agent_text.delta for _, e in result.of("agent_text") if e.agent_text.turn_id == turn_id)
-    assert reply.startswith(event.interruption.heard_text)
+    assert result.reply_of(turn_id).startswith(event.interruption.heard_text)
     metrics = [e.turn_metrics for _, e in result.of("turn_metrics")]
     assert metrics[0].interrupted and not metrics[-1].interrupted
     assert word_error_rate(INTERRUPTION, result.of("final_transcript")[-1][1].final_transcript.text) <= 0.3
@@ -120,29 +119,33 @@ async def test_malformed_sessions_get_invalid_argument(gateway_channel: grpc.aio
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_an_llm_that_dies_and_returns(tmp_path, asr_server: ServiceProcess, piper_server: ServiceProcess) -> None:
-    """The LLM server killed between turns: an UNAVAILABLE error event, the session stays
-    open, and the turn after its restart works."""
-    servers = {"llm": start_service("llm", tmp_path / "llm.log")}
-    gateway = start_service(
-        "gateway", tmp_path / "gateway.log", *gateway_args(asr_server, piper_server, servers["llm"])
-    )
-    port = int(servers["llm"].address.rsplit(":", 1)[1])
+@pytest.mark.parametrize("backend", ["llm", "tts"])
+async def test_a_backend_that_dies_and_returns(
+    tmp_path, asr_server: ServiceProcess, llm_server: ServiceProcess, piper_server: ServiceProcess, backend: str
+) -> None:
+    """A backend killed between turns: an UNAVAILABLE error event naming it, the session
+    stays open, and the turn after its restart works."""
+    servers = {"asr": asr_server, "llm": llm_server, "tts": piper_server}
+    extra = ("--engine", "piper") if backend == "tts" else ()
+    servers[backend] = start_service(backend, tmp_path / f"{backend}.log", *extra)
+    args = gateway_args(servers["asr"], servers["tts"], servers["llm"])
+    gateway = start_service("gateway", tmp_path / "gateway.log", *args)
+    port = int(servers[backend].address.rsplit(":", 1)[1])
 
     async def between(turn: int) -> None:
         if turn == 0:
-            servers["llm"].stop()
+            servers[backend].stop()
         elif turn == 1:
-            servers["llm"] = launch(service("llm"), tmp_path / "llm-again.log", port=port)
-            await asyncio.to_thread(servers["llm"].wait_until_serving, 120)
+            servers[backend] = launch(service(backend), tmp_path / f"{backend}-again.log", *extra, port=port)
+            await asyncio.to_thread(servers[backend].wait_until_serving, 120)
 
     try:
         async with grpc.aio.insecure_channel(gateway.address) as channel:
             events = await _typed_turns(channel, ["How do I start my talk?", "Is that normal?", "What next?"], between)
     finally:
-        servers["llm"].stop()
+        servers[backend].stop()
         assert gateway.stop() == 0
     outcomes = [e.WhichOneof("event") for e in events if e.WhichOneof("event") in ("turn_metrics", "error")]
     assert outcomes == ["turn_metrics", "error", "turn_metrics"], _kinds(events)
     error = next(e.error for e in events if e.WhichOneof("event") == "error")
-    assert (error.code, error.backend, error.turn_id) == ("UNAVAILABLE", "llm", 2)
+    assert (error.code, error.backend, error.turn_id) == ("UNAVAILABLE", backend, 2)

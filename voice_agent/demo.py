@@ -33,26 +33,30 @@ class UserTurn:
     barge_in: str | None = None  # said over the agent as soon as it starts answering
 
 
+# One sentence a turn: espeak-ng pauses after a period long enough for the VAD
+# (200 ms) to end the utterance there, as it would for a person.
 SCRIPT = (
-    UserTurn("Hi Sam. I have a job interview next week and I feel nervous."),
-    UserTurn("What should I say when they ask about my biggest weakness?"),
-    UserTurn("How should I end the interview?", barge_in="Wait. What should I wear to the interview?"),
-    UserTurn("Thank you. That really helps."),
+    UserTurn("Hi Sam I have a job interview next week and I feel nervous"),
+    UserTurn("What should I say when they ask about my biggest weakness"),
+    UserTurn("How should I end the interview", barge_in="Wait what should I wear to the interview"),
+    UserTurn("Thank you that really helps"),
 )
 
 
-def _print_turn(number: int, turn: UserTurn, result: TurnResult) -> dict[str, float]:
+def _print_turn(number: int, result: TurnResult) -> dict[str, float]:
+    """The turn as it happened: what the user said, what the coach said or was cut off saying."""
+    for _, event in result.events:
+        kind = event.WhichOneof("event")
+        if kind == "final_transcript" and event.final_transcript.text:
+            print(f"[{number}] you:   {event.final_transcript.text}")
+        elif kind == "interruption":
+            print(f"    coach (cut off by you): {event.interruption.heard_text.strip()!r}")
+        elif kind == "turn_metrics" and not event.turn_metrics.interrupted:
+            print(f"    coach: {result.reply_of(event.turn_metrics.turn_id).strip()}")
+        elif kind == "error":
+            print(f"    error from {event.error.backend}: {event.error.code} {event.error.message}")
     metrics = result.metrics()
-    for _, event in result.of("interruption"):
-        print(f"  coach (cut off): {event.interruption.heard_text.strip()!r}")
-    print(f"[{number}] you:   {result.transcript}")
-    replies = {}
-    for _, event in result.of("agent_text"):
-        replies[event.agent_text.turn_id] = replies.get(event.agent_text.turn_id, "") + event.agent_text.delta
-    print(f"    coach: {list(replies.values())[-1].strip() if replies else '(no reply)'}")
-    for error in result.errors:
-        print(f"    error from {error.backend}: {error.code} {error.message}")
-    print("    " + "  ".join(f"{name} {value:.0f}" for name, value in metrics.items()))
+    print("    " + "  ".join(f"{name} {value:.0f}" for name, value in metrics.items()), flush=True)
     return metrics
 
 
@@ -99,7 +103,7 @@ async def converse(gateway: str, out_dir: Path) -> list[dict[str, float]]:
             audio = speak(turn.text, lead_ms=300, tail_ms=0).audio
             barge_in = speak(turn.barge_in, lead_ms=0, tail_ms=0).audio if turn.barge_in else None
             result = await conversation.speak(audio, barge_in=barge_in)
-            rows.append(_print_turn(number, turn, result))
+            rows.append(_print_turn(number, result))
             if result.of("agent_audio"):
                 write_wav(out_dir / f"reply-{number}.wav", result.reply_audio())
     return rows

@@ -55,20 +55,28 @@ class TurnResult:
     def errors(self) -> list[gateway_pb2.ErrorEvent]:
         return [e.error for _, e in self.of("error")]
 
+    def answer(self) -> gateway_pb2.TurnMetrics | None:
+        """The metrics of the agent turn that answered (not one that was interrupted)."""
+        answers = [e.turn_metrics for _, e in self.of("turn_metrics") if not e.turn_metrics.interrupted]
+        return answers[-1] if answers else None
+
+    def reply_of(self, turn_id: int) -> str:
+        return "".join(e.agent_text.delta for _, e in self.of("agent_text") if e.agent_text.turn_id == turn_id)
+
     def metrics(self) -> dict[str, float]:
-        """The turn's timing names; e2e_ms and overhead_ms from the client's clock."""
-        turn_metrics = self.of("turn_metrics")
-        if not turn_metrics:
+        """The answering turn's timing names; e2e_ms and overhead_ms from the client's clock."""
+        reported = self.answer()
+        if reported is None:
             return {}
-        reported = turn_metrics[-1][1].turn_metrics
         result = {stage: round(getattr(reported, stage), 1) for stage in STAGES}
-        ended, audio = self.of("speech_ended"), self.of("agent_audio")
+        audio = [t for t, e in self.of("agent_audio") if e.agent_audio.turn_id == reported.turn_id]
+        ended = [(t, e) for t, e in self.of("speech_ended") if audio and t < audio[0]]
         if ended and audio:
-            offset = ended[-1][1].speech_ended.offset_ms
             # When the chunk carrying the last sample of speech was sent.
+            offset = ended[-1][1].speech_ended.offset_ms
             sent = self.sent_at_ms.get(offset // CHUNK_MS * CHUNK_MS)
             if sent is not None:
-                result["e2e_ms"] = round((audio[0][0] - sent) * 1000, 1)
+                result["e2e_ms"] = round((audio[0] - sent) * 1000, 1)
                 result["overhead_ms"] = round(result["e2e_ms"] - sum(result[s] for s in STAGES), 1)
         result["gateway_first_audio_ms"] = round(reported.gateway_first_audio_ms, 1)
         return result
@@ -116,18 +124,23 @@ class Conversation:
             await self._wait(lambda: self._count(start, "agent_audio") > 0, max_wait_s)
             for chunk in barge_in.chunks(CHUNK_MS):
                 self._outgoing.put_nowait(chunk)
-        turns = 1 if barge_in is None else 2  # the interrupted turn, and the answer to the interruption
-        await self._wait(lambda: self._count(start, "turn_metrics") >= turns or self._failed(start), max_wait_s)
+        await self._wait(lambda: self._answered(start) or self._failed(start), max_wait_s)
         return TurnResult(self.events[start:], self.sent_at_ms)
 
     async def type(self, text: str, max_wait_s: float = 60.0) -> TurnResult:
         start = len(self.events)
         self._outgoing.put_nowait(gateway_pb2.ConverseRequest(text=text))
-        await self._wait(lambda: self._count(start, "turn_metrics") >= 1 or self._failed(start), max_wait_s)
+        await self._wait(lambda: self._answered(start) or self._failed(start), max_wait_s)
         return TurnResult(self.events[start:], self.sent_at_ms)
 
     def _count(self, start: int, kind: str) -> int:
         return sum(1 for _, event in self.events[start:] if event.WhichOneof("event") == kind)
+
+    def _answered(self, start: int) -> bool:
+        """An agent turn ended without being interrupted (a barge-in's interrupted turn does not count)."""
+        return any(
+            e.WhichOneof("event") == "turn_metrics" and not e.turn_metrics.interrupted for _, e in self.events[start:]
+        )
 
     def _failed(self, start: int) -> bool:
         return any(e.WhichOneof("event") == "error" and e.error.backend != "asr" for _, e in self.events[start:])
