@@ -74,7 +74,7 @@ def is_serving(address: str, timeout_s: float = 1.0) -> bool:
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def http_ready(url: str, timeout_s: float = 1.0) -> bool:
+def http_ready(url: str, timeout_s: float = 3.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as reply:
             return reply.status == 200
@@ -215,6 +215,11 @@ def up(
             else:
                 progress(f"{spec.name}: already serving on {address}")
                 continue
+        elif (pid := _read_pid(spec.name)) is not None:
+            # Ours, alive, but not answering yet (starting, or busy): never start a second one.
+            progress(f"{spec.name}: already started (pid {pid}); waiting for it")
+            _wait_for(spec, address, pid, timeout_s)
+            continue
         log = state_dir() / f"{spec.name}.log"
         progress(f"{spec.name}: starting on {address} (log: {log})")
         started = launch(spec, log, *extra_args.get(spec.name, []))
@@ -224,6 +229,16 @@ def up(
         started.wait_until_serving(timeout_s)
         progress(f"{started.name}: serving")
     return addresses
+
+
+def _wait_for(spec: ServiceSpec, address: str, pid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not spec.is_serving(address):
+        if not _pid_alive(pid):
+            raise RuntimeError(f"{spec.name} (pid {pid}) exited:\n{_log_tail(state_dir() / f'{spec.name}.log')}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{spec.name} (pid {pid}) not healthy after {timeout_s:.0f} s")
+        time.sleep(0.2)
 
 
 def _stop(name: str, timeout_s: float = 20.0) -> bool:
