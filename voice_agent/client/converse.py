@@ -118,12 +118,10 @@ class Conversation:
         """Says ``audio`` (and, once the agent starts talking, ``barge_in`` over it); returns
         the events until the agent's turn (or turns, with a barge-in) ended."""
         start = len(self.events)
-        for chunk in audio.chunks(CHUNK_MS):
-            self._outgoing.put_nowait(chunk)
+        self._say(audio)
         if barge_in is not None:
             await self._wait(lambda: self._count(start, "agent_audio") > 0, max_wait_s)
-            for chunk in barge_in.chunks(CHUNK_MS):
-                self._outgoing.put_nowait(chunk)
+            self._say(barge_in)
         await self._wait(lambda: self._answered(start) or self._failed(start), max_wait_s)
         return TurnResult(self.events[start:], self.sent_at_ms)
 
@@ -132,6 +130,15 @@ class Conversation:
         self._outgoing.put_nowait(gateway_pb2.ConverseRequest(text=text))
         await self._wait(lambda: self._answered(start) or self._failed(start), max_wait_s)
         return TurnResult(self.events[start:], self.sent_at_ms)
+
+    def _say(self, audio: Pcm16Audio) -> None:
+        """Queues ``audio`` as full microphone buffers: a short last chunk is padded with
+        silence, so that every chunk is CHUNK_MS long and the client's audio clock (which
+        maps the ASR's offsets to send times) stays exact."""
+        step = len(self._silence)
+        data = audio.data + b"\0" * (-len(audio.data) % step)
+        for start in range(0, len(data), step):
+            self._outgoing.put_nowait(data[start : start + step])
 
     def _count(self, start: int, kind: str) -> int:
         return sum(1 for _, event in self.events[start:] if event.WhichOneof("event") == kind)
