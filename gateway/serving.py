@@ -17,6 +17,15 @@ from voice_agent.v1 import asr_pb2_grpc, gateway_pb2, gateway_pb2_grpc, tts_pb2_
 
 log = logging.getLogger("gateway")
 
+# grpc backs off up to 120 s between reconnects to a backend that went away; a
+# voice session cannot wait that long, so a returning backend is retried at
+# least every second. Calls still fail fast (UNAVAILABLE) while it is down.
+BACKEND_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
 
 class GatewayService(gateway_pb2_grpc.GatewayServicer):
     service_name = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
@@ -32,8 +41,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     async def load(self) -> None:
         """Opens one pooled, persistent channel per backend; they connect lazily and reconnect."""
-        asr = grpc.aio.insecure_channel(self.config.asr_address)
-        tts = grpc.aio.insecure_channel(self.config.tts_address)
+        asr = grpc.aio.insecure_channel(self.config.asr_address, options=BACKEND_CHANNEL_OPTIONS)
+        tts = grpc.aio.insecure_channel(self.config.tts_address, options=BACKEND_CHANNEL_OPTIONS)
         self._channels = [asr, tts]
         self._backends = Backends(
             asr=asr_pb2_grpc.AsrStub(asr),

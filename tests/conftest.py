@@ -7,16 +7,15 @@ from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
-from support import ServiceProcess, start_service
+from support import ServiceProcess, running
 
 from voice_agent.stack import gateway_backend_args
 
 
 @pytest.fixture(scope="session")
 def asr_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    server = start_service("asr", tmp_path_factory.mktemp("asr") / "asr.log")
-    yield server
-    assert server.stop() == 0, server.log.read_text()
+    with running("asr", tmp_path_factory.mktemp("asr") / "asr.log") as server:
+        yield server
 
 
 @pytest.fixture
@@ -34,10 +33,9 @@ def _no_model_hub() -> None:
 def tts_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """A real TTS server per engine; tests using it run once per engine."""
     engine = request.param
-    server = start_service("tts", tmp_path_factory.mktemp(f"tts-{engine}") / "tts.log", "--engine", engine)
-    server.engine = engine  # type: ignore[attr-defined]
-    yield server
-    assert server.stop() == 0, server.log.read_text()
+    with running("tts", tmp_path_factory.mktemp(f"tts-{engine}") / "tts.log", "--engine", engine) as server:
+        server.engine = engine  # type: ignore[attr-defined]
+        yield server
 
 
 @pytest.fixture
@@ -49,17 +47,15 @@ async def tts_channel(tts_server: ServiceProcess) -> AsyncIterator[grpc.aio.Chan
 @pytest.fixture(scope="session")
 def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """The embedded llama.cpp server with the real Gemma 3 270M model."""
-    server = start_service("llm", tmp_path_factory.mktemp("llm") / "llm.log")
-    yield server
-    server.stop()
+    with running("llm", tmp_path_factory.mktemp("llm") / "llm.log", clean_exit=False) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def piper_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """The fast TTS engine, for the gateway's tests."""
-    server = start_service("tts", tmp_path_factory.mktemp("piper") / "tts.log", "--engine", "piper")
-    yield server
-    server.stop()
+    with running("tts", tmp_path_factory.mktemp("piper") / "tts.log", "--engine", "piper") as server:
+        yield server
 
 
 def gateway_args(asr: ServiceProcess, tts: ServiceProcess, llm: ServiceProcess) -> list[str]:
@@ -74,9 +70,8 @@ def gateway_server(
     llm_server: ServiceProcess,
 ) -> Iterator[ServiceProcess]:
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    server = start_service("gateway", log, *gateway_args(asr_server, piper_server, llm_server))
-    yield server
-    assert server.stop() == 0, server.log.read_text()
+    with running("gateway", log, *gateway_args(asr_server, piper_server, llm_server)) as server:
+        yield server
 
 
 @pytest.fixture

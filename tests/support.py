@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
+from pathlib import Path
 
 from voice_agent.samples import SpokenSample, speak
 from voice_agent.stack import ServiceProcess, free_port
 from voice_agent.stack import start_on_free_ports as start_service
 
-__all__ = ["ServiceProcess", "free_port", "spoken", "start_service"]
+__all__ = ["ServiceProcess", "free_port", "running", "spoken", "start_service"]
+
+
+@contextlib.contextmanager
+def running(name: str, log: Path, *args: str, clean_exit: bool = True) -> Iterator[ServiceProcess]:
+    """A real service for the block; with ``clean_exit``, it must end with 0 on SIGTERM."""
+    server = start_service(name, log, *args)
+    try:
+        yield server
+    finally:
+        code = server.stop()
+        assert code == 0 or not clean_exit, log.read_text()[-5000:]
 
 
 @functools.cache

@@ -138,6 +138,7 @@ async def test_a_backend_that_dies_and_returns(
         elif turn == 1:
             servers[backend] = launch(service(backend), tmp_path / f"{backend}-again.log", *extra, port=port)
             await asyncio.to_thread(servers[backend].wait_until_serving, 120)
+            await asyncio.sleep(1.5)  # the gateway retries a returning backend at least every second
 
     try:
         async with grpc.aio.insecure_channel(gateway.address) as channel:
