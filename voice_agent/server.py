@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from voice_agent import metrics
 from voice_agent.config import ServerConfig
 from voice_agent.errors import InvalidArgument, ServiceError
+from voice_agent.inference import InferencePool
 from voice_agent.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,21 @@ class StreamAdmission:
         metrics.ERRORS.labels(self.label, code.name).inc()
         log.info("%s stream ended: %s %s", self.label, code.name, message)
         await context.abort(code, message)
+
+
+class ModelService:
+    """Base of a service whose streams share one loaded model through a bounded
+    inference pool: admission, the pool, and closing it."""
+
+    label: ClassVar[str]
+
+    def __init__(self, config: ServerConfig, workers: int) -> None:
+        self.config = config
+        self.admission = StreamAdmission(self.label, config.max_streams)
+        self.pool = InferencePool(workers, self.label)
+
+    async def close(self) -> None:
+        self.pool.shutdown()
 
 
 class EventStream(Generic[EventT]):

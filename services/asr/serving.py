@@ -15,20 +15,19 @@ from services.asr.stream import RecognitionStream
 from services.asr.transcriber import WhisperTranscriber
 from services.asr.vad import SileroVad
 from voice_agent.errors import InvalidArgument, ServiceError
-from voice_agent.inference import InferencePool
-from voice_agent.server import EventStream, StreamAdmission, run
+from voice_agent.server import EventStream, ModelService, run
 from voice_agent.v1 import asr_pb2, asr_pb2_grpc
 
 log = logging.getLogger("services.asr")
 
 
-class AsrService(asr_pb2_grpc.AsrServicer):
+class AsrService(ModelService, asr_pb2_grpc.AsrServicer):
     service_name = asr_pb2.DESCRIPTOR.services_by_name["Asr"].full_name
+    label = "asr"
 
     def __init__(self, config: AsrConfig) -> None:
-        self.config = config
-        self.admission = StreamAdmission("asr", config.max_streams)
-        self._pool = InferencePool(config.workers, "asr")
+        super().__init__(config, config.workers)
+        self.config: AsrConfig = config
         self._vad: SileroVad | None = None
         self._transcriber: WhisperTranscriber | None = None
 
@@ -54,9 +53,6 @@ class AsrService(asr_pb2_grpc.AsrServicer):
         if config.warmup:
             self._transcriber.transcribe(np.zeros(16_000, dtype=np.float32), config.language)
 
-    async def close(self) -> None:
-        self._pool.shutdown()
-
     async def Recognize(  # noqa: N802 - the gRPC method name
         self, request_iterator: AsyncIterator[asr_pb2.RecognizeRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[asr_pb2.RecognizeResponse]:
@@ -72,7 +68,7 @@ class AsrService(asr_pb2_grpc.AsrServicer):
                 settings,
                 self._vad,
                 self._transcriber,
-                self._pool,
+                self.pool,
                 int(self.config.max_utterance_s * 1000),
                 events.put,
             )

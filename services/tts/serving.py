@@ -13,8 +13,7 @@ from services.tts.engines import TtsEngine, load_engine
 from services.tts.protocol import check_text_length, settings_from_config
 from services.tts.stream import SynthesisStream
 from voice_agent.errors import InvalidArgument
-from voice_agent.inference import InferencePool
-from voice_agent.server import EventStream, StreamAdmission, run
+from voice_agent.server import EventStream, ModelService, run
 from voice_agent.v1 import tts_pb2, tts_pb2_grpc
 
 log = logging.getLogger("services.tts")
@@ -22,13 +21,13 @@ log = logging.getLogger("services.tts")
 WARMUP_TEXT = "Hello, let's get started."
 
 
-class TtsService(tts_pb2_grpc.TtsServicer):
+class TtsService(ModelService, tts_pb2_grpc.TtsServicer):
     service_name = tts_pb2.DESCRIPTOR.services_by_name["Tts"].full_name
+    label = "tts"
 
     def __init__(self, config: TtsConfig) -> None:
-        self.config = config
-        self.admission = StreamAdmission("tts", config.max_streams)
-        self._pool = InferencePool(config.workers, "tts")
+        super().__init__(config, config.workers)
+        self.config: TtsConfig = config
         self._engine: TtsEngine | None = None
 
     def register(self, server: grpc.aio.Server) -> None:
@@ -41,9 +40,6 @@ class TtsService(tts_pb2_grpc.TtsServicer):
         if self.config.warmup:
             await asyncio.to_thread(self._engine.synthesize, WARMUP_TEXT, self._engine.default_voice, 1.0)
 
-    async def close(self) -> None:
-        self._pool.shutdown()
-
     def _stream(
         self, config: tts_pb2.SynthesisConfig, events: EventStream[tts_pb2.SynthesizeResponse]
     ) -> SynthesisStream:
@@ -51,7 +47,7 @@ class TtsService(tts_pb2_grpc.TtsServicer):
         return SynthesisStream(
             settings_from_config(config, self._engine, self.config),
             self._engine,
-            self._pool,
+            self.pool,
             max_phrase_chars=self.config.max_phrase_chars,
             max_text_chars=self.config.max_text_chars,
             chunk_ms=self.config.chunk_ms,
