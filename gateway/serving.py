@@ -76,26 +76,13 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 raise InvalidArgument("the stream ended before its SessionConfig")
             events: EventStream[gateway_pb2.ConverseResponse] = EventStream()
             session = Session(self.config, session_settings(first), self._backends, events.put)
-            runner = asyncio.create_task(_serve(session, requests, events))
+            runner = asyncio.create_task(events.close_after(session.run(requests)))
             try:
                 async for event in events:
                     yield event
             finally:
                 runner.cancel()
                 session.close()
-
-
-async def _serve(
-    session: Session,
-    requests: AsyncIterator[gateway_pb2.ConverseRequest],
-    events: EventStream[gateway_pb2.ConverseResponse],
-) -> None:
-    try:
-        await session.run(requests)
-    except Exception as error:
-        events.fail(error)
-        return
-    events.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

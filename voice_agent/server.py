@@ -134,6 +134,16 @@ class EventStream(Generic[EventT]):
     def close(self) -> None:
         self._queue.put_nowait(self._END)
 
+    async def close_after(self, work: Awaitable[object]) -> None:
+        """Awaits ``work``, then ends the stream: normally, or with the error it raised
+        (a bug or a model failure ends the stream rather than leaving it hanging)."""
+        try:
+            await work
+        except Exception as error:
+            self.fail(error)
+            return
+        self.close()
+
     async def __aiter__(self) -> AsyncIterator[EventT]:
         while (item := await self._queue.get()) is not self._END:
             if isinstance(item, BaseException):

@@ -72,7 +72,7 @@ class AsrService(ModelService, asr_pb2_grpc.AsrServicer):
                 int(self.config.max_utterance_s * 1000),
                 events.put,
             )
-            reader = asyncio.create_task(self._read(requests, stream, events))
+            reader = asyncio.create_task(events.close_after(_feed(requests, stream)))
             try:
                 async for event in events:
                     yield event
@@ -80,28 +80,17 @@ class AsrService(ModelService, asr_pb2_grpc.AsrServicer):
                 reader.cancel()
                 stream.close()
 
-    @staticmethod
-    async def _read(
-        requests: AsyncIterator[asr_pb2.RecognizeRequest],
-        stream: RecognitionStream,
-        events: EventStream[asr_pb2.RecognizeResponse],
-    ) -> None:
-        """Feeds audio to the stream; on bad input, still delivers what was heard before it."""
-        error: ServiceError | None = None
-        try:
-            try:
-                async for request in requests:
-                    stream.feed(_audio_of(request))
-            except ServiceError as bad_input:
-                error = bad_input
-            await stream.finish()
-        except Exception as failure:  # a model or a bug: end the stream with it rather than hang
-            events.fail(failure)
-            return
-        if error is not None:
-            events.fail(error)
-        else:
-            events.close()
+
+async def _feed(requests: AsyncIterator[asr_pb2.RecognizeRequest], stream: RecognitionStream) -> None:
+    """Feeds audio to the stream, then finishes it; on bad input, what was heard before it
+    is still transcribed and sent before the error."""
+    try:
+        async for request in requests:
+            stream.feed(_audio_of(request))
+    except ServiceError:
+        await stream.finish()
+        raise
+    await stream.finish()
 
 
 def _audio_of(request: asr_pb2.RecognizeRequest) -> bytes:

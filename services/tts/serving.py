@@ -62,7 +62,7 @@ class TtsService(ModelService, tts_pb2_grpc.TtsServicer):
             events: EventStream[tts_pb2.SynthesizeResponse] = EventStream()
             stream = self._stream(request.config, events)
             stream.add_text(request.text)
-            finisher = asyncio.create_task(_finish(stream, events))
+            finisher = asyncio.create_task(events.close_after(stream.finish()))
             try:
                 async for event in events:
                     yield event
@@ -82,7 +82,7 @@ class TtsService(ModelService, tts_pb2_grpc.TtsServicer):
                 raise InvalidArgument("the first message of a SynthesizeStream must be a SynthesisConfig")
             events: EventStream[tts_pb2.SynthesizeResponse] = EventStream()
             stream = self._stream(first.config, events)
-            reader = asyncio.create_task(_read(requests, stream, events))
+            reader = asyncio.create_task(events.close_after(_feed(requests, stream)))
             try:
                 async for event in events:
                     yield event
@@ -104,42 +104,24 @@ class TtsService(ModelService, tts_pb2_grpc.TtsServicer):
         )
 
 
-async def _finish(stream: SynthesisStream, events: EventStream[tts_pb2.SynthesizeResponse]) -> None:
-    try:
-        await stream.finish()
-    except Exception as error:
-        events.fail(error)
-        return
-    events.close()
-
-
-async def _read(
-    requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest],
-    stream: SynthesisStream,
-    events: EventStream[tts_pb2.SynthesizeResponse],
-) -> None:
-    """Feeds fragments to the stream until an end marker or a half-close.
+async def _feed(requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest], stream: SynthesisStream) -> None:
+    """Feeds fragments to the stream until an end marker or a half-close, then finishes it.
 
     Bad input ends the stream at once with its error, after the audio already
     sent: unlike a user's speech, text the client got wrong is not worth more
     synthesis (a text over the limit could otherwise cost minutes of it)."""
-    try:
-        async for request in requests:
-            kind = request.WhichOneof("request")
-            if kind == "text":
-                stream.add_text(request.text)
-            elif kind == "flush":
-                stream.flush()
-            elif kind == "end":
-                break
-            else:
-                what = "a second SynthesisConfig" if kind == "config" else "a message with no text, flush or end"
-                raise InvalidArgument(f"expected text, flush or end after the SynthesisConfig, got {what}")
-        await stream.finish()
-    except Exception as error:
-        events.fail(error)
-        return
-    events.close()
+    async for request in requests:
+        kind = request.WhichOneof("request")
+        if kind == "text":
+            stream.add_text(request.text)
+        elif kind == "flush":
+            stream.flush()
+        elif kind == "end":
+            break
+        else:
+            what = "a second SynthesisConfig" if kind == "config" else "a message with no text, flush or end"
+            raise InvalidArgument(f"expected text, flush or end after the SynthesisConfig, got {what}")
+    await stream.finish()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
