@@ -55,3 +55,5 @@ def test_wav_round_trip(tmp_path) -> None:
     write_wav(tmp_path / "a.wav", audio)
     assert read_wav(tmp_path / "a.wav") == audio
     assert audio.duration_ms == 100
+    assert [len(c) for c in audio.chunks(30)] == [480, 480, 480, 160]
+    assert [len(c) for c in audio.chunks(30, pad=True)] == [480] * 4

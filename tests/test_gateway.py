@@ -14,7 +14,7 @@ from support import ServiceProcess, spoken, start_service
 
 from voice_agent.audio import Pcm16Audio
 from voice_agent.client.asr import recognize
-from voice_agent.client.converse import session_config, talk
+from voice_agent.client.converse import Conversation, session_config, talk
 from voice_agent.samples import word_error_rate
 from voice_agent.stack import launch, service
 from voice_agent.v1 import gateway_pb2, gateway_pb2_grpc
@@ -63,24 +63,12 @@ async def _typed_turns(
 ) -> list[gateway_pb2.ConverseResponse]:
     """Typed turns, one after another in one session, with ``between(i)`` run after turn i
     (to change the world between turns); returns every event."""
-    events: list[gateway_pb2.ConverseResponse] = []
-    turn_done = asyncio.Event()
-
-    async def requests() -> AsyncIterator[gateway_pb2.ConverseRequest]:
-        yield gateway_pb2.ConverseRequest(config=session_config(16_000))
+    async with Conversation(channel) as conversation:
         for index, text in enumerate(texts):
-            turn_done.clear()
-            yield gateway_pb2.ConverseRequest(text=text)
-            await asyncio.wait_for(turn_done.wait(), 120)
+            await conversation.type(text, max_wait_s=120)
             if between is not None:
                 await between(index)
-        yield gateway_pb2.ConverseRequest(end=gateway_pb2.ConverseRequest.EndSession())
-
-    async for event in gateway_pb2_grpc.GatewayStub(channel).Converse(requests()):
-        events.append(event)
-        if event.WhichOneof("event") in ("turn_metrics", "error"):
-            turn_done.set()
-    return events
+    return [event for _, event in conversation.events]
 
 
 def _kinds(events: list) -> list[str]:

@@ -102,9 +102,12 @@ class Pcm16Audio:
         samples = resample(pcm16_to_float(self.data), self.sample_rate, sample_rate)
         return Pcm16Audio(float_to_pcm16(samples), sample_rate)
 
-    def chunks(self, chunk_ms: int) -> list[bytes]:
+    def chunks(self, chunk_ms: int, *, pad: bool = False) -> list[bytes]:
+        """``chunk_ms`` pieces; with ``pad``, the short last one is filled with silence,
+        as a microphone's fixed-size buffers are."""
         step = self.sample_rate * chunk_ms // 1000 * PCM16_SAMPLE_BYTES
-        return [self.data[i : i + step] for i in range(0, len(self.data), step)]
+        data = self.data + b"\0" * (-len(self.data) % step) if pad else self.data
+        return [data[i : i + step] for i in range(0, len(data), step)]
 
 
 def read_wav(path: str | Path) -> Pcm16Audio:

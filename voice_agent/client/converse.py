@@ -135,10 +135,8 @@ class Conversation:
         """Queues ``audio`` as full microphone buffers: a short last chunk is padded with
         silence, so that every chunk is CHUNK_MS long and the client's audio clock (which
         maps the ASR's offsets to send times) stays exact."""
-        step = len(self._silence)
-        data = audio.data + b"\0" * (-len(audio.data) % step)
-        for start in range(0, len(data), step):
-            self._outgoing.put_nowait(data[start : start + step])
+        for chunk in audio.chunks(CHUNK_MS, pad=True):
+            self._outgoing.put_nowait(chunk)
 
     def _count(self, start: int, kind: str) -> int:
         return sum(1 for _, event in self.events[start:] if event.WhichOneof("event") == kind)
