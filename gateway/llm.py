@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 
 import openai
 from openai import AsyncOpenAI
+from opentelemetry import trace
 
 from voice_agent.errors import ServiceError, Unavailable
+from voice_agent.telemetry import trace_headers, tracer
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,29 @@ class ChatClient:
 
     async def stream(self, messages: list[dict[str, str]], reply: Reply) -> AsyncIterator[str]:
         """Yields content deltas as they arrive, filling in ``reply`` on the way."""
+        # Not made current: a context set inside an async generator would leak into the caller between yields.
+        span = tracer.start_span("llm.chat", kind=trace.SpanKind.CLIENT, attributes=self._span_attributes(messages))
+        try:
+            async for delta in self._stream(messages, reply, span):
+                yield delta
+        except ServiceError as error:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
+            raise
+        finally:
+            span.set_attributes({"llm_ttft_ms": reply.ttft_ms or 0.0, "gen_ai.usage.output_tokens": reply.tokens})
+            span.end()
+
+    def _span_attributes(self, messages: list[dict[str, str]]) -> dict[str, str | int | float]:
+        return {
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": self.settings.model,
+            "gen_ai.request.max_tokens": self.settings.max_tokens,
+            "gen_ai.request.temperature": self.settings.temperature,
+            "llm.messages": len(messages),
+            "server.address": self.settings.base_url,
+        }
+
+    async def _stream(self, messages: list[dict[str, str]], reply: Reply, span: trace.Span) -> AsyncIterator[str]:
         try:
             stream = await self._client.chat.completions.create(
                 model=self.settings.model,
@@ -65,6 +90,7 @@ class ChatClient:
                 temperature=self.settings.temperature,
                 stop=list(self.settings.stop) or None,
                 stream=True,
+                extra_headers=trace_headers(span),  # vLLM (--otlp-traces-endpoint) continues the trace
             )
         except openai.APIConnectionError as error:
             raise Unavailable(f"the LLM server at {self.settings.base_url} is unreachable: {error}") from error

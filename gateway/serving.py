@@ -11,6 +11,7 @@ import grpc
 from gateway.config import GatewayConfig
 from gateway.llm import ChatClient
 from gateway.session import Backends, Session, session_settings
+from voice_agent import telemetry
 from voice_agent.errors import InvalidArgument
 from voice_agent.server import EventStream, StreamAdmission, run
 from voice_agent.v1 import asr_pb2_grpc, gateway_pb2, gateway_pb2_grpc, tts_pb2_grpc
@@ -41,8 +42,12 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     async def load(self) -> None:
         """Opens one pooled, persistent channel per backend; they connect lazily and reconnect."""
-        asr = grpc.aio.insecure_channel(self.config.asr_address, options=BACKEND_CHANNEL_OPTIONS)
-        tts = grpc.aio.insecure_channel(self.config.tts_address, options=BACKEND_CHANNEL_OPTIONS)
+        asr, tts = (
+            grpc.aio.insecure_channel(
+                address, options=BACKEND_CHANNEL_OPTIONS, interceptors=telemetry.client_interceptors()
+            )
+            for address in (self.config.asr_address, self.config.tts_address)
+        )
         self._channels = [asr, tts]
         self._backends = Backends(
             asr=asr_pb2_grpc.AsrStub(asr),

@@ -11,6 +11,8 @@ TTS again.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import collections
 import contextlib
 import logging
 import time
@@ -18,7 +20,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
-from prometheus_client import Counter
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from prometheus_client import Counter, Gauge
 
 from gateway.config import GatewayConfig
 from gateway.history import History
@@ -26,7 +30,8 @@ from gateway.llm import ChatClient
 from gateway.turn import AgentTurn, Emit, TtsFailure, TurnTiming
 from voice_agent.audio import ASR_INPUT_RATES, TTS_OUTPUT_RATES, check_format, check_pcm16_chunk
 from voice_agent.errors import InvalidArgument, ServiceError
-from voice_agent.metrics import latency_histogram
+from voice_agent.metrics import COMMON_ERROR_CODES, init_labels, latency_histogram
+from voice_agent.telemetry import trace_headers, trace_id_of, tracer, wall_ns
 from voice_agent.v1 import asr_pb2, asr_pb2_grpc, gateway_pb2, tts_pb2, tts_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -36,12 +41,25 @@ MAX_CHUNK_MS = 1000
 AUDIO_BACKLOG = 50
 RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
 
-TURNS = Counter("voice_gateway_turns_total", "Agent turns started.")
+ACTIVE_SESSIONS = Gauge("voice_gateway_active_sessions", "Conversations open now.")
+TURNS = Counter(
+    "voice_gateway_turns_total",
+    "Agent turns, by how they ended: completed, interrupted, failed, cancelled.",
+    ["outcome"],
+)
 INTERRUPTIONS = Counter("voice_gateway_interruptions_total", "Agent turns the user interrupted.")
 BACKEND_ERRORS = Counter(
     "voice_gateway_backend_errors_total", "Backend failures seen by sessions.", ["backend", "code"]
 )
-STAGE_SECONDS = latency_histogram("voice_gateway_stage_seconds", "Per-turn stage latency.", ("stage",))
+LLM_TOKENS = Counter("voice_gateway_llm_tokens_total", "Content tokens streamed from the LLM.")
+STAGE_SECONDS = latency_histogram("voice_gateway_stage_seconds", "Stages of completed turns.", ("stage",))
+E2E_SECONDS = latency_histogram(
+    "voice_gateway_e2e_seconds", "End of the user's speech to the first agent audio sent, at the gateway."
+)
+STAGES = ("vad_wait", "asr", "llm_ttft", "tts_ttfa", "overhead")
+init_labels(TURNS, *((outcome,) for outcome in ("completed", "interrupted", "failed", "cancelled")))
+init_labels(STAGE_SECONDS, *((stage,) for stage in STAGES))
+init_labels(BACKEND_ERRORS, *((backend, code) for backend in ("asr", "tts", "llm") for code in COMMON_ERROR_CODES))
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,36 @@ def session_settings(request: gateway_pb2.ConverseRequest) -> gateway_pb2.Sessio
     return config
 
 
+class AudioClock:
+    """When the gateway received each point of the audio it sent to the ASR stream, so that
+    the ASR's offsets (ms of audio since that stream began) become times on the gateway's clock."""
+
+    def __init__(self, sample_rate: int, keep: int = 600) -> None:
+        self._bytes_per_ms = sample_rate * 2 / 1000
+        self._ends: collections.deque[float] = collections.deque(maxlen=keep)  # offset (ms) after each chunk
+        self._received: collections.deque[float] = collections.deque(maxlen=keep)
+        self._offset_ms = 0.0
+
+    def restart(self) -> None:
+        """A new ASR stream counts its offsets from zero."""
+        self._ends.clear()
+        self._received.clear()
+        self._offset_ms = 0.0
+
+    def sent(self, pcm: bytes, received_at: float) -> None:
+        self._offset_ms += len(pcm) / self._bytes_per_ms
+        self._ends.append(self._offset_ms)
+        self._received.append(received_at)
+
+    def at(self, offset_ms: float) -> float | None:
+        """The perf_counter time the sample at ``offset_ms`` was captured, if it is still remembered;
+        a chunk arrives when its last sample was captured, so earlier samples are dated back."""
+        index = bisect.bisect_left(self._ends, offset_ms)
+        if index == len(self._ends) or (index == 0 and offset_ms < self._ends[0] - 1000):
+            return None
+        return self._received[index] - (self._ends[index] - offset_ms) / 1000
+
+
 class Session:
     def __init__(
         self, config: GatewayConfig, settings: gateway_pb2.SessionConfig, backends: Backends, emit: Emit
@@ -80,18 +128,25 @@ class Session:
         self._tts_config = tts_pb2.SynthesisConfig(
             voice=settings.voice or config.voice, sample_rate_hz=settings.output_sample_rate_hz
         )
-        self._audio: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=AUDIO_BACKLOG)
+        # ASR requests waiting to be sent, with when their audio arrived.
+        self._outgoing: asyncio.Queue[tuple[asr_pb2.RecognizeRequest, float] | None] = asyncio.Queue(AUDIO_BACKLOG)
+        self._clock = AudioClock(settings.input_audio.sample_rate_hz)
         self._turn: AgentTurn | None = None
         self._turn_task: asyncio.Task[None] | None = None
         self._turn_ids = 0
         self._in_speech = False
         self._speech_ended_at: float | None = None
+        self._speech_end_at: float | None = None
         self._vad_wait_ms = 0.0
         self._barge_in_timer: asyncio.Task[None] | None = None
         self._closing = False
+        # Each turn is a trace of its own, linked to the Converse stream's span (a trace per session).
+        self._session_span = trace.get_current_span().get_span_context()
+        self._next_turn_span: trace.Span | None = None  # opened when the user starts speaking
 
     async def run(self, requests: AsyncIterator[gateway_pb2.ConverseRequest]) -> None:
         """Serves the conversation until the client ends it; then finishes the turn in flight."""
+        ACTIVE_SESSIONS.inc()
         asr = asyncio.create_task(self._asr_loop())
         try:
             async for request in requests:
@@ -100,7 +155,8 @@ class Session:
                     self._on_audio(request.audio)
                 elif kind == "text":
                     if request.text.strip():
-                        self._start_turn(request.text.strip(), TurnTiming(final_at=time.perf_counter()))
+                        now = time.perf_counter()
+                        self._start_turn(request.text.strip(), TurnTiming(final_at=now), self._open_turn_span(now))
                 elif kind == "end":
                     break
                 else:
@@ -115,29 +171,34 @@ class Session:
             self._closing = True
             asr.cancel()
             self.close()
+            ACTIVE_SESSIONS.dec()
 
     def close(self) -> None:
         for task in (self._turn_task, self._barge_in_timer):
             if task is not None:
                 task.cancel()
+        self._end_next_turn_span("abandoned")
 
     # ---- audio in, ASR events out
 
     def _end_audio(self) -> None:
-        if self._audio.full():
-            self._audio.get_nowait()
-        self._audio.put_nowait(None)
+        if self._outgoing.full():
+            self._outgoing.get_nowait()
+        self._outgoing.put_nowait(None)
 
     def _on_audio(self, pcm: bytes) -> None:
         check_pcm16_chunk(pcm, self._settings.input_audio.sample_rate_hz, MAX_CHUNK_MS)
         with contextlib.suppress(asyncio.QueueFull):  # ASR down for long: drop, rather than grow without bound
-            self._audio.put_nowait(pcm)
+            self._outgoing.put_nowait((asr_pb2.RecognizeRequest(audio=pcm), time.perf_counter()))
 
     async def _asr_requests(self) -> AsyncIterator[asr_pb2.RecognizeRequest]:
-        config = asr_pb2.RecognitionConfig(audio=self._settings.input_audio)
-        yield asr_pb2.RecognizeRequest(config=config)
-        while (pcm := await self._audio.get()) is not None:
-            yield asr_pb2.RecognizeRequest(audio=pcm)
+        self._clock.restart()
+        yield asr_pb2.RecognizeRequest(config=asr_pb2.RecognitionConfig(audio=self._settings.input_audio))
+        while (item := await self._outgoing.get()) is not None:
+            request, received_at = item
+            if request.audio:
+                self._clock.sent(request.audio, received_at)
+            yield request
 
     async def _asr_loop(self) -> None:
         failures = 0
@@ -158,23 +219,63 @@ class Session:
         kind = event.WhichOneof("event")
         if kind == "speech_started":
             self._in_speech = True
+            self._on_speech_started(event.speech_started)
             self._emit(gateway_pb2.ConverseResponse(speech_started=event.speech_started))
             self._maybe_barge_in()
         elif kind == "speech_ended":
             self._in_speech = False
             self._speech_ended_at = time.perf_counter()
             ended = event.speech_ended
+            self._speech_end_at = self._clock.at(ended.offset_ms)
             self._vad_wait_ms = float(ended.decision_offset_ms - ended.offset_ms)
             self._emit(gateway_pb2.ConverseResponse(speech_ended=ended))
         elif kind == "interim":
             self._emit(gateway_pb2.ConverseResponse(interim_transcript=event.interim))
         elif kind == "final":
             self._emit(gateway_pb2.ConverseResponse(final_transcript=event.final))
-            if event.final.text.strip():
-                timing = TurnTiming(
-                    final_at=time.perf_counter(), speech_ended_at=self._speech_ended_at, vad_wait_ms=self._vad_wait_ms
-                )
-                self._start_turn(event.final.text.strip(), timing)
+            self._on_final(event.final)
+
+    def _on_speech_started(self, started: asr_pb2.SpeechStarted) -> None:
+        """The user's turn begins: its trace opens, and the ASR is told which trace the utterance joins."""
+        self._end_next_turn_span("abandoned")  # an utterance that never got its final (the ASR reconnected)
+        span = self._open_turn_span(self._clock.at(started.offset_ms) or time.perf_counter())
+        self._next_turn_span = span
+        if span.is_recording():
+            context = asr_pb2.TraceContext(utterance_id=started.utterance_id, headers=trace_headers(span))
+            with contextlib.suppress(asyncio.QueueFull):
+                self._outgoing.put_nowait((asr_pb2.RecognizeRequest(trace_context=context), 0.0))
+
+    def _on_final(self, final: asr_pb2.Transcript) -> None:
+        span, self._next_turn_span = self._next_turn_span, None
+        text = final.text.strip()
+        if not text:
+            if span is not None:
+                span.set_attribute("turn.outcome", "no_speech")
+                span.end()
+            return
+        timing = TurnTiming(
+            final_at=time.perf_counter(),
+            speech_ended_at=self._speech_ended_at,
+            speech_end_at=self._speech_end_at,
+            vad_wait_ms=self._vad_wait_ms,
+        )
+        self._start_turn(text, timing, span or self._open_turn_span(timing.final_at))
+
+    def _open_turn_span(self, started_at: float) -> trace.Span:
+        links = [trace.Link(self._session_span)] if self._session_span.is_valid else None
+        return tracer.start_span(
+            "voice.turn",
+            otel_context.Context(),  # a new trace: a conversation can last far longer than a trace view
+            links=links,
+            start_time=wall_ns(started_at),
+            attributes={"tts.voice": self._tts_config.voice, "llm.model": self._backends.llm.settings.model},
+        )
+
+    def _end_next_turn_span(self, outcome: str) -> None:
+        if self._next_turn_span is not None:
+            self._next_turn_span.set_attribute("turn.outcome", outcome)
+            self._next_turn_span.end()
+            self._next_turn_span = None
 
     # ---- turns and barge-in
 
@@ -203,16 +304,17 @@ class Session:
         heard = turn.heard_text()
         self._history.add_agent(heard)
         INTERRUPTIONS.inc()
+        self._end_turn(turn, "interrupted")
         self._emit(
             gateway_pb2.ConverseResponse(interruption=gateway_pb2.Interruption(turn_id=turn.turn_id, heard_text=heard))
         )
         self._emit(gateway_pb2.ConverseResponse(turn_metrics=turn.metrics(interrupted=True)))
 
-    def _start_turn(self, user_text: str, timing: TurnTiming) -> None:
+    def _start_turn(self, user_text: str, timing: TurnTiming, span: trace.Span) -> None:
         self._interrupt()  # a new user turn replaces one still in flight
         self._history.add_user(user_text)
         self._turn_ids += 1
-        TURNS.inc()
+        span.set_attribute("turn_id", self._turn_ids)
         self._turn = AgentTurn(
             self._turn_ids,
             self._history,
@@ -223,6 +325,7 @@ class Session:
             self._emit,
             lead_ms=self._config.audio_lead_ms,
             tts_timeout_s=self._config.backend_timeout_s,
+            span=span,
         )
         self._turn_task = asyncio.create_task(self._run_turn(self._turn))
 
@@ -232,17 +335,36 @@ class Session:
         except ServiceError as error:
             self._report("llm", error.code.name, str(error), turn.turn_id)
             self._history.add_agent(turn.heard_text())
+            self._end_turn(turn, "failed", str(error))
         except TtsFailure as error:
             self._report("tts", error.code.name, f"speech synthesis failed: {error}", turn.turn_id)
             self._history.add_agent(turn.heard_text())
+            self._end_turn(turn, "failed", str(error))
+        except asyncio.CancelledError:
+            self._end_turn(turn, "cancelled")  # the session closed mid-turn; an interruption ended it already
+            raise
         else:
             self._history.add_agent(turn.reply.text)
-            metrics = turn.metrics(interrupted=False)
-            for stage in ("asr_ms", "llm_ttft_ms", "tts_ttfa_ms", "gateway_first_audio_ms"):
-                value = getattr(metrics, stage)
-                if value:
-                    STAGE_SECONDS.labels(stage.removesuffix("_ms")).observe(value / 1000)
-            self._emit(gateway_pb2.ConverseResponse(turn_metrics=metrics))
+            self._observe(turn)
+            self._end_turn(turn, "completed")
+            self._emit(gateway_pb2.ConverseResponse(turn_metrics=turn.metrics(interrupted=False)))
+
+    def _end_turn(self, turn: AgentTurn, outcome: str, error: str | None = None) -> None:
+        if turn.end(outcome, error):
+            TURNS.labels(outcome).inc()
+            LLM_TOKENS.inc(turn.reply.tokens)
+
+    @staticmethod
+    def _observe(turn: AgentTurn) -> None:
+        """A completed turn's stages into the histograms; the end-to-end one links to its trace."""
+        stages = turn.stage_ms()
+        for stage in STAGES:
+            value = stages[f"{stage}_ms"]
+            if value > 0 or (stage == "overhead" and stages["e2e_ms"] > 0):
+                STAGE_SECONDS.labels(stage).observe(max(value, 0.0) / 1000)
+        if stages["e2e_ms"] > 0:
+            trace_id = trace_id_of(turn.span)
+            E2E_SECONDS.observe(stages["e2e_ms"] / 1000, exemplar={"trace_id": trace_id} if trace_id else None)
 
     def _report(self, backend: str, code: str, message: str, turn_id: int = 0) -> None:
         BACKEND_ERRORS.labels(backend, code).inc()

@@ -15,9 +15,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
+from opentelemetry import trace
 
 from gateway.history import History
 from gateway.llm import ChatClient, Reply
+from voice_agent.telemetry import tracer
 from voice_agent.v1 import gateway_pb2, tts_pb2, tts_pb2_grpc
 
 Emit = Callable[[gateway_pb2.ConverseResponse], None]
@@ -29,6 +31,7 @@ class TurnTiming:
 
     final_at: float  # the user's final transcript (or typed text) reached the gateway
     speech_ended_at: float | None = None  # the ASR's end-of-turn decision reached the gateway
+    speech_end_at: float | None = None  # the user's speech ended, by the gateway's clock of the audio it received
     vad_wait_ms: float = 0.0
     tts_first_text_at: float | None = None
     tts_first_audio_at: float | None = None
@@ -56,9 +59,12 @@ class AgentTurn:
         *,
         lead_ms: int,
         tts_timeout_s: float,
+        span: trace.Span,
     ) -> None:
         self.turn_id = turn_id
         self.timing = timing
+        self.span = span  # voice.turn: the root of the turn's trace, opened when the user began
+        self.outcome: str | None = None  # completed, interrupted, failed or cancelled, once it has ended
         self.reply = Reply()
         self._history = history
         self._llm = llm
@@ -72,8 +78,14 @@ class AgentTurn:
         self._played: list[tuple[float, int]] = []  # (play start, text end) per chunk sent
 
     async def run(self) -> None:
+        with trace.use_span(self.span, end_on_exit=False):
+            await self._run()
+
+    async def _run(self) -> None:
         fragments: asyncio.Queue[str | None] = asyncio.Queue()
-        call = self._tts.SynthesizeStream(self._tts_requests(fragments), timeout=self._tts_timeout_s)
+        tts_span = tracer.start_span("tts.synthesize", attributes={"tts.voice": self._tts_config.voice})
+        with trace.use_span(tts_span, end_on_exit=False):  # the call carries this span's context to the TTS
+            call = self._tts.SynthesizeStream(self._tts_requests(fragments), timeout=self._tts_timeout_s)
         audio = asyncio.create_task(self._forward_audio(call))
         try:
             async for delta in self._llm.stream(self._history.messages(), self.reply):
@@ -88,6 +100,8 @@ class AgentTurn:
         finally:
             audio.cancel()
             call.cancel()
+            tts_span.set_attributes({"tts_ttfa_ms": self.stage_ms()["tts_ttfa_ms"], "tts.chunks": self._sequence})
+            tts_span.end()
 
     def heard_text(self) -> str:
         """The reply up to the end of the last chunk that has started playing."""
@@ -95,18 +109,47 @@ class AgentTurn:
         heard_end = max((end for start, end in self._played if start <= now), default=0)
         return self.reply.text[:heard_end]
 
-    def metrics(self, *, interrupted: bool) -> gateway_pb2.TurnMetrics:
+    def stage_ms(self) -> dict[str, float]:
+        """The turn's timings under ARCHITECTURE.md's names, as the gateway measures them; 0 where unknown.
+
+        ``e2e_ms`` here runs from the end of the user's speech in the audio the gateway
+        received to the first agent audio it sent: the client's figure less the network."""
         t = self.timing
+        stages = {
+            "vad_wait_ms": t.vad_wait_ms,
+            "asr_ms": _ms(t.speech_ended_at, t.final_at),
+            "llm_ttft_ms": self.reply.ttft_ms or 0.0,
+            "tts_ttfa_ms": _ms(t.tts_first_text_at, t.tts_first_audio_at),
+        }
+        e2e_ms = _ms(t.speech_end_at, t.first_audio_sent_at)
+        overhead_ms = e2e_ms - sum(stages.values()) if e2e_ms else 0.0
+        return {**stages, "e2e_ms": e2e_ms, "overhead_ms": overhead_ms}
+
+    def metrics(self, *, interrupted: bool) -> gateway_pb2.TurnMetrics:
+        stages = self.stage_ms()
         return gateway_pb2.TurnMetrics(
             turn_id=self.turn_id,
-            vad_wait_ms=t.vad_wait_ms,
-            asr_ms=_ms(t.speech_ended_at, t.final_at),
-            llm_ttft_ms=self.reply.ttft_ms or 0.0,
-            tts_ttfa_ms=_ms(t.tts_first_text_at, t.tts_first_audio_at),
-            gateway_first_audio_ms=_ms(t.final_at, t.first_audio_sent_at),
+            vad_wait_ms=stages["vad_wait_ms"],
+            asr_ms=stages["asr_ms"],
+            llm_ttft_ms=stages["llm_ttft_ms"],
+            tts_ttfa_ms=stages["tts_ttfa_ms"],
+            gateway_first_audio_ms=_ms(self.timing.final_at, self.timing.first_audio_sent_at),
             llm_tokens=self.reply.tokens,
             interrupted=interrupted,
         )
+
+    def end(self, outcome: str, error: str | None = None) -> bool:
+        """Records how the turn ended and closes its root span with its timings; False if it had ended."""
+        if self.outcome is not None:
+            return False
+        self.outcome = outcome
+        self.span.set_attributes(
+            {**self.stage_ms(), "turn_id": self.turn_id, "turn.outcome": outcome, "llm.tokens": self.reply.tokens}
+        )
+        if error is not None:
+            self.span.set_status(trace.Status(trace.StatusCode.ERROR, error))
+        self.span.end()
+        return True
 
     async def _tts_requests(
         self, fragments: asyncio.Queue[str | None]

@@ -1,4 +1,8 @@
-"""Shared fixtures: a real ASR server process with its real models."""
+"""Shared fixtures: real service processes with their real models, and the collectors that observe them.
+
+Every service process the tests start exports its traces to one OTLP receiver in
+the test process, so tracing is on for the whole suite, as in production.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
+from collectors import OtlpReceiver
 from support import ServiceProcess, running
 
 from voice_agent.stack import gateway_backend_args
@@ -27,6 +32,18 @@ async def asr_channel(asr_server: ServiceProcess) -> AsyncIterator[grpc.aio.Chan
 @pytest.fixture(autouse=True, scope="session")
 def _no_model_hub() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """Receives the spans of every service process started after it (they inherit the environment)."""
+    with OtlpReceiver.serving() as receiver:
+        os.environ.update(
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_EXPORTER_OTLP_INSECURE="true",
+            OTEL_BSP_SCHEDULE_DELAY="200",  # ms: spans arrive soon after a turn, not 5 s later
+        )
+        yield receiver
 
 
 @pytest.fixture(scope="session", params=["kokoro", "piper"])

@@ -41,6 +41,29 @@ STREAMS = Counter("voice_streams_total", "Streams accepted.", ["service"])
 ERRORS = Counter("voice_errors_total", "Streams ended with an error, by gRPC status code.", ["service", "code"])
 
 
+# Status codes a service's streams commonly end with; their series exist (at zero) from the start.
+COMMON_ERROR_CODES = (
+    "INVALID_ARGUMENT",
+    "RESOURCE_EXHAUSTED",
+    "UNAVAILABLE",
+    "DEADLINE_EXCEEDED",
+    "INTERNAL",
+    "CANCELLED",
+)
+
+
+def init_labels(metric: Counter | Gauge | Histogram, *label_sets: tuple[str, ...]) -> None:
+    """Creates each labelled series at zero, so that rate() and the dashboards see it before the first event."""
+    for labels in label_sets:
+        metric.labels(*labels)
+
+
+def init_service_metrics(service: str) -> None:
+    init_labels(ACTIVE_STREAMS, (service,))
+    init_labels(STREAMS, (service,))
+    init_labels(ERRORS, *((service, code) for code in COMMON_ERROR_CODES))
+
+
 def start_metrics_server(host: str, port: int) -> None:
     """Serves /metrics over HTTP; port 0 turns it off."""
     if port:

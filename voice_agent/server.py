@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from voice_agent import metrics
+from voice_agent import metrics, telemetry
 from voice_agent.config import ServerConfig
 from voice_agent.errors import InvalidArgument, ServiceError
 from voice_agent.inference import InferencePool
@@ -62,6 +62,7 @@ class StreamAdmission:
         self.limit = limit
         self.ready = False
         self.active = 0
+        metrics.init_service_metrics(label)
 
     @contextlib.asynccontextmanager
     async def stream(self, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
@@ -237,8 +238,10 @@ async def serve(config: ServerConfig, service: Service) -> None:
     """Serves until SIGTERM or SIGINT, then drains for ``shutdown_grace_s``."""
     admission, label = service.admission, service.admission.label
     metrics.start_metrics_server(config.host, config.metrics_port)
+    telemetry.setup_tracing(f"voice-{label}")
     server = grpc.aio.server(
-        interceptors=[MalformedRequestInterceptor()],
+        # Tracing first: a malformed request still leaves a span with its error.
+        interceptors=[*telemetry.server_interceptors(), MalformedRequestInterceptor()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
@@ -279,6 +282,7 @@ async def serve(config: ServerConfig, service: Service) -> None:
     load.cancel()
     await server.stop(config.shutdown_grace_s)
     await service.close()
+    telemetry.shutdown_tracing()
     log.info("%s stopped", label)
 
 

@@ -86,7 +86,10 @@ async def _feed(requests: AsyncIterator[asr_pb2.RecognizeRequest], stream: Recog
     is still transcribed and sent before the error."""
     try:
         async for request in requests:
-            stream.feed(_audio_of(request))
+            if request.WhichOneof("request") == "trace_context":
+                stream.join_trace(request.trace_context)
+            else:
+                stream.feed(_audio_of(request))
     except ServiceError:
         await stream.finish()
         raise

@@ -24,6 +24,7 @@ from services.asr.vad import FRAME_SAMPLES, Endpointer, EndReason, SileroVad, Sp
 from voice_agent.audio import ASR_SAMPLE_RATE, StreamResampler, check_pcm16_chunk, pcm16_to_float, samples_to_ms
 from voice_agent.inference import InferencePool
 from voice_agent.metrics import latency_histogram
+from voice_agent.telemetry import context_from, tracer, wall_ns
 from voice_agent.v1 import asr_pb2
 
 FINAL_PRIORITY = 0
@@ -94,6 +95,12 @@ class RecognitionStream:
         self._interim: asyncio.Task[None] | None = None
         self._last_final: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._trace_headers: dict[int, dict[str, str]] = {}  # utterance id -> W3C headers of its turn
+
+    def join_trace(self, context: asr_pb2.TraceContext) -> None:
+        """The utterance's spans will join the caller's trace (its turn began at SpeechStarted)."""
+        if len(self._trace_headers) < 16:  # a caller that never lets an utterance end cannot grow this
+            self._trace_headers[context.utterance_id] = dict(context.headers)
 
     def feed(self, pcm: bytes) -> None:
         """Takes one audio message; raises InvalidArgument for a malformed one."""
@@ -189,6 +196,29 @@ class RecognitionStream:
         FINAL_LATENCY_SECONDS.observe(time.perf_counter() - decided)
         transcript = self._transcript(event.utterance_id, event.start, event.end, result, decided)
         self._emit(asr_pb2.RecognizeResponse(final=transcript))
+        self._trace_final(event, transcript, decided)
+
+    def _trace_final(self, event: SpeechEnd, transcript: asr_pb2.Transcript, decided: float) -> None:
+        """Records the utterance's two hops, after the fact, in the trace of its turn."""
+        headers = self._trace_headers.pop(event.utterance_id, None)
+        parent = context_from(headers) if headers else None
+        vad_wait_ms = _ms(event.decided_at - event.end)
+        decided_ns = wall_ns(decided)
+        common = {"utterance_id": event.utterance_id, "asr.model": self._transcriber.model_dir.name}
+        vad = tracer.start_span("asr.vad_wait", parent, start_time=decided_ns - vad_wait_ms * 1_000_000)
+        vad.set_attributes({**common, "vad_wait_ms": vad_wait_ms, "asr.end_reason": event.reason.value})
+        vad.end(decided_ns)
+        final = tracer.start_span("asr.final", parent, start_time=decided_ns)
+        final.set_attributes(
+            {
+                **common,
+                "asr_ms": transcript.processing_ms,
+                "asr.inference_ms": transcript.inference_ms,
+                "asr.audio_ms": transcript.end_ms - transcript.start_ms,
+                "asr.language": self._settings.language,
+            }
+        )
+        final.end()
 
     async def _transcribe(self, priority: int, audio: np.ndarray, kind: str) -> Transcription:
         result = await self._pool.run(priority, self._transcriber.transcribe, audio, self._settings.language)

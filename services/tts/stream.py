@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from opentelemetry import trace
 from prometheus_client import Counter
 
 from services.tts.engines import TtsEngine
@@ -23,6 +24,7 @@ from services.tts.text import Phrase, PhraseSegmenter, speakable
 from voice_agent.audio import float_to_pcm16, resample
 from voice_agent.inference import InferencePool
 from voice_agent.metrics import latency_histogram
+from voice_agent.telemetry import tracer
 from voice_agent.v1 import tts_pb2
 
 FIRST_PHRASE_PRIORITY = 0
@@ -56,6 +58,16 @@ class SynthesisStream:
         self._phrases: asyncio.Queue[tuple[Phrase, float] | None] = asyncio.Queue()
         self._first_text_at: float | None = None
         self._sequence = 0
+        self._phrases_sent = 0
+        self._audio_samples = 0
+        self._span = tracer.start_span(
+            "tts.stream",
+            attributes={
+                "tts.engine": engine.name,
+                "tts.voice": settings.voice,
+                "tts.sample_rate_hz": settings.sample_rate,
+            },
+        )
         self._worker = asyncio.create_task(self._synthesize_phrases())
 
     def add_text(self, fragment: str) -> None:
@@ -75,6 +87,12 @@ class SynthesisStream:
 
     def close(self) -> None:
         self._worker.cancel()
+        if self._span.is_recording():  # once: close() follows finish() too
+            rate = self._settings.sample_rate
+            self._span.set_attributes(
+                {"tts.phrases": self._phrases_sent, "tts.audio_ms": self._audio_samples * 1000 // rate}
+            )
+            self._span.end()
 
     def _queue(self, phrases: list[Phrase]) -> None:
         now = time.perf_counter()
@@ -88,7 +106,12 @@ class SynthesisStream:
             if not text:
                 continue
             priority = FIRST_PHRASE_PRIORITY if phrase.index == 0 else LATER_PHRASE_PRIORITY
-            audio, synthesis_ms = await self._pool.run(priority, self._synthesize, text)
+            parent = trace.set_span_in_context(self._span)
+            with tracer.start_as_current_span("tts.phrase", parent) as span:
+                audio, synthesis_ms = await self._pool.run(priority, self._synthesize, text)
+                span.set_attributes(
+                    {"tts.phrase_index": phrase.index, "tts.chars": len(text), "tts.synthesis_ms": synthesis_ms}
+                )
             self._send(phrase, audio, synthesis_ms, complete_at)
 
     def _synthesize(self, text: str) -> tuple[np.ndarray, float]:
@@ -109,6 +132,9 @@ class SynthesisStream:
         first_text_at = self._first_text_at or complete_at
         if self._sequence == 0:
             TTFA_SECONDS.observe(ready - first_text_at)
+            self._span.set_attribute("tts_ttfa_ms", (ready - first_text_at) * 1000)
+        self._phrases_sent += 1
+        self._audio_samples += len(audio)
         timing = tts_pb2.SynthesisTiming(
             synthesis_ms=synthesis_ms,
             phrase_latency_ms=(ready - complete_at) * 1000,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from collectors import OtlpReceiver, Prometheus, ReceivedSpan, dashboard_and_rule_series
 from support import ServiceProcess, free_port, spoken, start_service
 
 from services.llm.models import cache_dir, embedded_llm_model
@@ -25,7 +26,7 @@ QUESTION = "I have a job interview next week and I feel nervous"
 
 
 @pytest.fixture(scope="module")
-def vllm_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def vllm_address(tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceiver) -> Iterator[str]:
     python = os.environ.get("VOICE_VLLM_PYTHON")
     if not python:
         pytest.fail("VOICE_VLLM_PYTHON is not set: run `make test-vllm`")
@@ -38,6 +39,9 @@ def vllm_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint)]
     command += ["--served-model-name", "gemma-3-270m", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--max-model-len", "2048", "--dtype", "bfloat16", "--enforce-eager", "--enable-prefix-caching"]
+    # vLLM continues the gateway's trace from the request's traceparent header.
+    command += ["--otlp-traces-endpoint", otlp_receiver.endpoint]
+    env["OTEL_EXPORTER_OTLP_TRACES_INSECURE"] = "true"
     log = tmp_path_factory.mktemp("vllm") / "vllm.log"
     with open(log, "wb") as out:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -76,3 +80,24 @@ async def test_spoken_and_typed_turns_against_vllm(gateway: ServiceProcess) -> N
         assert turn.reply_of(answer.turn_id).strip()
         assert turn.of("agent_audio")
     assert word_error_rate(QUESTION, spoken_turn.transcript) <= 0.2
+
+
+def test_vllm_continues_the_turn_trace(gateway: ServiceProcess, otlp_receiver: OtlpReceiver) -> None:
+    """vLLM's request spans are children of the gateway's llm.chat spans (run after the turns above)."""
+
+    def continued(spans: list[ReceivedSpan]) -> bool:
+        chats = {s.span_id: s for s in spans if s.name == "llm.chat" and s.service == "voice-gateway"}
+        return any(s.parent_id in chats and s.trace_id == chats[s.parent_id].trace_id for s in spans)
+
+    otlp_receiver.wait_for(continued, timeout_s=60)
+
+
+def test_vllm_metrics_of_the_dashboards_have_data(gateway: ServiceProcess, vllm_address: str, tmp_path: Path) -> None:
+    """Every vllm: series that the dashboards use, scraped from the real vLLM server by a real Prometheus."""
+    series = sorted(name for name in dashboard_and_rule_series() if name.startswith("vllm:"))
+    assert "vllm:time_to_first_token_seconds_bucket" in series
+    prometheus = Prometheus({"voice-llm": vllm_address}, tmp_path)
+    try:
+        prometheus.wait_until(lambda: all(prometheus.has_data(name) for name in series), 60, "vLLM's series")
+    finally:
+        prometheus.stop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -90,8 +90,17 @@ class Conversation:
     conversation.speak(audio)`` per user turn.
     """
 
-    def __init__(self, channel: grpc.aio.Channel, *, sample_rate: int = 16_000, **options: object) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        sample_rate: int = 16_000,
+        metadata: Sequence[tuple[str, str]] = (),
+        **options: object,
+    ) -> None:
+        """``metadata`` goes with the stream: a bearer token, or a ``traceparent`` to join a trace."""
         self._stub = gateway_pb2_grpc.GatewayStub(channel)
+        self._metadata = tuple(metadata)
         self._config = session_config(sample_rate, **options)
         self._silence = b"\0" * (sample_rate * CHUNK_MS // 1000 * PCM16_SAMPLE_BYTES)
         self._outgoing: asyncio.Queue[bytes | gateway_pb2.ConverseRequest] = asyncio.Queue()
@@ -101,7 +110,7 @@ class Conversation:
         self.sent_at_ms: dict[int, float] = {}
 
     async def __aenter__(self) -> Conversation:
-        self._call = self._stub.Converse(self._requests())
+        self._call = self._stub.Converse(self._requests(), metadata=self._metadata or None)
         self._reader = asyncio.create_task(self._read())
         return self
 
