@@ -42,12 +42,17 @@ def engine_of(server: ServiceProcess) -> str:
 
 
 async def test_round_trip_through_the_real_asr(tts_channel: grpc.aio.Channel, asr_channel: grpc.aio.Channel) -> None:
+    heard_all = []
     for sentence in COACHING:
         speech = (await synthesize(tts_channel, sentence, sample_rate_hz=16_000)).audio()
         assert speech.sample_rate == 16_000
         padded = Pcm16Audio(SILENCE_16K + speech.data + SILENCE_16K * 3, 16_000)
         heard = (await recognize(asr_channel, padded, realtime=False)).text
-        assert word_error_rate(sentence, heard) <= 0.10, (sentence, heard)
+        # Whisper tiny mishears a word now and then (Piper's synthesis is randomised: its noise
+        # scale), so one sentence may lose a word; a broken voice loses far more.
+        assert word_error_rate(sentence, heard) <= 0.25, (sentence, heard)
+        heard_all.append(heard)
+    assert word_error_rate(" ".join(COACHING), " ".join(heard_all)) <= 0.05, heard_all
 
 
 async def test_first_audio_comes_before_the_last_phrase_is_synthesized(tts_channel: grpc.aio.Channel) -> None:
