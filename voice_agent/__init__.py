@@ -7,4 +7,10 @@ The services themselves live in the ``services`` package, the conversation
 orchestrator in ``gateway``.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# onnxruntime (Silero VAD, Kokoro, Piper) sends usage telemetry to Microsoft and writes a device id
+# under ~/.cache unless this is set before it initialises; every process imports this package first.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")

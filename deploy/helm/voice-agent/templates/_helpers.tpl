@@ -40,3 +40,357 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: voice-agent
 {{- end }}
+
+{{/* Labels of one component's resources. Call with (dict "ctx" $ "component" "gateway"). */}}
+{{- define "voice-agent.componentLabels" -}}
+{{ include "voice-agent.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Selector labels of one component's pods. Call with (dict "ctx" $ "component" "gateway"). */}}
+{{- define "voice-agent.componentSelectorLabels" -}}
+{{ include "voice-agent.selectorLabels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* "<fullname>-<component>": the name of a component's Deployment and Service. */}}
+{{- define "voice-agent.componentName" -}}
+{{- printf "%s-%s" (include "voice-agent.fullname" .ctx) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+One of the project's images: [<registry>/]<repository>:<tag>. The tag is the
+component's own, else image.tag, else the chart's appVersion.
+Call with (dict "ctx" $ "image" .Values.gateway.image).
+*/}}
+{{- define "voice-agent.image" -}}
+{{- $tag := .image.tag | default .ctx.Values.image.tag | default .ctx.Chart.AppVersion }}
+{{- with .ctx.Values.image.registry }}
+{{- printf "%s/%s:%s" (trimSuffix "/" .) $.image.repository $tag }}
+{{- else }}
+{{- printf "%s:%s" .image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{- define "voice-agent.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "voice-agent.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pod-level settings every Deployment and Job shares: identity, non-root user,
+pull secrets. Call with (dict "ctx" $ "root" <bool>); root is llm.runAsRoot.
+*/}}
+{{- define "voice-agent.podIdentity" -}}
+serviceAccountName: {{ include "voice-agent.serviceAccountName" .ctx }}
+# No pod talks to the Kubernetes API.
+automountServiceAccountToken: false
+{{- with .ctx.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- if .root }}
+  # llm.runAsRoot: the documented exception for vLLM images that need root.
+  runAsNonRoot: false
+  runAsUser: 0
+  runAsGroup: 0
+  {{- else }}
+  runAsNonRoot: true
+  runAsUser: {{ .ctx.Values.securityContext.runAsUser }}
+  runAsGroup: {{ .ctx.Values.securityContext.runAsGroup }}
+  {{- end }}
+  fsGroup: {{ .ctx.Values.securityContext.fsGroup }}
+  fsGroupChangePolicy: OnRootMismatch
+  seccompProfile:
+    type: RuntimeDefault
+{{- end }}
+
+{{/* A container's securityContext. Call with (dict "root" <bool>). */}}
+{{- define "voice-agent.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: {{ not .root }}
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+Scheduling: the component's nodeSelector, affinity and tolerations; GPU pods
+also get a required node affinity for gpu.products (unless the component's
+affinity brings its own nodeAffinity) and gpu.tolerations.
+Call with (dict "ctx" $ "values" .Values.asr "gpu" <bool>).
+*/}}
+{{- define "voice-agent.scheduling" -}}
+{{- $affinity := deepCopy (.values.affinity | default dict) }}
+{{- $tolerations := .values.tolerations | default list }}
+{{- if .gpu }}
+{{- $tolerations = concat $tolerations .ctx.Values.gpu.tolerations }}
+{{- if and .ctx.Values.gpu.products (not (hasKey $affinity "nodeAffinity")) }}
+{{- $term := dict "matchExpressions" (list (dict "key" "nvidia.com/gpu.product" "operator" "In" "values" .ctx.Values.gpu.products)) }}
+{{- $_ := set $affinity "nodeAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (dict "nodeSelectorTerms" (list $term))) }}
+{{- end }}
+{{- end }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds: the preStop sleep, then the drain after SIGTERM,
+plus a margin. Call with (dict "ctx" $ "values" .Values.gateway).
+*/}}
+{{- define "voice-agent.terminationGrace" -}}
+{{- add .values.preStopSleepSeconds .values.drainSeconds .ctx.Values.shutdownMarginSeconds }}
+{{- end }}
+
+{{/* A preStop sleep (Kubernetes >= 1.30: no sleep binary needed in the image). Call with the component's values. */}}
+{{- define "voice-agent.preStop" -}}
+{{- if gt (int .preStopSleepSeconds) 0 }}
+lifecycle:
+  preStop:
+    sleep:
+      seconds: {{ .preStopSleepSeconds }}
+{{- end }}
+{{- end }}
+
+{{/*
+gRPC health probes (grpc.health.v1, overall status). The startup probe allows
+startupSeconds for model loading; readiness takes a pod out of the Service
+while it drains (NOT_SERVING after SIGTERM). Call with the component's values.
+*/}}
+{{- define "voice-agent.grpcProbes" -}}
+startupProbe:
+  grpc:
+    port: {{ .port }}
+  periodSeconds: 5
+  failureThreshold: {{ div (add .startupSeconds 4) 5 }}
+readinessProbe:
+  grpc:
+    port: {{ .port }}
+  periodSeconds: 5
+  timeoutSeconds: 2
+  failureThreshold: 2
+livenessProbe:
+  grpc:
+    port: {{ .port }}
+  periodSeconds: 10
+  timeoutSeconds: 5
+  failureThreshold: 6
+{{- end }}
+
+{{/* Environment from a map, sorted by name (stable manifests), values as strings. */}}
+{{- define "voice-agent.envFromMap" -}}
+{{- range $name := keys . | sortAlpha }}
+- name: {{ $name }}
+  value: {{ index $ $name | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The OTLP endpoint every process exports to: the chart's collector, else tracing.endpoint. */}}
+{{- define "voice-agent.tracingEndpoint" -}}
+{{- if .Values.tracing.collector.enabled }}
+{{- printf "http://%s:4317" (include "voice-agent.componentName" (dict "ctx" . "component" "otel-collector")) }}
+{{- else }}
+{{- required "tracing.enabled needs tracing.endpoint or tracing.collector.enabled" .Values.tracing.endpoint }}
+{{- end }}
+{{- end }}
+
+{{/* OTEL_* variables (a map) for the project's processes; empty when tracing is off. */}}
+{{- define "voice-agent.tracingEnv" -}}
+{{- if .Values.tracing.enabled }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ include "voice-agent.tracingEndpoint" . | quote }}
+OTEL_EXPORTER_OTLP_INSECURE: {{ .Values.tracing.insecure | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The model cache's claim name. */}}
+{{- define "voice-agent.modelsClaim" -}}
+{{- .Values.models.persistence.existingClaim | default (include "voice-agent.componentName" (dict "ctx" . "component" "models")) }}
+{{- end }}
+
+{{/*
+A short hash of what the download Job fetches: it names the Job (a Job's pod
+template is immutable, so a new list needs a new Job) and its completion
+marker, which the model pods wait for.
+*/}}
+{{- define "voice-agent.modelsHash" -}}
+{{- toJson .Values.models.download | sha256sum | trunc 8 }}
+{{- end }}
+
+{{/* True ("true") when model pods read from the cache and something is downloaded into it. */}}
+{{- define "voice-agent.modelsDownloaded" -}}
+{{- if and .Values.models.persistence.enabled .Values.models.download }}true{{ end }}
+{{- end }}
+
+{{/*
+The model cache volume, mounted read-only by model pods, and an init container
+that waits (no network) for the download Job's completion marker, so a pod
+never starts on a half-downloaded model. Call with (dict "ctx" $ "image" <image>).
+*/}}
+{{- define "voice-agent.modelsVolume" -}}
+- name: models
+  persistentVolumeClaim:
+    claimName: {{ include "voice-agent.modelsClaim" .ctx }}
+    readOnly: true
+{{- end }}
+
+{{- define "voice-agent.modelsMount" -}}
+- name: models
+  mountPath: {{ .Values.models.mountPath }}
+  readOnly: true
+{{- end }}
+
+{{- define "voice-agent.waitForModels" -}}
+- name: wait-for-models
+  image: {{ .image }}
+  imagePullPolicy: {{ .pullPolicy }}
+  command:
+    - sh
+    - -c
+    - |
+      marker={{ .ctx.Values.models.mountPath }}/.voice-agent-{{ include "voice-agent.modelsHash" .ctx }}.done
+      until [ -f "$marker" ]; do echo "waiting for the model download Job ($marker)"; sleep 10; done
+  securityContext:
+    {{- include "voice-agent.containerSecurityContext" (dict "root" false) | nindent 4 }}
+  resources:
+    requests:
+      cpu: 10m
+      memory: 16Mi
+    limits:
+      memory: 64Mi
+  volumeMounts:
+    {{- include "voice-agent.modelsMount" .ctx | nindent 4 }}
+{{- end }}
+
+{{/*
+A gRPC model service (asr or tts): Deployment and Service. The two differ only
+in their env prefix and defaults. Call with (dict "ctx" $ "component" "asr" "prefix" "VOICE_ASR").
+*/}}
+{{- define "voice-agent.grpcBackend" -}}
+{{- $ctx := .ctx }}
+{{- $c := index $ctx.Values .component }}
+{{- $name := include "voice-agent.componentName" . }}
+{{- $image := include "voice-agent.image" (dict "ctx" $ctx "image" $c.image) }}
+{{- $models := and $c.gpu.enabled (include "voice-agent.modelsDownloaded" $ctx) }}
+{{- $env := dict }}
+{{- $_ := set $env (printf "%s_PORT" .prefix) $c.port }}
+{{- $_ := set $env (printf "%s_METRICS_PORT" .prefix) $c.metricsPort }}
+{{- $_ := set $env (printf "%s_SHUTDOWN_GRACE_S" .prefix) $c.drainSeconds }}
+{{- $_ := set $env (printf "%s_LOG_FORMAT" .prefix) "json" }}
+{{- if $c.gpu.enabled }}
+{{- $_ := set $env (printf "%s_DEVICE" .prefix) "cuda" }}
+{{- end }}
+{{- /* Model hubs are never contacted at run time. (The images set HOME=/tmp, an emptyDir here.) */}}
+{{- $_ := set $env "HF_HUB_OFFLINE" "1" }}
+{{- $env = merge (include "voice-agent.tracingEnv" $ctx | fromYaml) $env }}
+{{- $env = merge (deepCopy $c.env) $env }}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "voice-agent.componentLabels" . | nindent 4 }}
+spec:
+  replicas: {{ $c.replicas }}
+  {{- if $c.gpu.enabled }}
+  # A second copy during a rolling update would not fit in the shared GPU's memory.
+  strategy:
+    type: Recreate
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "voice-agent.componentSelectorLabels" . | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "voice-agent.componentSelectorLabels" . | nindent 8 }}
+      {{- with $c.podAnnotations }}
+      annotations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    spec:
+      {{- include "voice-agent.podIdentity" (dict "ctx" $ctx "root" false) | nindent 6 }}
+      {{- with include "voice-agent.scheduling" (dict "ctx" $ctx "values" $c "gpu" $c.gpu.enabled) | trim }}{{ . | nindent 6 }}{{ end }}
+      terminationGracePeriodSeconds: {{ include "voice-agent.terminationGrace" (dict "ctx" $ctx "values" $c) }}
+      {{- if $models }}
+      initContainers:
+        {{- include "voice-agent.waitForModels" (dict "ctx" $ctx "image" $image "pullPolicy" $ctx.Values.image.pullPolicy) | nindent 8 }}
+      {{- end }}
+      containers:
+        - name: {{ .component }}
+          image: {{ $image }}
+          imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
+          command: ["python", "-m", "services.{{ .component }}"]
+          ports:
+            - name: grpc
+              containerPort: {{ $c.port }}
+            - name: metrics
+              containerPort: {{ $c.metricsPort }}
+          env:
+            {{- include "voice-agent.envFromMap" $env | trim | nindent 12 }}
+            {{- with $c.extraEnv }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+          {{- include "voice-agent.grpcProbes" $c | nindent 10 }}
+          {{- with include "voice-agent.preStop" $c | trim }}{{ . | nindent 10 }}{{ end }}
+          resources:
+            {{- $resources := deepCopy $c.resources }}
+            {{- if $c.gpu.enabled }}
+            {{- /* Exactly one time-sliced GPU; the plugin refuses more (failRequestsGreaterThanOne). */}}
+            {{- $_ := set $resources "requests" (merge (dict "nvidia.com/gpu" 1) ($resources.requests | default dict)) }}
+            {{- $_ := set $resources "limits" (merge (dict "nvidia.com/gpu" 1) ($resources.limits | default dict)) }}
+            {{- end }}
+            {{- toYaml $resources | nindent 12 }}
+          securityContext:
+            {{- include "voice-agent.containerSecurityContext" (dict "root" false) | nindent 12 }}
+          volumeMounts:
+            # HOME too (the images set HOME=/tmp): the only writable path.
+            - name: tmp
+              mountPath: /tmp
+            {{- if $models }}
+            {{- include "voice-agent.modelsMount" $ctx | nindent 12 }}
+            {{- end }}
+      volumes:
+        - name: tmp
+          emptyDir:
+            sizeLimit: 1Gi
+        {{- if $models }}
+        {{- include "voice-agent.modelsVolume" (dict "ctx" $ctx) | nindent 8 }}
+        {{- end }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "voice-agent.componentLabels" . | nindent 4 }}
+    # The scrape job name (ServiceMonitor jobLabel): dashboards and alerts select on it.
+    voice-agent/job: voice-{{ .component }}
+spec:
+  type: ClusterIP
+  selector:
+    {{- include "voice-agent.componentSelectorLabels" . | nindent 4 }}
+  ports:
+    - name: grpc
+      port: {{ $c.port }}
+      targetPort: grpc
+      appProtocol: kubernetes.io/h2c
+    - name: metrics
+      port: {{ $c.metricsPort }}
+      targetPort: metrics
+{{- end }}

@@ -1,0 +1,42 @@
+# syntax=docker/dockerfile:1
+# The conversation gateway: `Converse` over gRPC (:50051), Prometheus /metrics (:9101).
+#
+#   docker build -f deploy/docker/gateway.Dockerfile -t voice-agent-gateway .   # context: the repo root
+#
+# Bases are pinned to exact version tags. CI should pin their digests as well
+# (FROM python:3.11.14-slim-bookworm@sha256:...): digests cannot be resolved offline here.
+
+# ---- builder: a virtual environment with the project and its `gateway` extra ----
+FROM python:3.11.14-slim-bookworm AS builder
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python3.11 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Dependencies first, in a layer of their own, so that a code change does not reinstall them.
+# Every dependency ships a manylinux wheel: --only-binary keeps it so (this stage has no compilers).
+COPY pyproject.toml README.md ./
+RUN mkdir voice_agent services gateway \
+ && pip install --only-binary=:all: '.[gateway]'
+COPY voice_agent/ voice_agent/
+COPY services/ services/
+COPY gateway/ gateway/
+RUN pip install --only-binary=:all: --no-deps --force-reinstall .
+
+# ---- runtime ----
+FROM python:3.11.14-slim-bookworm
+# HOME=/tmp: the only writable path with readOnlyRootFilesystem (an emptyDir in the chart).
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/venv/bin:$PATH \
+    HOME=/tmp
+RUN groupadd --system --gid 10001 voice \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin voice
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /opt/voice-agent
+# Fails the build, not the pod, if the installed package cannot be imported here.
+RUN python -c "import gateway.serving"
+USER 10001:10001
+EXPOSE 50051 9101
+ENTRYPOINT ["python", "-m", "gateway"]
