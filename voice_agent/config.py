@@ -112,6 +112,11 @@ class ServerConfig(Config):
         10.0, "On SIGTERM the server takes no new streams; in-flight ones may run this long before they are cancelled."
     )
     max_streams: int = setting(64, "Concurrent streams served; past it, new streams get RESOURCE_EXHAUSTED.")
+    max_connection_age_s: float = setting(
+        0.0,
+        "Ask clients to reconnect after this long (GOAWAY), so that they re-resolve DNS and spread over new"
+        " replicas; streams already open run to their end. 0: never.",
+    )
 
     def validate(self) -> None:
         super().validate()

@@ -234,6 +234,13 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(checked_unary_unary, deserialize, serialize)
 
 
+def connection_age_options(max_age_s: float) -> list[tuple[str, int]]:
+    if max_age_s <= 0:
+        return []
+    # A day of grace: a conversation's stream is never cut by the reconnect request.
+    return [("grpc.max_connection_age_ms", int(max_age_s * 1000)), ("grpc.max_connection_age_grace_ms", 86_400_000)]
+
+
 async def serve(config: ServerConfig, service: Service) -> None:
     """Serves until SIGTERM or SIGINT, then drains for ``shutdown_grace_s``."""
     admission, label = service.admission, service.admission.label
@@ -245,6 +252,7 @@ async def serve(config: ServerConfig, service: Service) -> None:
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
+            *connection_age_options(config.max_connection_age_s),
         ],
     )
     health_servicer = health.aio.HealthServicer()

@@ -292,6 +292,8 @@ in their env prefix and defaults. Call with (dict "ctx" $ "component" "asr" "pre
 {{- $_ := set $env (printf "%s_METRICS_PORT" .prefix) $c.metricsPort }}
 {{- $_ := set $env (printf "%s_SHUTDOWN_GRACE_S" .prefix) $c.drainSeconds }}
 {{- $_ := set $env (printf "%s_LOG_FORMAT" .prefix) "json" }}
+{{- /* Clients reconnect (and re-resolve DNS, finding new pods) this often; open streams run on. */}}
+{{- $_ := set $env (printf "%s_MAX_CONNECTION_AGE_S" .prefix) 300 }}
 {{- if $c.gpu.enabled }}
 {{- $_ := set $env (printf "%s_DEVICE" .prefix) "cuda" }}
 {{- end }}
@@ -382,7 +384,10 @@ metadata:
     # The scrape job name (ServiceMonitor jobLabel): dashboards and alerts select on it.
     voice-agent/job: voice-{{ .component }}
 spec:
-  type: ClusterIP
+  # Headless: the gateway resolves every ready pod and balances its streams over
+  # them round-robin (a ClusterIP would pin all of one gateway's streams to the
+  # pod its one HTTP/2 connection reached).
+  clusterIP: None
   selector:
     {{- include "voice-agent.componentSelectorLabels" . | nindent 4 }}
   ports:
