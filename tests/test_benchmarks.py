@@ -1,0 +1,125 @@
+"""The benchmark commands run end to end at a tiny size (--quick) and write what they promise.
+
+Speed is never asserted: only that each command finishes, and that its JSON has the
+expected keys and sane values. The concurrency sweep, the long conversation and the
+barge-ins talk to the session's stack (--gateway); the start benchmark starts its
+own processes, and the gateway benchmark its fakes and its own gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from support import ServiceProcess
+
+from voice_agent.client.converse import STAGES
+
+ROOT = Path(__file__).resolve().parent.parent
+BREAKDOWN = {*STAGES, "overhead_ms"}
+PNG = b"\x89PNG"
+
+
+def bench(name: str, out: Path, *args: str) -> dict:
+    """Runs ``python -m benchmarks.<name> --quick --out <out>``; returns its JSON."""
+    command = [sys.executable, "-m", f"benchmarks.{name}", "--quick", "--out", str(out), *args]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-5000:]
+    return json.loads((out / f"{name}.json").read_text())
+
+
+def stack_args(gateway: ServiceProcess, asr: ServiceProcess, tts: ServiceProcess, llm: ServiceProcess) -> list[str]:
+    return ["--gateway", gateway.address, "--asr", asr.address, "--tts", tts.address, "--llm", llm.address]
+
+
+def is_png(path: Path) -> bool:
+    return path.read_bytes()[:4] == PNG
+
+
+def test_concurrency_sweep(
+    tmp_path: Path,
+    gateway_server: ServiceProcess,
+    asr_server: ServiceProcess,
+    piper_server: ServiceProcess,
+    llm_server: ServiceProcess,
+) -> None:
+    result = bench("load", tmp_path, *stack_args(gateway_server, asr_server, piper_server, llm_server))
+    assert result["stack"] == {"fresh": False, "tts_engine": "piper", "tracing": None}
+    levels = result["levels"]
+    assert [level["conversations"] for level in levels] == [1, 2]
+    for level in levels:
+        assert level["errors"] == 0 and level["turns"] == level["conversations"], level
+        assert 0 < level["e2e_ms"]["p50"] <= level["e2e_ms"]["p95"]
+        assert set(level["stages_ms"]) == BREAKDOWN
+        assert level["stages_ms"]["vad_wait_ms"]["p50"] > 0 and level["stages_ms"]["llm_ttft_ms"]["p50"] > 0
+        # Each process was found by its port and measured.
+        assert set(level["rss_mb"]) == {"gateway", "asr", "tts", "llm"}
+        assert set(level["process_cpu"]) == {"gateway", "asr", "tts", "llm", "client"}
+        assert all(mb > 0 for mb in level["rss_mb"].values())
+    assert result["most_conversations_p95_under_limit"] in (0, 1, 2)
+    assert is_png(tmp_path / "load.png") and is_png(tmp_path / "load_stages.png")
+
+
+def test_gateway_alone_on_fakes(tmp_path: Path) -> None:
+    result = bench("gateway", tmp_path)
+    assert "FAKE" in result["backends"]
+    assert set(result["modes"]) == {"text", "audio"}
+    for mode in result["modes"].values():
+        assert [level["sessions"] for level in mode["levels"]] == [1, 5]
+        for level in mode["levels"]:
+            assert level["errors"] == 0, level
+            assert level["turns"] == 2 * level["sessions"]
+            assert 0 < level["latency_ms"]["p50"] <= level["latency_ms"]["p95"] <= level["latency_ms"]["p99"]
+            assert level["turns_per_s"] > 0 and level["gateway_rss_mb"] > 0
+            assert {"gateway", "fake-asr", "fake-tts", "fake-llm", "client"} == set(level["process_cpu"])
+        assert "most_sessions_p95_under_threshold" in mode["capacity"]
+    assert is_png(tmp_path / "gateway.png")
+
+
+def test_cold_and_warm_start(tmp_path: Path) -> None:
+    result = bench("start", tmp_path, "--engines", "piper")
+    assert set(result["cold"]) == {"asr", "tts-piper", "llm", "gateway"}
+    for service in result["cold"].values():
+        assert service["healthy_s_p50"] > 0 and len(service["healthy_s"]) == 1
+        assert service["listening_s_p50"] is None or service["listening_s_p50"] <= service["healthy_s_p50"]
+    assert result["cold"]["asr"]["load_s_own_log_p50"] > 0  # the service's own "ready in" line was found
+    warm = result["warm"]
+    assert warm["failed_turns"] == 0
+    assert warm["first_turn_e2e_ms"]["n"] == 1 and warm["later_turns_e2e_ms"]["n"] == 1
+    assert warm["first_over_later_p50"] > 0
+    assert set(warm["first_turn_stages_p50_ms"]) == set(warm["later_turns_stages_p50_ms"]) == BREAKDOWN
+
+
+def test_long_conversation(
+    tmp_path: Path,
+    gateway_server: ServiceProcess,
+    asr_server: ServiceProcess,
+    piper_server: ServiceProcess,
+    llm_server: ServiceProcess,
+) -> None:
+    result = bench("long", tmp_path, *stack_args(gateway_server, asr_server, piper_server, llm_server))
+    assert result["turns"] == 3 and result["failed_turns"] == 0
+    assert [row["turn"] for row in result["per_turn"]] == [1, 2, 3]
+    assert {"slope_ms_per_turn", "first_1_p50", "last_1_p50"} <= set(result["e2e_drift"])
+    assert set(result["stage_drift"]) == BREAKDOWN
+    assert set(result["memory"]) == {"gateway", "asr", "tts", "llm"}
+    for memory in result["memory"].values():
+        assert memory["before_mb"] > 0 and memory["last_mb"] > 0
+    assert is_png(tmp_path / "long.png")
+
+
+def test_barge_ins(
+    tmp_path: Path,
+    gateway_server: ServiceProcess,
+    asr_server: ServiceProcess,
+    piper_server: ServiceProcess,
+    llm_server: ServiceProcess,
+) -> None:
+    result = bench("bargein", tmp_path, *stack_args(gateway_server, asr_server, piper_server, llm_server))
+    assert result["interrupted"] + result["missed"] == 2
+    assert result["interrupted"] >= 1  # the first talks over the agent as its audio starts
+    assert result["stop_ms"]["n"] == result["interrupted"]
+    assert 0 <= result["stop_ms"]["p50"] <= result["stop_ms"]["p95"]
+    assert result["interruption_event_ms"]["p50"] >= 0 and result["chunks_after_speech_started_total"] >= 0
