@@ -23,6 +23,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -32,8 +33,11 @@ from benchmarks.common import (
     QUESTIONS,
     START_TIMEOUT_S,
     arg_parser,
+    plot_path,
     progress,
+    pyplot,
     results_path,
+    save_figure,
     spoken,
     tracing_on,
 )
@@ -183,6 +187,25 @@ def main() -> None:
         "warm": warm_report,
     }
     write_results(out, results)
+    plot(cold_report, warm_report, plot_path(out))
+
+
+def plot(cold: dict[str, dict], warm: dict[str, Any], path: Path) -> None:
+    """Start to healthy per service, and the first turn after start against later turns."""
+    plt = pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 1]})
+    names = list(cold)
+    left.bar(names, [cold[name]["healthy_s_p50"] for name in names], color="tab:blue")
+    left.set_ylabel("s, process start to healthy (p50)")
+    left.set_title("Cold start per service")
+    first, later = warm["first_turn_e2e_ms"].get("p50"), warm["later_turns_e2e_ms"].get("p50")
+    right.bar(["first turn", "later turns"], [first or 0, later or 0], color=["tab:orange", "tab:green"])
+    right.set_ylabel("e2e_ms p50")
+    right.set_title("Warm: first turn vs later")
+    for axis in (left, right):
+        axis.grid(axis="y", alpha=0.3)
+    save_figure(figure, path)
+    progress(f"plot written to {path}")
 
 
 if __name__ == "__main__":

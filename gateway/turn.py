@@ -2,7 +2,9 @@
 
 Audio is paced: the gateway keeps at most ``lead_ms`` of agent audio ahead of
 the client's playback, so that a barge-in stops what the user hears within
-that lead, and ``heard_text`` is what was actually played. Cancelling the turn
+that lead, and ``heard_text`` is what was actually played. A turn ends when
+its audio has played out at the client, not when the last chunk is sent, so
+that speech over the last words still interrupts it. Cancelling the turn
 closes the LLM's HTTP stream (the server stops generating) and the TTS stream
 (the service stops synthesizing).
 """
@@ -97,6 +99,9 @@ class AgentTurn:
                 fragments.put_nowait(delta)
             fragments.put_nowait(None)
             await audio
+            # The client plays up to the lead behind what was sent: until it has played it all, the
+            # user can still barge in, and the turn must still be interruptible (and heard_text true).
+            await asyncio.sleep(max(0.0, self._playback_end - time.perf_counter()))
         finally:
             audio.cancel()
             call.cancel()

@@ -90,6 +90,7 @@ def test_cold_and_warm_start(tmp_path: Path) -> None:
     assert warm["first_turn_e2e_ms"]["n"] == 1 and warm["later_turns_e2e_ms"]["n"] == 1
     assert warm["first_over_later_p50"] > 0
     assert set(warm["first_turn_stages_p50_ms"]) == set(warm["later_turns_stages_p50_ms"]) == BREAKDOWN
+    assert is_png(tmp_path / "start.png")
 
 
 def test_long_conversation(

@@ -1,0 +1,98 @@
+"""AgentTurn's orchestration with FAKE backends (a unit test of the turn's timing logic only;
+the real LLM and TTS are exercised in test_gateway.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from opentelemetry import trace
+
+from gateway.history import History
+from gateway.llm import Reply
+from gateway.turn import AgentTurn, TurnTiming
+from voice_agent.v1 import gateway_pb2, tts_pb2
+
+RATE = 16_000
+
+
+class FakeLlm:
+    async def stream(self, messages: list[dict[str, str]], reply: Reply) -> AsyncIterator[str]:
+        for delta in ("Pause ", "before ", "you ", "answer."):
+            reply.text += delta
+            reply.tokens += 1
+            yield delta
+
+
+class FakeTtsCall:
+    """One chunk of ``seconds`` of audio for the whole reply, as soon as the text has ended."""
+
+    def __init__(self, requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest], seconds: float) -> None:
+        self._requests = requests
+        self._seconds = seconds
+
+    def __aiter__(self) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
+        return self._responses()
+
+    async def _responses(self) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
+        text = "".join([r.text async for r in self._requests])
+        audio = b"\0\0" * int(RATE * self._seconds)
+        chunk = tts_pb2.TtsAudioChunk(audio=audio, sample_rate_hz=RATE, text_start=0, text_end=len(text))
+        yield tts_pb2.SynthesizeResponse(audio=chunk)
+
+    def cancel(self) -> None:
+        pass
+
+
+class FakeTts:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def SynthesizeStream(self, requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest], timeout: float) -> FakeTtsCall:  # noqa: N802
+        return FakeTtsCall(requests, self.seconds)
+
+
+def _turn(sent: list[float], seconds: float, first_audio: asyncio.Event | None = None) -> AgentTurn:
+    history = History("You are a coach.", 1000)
+    history.add_user("How do I start?")
+
+    def emit(event: gateway_pb2.ConverseResponse) -> None:
+        if event.WhichOneof("event") == "agent_audio":
+            sent.append(time.perf_counter())
+            if first_audio is not None:
+                first_audio.set()
+
+    return AgentTurn(
+        1,
+        history,
+        FakeLlm(),  # type: ignore[arg-type]
+        FakeTts(seconds),  # type: ignore[arg-type]
+        tts_pb2.SynthesisConfig(),
+        TurnTiming(final_at=time.perf_counter()),
+        emit,
+        lead_ms=500,
+        tts_timeout_s=5,
+        span=trace.INVALID_SPAN,
+    )
+
+
+async def test_a_turn_stays_interruptible_until_its_audio_has_played_at_the_client() -> None:
+    sent: list[float] = []
+    first_audio = asyncio.Event()
+    turn = _turn(sent, seconds=1.0, first_audio=first_audio)
+    task = asyncio.create_task(turn.run())
+    await asyncio.wait_for(first_audio.wait(), timeout=5)
+    # All of the audio was sent at once (1 s, ahead of playback); the client plays it for a second.
+    await asyncio.sleep(0.5)
+    assert not task.done(), "the turn ended while the client was still playing its audio"
+    assert turn.heard_text() == turn.reply.text  # its only chunk has started playing
+    task.cancel()  # a barge-in now still interrupts it
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_turn_ends_once_its_audio_has_played() -> None:
+    sent: list[float] = []
+    turn = _turn(sent, seconds=0.2)
+    await asyncio.wait_for(turn.run(), timeout=5)
+    assert time.perf_counter() - sent[0] >= 0.19
