@@ -21,20 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from voice_agent.stack import is_serving
 
 HERE = Path(__file__).resolve().parent
-
-
-def is_serving(address: str, timeout_s: float = 3.0) -> bool:
-    """The gateway answers SERVING on the standard gRPC health service (plaintext)."""
-    with grpc.insecure_channel(address) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
-        except grpc.RpcError:
-            return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def main(argv: list[str]) -> int:
@@ -42,7 +31,7 @@ def main(argv: list[str]) -> int:
     host = env.get("LOADTEST_HOST") or f"127.0.0.1:{env.get('VOICE_GATEWAY_PORT') or 50051}"
     results = Path(env.get("LOADTEST_RESULTS") or HERE / "results")
     plaintext = "://" not in host and env.get("LOADTEST_TLS", "").lower() not in {"1", "true", "yes", "on"}
-    if plaintext and not is_serving(host):
+    if plaintext and not is_serving(host, timeout_s=3.0):
         print(f"no gateway is serving on {host}: start the stack with `make up`, or set LOADTEST_HOST", file=sys.stderr)
         return 2
     results.mkdir(parents=True, exist_ok=True)
