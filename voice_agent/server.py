@@ -252,6 +252,10 @@ async def serve(config: ServerConfig, service: Service) -> None:
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
+            # Proxies (Envoy) and clients may PING every 10 s to find dead peers, also between
+            # turns; grpc-core's default would end the connection (too_many_pings) under 5 min.
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
             *connection_age_options(config.max_connection_age_s),
         ],
     )
