@@ -44,6 +44,12 @@ class GatewayConfig(ServerConfig):
     )
     history_tokens: int = setting(1200, "Token budget of the history sent to the LLM; the oldest turns go first.")
     backend_timeout_s: float = setting(30.0, "Deadline of one TTS stream.")
+    api_keys_file: str = setting(
+        "", "Static API keys, one per line ('#' comments). With this or jwks_file set, Converse needs a bearer token."
+    )
+    jwks_file: str = setting("", "A JWKS (JSON) whose keys may sign the JWTs that Converse accepts as bearer tokens.")
+    jwt_issuer: str = setting("", "Required 'iss' of accepted JWTs; empty: not checked.")
+    jwt_audience: str = setting("", "Required 'aud' of accepted JWTs; empty: not checked.")
 
     def validate(self) -> None:
         super().validate()

@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
+from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
 from gateway.llm import ChatClient
 from gateway.session import Backends, Session, session_settings
 from voice_agent import telemetry
-from voice_agent.errors import InvalidArgument
+from voice_agent.errors import InvalidArgument, Unauthenticated
+from voice_agent.metrics import ERRORS
 from voice_agent.server import EventStream, StreamAdmission, run
 from voice_agent.v1 import asr_pb2_grpc, gateway_pb2, gateway_pb2_grpc, tts_pb2_grpc
 
@@ -41,6 +43,14 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         self.admission = StreamAdmission("gateway", config.max_streams)
         self._channels: list[grpc.aio.Channel] = []
         self._backends: Backends | None = None
+        # Read at start: a missing or empty key file stops the gateway rather than leave it open.
+        self._auth = Authenticator.from_files(
+            config.api_keys_file, config.jwks_file, issuer=config.jwt_issuer, audience=config.jwt_audience
+        )
+        if self._auth is None:
+            log.warning(
+                "authentication is off: set --api-keys-file or --jwks-file (or put Envoy's JWT filter in front)"
+            )
 
     def register(self, server: grpc.aio.Server) -> None:
         gateway_pb2_grpc.add_GatewayServicer_to_server(self, server)
@@ -78,6 +88,14 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     async def Converse(  # noqa: N802 - the gRPC method name
         self, request_iterator: AsyncIterator[gateway_pb2.ConverseRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[gateway_pb2.ConverseResponse]:
+        if self._auth is not None:
+            try:
+                caller = self._auth.authenticate(context.invocation_metadata())
+            except Unauthenticated as error:  # before any work, and before a session slot is taken
+                ERRORS.labels("gateway", error.code.name).inc()
+                log.info("converse refused: %s", error)
+                await context.abort(error.code, str(error))
+            log.debug("converse from %s", caller.name)
         async with self.admission.stream(context):
             assert self._backends is not None  # admission waits for load()
             requests = aiter(request_iterator)

@@ -66,6 +66,14 @@ def test_up_transcribe_say_down(cli_env: dict[str, str], tmp_path: Path) -> None
         )
         assert word_error_rate(text, turn["transcript"]) <= 0.2 and turn["reply"].strip()
         assert {"vad_wait_ms", "asr_ms", "llm_ttft_ms", "tts_ttfa_ms", "e2e_ms", "overhead_ms"} <= set(turn["metrics"])
+
+        (tmp_path / "keys").write_text("# the app's key\nva-cli-key-1\n")
+        voice_agent("up", "--api-keys", str(tmp_path / "keys"), env=cli_env)  # restarts the gateway with auth on
+        talk = [CLI, "talk", "--json", "--wav", str(tmp_path / "utterance.wav"), "--out", str(tmp_path / "r2.wav")]
+        refused = subprocess.run(talk, env=cli_env, capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0 and json.loads(refused.stdout)["error"]["code"] == "UNAUTHENTICATED"
+        allowed = voice_agent(*talk[1:-1], str(tmp_path / "r2.wav"), "--token", "va-cli-key-1", env=cli_env)
+        assert allowed["reply"].strip()
     finally:
         assert voice_agent("down", env=cli_env)["stopped"] == list(SERVICES)
     assert voice_agent("down", env=cli_env)["stopped"] == []

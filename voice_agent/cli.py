@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -40,7 +41,10 @@ def _progress(message: str) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    services = stack.up(timeout_s=args.timeout, progress=_progress, tts_engine_name=args.tts_engine)
+    api_keys = str(Path(args.api_keys).resolve()) if args.api_keys else None
+    services = stack.up(
+        timeout_s=args.timeout, progress=_progress, tts_engine_name=args.tts_engine, api_keys_file=api_keys
+    )
     _emit(args, {"services": services}, "\n".join(f"{name}: {address}" for name, address in services.items()))
     return 0
 
@@ -122,9 +126,11 @@ def cmd_talk(args: argparse.Namespace) -> int:
     audio = read_wav(args.wav)
     options = {"voice": args.voice or "", "output_sample_rate_hz": args.rate}
 
+    metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
+
     async def run() -> TurnResult:
         async with grpc.aio.insecure_channel(args.gateway) as channel:
-            return await talk(channel, audio, **options)
+            return await talk(channel, audio, metadata=metadata, **options)
 
     result = asyncio.run(run())
     reply_audio = result.reply_audio()
@@ -154,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = command("up", "start the embedded stack in the background; return once all of it is healthy")
     up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for health (default 300)")
     up.add_argument("--tts-engine", choices=("kokoro", "piper"), help="TTS engine [default: VOICE_TTS_ENGINE, kokoro]")
+    up.add_argument(
+        "--api-keys",
+        metavar="FILE",
+        help="turn on the gateway's static-key auth: one key per line, '#' comments (restarts the gateway)",
+    )
     up.set_defaults(run=cmd_up)
     command("down", "stop what `up` started").set_defaults(run=cmd_down)
     command("models", "list the embedded models (shipped in PyPI packages) and check they are there").set_defaults(
@@ -178,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     talk_.add_argument("--voice", help="TTS voice (default: the engine's)")
     talk_.add_argument("--rate", type=int, default=0, help="reply sample rate (default: the TTS engine's)")
     talk_.add_argument("--gateway", default=_default_address("gateway", 50051), help="[env VOICE_GATEWAY_ADDRESS]")
+    talk_.add_argument("--token", default=os.environ.get("VOICE_TOKEN"), help="bearer token [env VOICE_TOKEN]")
     talk_.set_defaults(run=cmd_talk)
     return parser
 

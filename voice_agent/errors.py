@@ -27,3 +27,9 @@ class ResourceExhausted(ServiceError):
     """A capacity limit is reached; retry later."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unauthenticated(ServiceError):
+    """The call carries no valid credential; the message says which check failed, never the token."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED

@@ -193,25 +193,37 @@ def tts_engine(address: str, timeout_s: float = 2.0) -> str:
 
 
 def up(
-    timeout_s: float = 300.0, progress: Callable[[str], None] = print, *, tts_engine_name: str | None = None
+    timeout_s: float = 300.0,
+    progress: Callable[[str], None] = print,
+    *,
+    tts_engine_name: str | None = None,
+    api_keys_file: str | None = None,
 ) -> dict[str, str]:
     """Starts every service not yet serving; returns name -> address once all are healthy.
 
     ``tts_engine_name`` picks the TTS engine; a TTS that ``up`` started with
-    another engine is restarted with this one.
+    another engine is restarted with this one. ``api_keys_file`` turns on the
+    gateway's static-key auth (restarting a gateway that ``up`` started).
     """
     addresses = {spec.name: spec.address() for spec in SERVICES}
     extra_args = {"gateway": gateway_backend_args(addresses["asr"], addresses["tts"], addresses["llm"])}
     if tts_engine_name:
         extra_args["tts"] = ["--engine", tts_engine_name]
+    if api_keys_file:
+        extra_args["gateway"] += ["--api-keys-file", api_keys_file]
     starting = []
     for spec in SERVICES:
         address = addresses[spec.name]
         if spec.is_serving(address):
+            restart = None
             if spec.name == "tts" and tts_engine_name and tts_engine(address) != tts_engine_name:
-                progress(f"tts: serving another engine on {address}; restarting it with {tts_engine_name}")
+                restart = f"serving another engine; restarting it with {tts_engine_name}"
+            elif spec.name == "gateway" and api_keys_file:
+                restart = f"restarting it with the API keys of {api_keys_file}"
+            if restart:
+                progress(f"{spec.name}: {restart} ({address})")
                 if not _stop(spec.name):
-                    raise RuntimeError(f"the TTS on {address} was not started by `voice-agent up`: stop it first")
+                    raise RuntimeError(f"the {spec.name} on {address} was not started by `voice-agent up`: stop it")
             else:
                 progress(f"{spec.name}: already serving on {address}")
                 continue
