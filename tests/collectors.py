@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import grpc
@@ -150,13 +151,22 @@ class Prometheus:
         self._process.wait(timeout=30)
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def dashboards_module() -> ModuleType:
+    """deploy/grafana/dashboards.py, the dashboards generator (deploy/ is not a package: loaded by path)."""
+    path = REPO / "deploy" / "grafana" / "dashboards.py"
+    spec = importlib.util.spec_from_file_location("voice_agent_dashboards", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def dashboard_and_rule_series() -> set[str]:
     """Every series the dashboards and alert rules query."""
-    repo = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("dashboards", repo / "deploy" / "grafana" / "dashboards.py")
-    assert spec is not None and spec.loader is not None
-    dashboards = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(dashboards)
-    rules = yaml.safe_load((repo / "deploy" / "helm" / "voice-agent" / "files" / "alerts.yaml").read_text())
+    dashboards = dashboards_module()
+    rules = yaml.safe_load((REPO / "deploy" / "helm" / "voice-agent" / "files" / "alerts.yaml").read_text())
     exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
     return dashboards.referenced_metrics() | {m for expr in exprs for m in dashboards.metrics_in_promql(expr)}

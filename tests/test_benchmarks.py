@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support import ServiceProcess
 
 from voice_agent.client.converse import STAGES
@@ -30,22 +31,21 @@ def bench(name: str, out: Path, *args: str) -> dict:
     return json.loads((out / f"{name}.json").read_text())
 
 
-def stack_args(gateway: ServiceProcess, asr: ServiceProcess, tts: ServiceProcess, llm: ServiceProcess) -> list[str]:
-    return ["--gateway", gateway.address, "--asr", asr.address, "--tts", tts.address, "--llm", llm.address]
+@pytest.fixture
+def stack_args(
+    gateway_server: ServiceProcess, asr_server: ServiceProcess, piper_server: ServiceProcess, llm_server: ServiceProcess
+) -> list[str]:
+    """Flags that point a benchmark at the session's running stack."""
+    servers = {"gateway": gateway_server, "asr": asr_server, "tts": piper_server, "llm": llm_server}
+    return [arg for name, server in servers.items() for arg in (f"--{name}", server.address)]
 
 
 def is_png(path: Path) -> bool:
     return path.read_bytes()[:4] == PNG
 
 
-def test_concurrency_sweep(
-    tmp_path: Path,
-    gateway_server: ServiceProcess,
-    asr_server: ServiceProcess,
-    piper_server: ServiceProcess,
-    llm_server: ServiceProcess,
-) -> None:
-    result = bench("load", tmp_path, *stack_args(gateway_server, asr_server, piper_server, llm_server))
+def test_concurrency_sweep(tmp_path: Path, stack_args: list[str]) -> None:
+    result = bench("load", tmp_path, *stack_args)
     assert result["stack"] == {"fresh": False, "tts_engine": "piper", "tracing": None}
     levels = result["levels"]
     assert [level["conversations"] for level in levels] == [1, 2]
@@ -93,14 +93,8 @@ def test_cold_and_warm_start(tmp_path: Path) -> None:
     assert is_png(tmp_path / "start.png")
 
 
-def test_long_conversation(
-    tmp_path: Path,
-    gateway_server: ServiceProcess,
-    asr_server: ServiceProcess,
-    piper_server: ServiceProcess,
-    llm_server: ServiceProcess,
-) -> None:
-    result = bench("long", tmp_path, *stack_args(gateway_server, asr_server, piper_server, llm_server))
+def test_long_conversation(tmp_path: Path, stack_args: list[str]) -> None:
+    result = bench("long", tmp_path, *stack_args)
     assert result["turns"] == 3 and result["failed_turns"] == 0
     assert [row["turn"] for row in result["per_turn"]] == [1, 2, 3]
     assert {"slope_ms_per_turn", "first_1_p50", "last_1_p50"} <= set(result["e2e_drift"])
@@ -111,14 +105,8 @@ def test_long_conversation(
     assert is_png(tmp_path / "long.png")
 
 
-def test_barge_ins(
-    tmp_path: Path,
-    gateway_server: ServiceProcess,
-    asr_server: ServiceProcess,
-    piper_server: ServiceProcess,
-    llm_server: ServiceProcess,
-) -> None:
-    result = bench("bargein", tmp_path, *stack_args(gateway_server, asr_server, piper_server, llm_server))
+def test_barge_ins(tmp_path: Path, stack_args: list[str]) -> None:
+    result = bench("bargein", tmp_path, *stack_args)
     assert result["interrupted"] + result["missed"] == 2
     assert result["interrupted"] >= 1  # the first talks over the agent as its audio starts
     assert result["stop_ms"]["n"] == result["interrupted"]

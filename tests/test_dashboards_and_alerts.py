@@ -3,7 +3,6 @@ catalogue of docs/observability.md, and valid for promtool. No servers, no netwo
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -13,9 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
+from collectors import dashboards_module
 
 ROOT = Path(__file__).resolve().parents[1]
-GENERATOR = ROOT / "deploy" / "grafana" / "dashboards.py"
 CHART = ROOT / "deploy" / "helm" / "voice-agent"
 RULES = CHART / "files" / "alerts.yaml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yaml"
@@ -28,12 +27,7 @@ SYNTHETIC = {"up"}
 
 @pytest.fixture(scope="module")
 def generator() -> ModuleType:
-    # deploy/ is not a package: load the generator by path.
-    spec = importlib.util.spec_from_file_location("voice_agent_dashboards", GENERATOR)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return dashboards_module()
 
 
 @pytest.fixture(scope="module")
