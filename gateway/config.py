@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+from typing import Any
+
+import grpc
 
 from gateway.llm import LlmSettings
 from gateway.persona import DEFAULT_SYSTEM_PROMPT
+from voice_agent import tls
 from voice_agent.config import ServerConfig, setting
 
 
@@ -30,7 +34,9 @@ class GatewayConfig(ServerConfig):
         "Stop strings, separated by '|', with backslash escapes. The default ends a reply at its line, as the "
         "embedded base model's dialogue template needs; set it empty for an instruction-tuned model.",
     )
-    llm_timeout_s: float = setting(30.0, "Deadline of one LLM request.")
+    llm_timeout_s: float = setting(
+        10.0, "Longest wait for the LLM's first token, and between tokens; past it the turn fails DEADLINE_EXCEEDED."
+    )
     system_prompt: str = setting(
         DEFAULT_SYSTEM_PROMPT, "The coaching persona; identical every turn for prefix caching."
     )
@@ -43,18 +49,76 @@ class GatewayConfig(ServerConfig):
         500, "Agent audio sent ahead of the client's playback; less stops sooner on barge-in, more rides out jitter."
     )
     history_tokens: int = setting(1200, "Token budget of the history sent to the LLM; the oldest turns go first.")
-    backend_timeout_s: float = setting(30.0, "Deadline of one TTS stream.")
+    backend_timeout_s: float = setting(
+        15.0,
+        "Longest wait for the TTS's next audio of a turn (and for the ASR and the turn to finish when a session"
+        " ends); past it the turn fails DEADLINE_EXCEEDED and the session goes on.",
+    )
+    max_streams: int = setting(
+        64, "Concurrent conversations; past it, new ones get RESOURCE_EXHAUSTED at once with a retry hint."
+    )
+    max_sessions_per_caller: int = setting(
+        4, "Concurrent conversations per credential (API key or JWT subject), when auth is on; 0: no quota."
+    )
+    retry_after_ms: int = setting(
+        2000, "The retry hint ('retry-after-ms' trailer) of a refused conversation; clients get it plus up to 50 %."
+    )
+    max_session_s: float = setting(
+        3600.0, "Longest conversation; it then ends with DEADLINE_EXCEEDED (after the turn in flight)."
+    )
+    idle_timeout_s: float = setting(
+        60.0, "A conversation with no message from the client and no agent turn this long ends with DEADLINE_EXCEEDED."
+    )
+    max_chunk_ms: int = setting(1000, "Longest audio message; a longer one ends the session with INVALID_ARGUMENT.")
+    max_text_chars: int = setting(
+        2000,
+        "Longest typed text; a longer one gets an INVALID_ARGUMENT error event and is ignored (the session goes on).",
+    )
     api_keys_file: str = setting(
         "", "Static API keys, one per line ('#' comments). With this or jwks_file set, Converse needs a bearer token."
     )
     jwks_file: str = setting("", "A JWKS (JSON) whose keys may sign the JWTs that Converse accepts as bearer tokens.")
     jwt_issuer: str = setting("", "Required 'iss' of accepted JWTs; empty: not checked.")
     jwt_audience: str = setting("", "Required 'aud' of accepted JWTs; empty: not checked.")
+    backend_tls_ca_file: str = setting(
+        "", "PEM CA bundle that signed the ASR and TTS servers' certificates; set, they are reached over TLS."
+    )
+    backend_tls_cert_file: str = setting(
+        "", "PEM client certificate presented to ASR and TTS (mTLS); needs backend_tls_key_file and a CA."
+    )
+    backend_tls_key_file: str = setting("", "PEM private key of backend_tls_cert_file.")
+    backend_tls_server_name: str = setting(
+        "", "The name the ASR and TTS certificates are verified for. Empty: each address's host."
+    )
 
     def validate(self) -> None:
         super().validate()
+        self._validate_backend_tls()
         if self.llm_max_tokens < 1 or self.history_tokens < 100 or self.barge_in_min_speech_ms < 0:
             raise ValueError("llm_max_tokens >= 1, history_tokens >= 100, barge_in_min_speech_ms >= 0")
+        if min(self.max_session_s, self.idle_timeout_s, self.llm_timeout_s, self.backend_timeout_s) <= 0:
+            raise ValueError("max_session_s, idle_timeout_s, llm_timeout_s and backend_timeout_s must be positive")
+        if not 20 <= self.max_chunk_ms <= 1000 or self.max_text_chars < 1:
+            raise ValueError("max_chunk_ms must be in 20..1000 (the ASR's limit) and max_text_chars at least 1")
+        if self.max_sessions_per_caller < 0 or self.retry_after_ms < 0:
+            raise ValueError("max_sessions_per_caller and retry_after_ms must not be negative")
+
+    def _validate_backend_tls(self) -> None:
+        if bool(self.backend_tls_cert_file) != bool(self.backend_tls_key_file):
+            raise ValueError("backend_tls_cert_file and backend_tls_key_file go together: set both or neither")
+        if (self.backend_tls_cert_file or self.backend_tls_server_name) and not self.backend_tls_ca_file:
+            raise ValueError("backend_tls_cert_file and backend_tls_server_name need backend_tls_ca_file (TLS)")
+
+    def backend_channel(self, address: str, **kwargs: Any) -> grpc.aio.Channel:
+        """A channel to ASR or TTS at ``address``: TLS (mTLS with a client certificate) when configured."""
+        return tls.aio_channel(
+            address,
+            ca_file=self.backend_tls_ca_file,
+            cert_file=self.backend_tls_cert_file,
+            key_file=self.backend_tls_key_file,
+            server_name=self.backend_tls_server_name,
+            **kwargs,
+        )
 
     def llm_settings(self) -> LlmSettings:
         stops = codecs.decode(self.llm_stop, "unicode_escape").split("|") if self.llm_stop else []

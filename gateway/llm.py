@@ -17,7 +17,7 @@ import openai
 from openai import AsyncOpenAI
 from opentelemetry import trace
 
-from voice_agent.errors import ServiceError, Unavailable
+from voice_agent.errors import DeadlineExceeded, ServiceError, Unavailable
 from voice_agent.telemetry import trace_headers, tracer
 
 
@@ -92,12 +92,23 @@ class ChatClient:
                 stream=True,
                 extra_headers=trace_headers(span),  # vLLM (--otlp-traces-endpoint) continues the trace
             )
+        except openai.APITimeoutError as error:
+            raise DeadlineExceeded(
+                f"the LLM server at {self.settings.base_url} did not answer within {self.settings.request_timeout_s} s"
+            ) from error
         except openai.APIConnectionError as error:
             raise Unavailable(f"the LLM server at {self.settings.base_url} is unreachable: {error}") from error
         except openai.APIStatusError as error:
             raise LlmError(f"the LLM server answered {error.status_code}: {error.message}") from error
+        chunks = aiter(stream)
         try:
-            async for chunk in stream:
+            while True:
+                # Our own deadline per token: a server that hangs mid-reply fails the turn, whatever
+                # the HTTP transport's timeouts are.
+                async with asyncio.timeout(self.settings.request_timeout_s):
+                    chunk = await anext(chunks, None)
+                if chunk is None:
+                    return
                 delta = chunk.choices[0].delta.content if chunk.choices else None
                 if not delta:
                     continue
@@ -106,10 +117,13 @@ class ChatClient:
                 reply.text += delta
                 reply.tokens += 1
                 yield delta
+        except TimeoutError as error:
+            stalled = f"the LLM stream stalled: no token for {self.settings.request_timeout_s} s"
+            raise DeadlineExceeded(stalled) from error
         except openai.APIError as error:
             raise LlmError(f"the LLM stream failed: {error}") from error
-        except OSError as error:  # the transport's errors: the server went away mid-reply
-            raise Unavailable(f"the LLM stream broke off: {error}") from error
+        except Exception as error:  # the transport's errors (httpx's, OSError): the server went away mid-reply
+            raise Unavailable(f"the LLM stream broke off: {type(error).__name__}: {error}") from error
         finally:
             await stream.close()  # on cancel too: the server stops generating
 

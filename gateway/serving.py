@@ -31,6 +31,12 @@ BACKEND_CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    # A backend that hangs (a stopped process, a half-open connection) stops answering PINGs: its
+    # streams fail UNAVAILABLE within ~25 s and the session reconnects, instead of waiting forever.
+    # Twice the servers' minimum PING interval (10 s): closer, timer jitter counts as abuse (GOAWAY).
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
 ]
 
@@ -40,7 +46,12 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.admission = StreamAdmission("gateway", config.max_streams)
+        self.admission = StreamAdmission(
+            "gateway",
+            config.max_streams,
+            per_caller_limit=config.max_sessions_per_caller,
+            retry_after_ms=config.retry_after_ms,
+        )
         self._channels: list[grpc.aio.Channel] = []
         self._backends: Backends | None = None
         # Read at start: a missing or empty key file stops the gateway rather than leave it open.
@@ -58,7 +69,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     async def load(self) -> None:
         """Opens one pooled, persistent channel per backend; they connect lazily and reconnect."""
         asr, tts = (
-            grpc.aio.insecure_channel(
+            self.config.backend_channel(
                 address, options=BACKEND_CHANNEL_OPTIONS, interceptors=telemetry.client_interceptors()
             )
             for address in (self.config.asr_address, self.config.tts_address)
@@ -72,9 +83,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         # Not awaited: the gateway serves at once, whether or not the LLM is up yet.
         self._warm_up = asyncio.create_task(self._backends.llm.warm_up(self.config.system_prompt))
         log.info(
-            "backends: asr %s, tts %s, llm %s (%s)",
+            "backends: asr %s, tts %s (%s), llm %s (%s)",
             self.config.asr_address,
             self.config.tts_address,
+            _backend_transport(self.config),
             self.config.llm_base_url,
             self.config.llm_model,
         )
@@ -88,22 +100,25 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     async def Converse(  # noqa: N802 - the gRPC method name
         self, request_iterator: AsyncIterator[gateway_pb2.ConverseRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[gateway_pb2.ConverseResponse]:
+        caller = None
         if self._auth is not None:
             try:
-                caller = self._auth.authenticate(context.invocation_metadata())
+                caller = self._auth.authenticate(context.invocation_metadata()).name
             except Unauthenticated as error:  # before any work, and before a session slot is taken
                 ERRORS.labels("gateway", error.code.name).inc()
                 log.info("converse refused: %s", error)
                 await context.abort(error.code, str(error))
-            log.debug("converse from %s", caller.name)
-        async with self.admission.stream(context):
+            log.debug("converse from %s", caller)
+        async with self.admission.stream(context, caller):
             assert self._backends is not None  # admission waits for load()
             requests = aiter(request_iterator)
             first = await anext(requests, None)
             if first is None:
                 raise InvalidArgument("the stream ended before its SessionConfig")
             events: EventStream[gateway_pb2.ConverseResponse] = EventStream()
-            session = Session(self.config, session_settings(first), self._backends, events.put)
+            session = Session(
+                self.config, session_settings(first), self._backends, events.put, draining=self.admission.draining
+            )
             runner = asyncio.create_task(events.close_after(session.run(requests)))
             try:
                 async for event in events:
@@ -111,6 +126,12 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             finally:
                 runner.cancel()
                 session.close()
+
+
+def _backend_transport(config: GatewayConfig) -> str:
+    if not config.backend_tls_ca_file:
+        return "plaintext"
+    return "mTLS" if config.backend_tls_cert_file else "TLS"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

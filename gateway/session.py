@@ -29,17 +29,18 @@ from gateway.history import History
 from gateway.llm import ChatClient
 from gateway.turn import AgentTurn, Emit, TtsFailure, TurnTiming
 from voice_agent.audio import ASR_INPUT_RATES, TTS_OUTPUT_RATES, check_format, check_pcm16_chunk
-from voice_agent.errors import InvalidArgument, ServiceError
+from voice_agent.errors import DRAINED_KEY, DeadlineExceeded, Draining, InvalidArgument, ServiceError
 from voice_agent.metrics import COMMON_ERROR_CODES, init_labels, latency_histogram
 from voice_agent.telemetry import trace_headers, trace_id_of, tracer, wall_ns
 from voice_agent.v1 import asr_pb2, asr_pb2_grpc, gateway_pb2, tts_pb2, tts_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-MAX_CHUNK_MS = 1000
 # Audio held while the ASR stream reconnects (100 ms chunks: ~5 s); newer audio is dropped past it.
 AUDIO_BACKLOG = 50
 RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
+# How often a session checks its time limits and the drain.
+GUARD_INTERVAL_S = 0.1
 
 ACTIVE_SESSIONS = Gauge("voice_gateway_active_sessions", "Conversations open now.")
 TURNS = Counter(
@@ -117,9 +118,17 @@ class AudioClock:
 
 class Session:
     def __init__(
-        self, config: GatewayConfig, settings: gateway_pb2.SessionConfig, backends: Backends, emit: Emit
+        self,
+        config: GatewayConfig,
+        settings: gateway_pb2.SessionConfig,
+        backends: Backends,
+        emit: Emit,
+        *,
+        draining: asyncio.Event | None = None,
     ) -> None:
         self._config = config
+        self._draining = draining or asyncio.Event()
+        self._started_at = self._last_message_at = time.monotonic()
         self._settings = settings
         self._backends = backends
         self._emit = emit
@@ -135,33 +144,30 @@ class Session:
         self._turn_task: asyncio.Task[None] | None = None
         self._turn_ids = 0
         self._in_speech = False
+        self._awaiting_final = False
         self._speech_ended_at: float | None = None
         self._speech_end_at: float | None = None
         self._vad_wait_ms = 0.0
         self._barge_in_timer: asyncio.Task[None] | None = None
         self._closing = False
+        self._turn_ended_at = 0.0
         # Each turn is a trace of its own, linked to the Converse stream's span (a trace per session).
         self._session_span = trace.get_current_span().get_span_context()
         self._next_turn_span: trace.Span | None = None  # opened when the user starts speaking
 
     async def run(self, requests: AsyncIterator[gateway_pb2.ConverseRequest]) -> None:
-        """Serves the conversation until the client ends it; then finishes the turn in flight."""
+        """Serves the conversation until the client ends it, then finishes the turn in flight;
+        or until a limit or the gateway's drain ends it with the guard's error."""
         ACTIVE_SESSIONS.inc()
         asr = asyncio.create_task(self._asr_loop())
+        reader = asyncio.create_task(self._read(requests))
+        guard = asyncio.create_task(self._guard())
         try:
-            async for request in requests:
-                kind = request.WhichOneof("request")
-                if kind == "audio":
-                    self._on_audio(request.audio)
-                elif kind == "text":
-                    if request.text.strip():
-                        now = time.perf_counter()
-                        self._start_turn(request.text.strip(), TurnTiming(final_at=now), self._open_turn_span(now))
-                elif kind == "end":
-                    break
-                else:
-                    what = "a second SessionConfig" if kind == "config" else "a message with no audio, text or end"
-                    raise InvalidArgument(f"expected audio, text or end after the SessionConfig, got {what}")
+            await asyncio.wait([reader, guard], return_when=asyncio.FIRST_COMPLETED)
+            if guard.done():
+                guard.result()  # raises: the session ends with its status
+            guard.cancel()
+            reader.result()
             self._closing = True
             self._end_audio()  # the ASR flushes the utterance in progress
             await asyncio.wait([asr], timeout=self._config.backend_timeout_s)
@@ -169,7 +175,8 @@ class Session:
                 await asyncio.wait([self._turn_task], timeout=self._config.backend_timeout_s)
         finally:
             self._closing = True
-            asr.cancel()
+            for task in (reader, guard, asr):
+                task.cancel()
             self.close()
             ACTIVE_SESSIONS.dec()
 
@@ -179,6 +186,58 @@ class Session:
                 task.cancel()
         self._end_next_turn_span("abandoned")
 
+    async def _read(self, requests: AsyncIterator[gateway_pb2.ConverseRequest]) -> None:
+        async for request in requests:
+            self._last_message_at = time.monotonic()
+            kind = request.WhichOneof("request")
+            if kind == "audio":
+                self._on_audio(request.audio)
+            elif kind == "text":
+                self._on_text(request.text)
+            elif kind == "end":
+                return
+            else:
+                what = "a second SessionConfig" if kind == "config" else "a message with no audio, text or end"
+                raise InvalidArgument(f"expected audio, text or end after the SessionConfig, got {what}")
+
+    async def _guard(self) -> None:
+        """Ends the session, with a status that says why, past its length or idle limit, or when
+        the gateway drains; each waits for a moment when no turn is in flight, so nothing is cut."""
+        config = self._config
+        while True:
+            await asyncio.sleep(GUARD_INTERVAL_S)
+            now = time.monotonic()
+            if not self._at_rest():
+                # A turn may run past the length limit, but not by more than a turn's deadline.
+                if now - self._started_at > config.max_session_s + config.backend_timeout_s:
+                    raise DeadlineExceeded(f"the conversation reached its limit of {config.max_session_s:g} s")
+                continue
+            if self._draining.is_set():
+                raise Draining("the gateway is shutting down; connect again to go on (another replica will answer)")
+            if now - self._started_at > config.max_session_s:
+                raise DeadlineExceeded(f"the conversation reached its limit of {config.max_session_s:g} s")
+            if now - max(self._last_message_at, self._turn_ended_at) > config.idle_timeout_s:
+                raise DeadlineExceeded(f"no message from the client for {config.idle_timeout_s:g} s")
+
+    def _at_rest(self) -> bool:
+        """Neither the user nor the agent is mid-turn: ending the session here loses nothing."""
+        return not (self._in_speech or self._awaiting_final or self._agent_active())
+
+    def _on_text(self, text: str) -> None:
+        text = text.strip()
+        if len(text) > self._config.max_text_chars:
+            # The session survives a bad message: the client hears why, and nothing else changes.
+            message = f"typed text of {len(text)} characters is over the limit of {self._config.max_text_chars}"
+            self._emit(
+                gateway_pb2.ConverseResponse(
+                    error=gateway_pb2.ErrorEvent(code="INVALID_ARGUMENT", message=message, backend="gateway")
+                )
+            )
+            return
+        if text:
+            now = time.perf_counter()
+            self._start_turn(text, TurnTiming(final_at=now), self._open_turn_span(now))
+
     # ---- audio in, ASR events out
 
     def _end_audio(self) -> None:
@@ -187,7 +246,7 @@ class Session:
         self._outgoing.put_nowait(None)
 
     def _on_audio(self, pcm: bytes) -> None:
-        check_pcm16_chunk(pcm, self._settings.input_audio.sample_rate_hz, MAX_CHUNK_MS)
+        check_pcm16_chunk(pcm, self._settings.input_audio.sample_rate_hz, self._config.max_chunk_ms)
         with contextlib.suppress(asyncio.QueueFull):  # ASR down for long: drop, rather than grow without bound
             self._outgoing.put_nowait((asr_pb2.RecognizeRequest(audio=pcm), time.perf_counter()))
 
@@ -211,6 +270,10 @@ class Session:
             except grpc.aio.AioRpcError as error:
                 if self._closing:
                     return
+                if _drained(error):  # the ASR shut down between utterances: nothing lost, go to another at once
+                    log.info("session: the ASR stream was drained; reconnecting")
+                    failures = 0
+                    continue
                 self._report("asr", error.code().name, f"speech recognition failed: {error.details()}")
                 await asyncio.sleep(RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)])
                 failures += 1
@@ -224,6 +287,7 @@ class Session:
             self._maybe_barge_in()
         elif kind == "speech_ended":
             self._in_speech = False
+            self._awaiting_final = True
             self._speech_ended_at = time.perf_counter()
             ended = event.speech_ended
             self._speech_end_at = self._clock.at(ended.offset_ms)
@@ -232,6 +296,7 @@ class Session:
         elif kind == "interim":
             self._emit(gateway_pb2.ConverseResponse(interim_transcript=event.interim))
         elif kind == "final":
+            self._awaiting_final = False
             self._emit(gateway_pb2.ConverseResponse(final_transcript=event.final))
             self._on_final(event.final)
 
@@ -343,6 +408,10 @@ class Session:
         except asyncio.CancelledError:
             self._end_turn(turn, "cancelled")  # the session closed mid-turn; an interruption ended it already
             raise
+        except Exception as error:  # a bug: this turn fails, the conversation goes on
+            log.exception("session: turn %d failed", turn.turn_id)
+            self._report("gateway", "INTERNAL", f"the turn failed: {type(error).__name__}", turn.turn_id)
+            self._end_turn(turn, "failed", repr(error))
         else:
             self._history.add_agent(turn.reply.text)
             self._observe(turn)
@@ -350,6 +419,7 @@ class Session:
             self._emit(gateway_pb2.ConverseResponse(turn_metrics=turn.metrics(interrupted=False)))
 
     def _end_turn(self, turn: AgentTurn, outcome: str, error: str | None = None) -> None:
+        self._turn_ended_at = time.monotonic()
         if turn.end(outcome, error):
             TURNS.labels(outcome).inc()
             LLM_TOKENS.inc(turn.reply.tokens)
@@ -371,3 +441,7 @@ class Session:
         log.warning("session: %s failed (%s): %s", backend, code, message)
         error = gateway_pb2.ErrorEvent(code=code, message=message, backend=backend, turn_id=turn_id)
         self._emit(gateway_pb2.ConverseResponse(error=error))
+
+
+def _drained(error: grpc.aio.AioRpcError) -> bool:
+    return any(key == DRAINED_KEY for key, _ in error.trailing_metadata() or ())

@@ -43,9 +43,9 @@ class TurnTiming:
 class TtsFailure(Exception):
     """The TTS stream failed; carries the gRPC status."""
 
-    def __init__(self, error: grpc.aio.AioRpcError) -> None:
-        super().__init__(error.details())
-        self.code = error.code()
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class AgentTurn:
@@ -87,26 +87,36 @@ class AgentTurn:
         fragments: asyncio.Queue[str | None] = asyncio.Queue()
         tts_span = tracer.start_span("tts.synthesize", attributes={"tts.voice": self._tts_config.voice})
         with trace.use_span(tts_span, end_on_exit=False):  # the call carries this span's context to the TTS
-            call = self._tts.SynthesizeStream(self._tts_requests(fragments), timeout=self._tts_timeout_s)
+            call = self._tts.SynthesizeStream(self._tts_requests(fragments))
         audio = asyncio.create_task(self._forward_audio(call))
+        text = asyncio.create_task(self._forward_text(fragments))
         try:
-            async for delta in self._llm.stream(self._history.messages(), self.reply):
-                self._emit(
-                    gateway_pb2.ConverseResponse(agent_text=gateway_pb2.AgentText(turn_id=self.turn_id, delta=delta))
-                )
-                if self.timing.tts_first_text_at is None:
-                    self.timing.tts_first_text_at = time.perf_counter()
-                fragments.put_nowait(delta)
-            fragments.put_nowait(None)
+            # Whichever fails first fails the turn at once: a dead TTS does not wait out the LLM's reply.
+            done, _ = await asyncio.wait([text, audio], return_when=asyncio.FIRST_EXCEPTION)
+            for task in (text, audio):
+                if task in done:
+                    task.result()
             await audio
             # The client plays up to the lead behind what was sent: until it has played it all, the
             # user can still barge in, and the turn must still be interruptible (and heard_text true).
             await asyncio.sleep(max(0.0, self._playback_end - time.perf_counter()))
         finally:
+            text.cancel()
             audio.cancel()
             call.cancel()
             tts_span.set_attributes({"tts_ttfa_ms": self.stage_ms()["tts_ttfa_ms"], "tts.chunks": self._sequence})
             tts_span.end()
+
+    async def _forward_text(self, fragments: asyncio.Queue[str | None]) -> None:
+        """LLM tokens to the client as text, and to the TTS stream."""
+        async for delta in self._llm.stream(self._history.messages(), self.reply):
+            self._emit(
+                gateway_pb2.ConverseResponse(agent_text=gateway_pb2.AgentText(turn_id=self.turn_id, delta=delta))
+            )
+            if self.timing.tts_first_text_at is None:
+                self.timing.tts_first_text_at = time.perf_counter()
+            fragments.put_nowait(delta)
+        fragments.put_nowait(None)
 
     def heard_text(self) -> str:
         """The reply up to the end of the last chunk that has started playing."""
@@ -165,11 +175,20 @@ class AgentTurn:
         yield tts_pb2.SynthesizeStreamRequest(end=tts_pb2.SynthesizeStreamRequest.End())
 
     async def _forward_audio(self, call: grpc.aio.StreamStreamCall) -> None:
+        chunks = aiter(call)
         try:
-            async for response in call:
+            while True:
+                # A deadline per chunk, not per stream: a stream lasts as long as its audio plays
+                # (it is read at playback pace), but a TTS that hangs fails the turn.
+                async with asyncio.timeout(self._tts_timeout_s):
+                    response = await anext(chunks, None)
+                if response is None:
+                    return
                 await self._send(response.audio)
+        except TimeoutError as error:
+            raise TtsFailure(grpc.StatusCode.DEADLINE_EXCEEDED, f"no audio for {self._tts_timeout_s:g} s") from error
         except grpc.aio.AioRpcError as error:
-            raise TtsFailure(error) from error
+            raise TtsFailure(error.code(), error.details() or error.code().name) from error
 
     async def _send(self, chunk: tts_pb2.TtsAudioChunk) -> None:
         now = time.perf_counter()

@@ -7,6 +7,8 @@ import functools
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
+
 from voice_agent.samples import SpokenSample, speak
 from voice_agent.stack import ServiceProcess, free_port
 from voice_agent.stack import start_on_free_ports as start_service
@@ -15,9 +17,12 @@ __all__ = ["ServiceProcess", "free_port", "running", "spoken", "start_service"]
 
 
 @contextlib.contextmanager
-def running(name: str, log: Path, *args: str, clean_exit: bool = True) -> Iterator[ServiceProcess]:
-    """A real service for the block; with ``clean_exit``, it must end with 0 on SIGTERM."""
-    server = start_service(name, log, *args)
+def running(
+    name: str, log: Path, *args: str, clean_exit: bool = True, credentials: grpc.ChannelCredentials | None = None
+) -> Iterator[ServiceProcess]:
+    """A real service for the block; with ``clean_exit``, it must end with 0 on SIGTERM.
+    ``credentials``: it serves TLS, and its health is checked with them."""
+    server = start_service(name, log, *args, credentials=credentials)
     try:
         yield server
     finally:

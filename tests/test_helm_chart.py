@@ -8,6 +8,7 @@ No cluster, no helm binary, no network."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ import pytest
 import yaml
 from helm_render import CHART, NAMESPACE, RELEASE, merged_values, render, render_templates
 
+from gateway.config import GatewayConfig
+from services.asr.config import AsrConfig
+from services.tts.config import TtsConfig
+
 KUBERNETES_VERSION = "1.33"
 PREFIX = f"{RELEASE}-voice-agent"
 PROFILES = {"default": [], "l4": ["values-l4.yaml"], "cpu": ["values-cpu.yaml"]}
@@ -28,6 +33,7 @@ EVERYTHING = {
     "tracing": {"enabled": True, "collector": {"enabled": True}},
     "gpu": {"timeSlicing": {"createConfigMap": True}},
     "gateway": {"autoscaling": {"sessionsMetric": {"enabled": True}}},
+    "mtls": {"enabled": True},
 }
 # Custom resources of the Prometheus Operator: kubernetes-validate has no schema for them, so they
 # are skipped by name (and only these), and checked by the tests below instead.
@@ -723,6 +729,109 @@ def test_network_policies_let_traces_reach_the_collector() -> None:
     for name in ("gateway", "asr", "tts", "llm"):
         assert allowed(policies, pods[name], pods["otel-collector"], 4317), name
     assert not allowed(policies, Pod("stranger", {}, namespace="default"), pods["otel-collector"], 4317)
+
+
+# --- transport security -----------------------------------------------------------------------
+
+CONFIGS = {"gateway": GatewayConfig, "asr": AsrConfig, "tts": TtsConfig}
+
+
+def settings_of(comp: str) -> set[str]:
+    """The environment variables a component's process reads."""
+    config = CONFIGS[comp]
+    return {config.env_name(f.name) for f in dataclasses.fields(config)}
+
+
+def mounted_secrets(spec: dict[str, Any]) -> dict[str, str]:
+    """Mount path -> Secret name, for the pod's Secret volumes mounted read-only."""
+    secrets = {v["name"]: v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+    mounts = spec["containers"][0]["volumeMounts"]
+    return {m["mountPath"]: secrets[m["name"]] for m in mounts if m["name"] in secrets and m.get("readOnly")}
+
+
+def tls_env(container: dict[str, Any]) -> dict[str, str]:
+    return {k: v for k, v in env(container).items() if "_TLS_" in k or k.endswith("_HEALTH_PORT")}
+
+
+def probed_ports(container: dict[str, Any]) -> set[int]:
+    return {container[p]["grpc"]["port"] for p in ("startupProbe", "readinessProbe", "livenessProbe")}
+
+
+def grpc_app_protocol(manifests: list[dict[str, Any]], service: str) -> str | None:
+    ports = one(manifests, "Service", service)["spec"]["ports"]
+    return next(p for p in ports if p["name"] == "grpc").get("appProtocol")
+
+
+def test_mtls_wires_one_secret_into_the_backends_and_the_gateway() -> None:
+    values = {"mtls": {"enabled": True, "secretName": "voice-mtls", "serverName": "voice-backends"}}
+    manifests = render(["values-l4.yaml"], values)
+    for comp, prefix, health in (("asr", "VOICE_ASR", 50062), ("tts", "VOICE_TTS", 50063)):
+        spec = pod_spec(manifests, comp)
+        container = spec["containers"][0]
+        assert mounted_secrets(spec) == {"/etc/voice-agent/mtls": "voice-mtls"}, comp
+        assert tls_env(container) == {
+            f"{prefix}_TLS_CERT_FILE": "/etc/voice-agent/mtls/tls.crt",
+            f"{prefix}_TLS_KEY_FILE": "/etc/voice-agent/mtls/tls.key",
+            f"{prefix}_TLS_CLIENT_CA_FILE": "/etc/voice-agent/mtls/ca.crt",
+            f"{prefix}_HEALTH_PORT": str(health),
+        }
+        assert tls_env(container).keys() <= settings_of(comp), "the process reads every variable"
+        # The kubelet's gRPC probes speak plaintext only: they use the health-only port.
+        assert probed_ports(container) == {health}
+        assert {"name": "health", "containerPort": health} in container["ports"]
+        assert grpc_app_protocol(manifests, f"{PREFIX}-{comp}") is None, "not cleartext HTTP/2 any more"
+    gateway = main_container(manifests, "gateway")
+    assert mounted_secrets(pod_spec(manifests, "gateway")) == {"/etc/voice-agent/mtls": "voice-mtls"}
+    assert tls_env(gateway) == {
+        "VOICE_GATEWAY_BACKEND_TLS_CA_FILE": "/etc/voice-agent/mtls/ca.crt",
+        "VOICE_GATEWAY_BACKEND_TLS_CERT_FILE": "/etc/voice-agent/mtls/tls.crt",
+        "VOICE_GATEWAY_BACKEND_TLS_KEY_FILE": "/etc/voice-agent/mtls/tls.key",
+        "VOICE_GATEWAY_BACKEND_TLS_SERVER_NAME": "voice-backends",
+    }
+    assert tls_env(gateway).keys() <= settings_of("gateway")
+    assert probed_ports(gateway) == {50051}, "the gateway's own port stays plaintext behind Envoy"
+    # The default Secret name, and nothing of it when off.
+    default = render(set_values={"mtls.enabled": True})
+    assert mounted_secrets(pod_spec(default, "asr")) == {"/etc/voice-agent/mtls": f"{PREFIX}-mtls"}
+    assert "VOICE_GATEWAY_BACKEND_TLS_SERVER_NAME" not in env(main_container(default, "gateway"))
+    off = render()
+    for comp in ("gateway", "asr", "tts"):
+        assert not tls_env(main_container(off, comp)) and not mounted_secrets(pod_spec(off, comp)), comp
+        assert grpc_app_protocol(off, f"{PREFIX}-{comp}") == "kubernetes.io/h2c"
+
+
+def test_the_gateway_serves_tls_from_a_secret_only_without_envoy() -> None:
+    manifests = render(set_values={"envoy.enabled": False, "gateway.tls.secretName": "voice-gateway-tls"})
+    for doc in manifests:
+        if (doc["apiVersion"], doc["kind"]) not in CRD_KINDS:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    spec = pod_spec(manifests, "gateway")
+    gateway = spec["containers"][0]
+    assert mounted_secrets(spec) == {"/etc/voice-agent/tls": "voice-gateway-tls"}
+    assert tls_env(gateway) == {
+        "VOICE_GATEWAY_TLS_CERT_FILE": "/etc/voice-agent/tls/tls.crt",
+        "VOICE_GATEWAY_TLS_KEY_FILE": "/etc/voice-agent/tls/tls.key",
+        "VOICE_GATEWAY_HEALTH_PORT": "50061",
+    }
+    assert tls_env(gateway).keys() <= settings_of("gateway")
+    assert probed_ports(gateway) == {50061}
+    for service in (f"{PREFIX}-gateway", f"{PREFIX}-gateway-headless"):
+        assert grpc_app_protocol(manifests, service) is None
+    # Envoy reaches the gateway in plaintext: the two together are refused, by name.
+    with pytest.raises(helm.HelmRenderError, match=r"gateway\.tls\.secretName"):
+        render(set_values={"gateway.tls.secretName": "voice-gateway-tls"})
+
+
+def test_network_policies_leave_the_plaintext_health_ports_to_the_kubelet() -> None:
+    # The health-only ports answer the kubelet (host traffic, outside NetworkPolicy); no pod reaches them,
+    # and mTLS changes nothing else: only the gateway reaches asr and tts.
+    manifests = render(["values-l4.yaml"], {"mtls.enabled": True})
+    policies = policies_of(manifests)
+    pods = {component(labels): Pod(component(labels), labels) for labels in workload_labels(manifests)}
+    for target, grpc_port, health_port in (("asr", 50052, 50062), ("tts", 50053, 50063)):
+        reaching = {name for name, pod in pods.items() if allowed(policies, pod, pods[target], grpc_port)}
+        assert reaching == {"gateway"}, target
+        assert not any(allowed(policies, pod, pods[target], health_port) for pod in pods.values()), target
 
 
 def test_templates_render_identically_twice() -> None:

@@ -23,7 +23,7 @@ from voice_agent.audio import (
     write_wav,
 )
 from voice_agent.client.asr import recognize
-from voice_agent.client.converse import TurnResult, talk
+from voice_agent.client.converse import TurnResult, connect, talk
 from voice_agent.client.tts import Synthesis, synthesize
 from voice_agent.v1 import asr_pb2
 
@@ -129,7 +129,7 @@ def cmd_talk(args: argparse.Namespace) -> int:
     metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
 
     async def run() -> TurnResult:
-        async with grpc.aio.insecure_channel(args.gateway) as channel:
+        async with connect(args.gateway, tls_ca=args.tls_ca or "") as channel:
             return await talk(channel, audio, metadata=metadata, **options)
 
     result = asyncio.run(run())
@@ -190,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     talk_.add_argument("--rate", type=int, default=0, help="reply sample rate (default: the TTS engine's)")
     talk_.add_argument("--gateway", default=_default_address("gateway", 50051), help="[env VOICE_GATEWAY_ADDRESS]")
     talk_.add_argument("--token", default=os.environ.get("VOICE_TOKEN"), help="bearer token [env VOICE_TOKEN]")
+    talk_.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        default=os.environ.get("VOICE_TLS_CA"),
+        help="TLS to a gateway that serves it, verified against this PEM CA [env VOICE_TLS_CA; default: plaintext]",
+    )
     talk_.set_defaults(run=cmd_talk)
     return parser
 

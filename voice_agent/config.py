@@ -117,10 +117,22 @@ class ServerConfig(Config):
         "Ask clients to reconnect after this long (GOAWAY), so that they re-resolve DNS and spread over new"
         " replicas; streams already open run to their end. 0: never.",
     )
+    tls_cert_file: str = setting(
+        "", "PEM certificate (chain) the gRPC port serves TLS with; needs tls_key_file. Empty: plaintext."
+    )
+    tls_key_file: str = setting("", "PEM private key of tls_cert_file.")
+    tls_client_ca_file: str = setting(
+        "", "PEM CA bundle: clients must present a certificate it signed (mTLS). Needs tls_cert_file. Empty: no."
+    )
+    health_port: int = setting(
+        0,
+        "With TLS: a plaintext port that answers grpc.health.v1 checks only, for probes that cannot speak TLS"
+        " (the kubelet's gRPC probes). 0: none.",
+    )
 
     def validate(self) -> None:
         super().validate()
-        for name in ("port", "metrics_port"):
+        for name in ("port", "metrics_port", "health_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ValueError(f"{name} must be a port number, got {getattr(self, name)}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -129,6 +141,25 @@ class ServerConfig(Config):
             raise ValueError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
         if self.max_streams < 1:
             raise ValueError("max_streams must be at least 1")
+        self._validate_tls()
+
+    def _validate_tls(self) -> None:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file (mTLS) needs tls_cert_file and tls_key_file")
+        # Without TLS the gRPC port itself answers plaintext health checks.
+        if self.health_port and not self.tls_cert_file:
+            raise ValueError("health_port is for TLS servers only: the plaintext gRPC port serves health checks")
+        if self.health_port and self.health_port == self.port:
+            raise ValueError("health_port must differ from port")
+
+    @property
+    def tls_mode(self) -> str:
+        """'mTLS', 'TLS' or 'plaintext': how the gRPC port is served."""
+        if self.tls_client_ca_file:
+            return "mTLS"
+        return "TLS" if self.tls_cert_file else "plaintext"
 
     @property
     def address(self) -> str:

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import grpc
 
+Metadata = tuple[tuple[str, str], ...]
+
+#: Trailing metadata of RESOURCE_EXHAUSTED (and of a drained stream): milliseconds to wait before trying again.
+RETRY_AFTER_KEY = "retry-after-ms"
+#: Trailing metadata of a stream a server ended because it shuts down, at a point where nothing was lost.
+DRAINED_KEY = "voice-drained"
+
 
 class ServiceError(Exception):
-    """An error the client should see, with the gRPC code that fits it."""
+    """An error the client should see, with the gRPC code that fits it, and trailing metadata if any."""
 
     code = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, *, trailing_metadata: Metadata = ()) -> None:
+        super().__init__(message)
+        self.trailing_metadata = trailing_metadata
 
 
 class InvalidArgument(ServiceError):
@@ -27,6 +38,19 @@ class ResourceExhausted(ServiceError):
     """A capacity limit is reached; retry later."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class DeadlineExceeded(ServiceError):
+    """A backend or the session ran past its time limit."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Draining(Unavailable):
+    """The server is shutting down and ended the stream where nothing was lost: reconnect and go on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, trailing_metadata=((DRAINED_KEY, "1"), (RETRY_AFTER_KEY, "0")))
 
 
 class Unauthenticated(ServiceError):

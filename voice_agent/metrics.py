@@ -6,6 +6,8 @@ counters, and bounded labels (never a session id).
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 # Resolves 10 ms to 5 s, as every latency histogram in the project must.
@@ -39,6 +41,9 @@ def latency_histogram(name: str, documentation: str, labelnames: tuple[str, ...]
 ACTIVE_STREAMS = Gauge("voice_active_streams", "Streams being served now.", ["service"])
 STREAMS = Counter("voice_streams_total", "Streams accepted.", ["service"])
 ERRORS = Counter("voice_errors_total", "Streams ended with an error, by gRPC status code.", ["service", "code"])
+ASYNCIO_TASKS = Gauge(
+    "voice_asyncio_tasks", "asyncio tasks alive in the process; one that only grows is a leak.", ["service"]
+)
 
 
 # Status codes a service's streams commonly end with; their series exist (at zero) from the start.
@@ -62,6 +67,11 @@ def init_service_metrics(service: str) -> None:
     init_labels(ACTIVE_STREAMS, (service,))
     init_labels(STREAMS, (service,))
     init_labels(ERRORS, *((service, code) for code in COMMON_ERROR_CODES))
+
+
+def track_event_loop(service: str, loop: asyncio.AbstractEventLoop) -> None:
+    """The tasks gauge reads the loop's live tasks at each scrape (all_tasks is safe from another thread)."""
+    ASYNCIO_TASKS.labels(service).set_function(lambda: len(asyncio.all_tasks(loop)))
 
 
 def start_metrics_server(host: str, port: int) -> None:

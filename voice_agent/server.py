@@ -8,8 +8,10 @@ admission with bounded concurrency, and graceful shutdown on SIGTERM/SIGINT.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import random
 import signal
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
@@ -20,9 +22,9 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from voice_agent import metrics, telemetry
+from voice_agent import metrics, telemetry, tls
 from voice_agent.config import ServerConfig
-from voice_agent.errors import InvalidArgument, ServiceError
+from voice_agent.errors import RETRY_AFTER_KEY, InvalidArgument, Metadata, ServiceError
 from voice_agent.inference import InferencePool
 from voice_agent.logs import setup_logging
 
@@ -52,51 +54,120 @@ class Service(Protocol):
 
 
 class StreamAdmission:
-    """Admits streams up to a limit, once the service is ready, and maps errors.
+    """Admits streams up to a limit (and a per-caller quota), once the service is ready, and maps errors.
 
-    Use ``async with admission.stream(context):`` around a handler's body.
+    Use ``async with admission.stream(context):`` around a handler's body. Refusals
+    past a limit carry a retry hint (``retry-after-ms``) in their trailing metadata.
+    On shutdown, ``drain`` refuses new streams and sets ``draining``, which long
+    streams watch to end themselves where nothing is lost; ``end_remaining``
+    then ends the rest with UNAVAILABLE and a message that says why.
     """
 
-    def __init__(self, label: str, limit: int) -> None:
+    def __init__(self, label: str, limit: int, *, per_caller_limit: int = 0, retry_after_ms: int = 1000) -> None:
         self.label = label
         self.limit = limit
+        self.per_caller_limit = per_caller_limit  # 0: no quota
+        self.retry_after_ms = retry_after_ms
         self.ready = False
         self.active = 0
+        self.draining = asyncio.Event()
+        self._by_caller: collections.Counter[str] = collections.Counter()
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._ending = False
+        self._idle = asyncio.Event()
         metrics.init_service_metrics(label)
 
     @contextlib.asynccontextmanager
-    async def stream(self, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        if not self.ready:
-            await self._fail(context, grpc.StatusCode.UNAVAILABLE, f"{self.label} is loading its model; retry shortly")
-        if self.active >= self.limit:
-            await self._fail(
-                context,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"{self.label} is serving its limit of {self.limit} streams",
-            )
+    async def stream(self, context: grpc.aio.ServicerContext, caller: str | None = None) -> AsyncIterator[None]:
+        await self._admit(context, caller)
         self.active += 1
+        self._idle.clear()
+        if caller is not None:
+            self._by_caller[caller] += 1
         metrics.ACTIVE_STREAMS.labels(self.label).inc()
         metrics.STREAMS.labels(self.label).inc()
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             yield
         except grpc.aio.AbortError:
             raise
         except ServiceError as exc:
-            await self._fail(context, exc.code, str(exc))
+            await self._fail(context, exc.code, str(exc), exc.trailing_metadata)
         except Exception as exc:  # a bug or a model failure: say so, and keep serving others
             log.exception("%s stream failed", self.label)
             await self._fail(context, grpc.StatusCode.INTERNAL, f"{self.label} failed: {type(exc).__name__}: {exc}")
         except asyncio.CancelledError:
+            if self._ending and task is not None and task.uncancel() == 0:  # ours, not the client's
+                await self._fail(
+                    context,
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"{self.label} shut down before this stream ended (its drain time ran out); connect again",
+                    ((RETRY_AFTER_KEY, "0"),),
+                )
             metrics.ERRORS.labels(self.label, grpc.StatusCode.CANCELLED.name).inc()
             raise
         finally:
+            self._tasks.discard(task)  # type: ignore[arg-type]
             self.active -= 1
+            if not self.active:
+                self._idle.set()
+            if caller is not None:
+                self._by_caller[caller] -= 1
+                if not self._by_caller[caller]:
+                    del self._by_caller[caller]
             metrics.ACTIVE_STREAMS.labels(self.label).dec()
 
-    async def _fail(self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> None:
+    async def _admit(self, context: grpc.aio.ServicerContext, caller: str | None) -> None:
+        if self.draining.is_set():
+            await self._fail(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                f"{self.label} is shutting down; connect again (to another replica)",
+            )
+        if not self.ready:
+            await self._fail(context, grpc.StatusCode.UNAVAILABLE, f"{self.label} is loading its model; retry shortly")
+        if self.active >= self.limit:
+            await self._refuse(context, f"{self.label} is serving its limit of {self.limit} streams")
+        if caller is not None and self.per_caller_limit and self._by_caller[caller] >= self.per_caller_limit:
+            await self._refuse(
+                context, f"this credential already has its quota of {self.per_caller_limit} streams open"
+            )
+
+    async def _refuse(self, context: grpc.aio.ServicerContext, message: str) -> None:
+        # Jitter spreads the retries of many refused clients instead of sending them back together.
+        retry_after_ms = int(self.retry_after_ms * random.uniform(1.0, 1.5))
+        await self._fail(
+            context,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{message}; retry in {retry_after_ms} ms",
+            ((RETRY_AFTER_KEY, str(retry_after_ms)),),
+        )
+
+    def drain(self) -> None:
+        """New streams get UNAVAILABLE from now on; streams that watch ``draining`` end where nothing is lost."""
+        self.draining.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Waits until no stream is left, up to the timeout; True if none is."""
+        if self.active:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout_s)
+        return not self.active
+
+    def end_remaining(self) -> None:
+        """Ends every stream still open, each with UNAVAILABLE saying that the server shut down."""
+        self._ending = True
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _fail(
+        self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, trailing: Metadata = ()
+    ) -> None:
         metrics.ERRORS.labels(self.label, code.name).inc()
         log.info("%s stream ended: %s %s", self.label, code.name, message)
-        await context.abort(code, message)
+        await context.abort(code, message, trailing_metadata=trailing)
 
 
 class ModelService:
@@ -241,14 +312,38 @@ def connection_age_options(max_age_s: float) -> list[tuple[str, int]]:
     return [("grpc.max_connection_age_ms", int(max_age_s * 1000)), ("grpc.max_connection_age_grace_ms", 86_400_000)]
 
 
+def transport_interceptors(config: ServerConfig) -> list[grpc.aio.ServerInterceptor]:
+    """With a plaintext health port beside a TLS port, plaintext calls may only check health."""
+    return [tls.PlaintextHealthOnly()] if config.health_port else []
+
+
+def bind(server: grpc.aio.Server, config: ServerConfig, label: str) -> None:
+    """Binds the gRPC port: TLS (mTLS with a client CA) when a certificate is configured, else
+    plaintext; and the plaintext health port, if any. Unreadable credentials stop the process."""
+    try:
+        if config.tls_cert_file:
+            credentials = tls.server_credentials(config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file)
+            bound = server.add_secure_port(config.address, credentials)
+        else:
+            bound = server.add_insecure_port(config.address)
+    except ValueError as error:
+        raise SystemExit(f"{label}: {error}") from error
+    if bound == 0:
+        raise SystemExit(f"{label}: cannot bind {config.address}")
+    health_address = f"{config.host}:{config.health_port}"
+    if config.health_port and server.add_insecure_port(health_address) == 0:
+        raise SystemExit(f"{label}: cannot bind {health_address}")
+
+
 async def serve(config: ServerConfig, service: Service) -> None:
     """Serves until SIGTERM or SIGINT, then drains for ``shutdown_grace_s``."""
     admission, label = service.admission, service.admission.label
     metrics.start_metrics_server(config.host, config.metrics_port)
     telemetry.setup_tracing(f"voice-{label}")
     server = grpc.aio.server(
-        # Tracing first: a malformed request still leaves a span with its error.
-        interceptors=[*telemetry.server_interceptors(), MalformedRequestInterceptor()],
+        # The plaintext health port's guard first (a refused call does no work), then tracing:
+        # a malformed request still leaves a span with its error.
+        interceptors=[*transport_interceptors(config), *telemetry.server_interceptors(), MalformedRequestInterceptor()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
@@ -268,13 +363,20 @@ async def serve(config: ServerConfig, service: Service) -> None:
     )
     for name in ("", service.service_name):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    if server.add_insecure_port(config.address) == 0:
-        raise SystemExit(f"{label}: cannot bind {config.address}")
+    bind(server, config, label)
     await server.start()
-    log.info("%s listening on %s (metrics on :%s)", label, config.address, config.metrics_port or "off")
+    log.info(
+        "%s listening on %s, %s%s (metrics on :%s)",
+        label,
+        config.address,
+        config.tls_mode,
+        f", plaintext health checks on :{config.health_port}" if config.health_port else "",
+        config.metrics_port or "off",
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    metrics.track_event_loop(label, loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
@@ -289,13 +391,27 @@ async def serve(config: ServerConfig, service: Service) -> None:
         log.info("%s ready in %.2f s", label, time.perf_counter() - started)
         await stop.wait()
 
-    log.info("%s shutting down: draining %d streams for up to %.1f s", label, admission.active, config.shutdown_grace_s)
-    await health_servicer.enter_graceful_shutdown()
+    await _drain(server, health_servicer, admission, config.shutdown_grace_s)
     load.cancel()
-    await server.stop(config.shutdown_grace_s)
     await service.close()
     telemetry.shutdown_tracing()
     log.info("%s stopped", label)
+
+
+async def _drain(
+    server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, admission: StreamAdmission, grace_s: float
+) -> None:
+    """Graceful shutdown: NOT_SERVING and no new streams at once; the streams in flight get
+    ``grace_s`` to finish (long ones end themselves where nothing is lost); the rest are ended
+    with a status that says why. Then the server stops."""
+    log.info("%s shutting down: draining %d streams for up to %.1f s", admission.label, admission.active, grace_s)
+    admission.drain()
+    await health_servicer.enter_graceful_shutdown()
+    if not await admission.wait_idle(grace_s):
+        log.warning("%s: %d streams still open after %.1f s; ending them", admission.label, admission.active, grace_s)
+        admission.end_remaining()
+        await admission.wait_idle(2.0)
+    await server.stop(1.0)
 
 
 def run(config: ServerConfig, service: Service) -> None:

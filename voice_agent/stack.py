@@ -44,9 +44,9 @@ class ServiceSpec:
     def address(self) -> str:
         return f"{LOCAL_HOST}:{self.config.from_env().port}"  # type: ignore[attr-defined]
 
-    def is_serving(self, address: str) -> bool:
+    def is_serving(self, address: str, credentials: grpc.ChannelCredentials | None = None) -> bool:
         if self.http_ready_path is None:
-            return is_serving(address)
+            return is_serving(address, credentials=credentials)
         return http_ready(f"http://{address}{self.http_ready_path}")
 
 
@@ -65,8 +65,10 @@ def state_dir() -> Path:
     return path
 
 
-def is_serving(address: str, timeout_s: float = 1.0) -> bool:
-    with grpc.insecure_channel(address) as channel:
+def is_serving(address: str, timeout_s: float = 1.0, credentials: grpc.ChannelCredentials | None = None) -> bool:
+    """Whether the gRPC health service at ``address`` says SERVING; over TLS with ``credentials``."""
+    channel = grpc.insecure_channel(address) if credentials is None else grpc.secure_channel(address, credentials)
+    with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
         except grpc.RpcError:
@@ -122,6 +124,7 @@ class ServiceProcess:
     address: str
     log: Path
     metrics_port: int | None = None  # None: the service's configured default
+    credentials: grpc.ChannelCredentials | None = None  # health checks over TLS; None: plaintext
 
     @property
     def name(self) -> str:
@@ -129,7 +132,7 @@ class ServiceProcess:
 
     def wait_until_serving(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while not self.spec.is_serving(self.address):
+        while not self.spec.is_serving(self.address, self.credentials):
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with code {self.process.returncode}:\n{_log_tail(self.log)}")
             if time.monotonic() > deadline:
@@ -170,9 +173,13 @@ def service(name: str) -> ServiceSpec:
     return next(spec for spec in SERVICES if spec.name == name)
 
 
-def start_on_free_ports(name: str, log: Path, *args: str, timeout_s: float = 120.0) -> ServiceProcess:
-    """A service on free loopback ports, healthy: for tests and benchmarks beside a running stack."""
+def start_on_free_ports(
+    name: str, log: Path, *args: str, timeout_s: float = 120.0, credentials: grpc.ChannelCredentials | None = None
+) -> ServiceProcess:
+    """A service on free loopback ports, healthy: for tests and benchmarks beside a running stack.
+    ``credentials``: it serves TLS (its health is checked with them)."""
     started = launch(service(name), log, *args, port=free_port(), metrics_port=free_port())
+    started.credentials = credentials
     try:
         started.wait_until_serving(timeout_s)
     except (RuntimeError, TimeoutError):

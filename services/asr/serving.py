@@ -14,7 +14,7 @@ from services.asr.protocol import settings_from_request
 from services.asr.stream import RecognitionStream
 from services.asr.transcriber import WhisperTranscriber
 from services.asr.vad import SileroVad
-from voice_agent.errors import InvalidArgument, ServiceError
+from voice_agent.errors import Draining, InvalidArgument, ServiceError
 from voice_agent.server import EventStream, ModelService, run
 from voice_agent.v1 import asr_pb2, asr_pb2_grpc
 
@@ -73,11 +73,13 @@ class AsrService(ModelService, asr_pb2_grpc.AsrServicer):
                 events.put,
             )
             reader = asyncio.create_task(events.close_after(_feed(requests, stream)))
+            drain = asyncio.create_task(_end_when_drained(self.admission.draining, stream, events))
             try:
                 async for event in events:
                     yield event
             finally:
                 reader.cancel()
+                drain.cancel()
                 stream.close()
 
 
@@ -94,6 +96,16 @@ async def _feed(requests: AsyncIterator[asr_pb2.RecognizeRequest], stream: Recog
         await stream.finish()
         raise
     await stream.finish()
+
+
+async def _end_when_drained(
+    draining: asyncio.Event, stream: RecognitionStream, events: EventStream[asr_pb2.RecognizeResponse]
+) -> None:
+    """On shutdown, ends the stream between utterances, once every final is sent (the caller reconnects)."""
+    await draining.wait()
+    while not stream.at_rest:  # noqa: ASYNC110 - rest follows frames and finals alike; a 50 ms poll is simplest
+        await asyncio.sleep(0.05)
+    events.fail(Draining("the ASR service is shutting down; every utterance so far was transcribed: connect again"))
 
 
 def _audio_of(request: asr_pb2.RecognizeRequest) -> bytes:

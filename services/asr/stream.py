@@ -119,6 +119,11 @@ class RecognitionStream:
         if self._last_final is not None:
             await self._last_final
 
+    @property
+    def at_rest(self) -> bool:
+        """No utterance open and every final transcript sent: ending the stream here loses nothing."""
+        return not self._endpointer.in_speech and (self._last_final is None or self._last_final.done())
+
     def close(self) -> None:
         """Cancels every job of this stream; queued inferences never start."""
         for task in list(self._tasks):

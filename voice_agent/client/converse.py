@@ -17,11 +17,18 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from voice_agent import tls
 from voice_agent.audio import PCM16_SAMPLE_BYTES, Pcm16Audio
 from voice_agent.v1 import audio_pb2, gateway_pb2, gateway_pb2_grpc
 
 CHUNK_MS = 100
 STAGES = ("vad_wait_ms", "asr_ms", "llm_ttft_ms", "tts_ttfa_ms")
+
+
+def connect(address: str, *, tls_ca: str = "") -> grpc.aio.Channel:
+    """A channel to the gateway for ``Conversation``: TLS verified against the CA file ``tls_ca``
+    (a gateway that serves TLS itself) when it is set, plaintext otherwise (the embedded stack)."""
+    return tls.aio_channel(address, ca_file=tls_ca)
 
 
 def session_config(sample_rate: int, **options: object) -> gateway_pb2.SessionConfig:
@@ -87,7 +94,8 @@ class Conversation:
     silence when the user is not speaking, as a phone sends it.
 
     ``async with Conversation(channel) as conversation:`` then ``await
-    conversation.speak(audio)`` per user turn.
+    conversation.speak(audio)`` per user turn; ``connect`` opens the channel
+    (TLS with a CA file).
     """
 
     def __init__(
@@ -139,6 +147,10 @@ class Conversation:
         self._outgoing.put_nowait(gateway_pb2.ConverseRequest(text=text))
         await self._wait(lambda: self._answered(start) or self._failed(start), max_wait_s)
         return TurnResult(self.events[start:], self.sent_at_ms)
+
+    async def ended(self, timeout_s: float = 60.0) -> None:
+        """Waits for the gateway to end the stream (a limit, a drain); raises its status if not OK."""
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout_s)
 
     def _say(self, audio: Pcm16Audio) -> None:
         """Queues ``audio`` as full microphone buffers: a short last chunk is padded with

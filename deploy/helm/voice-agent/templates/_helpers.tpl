@@ -278,6 +278,27 @@ never starts on a half-downloaded model. Call with (dict "ctx" $ "image" <image>
 {{- end }}
 
 {{/*
+Transport security. mtls: one Secret (ca.crt, tls.crt, tls.key) in the gateway, asr and tts pods;
+asr and tts serve mTLS with it, the gateway presents it to them. gateway.tls: a kubernetes.io/tls
+Secret the gateway serves TLS with, for deployments without Envoy. A TLS port cannot answer the
+kubelet's gRPC probes (plaintext only), so such a pod also serves health checks, and nothing else,
+in plaintext on its healthPort, and its probes go there.
+*/}}
+{{- define "voice-agent.mtlsSecret" -}}
+{{- .Values.mtls.secretName | default (printf "%s-mtls" (include "voice-agent.fullname" .)) }}
+{{- end }}
+
+{{- define "voice-agent.mtlsDir" -}}/etc/voice-agent/mtls{{- end }}
+
+{{- define "voice-agent.gatewayTlsDir" -}}/etc/voice-agent/tls{{- end }}
+
+{{/* The port a component's probes use: its plaintext healthPort when its gRPC port serves TLS. Call with
+     (dict "values" <component values> "tls" <bool>). */}}
+{{- define "voice-agent.probedPort" -}}
+{{- ternary .values.healthPort .values.port .tls }}
+{{- end }}
+
+{{/*
 A gRPC model service (asr or tts): Deployment and Service. The two differ only
 in their env prefix and defaults. Call with (dict "ctx" $ "component" "asr" "prefix" "VOICE_ASR").
 */}}
@@ -287,6 +308,7 @@ in their env prefix and defaults. Call with (dict "ctx" $ "component" "asr" "pre
 {{- $name := include "voice-agent.componentName" . }}
 {{- $image := include "voice-agent.image" (dict "ctx" $ctx "image" $c.image) }}
 {{- $models := and $c.gpu.enabled (include "voice-agent.modelsDownloaded" $ctx) }}
+{{- $mtls := $ctx.Values.mtls.enabled }}
 {{- $env := dict }}
 {{- $_ := set $env (printf "%s_PORT" .prefix) $c.port }}
 {{- $_ := set $env (printf "%s_METRICS_PORT" .prefix) $c.metricsPort }}
@@ -296,6 +318,14 @@ in their env prefix and defaults. Call with (dict "ctx" $ "component" "asr" "pre
 {{- $_ := set $env (printf "%s_MAX_CONNECTION_AGE_S" .prefix) 300 }}
 {{- if $c.gpu.enabled }}
 {{- $_ := set $env (printf "%s_DEVICE" .prefix) "cuda" }}
+{{- end }}
+{{- if $mtls }}
+{{- /* Only a client with a certificate of the mTLS CA (the gateway) gets a stream. */}}
+{{- $dir := include "voice-agent.mtlsDir" $ctx }}
+{{- $_ := set $env (printf "%s_TLS_CERT_FILE" .prefix) (printf "%s/tls.crt" $dir) }}
+{{- $_ := set $env (printf "%s_TLS_KEY_FILE" .prefix) (printf "%s/tls.key" $dir) }}
+{{- $_ := set $env (printf "%s_TLS_CLIENT_CA_FILE" .prefix) (printf "%s/ca.crt" $dir) }}
+{{- $_ := set $env (printf "%s_HEALTH_PORT" .prefix) $c.healthPort }}
 {{- end }}
 {{- /* Model hubs are never contacted at run time. (The images set HOME=/tmp, an emptyDir here.) */}}
 {{- $_ := set $env "HF_HUB_OFFLINE" "1" }}
@@ -343,12 +373,17 @@ spec:
               containerPort: {{ $c.port }}
             - name: metrics
               containerPort: {{ $c.metricsPort }}
+            {{- if $mtls }}
+            - name: health
+              containerPort: {{ $c.healthPort }}
+            {{- end }}
           env:
             {{- include "voice-agent.envFromMap" $env | trim | nindent 12 }}
             {{- with $c.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
-          {{- include "voice-agent.grpcProbes" $c | nindent 10 }}
+          {{- $probed := include "voice-agent.probedPort" (dict "values" $c "tls" $mtls) }}
+          {{- include "voice-agent.grpcProbes" (dict "port" $probed "startupSeconds" $c.startupSeconds) | nindent 10 }}
           {{- with include "voice-agent.preStop" $c | trim }}{{ . | nindent 10 }}{{ end }}
           resources:
             {{- $resources := deepCopy $c.resources }}
@@ -367,12 +402,22 @@ spec:
             {{- if $models }}
             {{- include "voice-agent.modelsMount" $ctx | nindent 12 }}
             {{- end }}
+            {{- if $mtls }}
+            - name: mtls
+              mountPath: {{ include "voice-agent.mtlsDir" $ctx }}
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: 1Gi
         {{- if $models }}
         {{- include "voice-agent.modelsVolume" (dict "ctx" $ctx) | nindent 8 }}
+        {{- end }}
+        {{- if $mtls }}
+        - name: mtls
+          secret:
+            secretName: {{ include "voice-agent.mtlsSecret" $ctx }}
         {{- end }}
 ---
 apiVersion: v1
@@ -394,7 +439,9 @@ spec:
     - name: grpc
       port: {{ $c.port }}
       targetPort: grpc
+      {{- if not $mtls }}
       appProtocol: kubernetes.io/h2c
+      {{- end }}
     - name: metrics
       port: {{ $c.metricsPort }}
       targetPort: metrics
