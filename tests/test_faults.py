@@ -21,6 +21,7 @@ from support import ServiceProcess, spoken, start_service
 
 from voice_agent.client.asr import recognition_config
 from voice_agent.client.converse import Conversation, TurnResult, session_config
+from voice_agent.client.tts import synthesize, synthesize_stream, words
 from voice_agent.errors import DRAINED_KEY
 from voice_agent.stack import launch, service
 from voice_agent.v1 import asr_pb2, asr_pb2_grpc, gateway_pb2, gateway_pb2_grpc
@@ -277,3 +278,24 @@ async def _idle_session(channel: grpc.aio.Channel) -> grpc.aio.AioRpcError:
             pass
     forever.set()
     return ended.value
+
+
+async def test_the_tts_finishes_its_streams_on_sigterm(tmp_path) -> None:
+    """SIGTERM while a reply streams in: the stream still gets every phrase's audio, new streams
+    are refused UNAVAILABLE, and the process exits 0."""
+    tts = start_service("tts", tmp_path / "tts.log", "--engine", "piper", "--shutdown-grace-s", "30")
+    reply = "Take a slow breath before you start. Then say your first sentence. You will be fine."
+    try:
+        async with grpc.aio.insecure_channel(tts.address) as channel:
+            stream = asyncio.create_task(synthesize_stream(channel, words(reply), interval_s=0.1))
+            await asyncio.sleep(0.5)  # the text is still arriving
+            tts.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await synthesize(channel, "Hello.")
+            synthesis = await stream
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert synthesis.phrases[-1][1] == len(reply), synthesis.phrases  # the last phrase ends the text
+        assert tts.process.wait(timeout=30) == 0
+    finally:
+        tts.stop()
