@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from gateway.latency import LATENCY_MODES
 from gateway.llm import LlmSettings
 from gateway.persona import DEFAULT_SYSTEM_PROMPT
 from voice_agent import tls
@@ -74,6 +75,20 @@ class GatewayConfig(ServerConfig):
         2000,
         "Longest typed text; a longer one gets an INVALID_ARGUMENT error event and is ignored (the session goes on).",
     )
+    latency_mode: str = setting(
+        "fast",
+        "'fast': every latency technique on (preemptive generation, reused pause transcripts, a short first"
+        " phrase, warm paths, adaptive end of turn); 'baseline': all off. Sessions may override each one.",
+    )
+    min_silence_ms: int = setting(
+        0, "Silence that ends the user's turn; 0: the latency mode's (fast 150 ms, baseline 200 ms)."
+    )
+    incomplete_silence_ms: int = setting(
+        700, "With the adaptive end of turn: the silence that ends a turn whose transcript stops mid-sentence."
+    )
+    first_phrase_words: int = setting(
+        4, "Most words in the reply's first TTS phrase when the short first phrase is on (docs/performance.md)."
+    )
     api_keys_file: str = setting(
         "", "Static API keys, one per line ('#' comments). With this or jwks_file set, Converse needs a bearer token."
     )
@@ -100,6 +115,12 @@ class GatewayConfig(ServerConfig):
             raise ValueError("max_session_s, idle_timeout_s, llm_timeout_s and backend_timeout_s must be positive")
         if not 20 <= self.max_chunk_ms <= 1000 or self.max_text_chars < 1:
             raise ValueError("max_chunk_ms must be in 20..1000 (the ASR's limit) and max_text_chars at least 1")
+        if self.latency_mode not in LATENCY_MODES:
+            raise ValueError(f"latency_mode must be one of {', '.join(LATENCY_MODES)}, got {self.latency_mode!r}")
+        if not 0 <= self.min_silence_ms <= 5000 or not 0 <= self.incomplete_silence_ms <= 5000:
+            raise ValueError("min_silence_ms and incomplete_silence_ms must be in 0..5000")
+        if not 1 <= self.first_phrase_words <= 50:
+            raise ValueError("first_phrase_words must be in 1..50")
         if self.max_sessions_per_caller < 0 or self.retry_after_ms < 0:
             raise ValueError("max_sessions_per_caller and retry_after_ms must not be negative")
 

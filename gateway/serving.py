@@ -79,9 +79,15 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             asr=asr_pb2_grpc.AsrStub(asr),
             tts=tts_pb2_grpc.TtsStub(tts),
             llm=ChatClient(self.config.llm_settings()),
+            new_tts_channel=lambda: self.config.backend_channel(
+                self.config.tts_address, options=BACKEND_CHANNEL_OPTIONS, interceptors=telemetry.client_interceptors()
+            ),
+            new_llm=lambda: ChatClient(self.config.llm_settings()),
         )
-        # Not awaited: the gateway serves at once, whether or not the LLM is up yet.
-        self._warm_up = asyncio.create_task(self._backends.llm.warm_up(self.config.system_prompt))
+        if self.config.latency_mode == "fast":
+            # Not awaited: the gateway serves at once, whether or not the LLM is up yet.
+            self._warm_up = asyncio.create_task(self._backends.llm.warm_up(self.config.system_prompt))
+        log.info("latency mode %s", self.config.latency_mode)
         log.info(
             "backends: asr %s, tts %s (%s), llm %s (%s)",
             self.config.asr_address,

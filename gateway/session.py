@@ -16,7 +16,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -26,9 +26,11 @@ from prometheus_client import Counter, Gauge
 
 from gateway.config import GatewayConfig
 from gateway.history import History
+from gateway.latency import LatencyPlan, recognition_config, same_words
 from gateway.llm import ChatClient
 from gateway.turn import AgentTurn, Emit, TtsFailure, TurnTiming
 from voice_agent.audio import ASR_INPUT_RATES, TTS_OUTPUT_RATES, check_format, check_pcm16_chunk
+from voice_agent.call_status import ServerStatus
 from voice_agent.errors import DRAINED_KEY, DeadlineExceeded, Draining, InvalidArgument, ServiceError
 from voice_agent.metrics import COMMON_ERROR_CODES, init_labels, latency_histogram
 from voice_agent.telemetry import trace_headers, trace_id_of, tracer, wall_ns
@@ -52,6 +54,11 @@ INTERRUPTIONS = Counter("voice_gateway_interruptions_total", "Agent turns the us
 BACKEND_ERRORS = Counter(
     "voice_gateway_backend_errors_total", "Backend failures seen by sessions.", ["backend", "code"]
 )
+PREEMPTIONS = Counter(
+    "voice_gateway_preemptive_turns_total",
+    "Replies started on a pause's transcript, by what became of them: kept (the final matched) or discarded.",
+    ["outcome"],
+)
 LLM_TOKENS = Counter("voice_gateway_llm_tokens_total", "Content tokens streamed from the LLM.")
 STAGE_SECONDS = latency_histogram("voice_gateway_stage_seconds", "Stages of completed turns.", ("stage",))
 E2E_SECONDS = latency_histogram(
@@ -59,6 +66,7 @@ E2E_SECONDS = latency_histogram(
 )
 STAGES = ("vad_wait", "asr", "llm_ttft", "tts_ttfa", "overhead")
 init_labels(TURNS, *((outcome,) for outcome in ("completed", "interrupted", "failed", "cancelled")))
+init_labels(PREEMPTIONS, ("kept",), ("discarded",))
 init_labels(STAGE_SECONDS, *((stage,) for stage in STAGES))
 init_labels(BACKEND_ERRORS, *((backend, code) for backend in ("asr", "tts", "llm") for code in COMMON_ERROR_CODES))
 
@@ -68,6 +76,39 @@ class Backends:
     asr: asr_pb2_grpc.AsrStub
     tts: tts_pb2_grpc.TtsStub
     llm: ChatClient
+    #: Fresh, unpooled connections, for turns with the warm paths off (the latency baseline).
+    new_tts_channel: Callable[[], grpc.aio.Channel]
+    new_llm: Callable[[], ChatClient]
+
+
+class HeldEvents:
+    """A preemptive turn's events: held until the turn is kept, then sent in order; dropped if not."""
+
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+        self._held: list[gateway_pb2.ConverseResponse] | None = []
+
+    def put(self, event: gateway_pb2.ConverseResponse) -> None:
+        if self._held is None:
+            self._emit(event)
+        else:
+            self._held.append(event)
+
+    def release(self) -> None:
+        held, self._held = self._held or [], None
+        for event in held:
+            self._emit(event)
+
+
+@dataclass
+class Preemption:
+    """A reply started on a pause's transcript, before the end of the user's turn."""
+
+    text: str
+    turn: AgentTurn
+    events: HeldEvents
+    kept: asyncio.Event
+    task: asyncio.Task[None]
 
 
 def session_settings(request: gateway_pb2.ConverseRequest) -> gateway_pb2.SessionConfig:
@@ -134,9 +175,13 @@ class Session:
         self._emit = emit
         self._history = History(settings.system_prompt or config.system_prompt, config.history_tokens)
         self._barge_in = settings.barge_in if settings.HasField("barge_in") else config.barge_in
+        self._plan = LatencyPlan.for_mode(config.latency_mode, config.min_silence_ms).with_options(settings.latency)
         self._tts_config = tts_pb2.SynthesisConfig(
-            voice=settings.voice or config.voice, sample_rate_hz=settings.output_sample_rate_hz
+            voice=settings.voice or config.voice,
+            sample_rate_hz=settings.output_sample_rate_hz,
+            first_phrase_words=self._plan.first_phrase_words(config.first_phrase_words),
         )
+        self._preemption: Preemption | None = None
         # ASR requests waiting to be sent, with when their audio arrived.
         self._outgoing: asyncio.Queue[tuple[asr_pb2.RecognizeRequest, float] | None] = asyncio.Queue(AUDIO_BACKLOG)
         self._clock = AudioClock(settings.input_audio.sample_rate_hz)
@@ -181,6 +226,7 @@ class Session:
             ACTIVE_SESSIONS.dec()
 
     def close(self) -> None:
+        self._discard_preemption()
         for task in (self._turn_task, self._barge_in_timer):
             if task is not None:
                 task.cancel()
@@ -252,7 +298,8 @@ class Session:
 
     async def _asr_requests(self) -> AsyncIterator[asr_pb2.RecognizeRequest]:
         self._clock.restart()
-        yield asr_pb2.RecognizeRequest(config=asr_pb2.RecognitionConfig(audio=self._settings.input_audio))
+        config = recognition_config(self._settings, self._plan, self._config.incomplete_silence_ms)
+        yield asr_pb2.RecognizeRequest(config=config)
         while (item := await self._outgoing.get()) is not None:
             request, received_at = item
             if request.audio:
@@ -262,12 +309,15 @@ class Session:
     async def _asr_loop(self) -> None:
         failures = 0
         while True:
+            call = self._backends.asr.Recognize(self._asr_requests())
+            status = ServerStatus(call)  # the ASR's own status, even if it ends the stream mid-write
             try:
-                async for event in self._backends.asr.Recognize(self._asr_requests()):
+                async for event in call:
                     failures = 0
                     self._on_asr_event(event)
                 return  # the ASR finished after our half-close
-            except grpc.aio.AioRpcError as error:
+            except grpc.aio.AioRpcError as raised:
+                error = status.of(raised)
                 if self._closing:
                     return
                 if _drained(error):  # the ASR shut down between utterances: nothing lost, go to another at once
@@ -282,6 +332,7 @@ class Session:
         kind = event.WhichOneof("event")
         if kind == "speech_started":
             self._in_speech = True
+            self._discard_preemption()
             self._on_speech_started(event.speech_started)
             self._emit(gateway_pb2.ConverseResponse(speech_started=event.speech_started))
             self._maybe_barge_in()
@@ -293,6 +344,10 @@ class Session:
             self._speech_end_at = self._clock.at(ended.offset_ms)
             self._vad_wait_ms = float(ended.decision_offset_ms - ended.offset_ms)
             self._emit(gateway_pb2.ConverseResponse(speech_ended=ended))
+        elif kind == "paused":
+            self._on_paused(event.paused)
+        elif kind == "resumed":
+            self._discard_preemption()  # the user went on: the reply to the pause is out of date
         elif kind == "interim":
             self._emit(gateway_pb2.ConverseResponse(interim_transcript=event.interim))
         elif kind == "final":
@@ -312,8 +367,10 @@ class Session:
 
     def _on_final(self, final: asr_pb2.Transcript) -> None:
         span, self._next_turn_span = self._next_turn_span, None
+        preemption, self._preemption = self._preemption, None
         text = final.text.strip()
         if not text:
+            self._discard(preemption)
             if span is not None:
                 span.set_attribute("turn.outcome", "no_speech")
                 span.end()
@@ -324,7 +381,56 @@ class Session:
             speech_end_at=self._speech_end_at,
             vad_wait_ms=self._vad_wait_ms,
         )
+        if preemption is not None and same_words(preemption.text, text):
+            self._keep(preemption, text, timing)
+            return
+        self._discard(preemption)
         self._start_turn(text, timing, span or self._open_turn_span(timing.final_at))
+
+    # ---- preemptive generation: the reply starts on a pause's transcript
+
+    def _on_paused(self, paused: asr_pb2.SpeechPaused) -> None:
+        text = paused.transcript.text.strip()
+        if not (self._plan.preemptive_generation and text) or self._agent_active():
+            return
+        self._discard_preemption()  # an earlier pause's, if the resumed event was lost
+        if self._next_turn_span is None:  # the ASR reconnected mid-utterance
+            self._next_turn_span = self._open_turn_span(time.perf_counter())
+        events = HeldEvents(self._emit)
+        kept = asyncio.Event()
+        messages = [*self._history.messages(), {"role": "user", "content": text}]
+        timing = TurnTiming(final_at=time.perf_counter())  # until the final's timing replaces it
+        turn, cleanup = self._new_turn(self._turn_ids + 1, messages, timing, self._next_turn_span, events.put, kept)
+        task = asyncio.create_task(self._run_turn(turn, cleanup, kept))
+        self._preemption = Preemption(text, turn, events, kept, task)
+
+    def _keep(self, preemption: Preemption, text: str, timing: TurnTiming) -> None:
+        """The final transcript says what the pause's did: the reply under way is the turn."""
+        self._interrupt()
+        self._history.add_user(text)
+        self._turn_ids = preemption.turn.turn_id
+        turn = preemption.turn
+        turn.preemptive = True
+        turn.span.set_attribute("turn_id", turn.turn_id)
+        turn.timing.final_at = timing.final_at
+        turn.timing.speech_ended_at = timing.speech_ended_at
+        turn.timing.speech_end_at = timing.speech_end_at
+        turn.timing.vad_wait_ms = timing.vad_wait_ms
+        self._turn, self._turn_task = turn, preemption.task
+        PREEMPTIONS.labels("kept").inc()
+        preemption.events.release()  # its text so far, in order, before any of its audio
+        preemption.kept.set()
+
+    def _discard_preemption(self) -> None:
+        preemption, self._preemption = self._preemption, None
+        self._discard(preemption)
+
+    @staticmethod
+    def _discard(preemption: Preemption | None) -> None:
+        """Cancels a reply to a pause that turned out not to be the end: none of it reached the client."""
+        if preemption is not None:
+            preemption.task.cancel()
+            PREEMPTIONS.labels("discarded").inc()
 
     def _open_turn_span(self, started_at: float) -> trace.Span:
         links = [trace.Link(self._session_span)] if self._session_span.is_valid else None
@@ -376,47 +482,86 @@ class Session:
         self._emit(gateway_pb2.ConverseResponse(turn_metrics=turn.metrics(interrupted=True)))
 
     def _start_turn(self, user_text: str, timing: TurnTiming, span: trace.Span) -> None:
+        self._discard_preemption()  # typed text while the user paused: the pause's reply is moot
         self._interrupt()  # a new user turn replaces one still in flight
         self._history.add_user(user_text)
         self._turn_ids += 1
         span.set_attribute("turn_id", self._turn_ids)
-        self._turn = AgentTurn(
-            self._turn_ids,
-            self._history,
-            self._backends.llm,
-            self._backends.tts,
+        self._turn, cleanup = self._new_turn(self._turn_ids, self._history.messages(), timing, span, self._emit)
+        self._turn_task = asyncio.create_task(self._run_turn(self._turn, cleanup))
+
+    def _new_turn(
+        self,
+        turn_id: int,
+        messages: list[dict[str, str]],
+        timing: TurnTiming,
+        span: trace.Span,
+        emit: Emit,
+        hold: asyncio.Event | None = None,
+    ) -> tuple[AgentTurn, Callable[[], Awaitable[None]]]:
+        """An agent turn on the session's backends, and what closes its own connections after it."""
+        llm, tts = self._backends.llm, self._backends.tts
+        cleanup = _nothing
+        if not self._plan.warm_paths:
+            # The baseline's cold paths: new connections per turn, and a prompt prefix that changes every
+            # turn (as a timestamp or a turn counter up front does), so the LLM's prefix cache misses.
+            channel, llm = self._backends.new_tts_channel(), self._backends.new_llm()
+            tts = tts_pb2_grpc.TtsStub(channel)
+            system = {"role": "system", "content": f"Turn {turn_id} at {time.time():.3f}.\n{messages[0]['content']}"}
+            messages = [system, *messages[1:]]
+
+            async def cleanup() -> None:
+                await llm.close()
+                await channel.close()
+
+        turn = AgentTurn(
+            turn_id,
+            messages,
+            llm,
+            tts,
             self._tts_config,
             timing,
-            self._emit,
+            emit,
             lead_ms=self._config.audio_lead_ms,
             tts_timeout_s=self._config.backend_timeout_s,
             span=span,
+            hold=hold,
         )
-        self._turn_task = asyncio.create_task(self._run_turn(self._turn))
+        return turn, cleanup
 
-    async def _run_turn(self, turn: AgentTurn) -> None:
+    async def _run_turn(
+        self, turn: AgentTurn, cleanup: Callable[[], Awaitable[None]], kept: asyncio.Event | None = None
+    ) -> None:
+        """Runs a turn and records how it ended. A preemptive turn (``kept`` given) counts only once
+        it is kept: cancelled before that, it leaves no trace in the conversation."""
+        failure: tuple[str, str, str] | None = None  # backend, status code, message
         try:
             await turn.run()
-        except ServiceError as error:
-            self._report("llm", error.code.name, str(error), turn.turn_id)
-            self._history.add_agent(turn.heard_text())
-            self._end_turn(turn, "failed", str(error))
-        except TtsFailure as error:
-            self._report("tts", error.code.name, f"speech synthesis failed: {error}", turn.turn_id)
-            self._history.add_agent(turn.heard_text())
-            self._end_turn(turn, "failed", str(error))
         except asyncio.CancelledError:
-            self._end_turn(turn, "cancelled")  # the session closed mid-turn; an interruption ended it already
+            if kept is None or kept.is_set():
+                self._end_turn(turn, "cancelled")  # the session closed mid-turn; an interruption ended it already
             raise
+        except ServiceError as error:
+            failure = ("llm", error.code.name, str(error))
+        except TtsFailure as error:
+            failure = ("tts", error.code.name, f"speech synthesis failed: {error}")
         except Exception as error:  # a bug: this turn fails, the conversation goes on
             log.exception("session: turn %d failed", turn.turn_id)
-            self._report("gateway", "INTERNAL", f"the turn failed: {type(error).__name__}", turn.turn_id)
-            self._end_turn(turn, "failed", repr(error))
-        else:
-            self._history.add_agent(turn.reply.text)
-            self._observe(turn)
-            self._end_turn(turn, "completed")
-            self._emit(gateway_pb2.ConverseResponse(turn_metrics=turn.metrics(interrupted=False)))
+            failure = ("gateway", "INTERNAL", f"the turn failed: {type(error).__name__}")
+        finally:
+            await asyncio.shield(cleanup())
+        if kept is not None:
+            await kept.wait()
+        if failure is not None:
+            backend, code, message = failure
+            self._report(backend, code, message, turn.turn_id)
+            self._history.add_agent(turn.heard_text())
+            self._end_turn(turn, "failed", message)
+            return
+        self._history.add_agent(turn.reply.text)
+        self._observe(turn)
+        self._end_turn(turn, "completed")
+        self._emit(gateway_pb2.ConverseResponse(turn_metrics=turn.metrics(interrupted=False)))
 
     def _end_turn(self, turn: AgentTurn, outcome: str, error: str | None = None) -> None:
         self._turn_ended_at = time.monotonic()
@@ -445,3 +590,7 @@ class Session:
 
 def _drained(error: grpc.aio.AioRpcError) -> bool:
     return any(key == DRAINED_KEY for key, _ in error.trailing_metadata() or ())
+
+
+async def _nothing() -> None:
+    return None

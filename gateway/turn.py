@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import grpc
 from opentelemetry import trace
 
-from gateway.history import History
 from gateway.llm import ChatClient, Reply
+from voice_agent.call_status import ServerStatus
 from voice_agent.telemetry import tracer
 from voice_agent.v1 import gateway_pb2, tts_pb2, tts_pb2_grpc
 
@@ -52,7 +52,7 @@ class AgentTurn:
     def __init__(
         self,
         turn_id: int,
-        history: History,
+        messages: list[dict[str, str]],
         llm: ChatClient,
         tts: tts_pb2_grpc.TtsStub,
         tts_config: tts_pb2.SynthesisConfig,
@@ -62,13 +62,18 @@ class AgentTurn:
         lead_ms: int,
         tts_timeout_s: float,
         span: trace.Span,
+        hold: asyncio.Event | None = None,
     ) -> None:
+        """``messages`` is what the LLM sees; with ``hold``, no audio is sent before it is set
+        (a preemptive turn, started before the user's turn has surely ended)."""
         self.turn_id = turn_id
         self.timing = timing
         self.span = span  # voice.turn: the root of the turn's trace, opened when the user began
         self.outcome: str | None = None  # completed, interrupted, failed or cancelled, once it has ended
         self.reply = Reply()
-        self._history = history
+        self.preemptive = False  # started before the final transcript, and kept
+        self._messages = messages
+        self._hold = hold
         self._llm = llm
         self._tts = tts
         self._tts_config = tts_config
@@ -88,7 +93,7 @@ class AgentTurn:
         tts_span = tracer.start_span("tts.synthesize", attributes={"tts.voice": self._tts_config.voice})
         with trace.use_span(tts_span, end_on_exit=False):  # the call carries this span's context to the TTS
             call = self._tts.SynthesizeStream(self._tts_requests(fragments))
-        audio = asyncio.create_task(self._forward_audio(call))
+        audio = asyncio.create_task(self._forward_audio(call, ServerStatus(call)))
         text = asyncio.create_task(self._forward_text(fragments))
         try:
             # Whichever fails first fails the turn at once: a dead TTS does not wait out the LLM's reply.
@@ -109,7 +114,7 @@ class AgentTurn:
 
     async def _forward_text(self, fragments: asyncio.Queue[str | None]) -> None:
         """LLM tokens to the client as text, and to the TTS stream."""
-        async for delta in self._llm.stream(self._history.messages(), self.reply):
+        async for delta in self._llm.stream(self._messages, self.reply):
             self._emit(
                 gateway_pb2.ConverseResponse(agent_text=gateway_pb2.AgentText(turn_id=self.turn_id, delta=delta))
             )
@@ -151,6 +156,7 @@ class AgentTurn:
             gateway_first_audio_ms=_ms(self.timing.final_at, self.timing.first_audio_sent_at),
             llm_tokens=self.reply.tokens,
             interrupted=interrupted,
+            preemptive=self.preemptive,
         )
 
     def end(self, outcome: str, error: str | None = None) -> bool:
@@ -174,7 +180,7 @@ class AgentTurn:
             yield tts_pb2.SynthesizeStreamRequest(text=fragment)
         yield tts_pb2.SynthesizeStreamRequest(end=tts_pb2.SynthesizeStreamRequest.End())
 
-    async def _forward_audio(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _forward_audio(self, call: grpc.aio.StreamStreamCall, status: ServerStatus) -> None:
         chunks = aiter(call)
         try:
             while True:
@@ -187,13 +193,16 @@ class AgentTurn:
                 await self._send(response.audio)
         except TimeoutError as error:
             raise TtsFailure(grpc.StatusCode.DEADLINE_EXCEEDED, f"no audio for {self._tts_timeout_s:g} s") from error
-        except grpc.aio.AioRpcError as error:
-            raise TtsFailure(error.code(), error.details() or error.code().name) from error
+        except grpc.aio.AioRpcError as raised:
+            error = status.of(raised)  # the TTS's own status, even if it ended the stream mid-write
+            raise TtsFailure(error.code(), error.details() or error.code().name) from raised
 
     async def _send(self, chunk: tts_pb2.TtsAudioChunk) -> None:
-        now = time.perf_counter()
         if self.timing.tts_first_audio_at is None:
-            self.timing.tts_first_audio_at = now
+            self.timing.tts_first_audio_at = time.perf_counter()
+        if self._hold is not None:
+            await self._hold.wait()  # a preemptive turn's audio waits until the turn is kept
+        now = time.perf_counter()
         # Keep at most the lead ahead of playback: wait, then send.
         if self._playback_end - now > self._lead_s:
             await asyncio.sleep(self._playback_end - now - self._lead_s)

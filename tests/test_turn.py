@@ -11,6 +11,7 @@ from opentelemetry import trace
 
 from gateway.history import History
 from gateway.llm import Reply
+from gateway.session import HeldEvents
 from gateway.turn import AgentTurn, TurnTiming
 from voice_agent.v1 import gateway_pb2, tts_pb2
 
@@ -44,16 +45,21 @@ class FakeTtsCall:
     def cancel(self) -> None:
         pass
 
+    def add_done_callback(self, callback: object) -> None:
+        pass
+
 
 class FakeTts:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    def SynthesizeStream(self, requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest], timeout: float) -> FakeTtsCall:  # noqa: N802
+    def SynthesizeStream(self, requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest]) -> FakeTtsCall:  # noqa: N802
         return FakeTtsCall(requests, self.seconds)
 
 
-def _turn(sent: list[float], seconds: float, first_audio: asyncio.Event | None = None) -> AgentTurn:
+def _turn(
+    sent: list[float], seconds: float, first_audio: asyncio.Event | None = None, hold: asyncio.Event | None = None
+) -> AgentTurn:
     history = History("You are a coach.", 1000)
     history.add_user("How do I start?")
 
@@ -65,7 +71,7 @@ def _turn(sent: list[float], seconds: float, first_audio: asyncio.Event | None =
 
     return AgentTurn(
         1,
-        history,
+        history.messages(),
         FakeLlm(),  # type: ignore[arg-type]
         FakeTts(seconds),  # type: ignore[arg-type]
         tts_pb2.SynthesisConfig(),
@@ -74,6 +80,7 @@ def _turn(sent: list[float], seconds: float, first_audio: asyncio.Event | None =
         lead_ms=500,
         tts_timeout_s=5,
         span=trace.INVALID_SPAN,
+        hold=hold,
     )
 
 
@@ -96,3 +103,28 @@ async def test_a_turn_ends_once_its_audio_has_played() -> None:
     turn = _turn(sent, seconds=0.2)
     await asyncio.wait_for(turn.run(), timeout=5)
     assert time.perf_counter() - sent[0] >= 0.19
+
+
+async def test_a_held_turn_sends_no_audio_until_it_is_kept() -> None:
+    """A preemptive turn runs its LLM and TTS at once, but its audio waits for the keep."""
+    sent: list[float] = []
+    kept = asyncio.Event()
+    turn = _turn(sent, seconds=0.2, hold=kept)
+    task = asyncio.create_task(turn.run())
+    await asyncio.sleep(0.3)
+    assert not sent and turn.timing.tts_first_audio_at is not None  # synthesized, not sent
+    kept.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert len(sent) == 1
+
+
+async def test_held_events_are_sent_in_order_once_released_and_never_otherwise() -> None:
+    emitted: list[gateway_pb2.ConverseResponse] = []
+    kept, dropped = HeldEvents(emitted.append), HeldEvents(emitted.append)
+    for held in (kept, dropped):
+        for delta in ("a", "b"):
+            held.put(gateway_pb2.ConverseResponse(agent_text=gateway_pb2.AgentText(delta=delta)))
+    assert not emitted
+    kept.release()
+    kept.put(gateway_pb2.ConverseResponse(agent_text=gateway_pb2.AgentText(delta="c")))
+    assert [e.agent_text.delta for e in emitted] == ["a", "b", "c"]

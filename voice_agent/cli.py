@@ -43,7 +43,11 @@ def _progress(message: str) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     api_keys = str(Path(args.api_keys).resolve()) if args.api_keys else None
     services = stack.up(
-        timeout_s=args.timeout, progress=_progress, tts_engine_name=args.tts_engine, api_keys_file=api_keys
+        timeout_s=args.timeout,
+        progress=_progress,
+        tts_engine_name=args.tts_engine,
+        api_keys_file=api_keys,
+        latency_mode=args.latency_mode,
     )
     _emit(args, {"services": services}, "\n".join(f"{name}: {address}" for name, address in services.items()))
     return 0
@@ -164,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-keys",
         metavar="FILE",
         help="turn on the gateway's static-key auth: one key per line, '#' comments (restarts the gateway)",
+    )
+    up.add_argument(
+        "--latency-mode",
+        choices=("baseline", "fast"),
+        help="'fast': every latency technique on; 'baseline': all off, to compare with `talk` (restarts the gateway)"
+        " [default: VOICE_GATEWAY_LATENCY_MODE, fast]",
     )
     up.set_defaults(run=cmd_up)
     command("down", "stop what `up` started").set_defaults(run=cmd_down)

@@ -205,12 +205,15 @@ def up(
     *,
     tts_engine_name: str | None = None,
     api_keys_file: str | None = None,
+    latency_mode: str | None = None,
 ) -> dict[str, str]:
     """Starts every service not yet serving; returns name -> address once all are healthy.
 
     ``tts_engine_name`` picks the TTS engine; a TTS that ``up`` started with
     another engine is restarted with this one. ``api_keys_file`` turns on the
     gateway's static-key auth (restarting a gateway that ``up`` started).
+    ``latency_mode`` ('baseline' or 'fast') restarts the gateway in that mode; 'baseline'
+    also starts ASR and TTS (those not running yet) without their model warm-up.
     """
     addresses = {spec.name: spec.address() for spec in SERVICES}
     extra_args = {"gateway": gateway_backend_args(addresses["asr"], addresses["tts"], addresses["llm"])}
@@ -218,6 +221,11 @@ def up(
         extra_args["tts"] = ["--engine", tts_engine_name]
     if api_keys_file:
         extra_args["gateway"] += ["--api-keys-file", api_keys_file]
+    if latency_mode:
+        extra_args["gateway"] += ["--latency-mode", latency_mode]
+        if latency_mode == "baseline":
+            for name in ("asr", "tts"):
+                extra_args[name] = [*extra_args.get(name, []), "--no-warmup"]
     starting = []
     for spec in SERVICES:
         address = addresses[spec.name]
@@ -225,8 +233,15 @@ def up(
             restart = None
             if spec.name == "tts" and tts_engine_name and tts_engine(address) != tts_engine_name:
                 restart = f"serving another engine; restarting it with {tts_engine_name}"
-            elif spec.name == "gateway" and api_keys_file:
-                restart = f"restarting it with the API keys of {api_keys_file}"
+            elif spec.name == "gateway" and (api_keys_file or latency_mode):
+                restart = "restarting it with " + " and ".join(
+                    what
+                    for what in (
+                        api_keys_file and f"the API keys of {api_keys_file}",
+                        latency_mode and f"latency mode {latency_mode}",
+                    )
+                    if what
+                )
             if restart:
                 progress(f"{spec.name}: {restart} ({address})")
                 if not _stop(spec.name):

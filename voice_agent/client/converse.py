@@ -19,6 +19,7 @@ import grpc
 
 from voice_agent import tls
 from voice_agent.audio import PCM16_SAMPLE_BYTES, Pcm16Audio
+from voice_agent.call_status import ServerStatus
 from voice_agent.v1 import audio_pb2, gateway_pb2, gateway_pb2_grpc
 
 CHUNK_MS = 100
@@ -119,6 +120,7 @@ class Conversation:
 
     async def __aenter__(self) -> Conversation:
         self._call = self._stub.Converse(self._requests(), metadata=self._metadata or None)
+        self._status = ServerStatus(self._call)
         self._reader = asyncio.create_task(self._read())
         return self
 
@@ -181,6 +183,13 @@ class Conversation:
                 async with self._arrived:
                     self.events.append((time.perf_counter(), event))
                     self._arrived.notify_all()
+        except grpc.aio.AioRpcError as error:
+            # A write raced the server's end of the stream: report the status the server sent
+            # (UNAUTHENTICATED, RESOURCE_EXHAUSTED with its retry hint, ...), not grpc.aio's INTERNAL.
+            sent = self._status.of(error)
+            if sent is not error:
+                raise sent from error
+            raise
         finally:
             async with self._arrived:
                 self._arrived.notify_all()

@@ -8,18 +8,36 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SessionConfig(_message.Message):
-    __slots__ = ("system_prompt", "voice", "input_audio", "output_sample_rate_hz", "barge_in")
+    __slots__ = ("system_prompt", "voice", "input_audio", "output_sample_rate_hz", "barge_in", "latency")
     SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
     INPUT_AUDIO_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
     BARGE_IN_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
     system_prompt: str
     voice: str
     input_audio: _audio_pb2.AudioFormat
     output_sample_rate_hz: int
     barge_in: bool
-    def __init__(self, system_prompt: _Optional[str] = ..., voice: _Optional[str] = ..., input_audio: _Optional[_Union[_audio_pb2.AudioFormat, _Mapping]] = ..., output_sample_rate_hz: _Optional[int] = ..., barge_in: _Optional[bool] = ...) -> None: ...
+    latency: LatencyOptions
+    def __init__(self, system_prompt: _Optional[str] = ..., voice: _Optional[str] = ..., input_audio: _Optional[_Union[_audio_pb2.AudioFormat, _Mapping]] = ..., output_sample_rate_hz: _Optional[int] = ..., barge_in: _Optional[bool] = ..., latency: _Optional[_Union[LatencyOptions, _Mapping]] = ...) -> None: ...
+
+class LatencyOptions(_message.Message):
+    __slots__ = ("preemptive_generation", "reuse_pause_transcript", "short_first_phrase", "warm_paths", "adaptive_endpointing", "min_silence_ms")
+    PREEMPTIVE_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    REUSE_PAUSE_TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    SHORT_FIRST_PHRASE_FIELD_NUMBER: _ClassVar[int]
+    WARM_PATHS_FIELD_NUMBER: _ClassVar[int]
+    ADAPTIVE_ENDPOINTING_FIELD_NUMBER: _ClassVar[int]
+    MIN_SILENCE_MS_FIELD_NUMBER: _ClassVar[int]
+    preemptive_generation: bool
+    reuse_pause_transcript: bool
+    short_first_phrase: bool
+    warm_paths: bool
+    adaptive_endpointing: bool
+    min_silence_ms: int
+    def __init__(self, preemptive_generation: _Optional[bool] = ..., reuse_pause_transcript: _Optional[bool] = ..., short_first_phrase: _Optional[bool] = ..., warm_paths: _Optional[bool] = ..., adaptive_endpointing: _Optional[bool] = ..., min_silence_ms: _Optional[int] = ...) -> None: ...
 
 class ConverseRequest(_message.Message):
     __slots__ = ("config", "audio", "text", "end")
@@ -91,7 +109,7 @@ class Interruption(_message.Message):
     def __init__(self, turn_id: _Optional[int] = ..., heard_text: _Optional[str] = ...) -> None: ...
 
 class TurnMetrics(_message.Message):
-    __slots__ = ("turn_id", "vad_wait_ms", "asr_ms", "llm_ttft_ms", "tts_ttfa_ms", "gateway_first_audio_ms", "llm_tokens", "interrupted")
+    __slots__ = ("turn_id", "vad_wait_ms", "asr_ms", "llm_ttft_ms", "tts_ttfa_ms", "gateway_first_audio_ms", "llm_tokens", "interrupted", "preemptive")
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
     VAD_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     ASR_MS_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +118,7 @@ class TurnMetrics(_message.Message):
     GATEWAY_FIRST_AUDIO_MS_FIELD_NUMBER: _ClassVar[int]
     LLM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
+    PREEMPTIVE_FIELD_NUMBER: _ClassVar[int]
     turn_id: int
     vad_wait_ms: float
     asr_ms: float
@@ -108,7 +127,8 @@ class TurnMetrics(_message.Message):
     gateway_first_audio_ms: float
     llm_tokens: int
     interrupted: bool
-    def __init__(self, turn_id: _Optional[int] = ..., vad_wait_ms: _Optional[float] = ..., asr_ms: _Optional[float] = ..., llm_ttft_ms: _Optional[float] = ..., tts_ttfa_ms: _Optional[float] = ..., gateway_first_audio_ms: _Optional[float] = ..., llm_tokens: _Optional[int] = ..., interrupted: _Optional[bool] = ...) -> None: ...
+    preemptive: bool
+    def __init__(self, turn_id: _Optional[int] = ..., vad_wait_ms: _Optional[float] = ..., asr_ms: _Optional[float] = ..., llm_ttft_ms: _Optional[float] = ..., tts_ttfa_ms: _Optional[float] = ..., gateway_first_audio_ms: _Optional[float] = ..., llm_tokens: _Optional[int] = ..., interrupted: _Optional[bool] = ..., preemptive: _Optional[bool] = ...) -> None: ...
 
 class ErrorEvent(_message.Message):
     __slots__ = ("code", "message", "backend", "turn_id")
