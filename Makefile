@@ -14,12 +14,12 @@ VLLM_STAMP := $(VLLM_VENV)/.setup-done
 ENVOY_VENV := .venv-envoy
 ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein clean
+.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
-	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
@@ -48,7 +48,8 @@ test: setup $(ENVOY_STAMP)
 
 # Load test of the running stack (`make up` first, or LOADTEST_HOST=host:port): locust headless,
 # LOADTEST_USERS (4) users for LOADTEST_TIME (60s); CSV and an HTML report in loadtest/results/;
-# exits non-zero when any turn failed. See loadtest/README.md (k6 too).
+# exits non-zero when any turn failed (a conversation the gateway refused is not a failure: it is reported
+# as session/refused and retried after the gateway's retry hint). See loadtest/README.md (k6 too).
 loadtest: setup
 	$(BIN)/python loadtest/run.py
 
@@ -107,7 +108,7 @@ down:
 demo: setup
 	$(BIN)/python -m voice_agent.demo --out-dir demo-output
 
-bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein
+bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency
 
 bench-asr: setup
 	$(BIN)/python -m benchmarks.asr
@@ -137,6 +138,16 @@ bench-long: setup
 # Barge-in stop latency: the ASR's speech-started event to the interrupted turn's last audio (bargein.json)
 bench-bargein: setup
 	$(BIN)/python -m benchmarks.bargein
+
+# Twice the capacity bench-load measured (C, from load.json) against a gateway with --max-streams C, with the
+# locust load test: admitted p95 against the unloaded p95 (target <= 1.2), refusals and their speed (overload.json)
+bench-overload: setup
+	$(BIN)/python -m benchmarks.overload
+
+# Each latency technique off, alone and all on, as sessions of one gateway taking turns: e2e p50/p95 and
+# stages, the speculation keep rate, false ends of turn on the pause set, the first-phrase sweep (latency.json)
+bench-latency: setup
+	$(BIN)/python -m benchmarks.latency
 
 clean: down
 	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) .pytest_cache .ruff_cache demo-output loadtest/results

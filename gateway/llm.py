@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import openai
 from openai import AsyncOpenAI
@@ -81,17 +82,24 @@ class ChatClient:
             "server.address": self.settings.base_url,
         }
 
-    async def _stream(self, messages: list[dict[str, str]], reply: Reply, span: trace.Span) -> AsyncIterator[str]:
+    async def _open(self, messages: list[dict[str, str]], span: trace.Span) -> openai.AsyncStream[Any]:
+        request = {
+            "model": self.settings.model,
+            "messages": messages,
+            "max_tokens": self.settings.max_tokens,
+            "temperature": self.settings.temperature,
+            "stop": list(self.settings.stop) or None,
+            "stream": True,
+            "extra_headers": trace_headers(span),  # vLLM (--otlp-traces-endpoint) continues the trace
+        }
         try:
-            stream = await self._client.chat.completions.create(
-                model=self.settings.model,
-                messages=messages,  # type: ignore[arg-type]
-                max_tokens=self.settings.max_tokens,
-                temperature=self.settings.temperature,
-                stop=list(self.settings.stop) or None,
-                stream=True,
-                extra_headers=trace_headers(span),  # vLLM (--otlp-traces-endpoint) continues the trace
-            )
+            try:
+                return await self._client.chat.completions.create(**request)
+            except openai.APITimeoutError:
+                raise
+            except openai.APIConnectionError:
+                # Once: a pooled keep-alive connection the server has closed fails at first use.
+                return await self._client.chat.completions.create(**request)
         except openai.APITimeoutError as error:
             raise DeadlineExceeded(
                 f"the LLM server at {self.settings.base_url} did not answer within {self.settings.request_timeout_s} s"
@@ -100,7 +108,11 @@ class ChatClient:
             raise Unavailable(f"the LLM server at {self.settings.base_url} is unreachable: {error}") from error
         except openai.APIStatusError as error:
             raise LlmError(f"the LLM server answered {error.status_code}: {error.message}") from error
+
+    async def _stream(self, messages: list[dict[str, str]], reply: Reply, span: trace.Span) -> AsyncIterator[str]:
+        stream = await self._open(messages, span)
         chunks = aiter(stream)
+        finished = False
         try:
             while True:
                 # Our own deadline per token: a server that hangs mid-reply fails the turn, whatever
@@ -108,7 +120,10 @@ class ChatClient:
                 async with asyncio.timeout(self.settings.request_timeout_s):
                     chunk = await anext(chunks, None)
                 if chunk is None:
+                    if not finished:  # llama.cpp ends the stream like this when the prompt overflows its context
+                        raise LlmError("the LLM stream ended without finishing its reply (is the prompt too long?)")
                     return
+                finished = finished or any(choice.finish_reason for choice in chunk.choices)
                 delta = chunk.choices[0].delta.content if chunk.choices else None
                 if not delta:
                     continue
@@ -117,6 +132,8 @@ class ChatClient:
                 reply.text += delta
                 reply.tokens += 1
                 yield delta
+        except LlmError:
+            raise
         except TimeoutError as error:
             stalled = f"the LLM stream stalled: no token for {self.settings.request_timeout_s} s"
             raise DeadlineExceeded(stalled) from error

@@ -14,10 +14,10 @@ from gateway.config import GatewayConfig
 from gateway.llm import ChatClient
 from gateway.session import Backends, Session, session_settings
 from voice_agent import telemetry
-from voice_agent.errors import InvalidArgument, Unauthenticated
+from voice_agent.errors import InvalidArgument, Unauthenticated, quoted
 from voice_agent.metrics import ERRORS
 from voice_agent.server import EventStream, StreamAdmission, run
-from voice_agent.v1 import asr_pb2_grpc, gateway_pb2, gateway_pb2_grpc, tts_pb2_grpc
+from voice_agent.v1 import asr_pb2_grpc, gateway_pb2, gateway_pb2_grpc, tts_pb2, tts_pb2_grpc
 
 log = logging.getLogger("gateway")
 
@@ -54,6 +54,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         )
         self._channels: list[grpc.aio.Channel] = []
         self._backends: Backends | None = None
+        self._voices: set[str] = set()  # the TTS's, as last listed
         # Read at start: a missing or empty key file stops the gateway rather than leave it open.
         self._auth = Authenticator.from_files(
             config.api_keys_file, config.jwks_file, issuer=config.jwt_issuer, audience=config.jwt_audience
@@ -97,6 +98,20 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             self.config.llm_model,
         )
 
+    async def _check_voice(self, voice: str) -> None:
+        """An unknown voice fails the session at once, not each of its turns later."""
+        if not voice or voice in self._voices:
+            return
+        assert self._backends is not None
+        try:
+            reply = await self._backends.tts.ListVoices(tts_pb2.ListVoicesRequest(), timeout=2.0)
+        except grpc.aio.AioRpcError:
+            return  # the TTS is away: its turns will say so
+        self._voices = set(reply.voices)
+        if voice not in self._voices:
+            voices = ", ".join(reply.voices)
+            raise InvalidArgument(f"unknown voice {quoted(voice)}: the TTS ({reply.engine}) has {voices}")
+
     async def close(self) -> None:
         if self._backends is not None:
             await self._backends.llm.close()
@@ -122,9 +137,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             if first is None:
                 raise InvalidArgument("the stream ended before its SessionConfig")
             events: EventStream[gateway_pb2.ConverseResponse] = EventStream()
-            session = Session(
-                self.config, session_settings(first), self._backends, events.put, draining=self.admission.draining
-            )
+            settings = session_settings(first, self.config.history_tokens)
+            await self._check_voice(settings.voice)
+            session = Session(self.config, settings, self._backends, events.put, draining=self.admission.draining)
             runner = asyncio.create_task(events.close_after(session.run(requests)))
             try:
                 async for event in events:

@@ -25,7 +25,7 @@ from opentelemetry import trace
 from prometheus_client import Counter, Gauge
 
 from gateway.config import GatewayConfig
-from gateway.history import History
+from gateway.history import History, estimate_tokens
 from gateway.latency import LatencyPlan, recognition_config, same_words
 from gateway.llm import ChatClient
 from gateway.turn import AgentTurn, Emit, TtsFailure, TurnTiming
@@ -111,11 +111,18 @@ class Preemption:
     task: asyncio.Task[None]
 
 
-def session_settings(request: gateway_pb2.ConverseRequest) -> gateway_pb2.SessionConfig:
+def session_settings(request: gateway_pb2.ConverseRequest, history_tokens: int) -> gateway_pb2.SessionConfig:
     """Validates the stream's first message; raises InvalidArgument naming the problem."""
     if request.WhichOneof("request") != "config":
         raise InvalidArgument("the first message of a Converse stream must be a SessionConfig (field 'config')")
     config = request.config
+    if estimate_tokens(config.system_prompt) > history_tokens:
+        # It is always sent whole: past the history's budget it would crowd out the conversation,
+        # or overflow the LLM's context and fail every turn.
+        raise InvalidArgument(
+            f"the system prompt (~{estimate_tokens(config.system_prompt)} tokens) is over the history budget"
+            f" of {history_tokens} tokens"
+        )
     if not config.HasField("input_audio"):
         raise InvalidArgument("SessionConfig.input_audio is required: give the encoding and sample_rate_hz")
     check_format(config.input_audio, ASR_INPUT_RATES)

@@ -18,6 +18,17 @@ Reported to locust, per user turn:
   from sending the first sample of that speech (the ASR's speech-start offset)
   to the gateway's Interruption notice.
 
+Per conversation the gateway refused (RESOURCE_EXHAUSTED before any event: its
+session limit or the caller's quota):
+
+- ``session`` / ``refused``: response time = opening the stream to the refusal.
+  Not a failure: refusing is what an overloaded gateway should do. The user
+  waits the ``retry-after-ms`` the gateway put in the trailing metadata
+  (--retry-default-ms without one, at most --retry-max-ms) and tries again.
+
+With --samples FILE, every one of these is also appended to FILE as a JSON line
+(exact times, the refusal's code and retry hint): run.py's summary reads it.
+
 Run it against the running stack (``make loadtest``, or see loadtest/README.md):
 
     locust -f loadtest/locustfile.py --host 127.0.0.1:50051
@@ -25,10 +36,12 @@ Run it against the running stack (``make loadtest``, or see loadtest/README.md):
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TextIO
 
 import gevent
 import grpc
@@ -40,6 +53,7 @@ from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from voice_agent.audio import PCM16_SAMPLE_BYTES, Pcm16Audio, read_wav
 from voice_agent.client.converse import CHUNK_MS, TurnResult, session_config
+from voice_agent.errors import RETRY_AFTER_KEY  # the gateway's retry hint on a refusal (milliseconds)
 from voice_agent.v1 import gateway_pb2, gateway_pb2_grpc
 
 # grpc's sync API blocks on its completion queue; this makes it yield to gevent,
@@ -91,6 +105,26 @@ def _options(parser) -> None:
     parser.add_argument(
         "--tls-ca", default="", env_var="LOADTEST_TLS_CA", help="PEM file of the root certificates to trust"
     )
+    parser.add_argument(
+        "--retry-default-ms",
+        type=float,
+        default=1000.0,
+        env_var="LOADTEST_RETRY_DEFAULT_MS",
+        help=f"Wait after a refused conversation whose refusal has no {RETRY_AFTER_KEY} trailer (ms)",
+    )
+    parser.add_argument(
+        "--retry-max-ms",
+        type=float,
+        default=10_000.0,
+        env_var="LOADTEST_RETRY_MAX_MS",
+        help=f"Longest wait after a refused conversation, whatever its {RETRY_AFTER_KEY} says (ms)",
+    )
+    parser.add_argument(
+        "--samples",
+        default="",
+        env_var="LOADTEST_SAMPLES",
+        help="Append every turn, stage time and refusal to this file, one JSON object a line",
+    )
 
 
 @events.test_stop.add_listener
@@ -99,6 +133,35 @@ def _flush_csv(environment, **_kwargs) -> None:
     turns that finished during --stop-timeout are in the CSV files too."""
     if environment.parsed_options and environment.parsed_options.csv_prefix:
         gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)
+
+
+# The --samples file, open during the test: locust's CSV keeps only rounded percentiles, and no gRPC
+# codes or retry hints.
+_samples: list[TextIO] = []
+
+
+@events.test_start.add_listener
+def _open_samples(environment, **_kwargs) -> None:
+    path = environment.parsed_options.samples if environment.parsed_options else ""
+    if path and not _samples:
+        # Appending: with --processes, every worker writes its own lines to the same file.
+        _samples.append(open(path, "a", buffering=1))  # noqa: SIM115 - open for the whole run
+
+
+@events.request.add_listener
+def _write_sample(request_type: str, name: str, response_time: float, response_length: int, **kwargs: Any) -> None:
+    if not _samples:
+        return
+    exception, context = kwargs.get("exception"), kwargs.get("context") or {}
+    row = {"type": request_type, "name": name, "ms": round(response_time, 1), "bytes": response_length}
+    row["error"] = str(exception) if exception is not None else None
+    _samples[0].write(json.dumps({**row, **context}) + "\n")
+
+
+@events.quitting.add_listener
+def _close_samples(**_kwargs) -> None:
+    while _samples:
+        _samples.pop().close()
 
 
 def _recorded_turns() -> tuple[list[Pcm16Audio], Pcm16Audio]:
@@ -117,6 +180,29 @@ QUESTIONS, BARGE_IN = _recorded_turns()
 
 class TurnFailed(Exception):
     """A user turn without a proper answer; the message names the gRPC code."""
+
+
+class SessionRefused(Exception):
+    """The gateway refused the conversation before any event (RESOURCE_EXHAUSTED: its session limit or the
+    caller's quota): ``after_ms`` from opening the stream, and the gateway's retry hint (None: it gave none)."""
+
+    def __init__(self, error: grpc.RpcError, after_ms: float) -> None:
+        super().__init__(f"{error.code().name}: {error.details()}")
+        self.code = error.code().name
+        self.after_ms = after_ms
+        self.retry_after_ms = retry_hint(error)
+
+
+def retry_hint(error: grpc.RpcError) -> int | None:
+    """The gateway's ``retry-after-ms`` trailer, when it sent a sane one."""
+    for key, value in error.trailing_metadata() or ():
+        if key == RETRY_AFTER_KEY:
+            try:
+                hint = int(value)
+            except (TypeError, ValueError):
+                return None
+            return hint if hint >= 0 else None
+    return None
 
 
 class ConverseSession:
@@ -139,8 +225,11 @@ class ConverseSession:
         self.sent_at_ms: dict[int, float] = {}  # audio offset (ms) -> when that chunk was sent
         self.failure: grpc.RpcError | None = None
         self.closed = False
+        self.opened_at = 0.0
+        self.closed_at = 0.0
 
     def open(self) -> None:
+        self.opened_at = time.perf_counter()
         self._call = self._stub.Converse(self._requests(), metadata=self._metadata)
         self._reader = gevent.spawn(self._read)
 
@@ -157,7 +246,8 @@ class ConverseSession:
 
     def speak(self, audio: Pcm16Audio, timeout_s: float, barge_in: Pcm16Audio | None = None) -> TurnResult:
         """Says ``audio`` (and ``barge_in`` over the agent's first audio); returns this turn's events once
-        the agent's answer ended. Raises TurnFailed on an error event, a failed stream or no answer in time."""
+        the agent's answer ended. Raises TurnFailed on an error event, a failed stream or no answer in time,
+        and SessionRefused when the gateway did not admit the conversation."""
         start = len(self.events)
         first_turn_id: list[int] = []
 
@@ -199,6 +289,8 @@ class ConverseSession:
             if done():
                 return
             if self.closed:
+                if (refusal := self.refusal()) is not None:
+                    raise SessionRefused(refusal, (self.closed_at - self.opened_at) * 1000)
                 if self.failure is not None:
                     raise TurnFailed(f"stream failed: {self.failure.code().name}: {self.failure.details()}")
                 raise TurnFailed("stream closed by the gateway mid-conversation")
@@ -216,8 +308,17 @@ class ConverseSession:
             if not self._ending:
                 self.failure = error
         finally:
+            self.closed_at = time.perf_counter()
             self.closed = True
             self._arrived.set()
+
+    def refusal(self) -> grpc.RpcError | None:
+        """The gateway's refusal of the conversation: RESOURCE_EXHAUSTED before it sent anything. (The same
+        code later in a conversation is a failure of that conversation, not a refusal.)"""
+        failure = self.failure
+        if failure is None or self.events or failure.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return None
+        return failure
 
     def _requests(self) -> Iterator[gateway_pb2.ConverseRequest]:
         yield gateway_pb2.ConverseRequest(config=session_config(SAMPLE_RATE))
@@ -250,9 +351,17 @@ def gateway_channel(host: str | None, *, tls: bool, ca_file: str) -> grpc.Channe
 
 class ConverseUser(User):
     """A person in coaching conversations: --turns spoken questions per Converse stream, a think-time pause
-    (--pause-min..--pause-max s) after each reply, then a new conversation."""
+    (--pause-min..--pause-max s) after each reply, then a new conversation. A refused conversation is
+    tried again after the gateway's retry hint instead of the think time."""
+
+    _retry_after_s: float | None = None
 
     def wait_time(self) -> float:
+        # Locust calls this between tasks too, so a refused conversation's retry wait is taken here:
+        # a stopping test interrupts it like any think time.
+        if self._retry_after_s is not None:
+            wait_s, self._retry_after_s = self._retry_after_s, None
+            return wait_s
         options = self.environment.parsed_options
         return random.uniform(options.pause_min, options.pause_max)
 
@@ -276,6 +385,9 @@ class ConverseUser(User):
                 barge_in = BARGE_IN if random.random() < options.barge_in else None
                 if not self._turn(session, random.choice(QUESTIONS), barge_in, options.turn_timeout):
                     break
+        except SessionRefused as refusal:
+            self._refused(refusal)  # the stream has already ended: nothing to close
+            return
         except BaseException:
             session.cancel()  # the test is stopping (StopUser, GreenletExit): the stream is cancelled
             raise
@@ -305,6 +417,15 @@ class ConverseUser(User):
         self._fire("turn_metrics", "tts_ttfa", metrics["tts_ttfa_ms"], 0)
         return True
 
+    def _refused(self, refusal: SessionRefused) -> None:
+        """Reports a refused conversation (not as a failure) and sets the wait before the next try."""
+        options = self.environment.parsed_options
+        hint = refusal.retry_after_ms
+        wait_ms = min(float(hint) if hint is not None else options.retry_default_ms, options.retry_max_ms)
+        self._retry_after_s = max(0.0, wait_ms) / 1000
+        context = {"code": refusal.code, "retry_after_ms": hint, "waited_ms": round(wait_ms, 1)}
+        self._fire("session", "refused", refusal.after_ms, 0, context=context)
+
     def _report_interruptions(self, result: TurnResult) -> None:
         """Each Interruption, timed from when the first sample of the speech that talked over the agent was
         sent (the ASR's speech-start offset, mapped to the send time of its chunk) to the notice."""
@@ -316,7 +437,13 @@ class ConverseUser(User):
                 self._fire("grpc", "interruption", (at - speech_sent_at) * 1000, len(event.interruption.heard_text))
 
     def _fire(
-        self, kind: str, name: str, response_time: float, length: int, exception: Exception | None = None
+        self,
+        kind: str,
+        name: str,
+        response_time: float,
+        length: int,
+        exception: Exception | None = None,
+        context: dict[str, Any] | None = None,
     ) -> None:
         self.environment.events.request.fire(
             request_type=kind,
@@ -324,5 +451,5 @@ class ConverseUser(User):
             response_time=response_time,
             response_length=length,
             exception=exception,
-            context={},
+            context=context or {},
         )

@@ -87,6 +87,7 @@ async def test_typed_text_is_a_turn(gateway_channel: grpc.aio.Channel) -> None:
 BAD_SESSIONS = {
     "no config first": [gateway_pb2.ConverseRequest(text="hello")],
     "bad input rate": [gateway_pb2.ConverseRequest(config=session_config(44_100))],
+    "unknown voice": [gateway_pb2.ConverseRequest(config=session_config(16_000, voice="nobody"))],
     "bad output rate": [gateway_pb2.ConverseRequest(config=session_config(16_000, output_sample_rate_hz=11_025))],
     "odd audio bytes": [
         gateway_pb2.ConverseRequest(config=session_config(16_000)),

@@ -1,5 +1,6 @@
 """The load tests users run (loadtest/): a short locust run against the embedded stack, the failures it
-must report (a gateway ErrorEvent, an unreachable gateway), and the k6 script, checked with Node.
+must report (a gateway ErrorEvent, an unreachable gateway), the refusals of a gateway past its session
+limit or a caller's quota (reported apart, not as failures), and the k6 script, checked with Node.
 
 k6 itself is not installed here: its script is parsed by ``node --check`` and run by
 loadtest/k6/dryrun/dryrun.mjs against a simulated gateway.
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 from support import ServiceProcess, free_port, start_service
 
+from voice_agent.errors import RETRY_AFTER_KEY
 from voice_agent.stack import gateway_backend_args
 
 LOADTEST = Path(__file__).resolve().parents[1] / "loadtest"
@@ -72,6 +74,70 @@ def test_locust_conversations_against_the_embedded_stack(gateway_server: Service
         assert 0 < float(rows[name]["Median Response Time"]) < 60_000, rows[name]
     assert float(turns["Min Response Time"]) > float(rows["tts_ttfa"]["Min Response Time"])
     assert (tmp_path / "report.html").stat().st_size > 0
+
+
+def samples(results: Path) -> list[dict]:
+    """The locustfile's samples (run.py asks for them): one JSON object per turn, stage time and refusal."""
+    with open(results / "converse_samples.jsonl") as file:
+        return [json.loads(line) for line in file]
+
+
+@pytest.mark.parametrize("limit", ["max-streams", "per-caller-quota"])
+def test_past_its_limit_the_gateway_refuses_conversations_at_once(
+    limit: str, asr_server: ServiceProcess, piper_server: ServiceProcess, llm_server: ServiceProcess, tmp_path: Path
+) -> None:
+    """Two users, room for one conversation: the other is refused with RESOURCE_EXHAUSTED and a retry hint,
+    quickly, and tries again after the hint; refusals are not failures, and the admitted turns all complete.
+    How fast the admitted turns are under overload is measured by `make bench-overload`, not asserted here."""
+    backends = gateway_backend_args(asr_server.address, piper_server.address, llm_server.address)
+    # A short hint, so that the refused user tries again several times within the run.
+    args, env = ["--retry-after-ms", "300"], {}
+    if limit == "max-streams":
+        args += ["--max-streams", "1"]
+    else:  # one API key for both users, one conversation per credential; the gateway's own limit is far
+        (tmp_path / "keys").write_text("the-only-key\n")
+        args += ["--api-keys-file", str(tmp_path / "keys"), "--max-sessions-per-caller", "1"]
+        env["LOADTEST_TOKEN"] = "the-only-key"
+    gateway = start_service("gateway", tmp_path / "gateway.log", *backends, *args)
+    try:
+        run = loadtest(
+            tmp_path,
+            gateway.address,
+            LOADTEST_USERS="2",
+            LOADTEST_SPAWN_RATE="2",
+            LOADTEST_TIME="8s",
+            LOADTEST_TURNS="2",
+            LOADTEST_PAUSE_MIN_S="0.5",
+            LOADTEST_PAUSE_MAX_S="1",
+            LOADTEST_TURN_TIMEOUT_S="60",  # generous, as above: a functional check on a busy machine
+            LOADTEST_STOP_TIMEOUT="60",
+            timeout_s=150,
+            **env,
+        )
+    finally:
+        gateway.stop()
+    output = run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.returncode == 0, output  # refusals do not fail the run
+    rows, taken = stats(tmp_path), samples(tmp_path)
+    refused = [s for s in taken if s["name"] == "refused"]
+    turns = [s for s in taken if s["name"] == "turn"]
+    assert len(refused) >= 2, output  # refused, waited the hint, tried again and was refused again
+    assert rows["refused"]["Type"] == "session" and rows["refused"]["Failure Count"] == "0"
+    assert int(rows["refused"]["Request Count"]) == len(refused)
+    # Refused before any work: each answer within a generous bound for a busy 2-core machine.
+    assert all(s["code"] == "RESOURCE_EXHAUSTED" and 0 <= s["ms"] < 2000 for s in refused), refused
+    # The admitted conversation's turns: all answered, none failed.
+    assert turns and all(s["error"] is None and s["ms"] > 0 for s in turns), turns
+    assert rows["Aggregated"]["Failure Count"] == "0" and failures(tmp_path) == [], output
+    summary = json.loads((tmp_path / "converse_summary.json").read_text())
+    assert summary["refused"] == len(refused) and summary["failed_turns"] == 0
+    assert summary["admitted_e2e_ms"]["n"] == len(turns)
+    assert f"refused conversations: {len(refused)}" in run.stdout
+    # The retry hint: whole milliseconds in the trailing metadata (the gateway's --retry-after-ms, perhaps with
+    # jitter); the user's wait before trying again is the hint.
+    hints = [s["retry_after_ms"] for s in refused]
+    assert all(isinstance(hint, int) and hint > 0 for hint in hints), f"{RETRY_AFTER_KEY}: {hints}"
+    assert all(s["waited_ms"] == hint for s, hint in zip(refused, hints, strict=True))
 
 
 def test_a_gateway_error_event_fails_the_run(

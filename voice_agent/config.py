@@ -59,6 +59,7 @@ class Config:
         for f, kind in cls._fields():
             flag = "--" + f.name.replace("_", "-")
             help_text = f"{f.metadata.get('help', '')} [env {cls.env_name(f.name)}; default: {f.default!r}]"
+            help_text = help_text.replace("%", "%%")  # argparse formats help with %
             if kind is bool:
                 parser.add_argument(
                     flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text

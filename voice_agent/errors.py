@@ -57,3 +57,10 @@ class Unauthenticated(ServiceError):
     """The call carries no valid credential; the message says which check failed, never the token."""
 
     code = grpc.StatusCode.UNAUTHENTICATED
+
+
+def quoted(value: str, limit: int = 64) -> str:
+    """A client's string for an error message, cut short: the message travels in the status
+    trailer, and one over the client's metadata limit (16 KiB) would turn a clear
+    INVALID_ARGUMENT into RESOURCE_EXHAUSTED "Stream removed"."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")

@@ -48,6 +48,17 @@ def tracing_enabled() -> bool:
     return bool(otlp_endpoint()) and not disabled and os.environ.get("OTEL_TRACES_EXPORTER", "otlp") != "none"
 
 
+class _DetachNoise(logging.Filter):
+    """Drops OpenTelemetry's "Failed to detach context" error: its gRPC server interceptor logs it,
+    with a traceback, whenever a client cancels a stream (harmless; opentelemetry-python-contrib#2357)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Failed to detach context"
+
+
+logging.getLogger("opentelemetry.context").addFilter(_DetachNoise())
+
+
 def setup_tracing(service_name: str) -> bool:
     """Installs the global tracer provider with an OTLP/gRPC exporter; False when tracing is off."""
     global _provider

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from services.tts.config import TtsConfig
 from services.tts.engines import TtsEngine
 from voice_agent.audio import TTS_OUTPUT_RATES
-from voice_agent.errors import InvalidArgument
+from voice_agent.errors import InvalidArgument, quoted
 from voice_agent.v1 import tts_pb2
 
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
@@ -24,10 +24,10 @@ class SynthesisSettings:
 def settings_from_config(config: tts_pb2.SynthesisConfig, engine: TtsEngine, service: TtsConfig) -> SynthesisSettings:
     """Raises InvalidArgument naming the problem."""
     if config.engine and config.engine != engine.name:
-        raise InvalidArgument(f"engine {config.engine!r} was asked for, but this server runs {engine.name!r}")
+        raise InvalidArgument(f"engine {quoted(config.engine)} was asked for, but this server runs {engine.name!r}")
     voice = config.voice or service.voice or engine.default_voice
     if voice not in engine.voices:
-        raise InvalidArgument(f"unknown voice {voice!r}: {engine.name} has {', '.join(engine.voices)}")
+        raise InvalidArgument(f"unknown voice {quoted(voice)}: {engine.name} has {', '.join(engine.voices)}")
     sample_rate = config.sample_rate_hz or engine.sample_rate
     if sample_rate not in TTS_OUTPUT_RATES:
         raise InvalidArgument(

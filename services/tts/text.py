@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # Dropped before synthesis: control and format characters, private use,
@@ -22,6 +23,8 @@ _SENTENCE_MARKS = ".!?…"
 _CLOSERS = "\"')]}\u201d\u2019\u00bb"  # and the closing curly quotes and guillemet
 # A period after these is not a sentence end.
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "no", "mt", "approx"}
+# Longer than any abbreviation: a word this long, or longer, is none of them.
+_ABBREVIATION_TAIL = max(map(len, _ABBREVIATIONS)) + 1
 
 
 def speakable(text: str) -> str:
@@ -33,6 +36,11 @@ def speakable(text: str) -> str:
         elif unicodedata.category(char) not in _DROPPED_CATEGORIES and ord(char) not in _VARIATION_SELECTORS:
             kept.append(char)
     return " ".join("".join(kept).split())
+
+
+def _is_word_char(char: str) -> bool:
+    # No letter or digit is in a dropped category, so this is has_words for one character.
+    return char.isalnum() and unicodedata.category(char) not in _DROPPED_CATEGORIES
 
 
 def has_words(text: str) -> bool:
@@ -81,8 +89,14 @@ class PhraseSegmenter:
     def _boundary(self, pending: str) -> int | None:
         """Where the next phrase ends in ``pending``, or None if it is not complete yet."""
         first = self._count == 0
-        # Never a phrase of punctuation or emoji alone.
-        ends = [end for end in _candidate_ends(pending, clauses=first) if has_words(pending[:end])][:1]
+        ends = []
+        # Never a phrase of punctuation or emoji alone: the first end after a letter or digit
+        # (has_words of a prefix). Found lazily, in one pass: a text of thousands of short
+        # sentences must cost time linear in its length, not cubic (minutes of a blocked loop).
+        words_at = next((index for index, char in enumerate(pending) if _is_word_char(char)), None)
+        if words_at is not None:
+            end = next((end for end in _candidate_ends(pending, clauses=first) if end > words_at), None)
+            ends += [end] if end is not None else []
         if first:
             ends += [end for end in [_after_words(pending, self._first_phrase_words)] if end is not None]
         if ends:
@@ -92,12 +106,11 @@ class PhraseSegmenter:
         return None
 
 
-def _candidate_ends(pending: str, *, clauses: bool) -> list[int]:
+def _candidate_ends(pending: str, *, clauses: bool) -> Iterator[int]:
     """Phrase ends at sentence (and, for a first phrase, clause) boundaries, in order."""
-    ends = []
     for index, char in enumerate(pending):
         if char == "\n":
-            ends.append(index + 1)
+            yield index + 1
         elif char in _SENTENCE_MARKS or (clauses and char in _CLAUSE_MARKS):
             end = index + 1
             while end < len(pending) and pending[end] in _CLOSERS:
@@ -106,12 +119,13 @@ def _candidate_ends(pending: str, *, clauses: bool) -> list[int]:
             if at_end and char in ".…":
                 continue  # "3." may become "3.5", "Dr." may go on: wait for the next fragment
             if (at_end or pending[end].isspace()) and not (char == "." and _is_abbreviation(pending[:index])):
-                ends.append(end)
-    return ends
+                yield end
 
 
 def _is_abbreviation(before: str) -> bool:
-    word = re.split(r"\s", before)[-1].lower()
+    # Only the tail can hold the last word if it is an abbreviation: splitting the whole
+    # text at every period would make a text of many periods quadratic.
+    word = re.split(r"\s", before[-_ABBREVIATION_TAIL:])[-1].lower()
     return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
 
 
