@@ -65,8 +65,13 @@ def rate(metric: str, selector: str = "", by: tuple[str, ...] = ()) -> str:
     return f"sum{grouping}(rate({metric}{{{selector}}}{RATE}))"
 
 
-# Stream errors the client caused (a hang-up, a client bug, bad credentials): not the operator's problem.
-CLIENT_CODES = "CANCELLED|INVALID_ARGUMENT|UNAUTHENTICATED|PERMISSION_DENIED"
+# Stream endings that are no server fault: the client caused them (a hang-up, a client bug, bad
+# credentials, its session's idle or length limit: DEADLINE_EXCEEDED), or they are the gateway doing its
+# job (RESOURCE_EXHAUSTED: a refusal past a limit, alerted on by VoiceSessionsRefused; UNAVAILABLE: loading
+# or draining on a rollout, the client reconnects). Backend faults are counted as backend errors instead.
+CLIENT_CODES = (
+    "CANCELLED|INVALID_ARGUMENT|UNAUTHENTICATED|PERMISSION_DENIED|DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED|UNAVAILABLE"
+)
 
 
 def error_ratio(window: str = RATE) -> str:
@@ -289,6 +294,35 @@ def overview() -> dashboard.Dashboard:
                         )
                     ],
                     "Share of turns the user barged in on.",
+                ),
+                series(
+                    "Sessions refused /s",
+                    "short",
+                    [
+                        target(
+                            rate(
+                                "voice_errors_total",
+                                f'{GW},service="gateway",code=~"RESOURCE_EXHAUSTED|UNAUTHENTICATED"',
+                                ("code",),
+                            ),
+                            "{{code}}",
+                        )
+                    ],
+                    "RESOURCE_EXHAUSTED: past --max-streams or a credential's quota (clients retry after the hint);"
+                    " UNAUTHENTICATED: no valid token. docs/security.md.",
+                ),
+                series(
+                    "Preemptive replies kept",
+                    "percentunit",
+                    [
+                        target(
+                            f'sum(rate(voice_gateway_preemptive_turns_total{{{GW},outcome="kept"}}{RATE}))'
+                            f" / sum(rate(voice_gateway_preemptive_turns_total{{{GW}}}{RATE}))",
+                            "kept / started",
+                        )
+                    ],
+                    "Replies started on a pause's transcript that the final transcript confirmed; the rest were"
+                    " discarded unheard. Low: pauses mid-sentence are common (docs/performance.md).",
                 ),
             ],
         },
