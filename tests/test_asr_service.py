@@ -141,6 +141,19 @@ BAD_STREAMS = {
     "padding too long": ([_config(speech_pad_ms=5_000)], "speech_pad_ms"),
     "interim interval too short": ([_config(interim_interval_ms=10)], "interim_interval_ms"),
     "unknown language": ([_config(language="xx")], "language 'xx'"),
+    "pause too short": ([_config(speculative_transcripts=True, pause_ms=10)], "pause_ms"),
+    "incomplete silence under the silence wait": (
+        [_config(min_silence_ms=500, incomplete_silence_ms=300)],
+        "incomplete_silence_ms",
+    ),
+    "reuse without speculative transcripts": (
+        [_config(reuse_pause_transcript=True)],
+        "reuse_pause_transcript needs speculative_transcripts",
+    ),
+    "adaptive without speculative transcripts": (
+        [_config(adaptive_endpointing=True)],
+        "adaptive_endpointing needs speculative_transcripts",
+    ),
     "odd byte count": ([_config(), _audio(321)], "odd byte count"),
     "chunk over one second": ([_config(), _audio(32_002)], "at most 1000 ms"),
     "second config": ([_config(), _audio(320), _config()], "second RecognitionConfig"),

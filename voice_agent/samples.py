@@ -28,10 +28,89 @@ class SpokenSample:
     speech_end_ms: int
 
 
+@dataclass(frozen=True)
+class PausedSample(SpokenSample):
+    """A sample spoken in parts with silence between them; ``pauses`` are those silences, in ms."""
+
+    parts: tuple[str, ...] = ()
+    pauses: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def last_part_start_ms(self) -> int:
+        """Where the last part's speech begins: a final transcript decided before it cut the speaker off."""
+        return self.pauses[-1][1] if self.pauses else self.speech_start_ms
+
+
+# Utterances with a pause in the middle of the sentence, after a word that cannot end it (an article, a
+# preposition, a conjunction, a possessive): the adaptive end of turn must wait them out. Each is two parts,
+# spoken with MID_SENTENCE_PAUSE_MS of silence between them by ``speak_with_pauses``. Whisper tiny.en gets
+# every first part's last word right, so that the set measures the end of turn, not recognition: it
+# mishears some others of espeak's (its sentence-final "talk about" comes out as "talk him out.", which
+# reads complete, and would end the turn).
+MID_SENTENCE_PAUSE_MS = 300
+PAUSE_SET: tuple[tuple[str, ...], ...] = (
+    ("I want to tell you about", "my presentation tomorrow"),
+    ("My manager said that", "I should speak more slowly"),
+    ("Can you help me with", "the opening of my talk"),
+    ("I get nervous when", "people look at me"),
+    ("I practiced it for", "three hours yesterday"),
+    ("The hardest part is", "the question and answer session"),
+    ("I would like to", "sound more confident"),
+    ("Yesterday I talked to", "my team about the deadline"),
+    ("I am worried because", "the audience is very senior"),
+    ("Please give me feedback on", "my introduction"),
+)
+# Complete questions: the adaptive end of turn ends these after min_silence_ms.
+COMPLETE_QUESTIONS: tuple[str, ...] = (
+    "Can you help me with my presentation?",
+    "How can I sound more confident?",
+    "What should I do next?",
+)
+
+
 def speak(
     text: str, *, sample_rate: int = 16_000, lead_ms: int = 500, tail_ms: int = 1000, words_per_minute: int = 165
 ) -> SpokenSample:
     """``text`` spoken by espeak-ng, trimmed, then padded with silence."""
+    speech = _speech(text, sample_rate, words_per_minute)
+    silence = b"\0" * PCM16_SAMPLE_BYTES
+    lead = silence * (sample_rate * lead_ms // 1000)
+    tail = silence * (sample_rate * tail_ms // 1000)
+    speech_ms = samples_to_ms(len(speech) // PCM16_SAMPLE_BYTES, sample_rate)
+    audio = Pcm16Audio(lead + speech + tail, sample_rate)
+    return SpokenSample(text, audio, lead_ms, lead_ms + speech_ms)
+
+
+def speak_with_pauses(
+    parts: tuple[str, ...] | list[str],
+    *,
+    pause_ms: int = MID_SENTENCE_PAUSE_MS,
+    sample_rate: int = 16_000,
+    lead_ms: int = 500,
+    tail_ms: int = 1000,
+    words_per_minute: int = 165,
+) -> PausedSample:
+    """``parts`` spoken one by one (each trimmed, as ``speak`` does) with ``pause_ms`` of silence
+    between them, then padded with silence. Each part ends with espeak's sentence-final fall in pitch,
+    as a hesitating speaker's often does."""
+    silence = b"\0" * PCM16_SAMPLE_BYTES
+    data = silence * (sample_rate * lead_ms // 1000)
+    pauses = []
+    for index, part in enumerate(parts):
+        if index:
+            pause_start = samples_to_ms(len(data) // PCM16_SAMPLE_BYTES, sample_rate)
+            data += silence * (sample_rate * pause_ms // 1000)
+            pauses.append((pause_start, samples_to_ms(len(data) // PCM16_SAMPLE_BYTES, sample_rate)))
+        data += _speech(part, sample_rate, words_per_minute)
+    speech_end_ms = samples_to_ms(len(data) // PCM16_SAMPLE_BYTES, sample_rate)
+    data += silence * (sample_rate * tail_ms // 1000)
+    text = " ".join(parts)
+    audio = Pcm16Audio(data, sample_rate)
+    return PausedSample(text, audio, lead_ms, speech_end_ms, parts=tuple(parts), pauses=tuple(pauses))
+
+
+def _speech(text: str, sample_rate: int, words_per_minute: int) -> bytes:
+    """espeak-ng's PCM16 for ``text``, with the silence at each end trimmed off."""
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp) / "raw.wav", Path(tmp) / "out.wav"
         subprocess.run(
@@ -44,13 +123,7 @@ def speak(
             check=True,
             capture_output=True,
         )
-        speech = read_wav(out)
-    silence = b"\0" * PCM16_SAMPLE_BYTES
-    lead = silence * (sample_rate * lead_ms // 1000)
-    tail = silence * (sample_rate * tail_ms // 1000)
-    speech_ms = samples_to_ms(len(speech.data) // PCM16_SAMPLE_BYTES, sample_rate)
-    audio = Pcm16Audio(lead + speech.data + tail, sample_rate)
-    return SpokenSample(text, audio, lead_ms, lead_ms + speech_ms)
+        return read_wav(out).data
 
 
 def join(samples: list[SpokenSample]) -> tuple[Pcm16Audio, list[tuple[int, int]]]:

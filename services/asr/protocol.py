@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voice_agent.audio import ASR_INPUT_RATES, check_format
-from voice_agent.errors import InvalidArgument
+from voice_agent.errors import InvalidArgument, quoted
 from voice_agent.v1 import asr_pb2
 
 DEFAULT_VAD_THRESHOLD = 0.5
 DEFAULT_MIN_SILENCE_MS = 200  # the design's silence wait
 DEFAULT_SPEECH_PAD_MS = 100
 DEFAULT_INTERIM_INTERVAL_MS = 500
+DEFAULT_PAUSE_MS = 64  # two 32 ms frames of silence
+DEFAULT_INCOMPLETE_SILENCE_MS = 700
 # Longest audio chunk accepted in one message.
 MAX_CHUNK_MS = 1000
 
@@ -25,6 +27,12 @@ class StreamSettings:
     speech_pad_ms: int
     interim_results: bool
     interim_interval_ms: int
+    # Latency techniques (docs/performance.md): off unless the client asks.
+    speculative_transcripts: bool = False
+    pause_ms: int = DEFAULT_PAUSE_MS
+    reuse_pause_transcript: bool = False
+    adaptive_endpointing: bool = False
+    incomplete_silence_ms: int = DEFAULT_INCOMPLETE_SILENCE_MS
 
 
 def _in_range(name: str, value: float, low: float, high: float, *, open_ends: bool = False) -> None:
@@ -47,7 +55,7 @@ def settings_from_request(
     language = config.language or default_language
     if language not in languages:
         shown = ", ".join(languages[:20]) + (" ..." if len(languages) > 20 else "")
-        raise InvalidArgument(f"language {language!r} is not supported by the loaded model: use one of {shown}")
+        raise InvalidArgument(f"language {quoted(language)} is not supported by the loaded model: use one of {shown}")
     settings = StreamSettings(
         sample_rate=sample_rate,
         language=language,
@@ -58,9 +66,35 @@ def settings_from_request(
         interim_interval_ms=(
             config.interim_interval_ms if config.HasField("interim_interval_ms") else DEFAULT_INTERIM_INTERVAL_MS
         ),
+        **_latency_settings(config),
     )
     _in_range("vad_threshold", settings.vad_threshold, 0.0, 1.0, open_ends=True)
     _in_range("min_silence_ms", settings.min_silence_ms, 0, 5000)
     _in_range("speech_pad_ms", settings.speech_pad_ms, 0, 1000)
     _in_range("interim_interval_ms", settings.interim_interval_ms, 100, 10_000)
+    _check_latency_settings(settings)
     return settings
+
+
+def _latency_settings(config: asr_pb2.RecognitionConfig) -> dict[str, bool | int]:
+    min_silence_ms = config.min_silence_ms if config.HasField("min_silence_ms") else DEFAULT_MIN_SILENCE_MS
+    return {
+        "speculative_transcripts": config.speculative_transcripts,
+        "pause_ms": config.pause_ms if config.HasField("pause_ms") else DEFAULT_PAUSE_MS,
+        "reuse_pause_transcript": config.reuse_pause_transcript,
+        "adaptive_endpointing": config.adaptive_endpointing,
+        # Unset, it is never shorter than the end-of-turn silence it extends.
+        "incomplete_silence_ms": (
+            config.incomplete_silence_ms
+            if config.HasField("incomplete_silence_ms")
+            else max(DEFAULT_INCOMPLETE_SILENCE_MS, min_silence_ms)
+        ),
+    }
+
+
+def _check_latency_settings(settings: StreamSettings) -> None:
+    _in_range("pause_ms", settings.pause_ms, 32, 1000)
+    _in_range("incomplete_silence_ms", settings.incomplete_silence_ms, settings.min_silence_ms, 5000)
+    for name in ("reuse_pause_transcript", "adaptive_endpointing"):
+        if getattr(settings, name) and not settings.speculative_transcripts:
+            raise InvalidArgument(f"{name} needs speculative_transcripts: it works on the pause transcripts")

@@ -6,34 +6,72 @@ the probabilities into utterance boundaries. Transcription runs in the
 shared inference pool: a final transcript as soon as an utterance ends,
 interim ones during speech whenever a worker is free (interims are best
 effort, so they never make a final wait behind a queue of them).
+
+With speculative transcripts, a pause in the speech (the endpointer's
+SpeechPause) is transcribed at once, with the audio the final would have if
+the speech ended there, and sent as SpeechPaused; speech after it sends
+SpeechResumed. The final can reuse the pause's transcript (the same audio),
+and the adaptive end of turn waits longer after one that ends mid-sentence.
+
+Event order, per utterance: speech_started, then interims and pairs of
+paused/resumed, then at most one more paused, speech_ended and the final.
+Every resumed answers the paused just before it; a pause whose transcript was
+not ready when speech resumed or the utterance ended is never sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
+import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
+from prometheus_client import Counter
 
 from services.asr.protocol import MAX_CHUNK_MS, StreamSettings
 from services.asr.transcriber import Transcription, WhisperTranscriber
-from services.asr.vad import FRAME_SAMPLES, Endpointer, EndReason, SileroVad, SpeechEnd, SpeechStart
+from services.asr.turn_end import reads_complete
+from services.asr.vad import (
+    FRAME_SAMPLES,
+    Endpointer,
+    EndReason,
+    Event,
+    SileroVad,
+    SpeechEnd,
+    SpeechPause,
+    SpeechResume,
+    SpeechStart,
+)
 from voice_agent.audio import ASR_SAMPLE_RATE, StreamResampler, check_pcm16_chunk, pcm16_to_float, samples_to_ms
 from voice_agent.inference import InferencePool
-from voice_agent.metrics import latency_histogram
+from voice_agent.metrics import init_labels, latency_histogram
 from voice_agent.telemetry import context_from, tracer, wall_ns
 from voice_agent.v1 import asr_pb2
 
+log = logging.getLogger("services.asr")
+T = TypeVar("T")
+
 FINAL_PRIORITY = 0
+# A pause's transcript may become the final, or decide the end of the turn: it queues as a final does.
+PAUSE_PRIORITY = FINAL_PRIORITY
 INTERIM_PRIORITY = 1
 
 INFERENCE_SECONDS = latency_histogram("voice_asr_inference_seconds", "Whisper inference time.", ("kind",))
 FINAL_LATENCY_SECONDS = latency_histogram(
     "voice_asr_final_latency_seconds", "From the VAD's speech-end decision to the final transcript."
 )
+PAUSE_TRANSCRIPTS = Counter(
+    "voice_asr_pause_transcripts_total",
+    "Pause transcriptions by what became of them: reused as the final, out of date (the speech resumed), "
+    "or unused (the final was transcribed anew).",
+    ["outcome"],
+)
+init_labels(PAUSE_TRANSCRIPTS, ("reused",), ("resumed",), ("unused",))
 
 _REASONS = {
     EndReason.SILENCE: asr_pb2.SpeechEnded.REASON_SILENCE,
@@ -70,6 +108,26 @@ class AudioHistory:
         return joined[start - self._start : end - self._start]
 
 
+@dataclass
+class _Pause:
+    """One pause's transcription: a job in the inference pool, then maybe a SpeechPaused event."""
+
+    event: SpeechPause
+    window: tuple[int, int]  # the audio transcribed, as sample indices
+    audio: np.ndarray
+    requested: float  # perf_counter
+    # Set by the worker thread as the inference starts: until then, cancelling the job costs nothing.
+    started: threading.Event = field(default_factory=threading.Event)
+    sent: bool = False  # SpeechPaused went out
+    job: asyncio.Task[Transcription | None] = field(init=False)
+
+    def drop(self) -> None:
+        """Not needed any more: a job still waiting in the queue never runs; a running one is left to
+        finish (cancelling it would free its pool slot while the model is still busy)."""
+        if not self.started.is_set():
+            self.job.cancel()
+
+
 class RecognitionStream:
     def __init__(
         self,
@@ -82,7 +140,9 @@ class RecognitionStream:
     ) -> None:
         self._settings = settings
         self._vad = vad.stream()
-        self._endpointer = Endpointer(settings.vad_threshold, settings.min_silence_ms, max_utterance_ms)
+        self._endpointer = Endpointer(
+            settings.vad_threshold, settings.min_silence_ms, max_utterance_ms, **_endpointing(settings)
+        )
         self._transcriber = transcriber
         self._pool = pool
         self._emit = emit
@@ -93,8 +153,9 @@ class RecognitionStream:
         self._unframed = np.zeros(0, dtype=np.float32)
         self._next_interim_at = 0
         self._interim: asyncio.Task[None] | None = None
+        self._pause: _Pause | None = None  # the open utterance's current pause
         self._last_final: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._trace_headers: dict[int, dict[str, str]] = {}  # utterance id -> W3C headers of its turn
 
     def join_trace(self, context: asr_pb2.TraceContext) -> None:
@@ -140,15 +201,22 @@ class RecognitionStream:
         self._history.append(frame)
         probability = self._vad.probability(frame)
         for event in self._endpointer.push(probability, self._history.end):
-            if isinstance(event, SpeechStart):
-                self._on_start(event)
-            else:
-                self._on_end(event)
+            self._on_event(event)
         start = self._endpointer.utterance_start
         if start is None:
             self._history.forget_before(self._history.end - self._pad - FRAME_SAMPLES)
-        elif self._settings.interim_results and self._history.end >= self._next_interim_at:
-            self._maybe_interim(start)
+        elif self._settings.interim_results and self._history.end >= self._next_interim_at and self._pause is None:
+            self._maybe_interim(start)  # not in a pause: its transcript says what an interim would
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, SpeechStart):
+            self._on_start(event)
+        elif isinstance(event, SpeechPause):
+            self._on_pause(event)
+        elif isinstance(event, SpeechResume):
+            self._on_resume(event)
+        else:
+            self._on_end(event)
 
     def _on_start(self, event: SpeechStart) -> None:
         self._next_interim_at = event.start + self._interim_step
@@ -170,8 +238,75 @@ class RecognitionStream:
                 )
             )
         )
-        audio = self._history.slice(event.start - self._pad, event.end + self._pad)
-        self._last_final = self._spawn(self._final(event, audio, decided, self._last_final))
+        window = self._window(event.start, event.end, event.decided_at)
+        reused = self._take_pause(window)
+        audio = reused.audio if reused is not None else self._history.slice(*window)
+        self._last_final = self._spawn(self._final(event, audio, decided, self._last_final, reused))
+
+    def _take_pause(self, window: tuple[int, int]) -> _Pause | None:
+        """Closes the ending utterance's pause; returns it if the final can be its transcript: the
+        same audio exactly (no speech since the pause began, and as much padding)."""
+        pause, self._pause = self._pause, None
+        if pause is None:
+            return None
+        if self._settings.reuse_pause_transcript and pause.window == window:
+            PAUSE_TRANSCRIPTS.labels("reused").inc()
+            return pause
+        PAUSE_TRANSCRIPTS.labels("unused").inc()
+        pause.drop()
+        return None
+
+    # ---- speculative transcripts
+
+    def _on_pause(self, event: SpeechPause) -> None:
+        window = self._window(event.start, event.silence_from, event.at)
+        pause = _Pause(event, window, self._history.slice(*window), time.perf_counter())
+        pause.job = self._spawn(self._pause_transcript(pause))
+        self._pause = pause
+
+    def _on_resume(self, event: SpeechResume) -> None:
+        pause, self._pause = self._pause, None
+        if pause is None:
+            return
+        PAUSE_TRANSCRIPTS.labels("resumed").inc()
+        if pause.sent:
+            resumed = asr_pb2.SpeechResumed(utterance_id=event.utterance_id, offset_ms=_ms(event.at))
+            self._emit(asr_pb2.RecognizeResponse(resumed=resumed))
+        else:
+            pause.drop()  # never announced, so nothing to take back
+
+    async def _pause_transcript(self, pause: _Pause) -> Transcription | None:
+        """Transcribes the pause; sends SpeechPaused if the pause is still on. None if inference failed
+        (the final then transcribes for itself)."""
+        try:
+            result = await self._transcribe(PAUSE_PRIORITY, pause.audio, "pause", pause.started)
+        except Exception:
+            log.exception("pause transcription failed")
+            return None
+        if self._pause is pause:
+            self._send_paused(pause, result)
+        return result
+
+    def _send_paused(self, pause: _Pause, result: Transcription) -> None:
+        event = pause.event
+        complete = reads_complete(result.text)
+        transcript = self._transcript(event.utterance_id, event.start, event.silence_from, result, pause.requested)
+        paused = asr_pb2.SpeechPaused(
+            utterance_id=event.utterance_id, offset_ms=_ms(event.silence_from), transcript=transcript, complete=complete
+        )
+        pause.sent = True
+        self._emit(asr_pb2.RecognizeResponse(paused=paused))
+        if self._settings.adaptive_endpointing:
+            end = self._endpointer.judge(event, complete)
+            if end is not None:  # the silence was already long enough: it was waiting for this verdict
+                self._on_end(end)
+
+    def _window(self, start: int, end: int, available: int) -> tuple[int, int]:
+        """The audio transcribed for speech from ``start`` to ``end``: padded on each side, as far as
+        it had arrived when the transcription was decided."""
+        return start - self._pad, min(end + self._pad, available)
+
+    # ---- interims and finals
 
     def _maybe_interim(self, start: int) -> None:
         if self._interim is not None or not self._pool.idle:
@@ -188,18 +323,28 @@ class RecognitionStream:
         finally:
             self._interim = None
         still_open = self._endpointer.in_speech and self._endpointer.utterance_id == utterance_id
-        if still_open and result.text:
+        if still_open and self._pause is None and result.text:  # no interim between paused and resumed
             transcript = self._transcript(utterance_id, start, end, result, requested)
             self._emit(asr_pb2.RecognizeResponse(interim=transcript))
 
     async def _final(
-        self, event: SpeechEnd, audio: np.ndarray, decided: float, previous: asyncio.Task[None] | None
+        self,
+        event: SpeechEnd,
+        audio: np.ndarray,
+        decided: float,
+        previous: asyncio.Task[None] | None,
+        pause: _Pause | None,
     ) -> None:
-        result = await self._transcribe(FINAL_PRIORITY, audio, "final")
+        result = await pause.job if pause is not None else None  # still running: wait for it, do not start another
+        reused = result is not None
+        if result is None:
+            result = await self._transcribe(FINAL_PRIORITY, audio, "final")
         if previous is not None:
             await previous  # finals leave in utterance order
         FINAL_LATENCY_SECONDS.observe(time.perf_counter() - decided)
         transcript = self._transcript(event.utterance_id, event.start, event.end, result, decided)
+        if reused:  # no inference since the end was decided
+            transcript.inference_ms, transcript.reused = 0.0, True
         self._emit(asr_pb2.RecognizeResponse(final=transcript))
         self._trace_final(event, transcript, decided)
 
@@ -221,12 +366,16 @@ class RecognitionStream:
                 "asr.inference_ms": transcript.inference_ms,
                 "asr.audio_ms": transcript.end_ms - transcript.start_ms,
                 "asr.language": self._settings.language,
+                "asr.reused": transcript.reused,
             }
         )
         final.end()
 
-    async def _transcribe(self, priority: int, audio: np.ndarray, kind: str) -> Transcription:
-        result = await self._pool.run(priority, self._transcriber.transcribe, audio, self._settings.language)
+    async def _transcribe(
+        self, priority: int, audio: np.ndarray, kind: str, started: threading.Event | None = None
+    ) -> Transcription:
+        language = self._settings.language
+        result = await self._pool.run(priority, _transcribe_in_worker, self._transcriber, audio, language, started)
         INFERENCE_SECONDS.labels(kind).observe(result.inference_ms / 1000)
         return result
 
@@ -241,8 +390,29 @@ class RecognitionStream:
             inference_ms=result.inference_ms,
         )
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _transcribe_in_worker(
+    transcriber: WhisperTranscriber, audio: np.ndarray, language: str, started: threading.Event | None
+) -> Transcription:
+    if started is not None:
+        started.set()
+    return transcriber.transcribe(audio, language)
+
+
+def _endpointing(settings: StreamSettings) -> dict[str, int | None]:
+    """The endpointer's pause and adaptive settings. A pause is transcribed with the padding the final
+    would have, so it is noticed no sooner than speech_pad_ms into the silence (the endpointer also
+    clamps it to the end-of-turn silence)."""
+    if not settings.speculative_transcripts:
+        return {"pause_ms": None, "incomplete_silence_ms": None}
+    adaptive = settings.adaptive_endpointing
+    return {
+        "pause_ms": max(settings.pause_ms, settings.speech_pad_ms),
+        "incomplete_silence_ms": settings.incomplete_silence_ms if adaptive else None,
+    }

@@ -79,6 +79,27 @@ class SpeechEnd:
     reason: EndReason
 
 
+@dataclass(frozen=True)
+class SpeechPause:
+    """The open utterance has been silent for the pause length (once per stretch of silence)."""
+
+    utterance_id: int
+    start: int  # where the utterance's speech began
+    silence_from: int  # where the silence began: the speech end, should the utterance end here
+    at: int  # how much audio had arrived when the pause was noticed
+
+
+@dataclass(frozen=True)
+class SpeechResume:
+    """Speech came back after a SpeechPause, within the same utterance."""
+
+    utterance_id: int
+    at: int  # where the speech resumed
+
+
+Event = SpeechStart | SpeechEnd | SpeechPause | SpeechResume
+
+
 class Endpointer:
     """Turns per-frame speech probabilities into utterance start and end events.
 
@@ -86,16 +107,39 @@ class Endpointer:
     the probability first fell below the lower (hysteresis) threshold, once
     that silence has lasted ``min_silence_ms``; a frame back above the
     threshold cancels the pending end. Positions are sample indices at 16 kHz.
+
+    With ``pause_ms``, a silence of that length inside an utterance is a
+    SpeechPause (at most one per stretch of silence; clamped to the end-of-turn
+    silence, so that every end by silence follows a pause), and speech after
+    it a SpeechResume. With ``incomplete_silence_ms`` as well (the adaptive end
+    of turn), ``min_silence_ms`` ends the utterance only once the pause has been
+    judged complete (``judge``); otherwise the end waits ``incomplete_silence_ms``,
+    which also bounds the wait for a judgement that has not come yet.
     """
 
-    def __init__(self, threshold: float, min_silence_ms: int, max_utterance_ms: int) -> None:
+    def __init__(
+        self,
+        threshold: float,
+        min_silence_ms: int,
+        max_utterance_ms: int,
+        *,
+        pause_ms: int | None = None,
+        incomplete_silence_ms: int | None = None,
+    ) -> None:
+        if incomplete_silence_ms is not None and (pause_ms is None or incomplete_silence_ms < min_silence_ms):
+            raise ValueError("the adaptive end of turn needs pauses, and an incomplete silence >= min_silence_ms")
         self._threshold = threshold
         self._negative_threshold = max(threshold - NEGATIVE_THRESHOLD_GAP, 0.01)
-        self._min_silence = min_silence_ms * ASR_SAMPLE_RATE // 1000
-        self._max_utterance = max_utterance_ms * ASR_SAMPLE_RATE // 1000
+        self._min_silence = _samples(min_silence_ms)
+        self._max_utterance = _samples(max_utterance_ms)
+        self._pause = None if pause_ms is None else min(_samples(pause_ms), self._min_silence)
+        self._incomplete_silence = None if incomplete_silence_ms is None else _samples(incomplete_silence_ms)
         self._utterance_id = 0
         self._start: int | None = None  # set while in speech
         self._silence_from: int | None = None
+        self._paused = False  # a SpeechPause was sent for the current silence
+        self._complete: bool | None = None  # the current pause's judgement, once known
+        self._frame_end = 0
 
     @property
     def in_speech(self) -> bool:
@@ -110,24 +154,48 @@ class Endpointer:
         """The id of the open utterance, or of the last one when none is open."""
         return self._utterance_id
 
-    def push(self, probability: float, frame_end: int) -> list[SpeechStart | SpeechEnd]:
+    @property
+    def paused(self) -> bool:
+        """The open utterance is in a pause (a SpeechPause was sent and no speech came since)."""
+        return self._paused
+
+    def push(self, probability: float, frame_end: int) -> list[Event]:
         """Feeds the probability of the frame that ends at sample ``frame_end``."""
+        self._frame_end = frame_end
         frame_start = frame_end - FRAME_SAMPLES
         if self._start is None:
             return [self._begin(frame_start)] if probability >= self._threshold else []
+        events: list[Event] = []
         if probability >= self._threshold:
-            self._silence_from = None
+            if self._paused:
+                events.append(SpeechResume(self._utterance_id, frame_start))
+            self._silence_from, self._paused, self._complete = None, False, None
         elif probability < self._negative_threshold and self._silence_from is None:
             self._silence_from = frame_start
-        if self._silence_from is not None and frame_end - self._silence_from >= self._min_silence:
-            return [self._end(self._silence_from, frame_end, EndReason.SILENCE)]
+        if self._silence_from is not None:
+            silence = frame_end - self._silence_from
+            if self._pause is not None and not self._paused and silence >= self._pause:
+                self._paused = True
+                events.append(SpeechPause(self._utterance_id, self._start, self._silence_from, frame_end))
+            if silence >= self._end_silence():
+                return [*events, self._end(self._silence_from, frame_end, EndReason.SILENCE)]
         if frame_end - self._start >= self._max_utterance:
             still_speaking = self._silence_from is None
-            events: list[SpeechStart | SpeechEnd] = [self._end(frame_end, frame_end, EndReason.MAX_DURATION)]
+            events.append(self._end(frame_end, frame_end, EndReason.MAX_DURATION))
             if still_speaking:
                 events.append(self._begin(frame_end))
-            return events
-        return []
+        return events
+
+    def judge(self, pause: SpeechPause, complete: bool) -> SpeechEnd | None:
+        """The adaptive end of turn's verdict on ``pause``'s transcript; ignored unless that pause is
+        still current. Returns the end of the utterance when the silence so far is already long enough."""
+        current = self._paused and (pause.utterance_id, pause.silence_from) == (self._utterance_id, self._silence_from)
+        if not current or self._silence_from is None:
+            return None
+        self._complete = complete
+        if self._frame_end - self._silence_from >= self._end_silence():
+            return self._end(self._silence_from, self._frame_end, EndReason.SILENCE)
+        return None
 
     def finish(self, stream_end: int) -> SpeechEnd | None:
         """Ends an utterance still open when the audio stops."""
@@ -136,13 +204,24 @@ class Endpointer:
         end = self._silence_from if self._silence_from is not None else stream_end
         return self._end(end, stream_end, EndReason.END_OF_STREAM)
 
+    def _end_silence(self) -> int:
+        """The silence that ends the utterance now: the adaptive end of turn waits longer unless the
+        pause's transcript read complete."""
+        if self._incomplete_silence is None or self._complete:
+            return self._min_silence
+        return self._incomplete_silence
+
     def _begin(self, start: int) -> SpeechStart:
         self._utterance_id += 1
-        self._start, self._silence_from = start, None
+        self._start, self._silence_from, self._paused, self._complete = start, None, False, None
         return SpeechStart(self._utterance_id, start)
 
     def _end(self, end: int, decided_at: int, reason: EndReason) -> SpeechEnd:
         assert self._start is not None
         event = SpeechEnd(self._utterance_id, self._start, end, decided_at, reason)
-        self._start, self._silence_from = None, None
+        self._start, self._silence_from, self._paused, self._complete = None, None, False, None
         return event
+
+
+def _samples(ms: int) -> int:
+    return ms * ASR_SAMPLE_RATE // 1000

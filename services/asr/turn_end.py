@@ -1,0 +1,55 @@
+"""Does a transcript read as a finished turn? The adaptive end of turn's one question.
+
+A deliberately small heuristic on Whisper's punctuated text, not a model:
+
+- it ends with ``.``, ``!`` or ``?`` and its last word is not a function word:
+  complete;
+- anything else is incomplete: a trailing ``...``, ``,`` or ``-``, no final
+  punctuation at all, or a function word before the final punctuation.
+
+The function-word check is there because Whisper puts a full stop on nearly
+everything it hears, a fragment cut off by a pause included ("My manager said
+that." is what it writes for "My manager said that [pause] I should..."), and a
+question mark on a question's first half ("Can you help me with?"). A function
+word (article, preposition, conjunction, possessive, subject pronoun, a form
+of "be", a modal, a filler) rarely ends a finished sentence but often comes
+right before a pause in the middle of one. A wrong "incomplete" costs only a
+longer wait (incomplete_silence_ms); a wrong "complete" cuts the user off, so
+the list errs on the side of waiting: "Who did you talk to?" waits too.
+"""
+
+from __future__ import annotations
+
+import re
+
+FUNCTION_WORDS = frozenset(
+    {
+        # articles and determiners that need a noun
+        *("a", "an", "the", "that", "every", "each"),
+        # conjunctions
+        *("and", "but", "or", "nor", "so", "because", "since", "although", "though", "while", "if", "unless"),
+        *("than", "when", "whether"),
+        # prepositions; not those that often end a sentence as adverbs (over, after, before, around, through)
+        *("to", "of", "about", "with", "for", "in", "on", "at", "from", "into", "onto", "by", "as", "like"),
+        *("between", "without", "within", "during", "against", "toward", "towards"),
+        # possessives and subject pronouns ("her" is an object as often: "I told her.")
+        *("my", "your", "our", "their", "his", "its", "i", "we", "they", "he", "she"),
+        # be and the modals ("I was [pause] thinking"); not do or have, which end many answers ("I did.")
+        *("is", "are", "was", "were", "am", "will", "would", "can", "could", "should", "shall", "may", "might"),
+        "must",
+        # fillers
+        *("um", "uh", "uhm", "er", "erm", "hmm"),
+    }
+)
+
+_CLOSING = "\"')]} \u00bb\u201d\u2019"  # quotes and brackets after the final punctuation
+_LAST_WORD = re.compile(r"([a-z']+)[^a-z']*$")
+
+
+def reads_complete(text: str) -> bool:
+    """True if ``text`` reads as a finished sentence or question (see the module's rules)."""
+    text = text.rstrip(_CLOSING)
+    if text.endswith(("...", "…")) or not text.endswith((".", "!", "?")):
+        return False
+    last = _LAST_WORD.search(text.lower())
+    return last is not None and last.group(1).strip("'") not in FUNCTION_WORDS
