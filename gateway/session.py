@@ -28,6 +28,7 @@ from gateway.config import GatewayConfig
 from gateway.history import History, estimate_tokens
 from gateway.latency import LatencyPlan, recognition_config, same_words
 from gateway.llm import ChatClient
+from gateway.preemption import HeldEvents, Preemption
 from gateway.turn import AgentTurn, Emit, TtsFailure, TurnTiming
 from voice_agent.audio import ASR_INPUT_RATES, TTS_OUTPUT_RATES, check_format, check_pcm16_chunk
 from voice_agent.call_status import ServerStatus
@@ -79,36 +80,6 @@ class Backends:
     #: Fresh, unpooled connections, for turns with the warm paths off (the latency baseline).
     new_tts_channel: Callable[[], grpc.aio.Channel]
     new_llm: Callable[[], ChatClient]
-
-
-class HeldEvents:
-    """A preemptive turn's events: held until the turn is kept, then sent in order; dropped if not."""
-
-    def __init__(self, emit: Emit) -> None:
-        self._emit = emit
-        self._held: list[gateway_pb2.ConverseResponse] | None = []
-
-    def put(self, event: gateway_pb2.ConverseResponse) -> None:
-        if self._held is None:
-            self._emit(event)
-        else:
-            self._held.append(event)
-
-    def release(self) -> None:
-        held, self._held = self._held or [], None
-        for event in held:
-            self._emit(event)
-
-
-@dataclass
-class Preemption:
-    """A reply started on a pause's transcript, before the end of the user's turn."""
-
-    text: str
-    turn: AgentTurn
-    events: HeldEvents
-    kept: asyncio.Event
-    task: asyncio.Task[None]
 
 
 def session_settings(request: gateway_pb2.ConverseRequest, history_tokens: int) -> gateway_pb2.SessionConfig:

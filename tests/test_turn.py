@@ -11,7 +11,7 @@ from opentelemetry import trace
 
 from gateway.history import History
 from gateway.llm import Reply
-from gateway.session import HeldEvents
+from gateway.preemption import HeldEvents
 from gateway.turn import AgentTurn, TurnTiming
 from voice_agent.v1 import gateway_pb2, tts_pb2
 
