@@ -3,7 +3,8 @@
 Speed is never asserted: only that each command finishes, and that its JSON has the
 expected keys and sane values. The concurrency sweep, the long conversation and the
 barge-ins talk to the session's stack (--gateway); the start benchmark starts its
-own processes, and the gateway benchmark its fakes and its own gateway.
+own processes, the gateway benchmark its fakes and its own gateway, and the latency
+benchmark its own stack (a gateway with short replies).
 """
 
 from __future__ import annotations
@@ -112,3 +113,42 @@ def test_barge_ins(tmp_path: Path, stack_args: list[str]) -> None:
     assert result["stop_ms"]["n"] == result["interrupted"]
     assert 0 <= result["stop_ms"]["p50"] <= result["stop_ms"]["p95"]
     assert result["interruption_event_ms"]["p50"] >= 0 and result["chunks_after_speech_started_total"] >= 0
+
+
+def test_latency_techniques(tmp_path: Path) -> None:
+    # Its own stack (Piper, short replies: a turn lasts as long as its reply plays): per configuration an
+    # uncounted paused utterance and one question; one paused utterance per configuration straight into
+    # the ASR; a two-point first-phrase sweep.
+    result = bench("latency", tmp_path, "--engine", "piper", "--llm-max-tokens", "8")
+    assert result["stack"]["fresh"] and result["stack"]["tts_engine"] == "piper"
+    assert result["stack"]["llm_max_tokens"] == 8
+    configs = result["configurations"]
+    assert list(configs) == [
+        "all_off",
+        "preemptive_generation",
+        "reuse_pause_transcript",
+        "short_first_phrase",
+        "warm_paths",
+        "adaptive_endpointing",
+        "all_on",
+    ]
+    for name, config in configs.items():
+        options = config["options"]
+        techniques = {key for key, on in options.items() if on is True}
+        assert techniques == {"all_off": set(), "all_on": set(options) - {"min_silence_ms"}}.get(name, {name})
+        assert options["min_silence_ms"] == (150 if name in ("adaptive_endpointing", "all_on") else 200)
+        assert config["turns"] == 1 and config["failed_turns"] == 0, config
+        assert 0 < config["e2e_ms"]["p50"] <= config["e2e_ms"]["p95"]
+        assert set(config["stages_ms"]) == BREAKDOWN
+        assert config["preemptions_kept"] is not None  # the gateway's counter was scraped
+        assert result["pause_set_through_gateway"][name]["utterances"] == 1
+    assert configs["all_off"]["preemptive_turns"] == 0 and configs["all_off"]["preemptions_kept"] == 0
+    assert set(result["pause_set"]) == {"all_off", "adaptive_endpointing", "all_on"}
+    for pause in result["pause_set"].values():
+        assert pause["utterances"] == 1 and 0 <= pause["false_ends_of_turn"] <= 1
+    assert set(result["first_phrase_sweep"]) == {"3", "50"}
+    assert all(entry["ttfa_ms"]["p50"] > 0 for entry in result["first_phrase_sweep"].values())
+    assert {"e2e_p50_all_on_over_all_off", "all_on_overhead_ms_p50", "all_on_false_ends_of_turn"} <= set(
+        result["targets"]
+    )
+    assert is_png(tmp_path / "latency.png")
