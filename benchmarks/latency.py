@@ -418,14 +418,21 @@ def config_report(options: gateway_pb2.LatencyOptions, rows: list[dict[str, Any]
     }
 
 
-def pause_report(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The paused utterances spoken through the gateway (each block's uncounted first turn)."""
-    false_ends = sum(1 for row in rows if row["false_end_of_turn"])
+def false_ends(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How often paused utterances were cut: utterances cut, their share, and the extra ends of turn."""
+    cut = sum(1 for row in rows if row["false_end_of_turn"])
     return {
         "utterances": len(rows),
-        "false_ends_of_turn": false_ends,
-        "false_end_of_turn_rate": round(false_ends / len(rows), 3) if rows else None,
+        "false_ends_of_turn": cut,
+        "false_end_of_turn_rate": round(cut / len(rows), 3) if rows else None,
         "extra_ends_of_turn": sum(max(0, row["ends_of_turn"] - 1) for row in rows),
+    }
+
+
+def pause_report(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The paused utterances spoken through the gateway (each block's uncounted first turn)."""
+    return {
+        **false_ends(rows),
         "agent_before_user_finished": sum(1 for row in rows if row["agent_before_user_finished"]),
         "interrupted_agent_turns": sum(row["interrupted_turns"] for row in rows),
         "preemptions_kept": sum(row.get("preemptions_kept", 0) for row in rows),
@@ -435,12 +442,8 @@ def pause_report(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def asr_pause_report(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The pause set straight into the ASR, per configuration."""
-    false_ends = sum(1 for row in rows if row["false_end_of_turn"])
     return {
-        "utterances": len(rows),
-        "false_ends_of_turn": false_ends,
-        "false_end_of_turn_rate": round(false_ends / len(rows), 3) if rows else None,
-        "extra_ends_of_turn": sum(max(0, row["ends_of_turn"] - 1) for row in rows),
+        **false_ends(rows),
         "vad_wait_ms": summary([row["vad_wait_ms"] for row in rows if row["vad_wait_ms"] is not None]),
     }
 
