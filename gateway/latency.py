@@ -67,9 +67,11 @@ class LatencyPlan:
 
 
 def recognition_config(
-    audio: gateway_pb2.SessionConfig, plan: LatencyPlan, incomplete_silence_ms: int
+    settings: gateway_pb2.SessionConfig, plan: LatencyPlan, incomplete_silence_ms: int
 ) -> asr_pb2.RecognitionConfig:
-    return asr_pb2.RecognitionConfig(audio=audio.input_audio, **plan.recognition_options(incomplete_silence_ms))  # type: ignore[arg-type]
+    """The session's ASR stream: its microphone format, and the plan's end-of-turn settings."""
+    options = plan.recognition_options(incomplete_silence_ms)
+    return asr_pb2.RecognitionConfig(audio=settings.input_audio, **options)  # type: ignore[arg-type]
 
 
 _NOT_WORD = re.compile(r"[^\w\s']+")

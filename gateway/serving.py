@@ -11,6 +11,7 @@ import grpc
 
 from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
+from gateway.latency import LatencyPlan
 from gateway.llm import ChatClient
 from gateway.session import Backends, Session, session_settings
 from voice_agent import telemetry
@@ -88,7 +89,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         if self.config.latency_mode == "fast":
             # Not awaited: the gateway serves at once, whether or not the LLM is up yet.
             self._warm_up = asyncio.create_task(self._backends.llm.warm_up(self.config.system_prompt))
-        log.info("latency mode %s", self.config.latency_mode)
+        plan = LatencyPlan.for_mode(self.config.latency_mode, self.config.min_silence_ms)
+        log.info("latency mode %s: %s", self.config.latency_mode, plan.describe())
         log.info(
             "backends: asr %s, tts %s (%s), llm %s (%s)",
             self.config.asr_address,
