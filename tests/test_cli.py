@@ -133,11 +133,13 @@ def test_models_are_the_embedded_ones(cli_env: dict[str, str]) -> None:
 # A refused session (the gateway aborts Converse before it reads a message) while the client is
 # already writing: grpc.aio reports INTERNAL "Internal error from Core" instead of the server's
 # status for many such calls (grpc/grpc#36066; voice_agent.call_status.ServerStatus): 300 catch it each time.
+# The two FAKE gateways below only refuse: a unit test of the client's status handling, which needs
+# hundreds of refusals cheaply (the real gateway's refusal is tested in test_auth.py and above).
 REFUSED_CALLS = 300
 REFUSAL = (grpc.StatusCode.UNAUTHENTICATED, "missing credentials", (("refused-by", "auth"),))
 
 
-class _RefusingGateway(gateway_pb2_grpc.GatewayServicer):
+class _FakeRefusingGateway(gateway_pb2_grpc.GatewayServicer):
     async def Converse(  # noqa: N802 - the gRPC method name
         self, request_iterator: AsyncIterator[gateway_pb2.ConverseRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[gateway_pb2.ConverseResponse]:
@@ -145,7 +147,7 @@ class _RefusingGateway(gateway_pb2_grpc.GatewayServicer):
         yield gateway_pb2.ConverseResponse()  # never reached: makes this a generator, as the gateway's is
 
 
-class _ThreadedRefusingGateway(gateway_pb2_grpc.GatewayServicer):
+class _FakeThreadedRefusingGateway(gateway_pb2_grpc.GatewayServicer):
     """For the in-process CLI, whose asyncio.run cannot share a loop with an aio server."""
 
     def Converse(  # noqa: N802 - the gRPC method name
@@ -159,7 +161,7 @@ class _ThreadedRefusingGateway(gateway_pb2_grpc.GatewayServicer):
 
 async def test_a_refused_session_reports_the_servers_status_not_internal() -> None:
     server = grpc.aio.server()
-    gateway_pb2_grpc.add_GatewayServicer_to_server(_RefusingGateway(), server)
+    gateway_pb2_grpc.add_GatewayServicer_to_server(_FakeRefusingGateway(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     seen: Counter[tuple[str, str, str]] = Counter()
@@ -179,7 +181,7 @@ async def test_a_refused_session_reports_the_servers_status_not_internal() -> No
 @pytest.fixture
 def refusing_gateway() -> Iterator[str]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    gateway_pb2_grpc.add_GatewayServicer_to_server(_ThreadedRefusingGateway(), server)
+    gateway_pb2_grpc.add_GatewayServicer_to_server(_FakeThreadedRefusingGateway(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
