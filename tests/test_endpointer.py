@@ -184,6 +184,12 @@ def test_a_verdict_on_an_old_pause_is_ignored() -> None:
         'He said "stop."',
         "What should I do next?",
         "I'm nervous about it.",
+        # Whisper tiny.en's short answers, often without a full stop; a number is a word
+        "10 of clubs",
+        "$950 a month",
+        "Sounds good",
+        "My flight leaves at 7.30.",
+        "I'm in New Jersey now though.",
     ],
 )
 def test_complete(text: str) -> None:
@@ -202,6 +208,7 @@ def test_complete(text: str) -> None:
         "So the main thing,",
         "I was going to -",
         "and then I",
+        "I want to tell you about",
         "Um.",
         "",
     ],

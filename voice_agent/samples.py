@@ -126,6 +126,48 @@ def _speech(text: str, sample_rate: int, words_per_minute: int) -> bytes:
         return read_wav(out).data
 
 
+def recorded_turns(*, lead_ms: int = 300, tail_ms: int = 1000) -> list[SpokenSample]:
+    """Real human speech: each speaker turn of the telephone call that the ``pyannote-audio`` wheel ships
+    as its sample (30 s, two speakers, 16 kHz, with an STM transcript), cut at its transcript's times
+    and padded with silence. ``make setup`` installs that wheel with ``--no-deps``, for these files only."""
+    folder = _package_folder(RECORDED_CALL_PACKAGE, "sample/sample.wav")
+    call = read_wav(folder / "sample.wav")
+    lines = [line.split(maxsplit=5) for line in (folder / "sample.stm").read_text().splitlines() if line.strip()]
+    turns: list[tuple[str, float, float, str]] = []  # speaker, start s, end s, text
+    for _, _, speaker, start, end, text in lines:
+        if turns and turns[-1][0] == speaker:
+            turns[-1] = (speaker, turns[-1][1], float(end), f"{turns[-1][3]} {text}")
+        else:
+            turns.append((speaker, float(start), float(end), text))
+    bytes_per_s = call.sample_rate * PCM16_SAMPLE_BYTES
+    silence = b"\0" * PCM16_SAMPLE_BYTES
+    samples = []
+    for _, start, end, text in turns:
+        first, last = (int(seconds * call.sample_rate) * PCM16_SAMPLE_BYTES for seconds in (start, end))
+        speech = call.data[first:last]
+        lead, tail = (silence * (call.sample_rate * ms // 1000) for ms in (lead_ms, tail_ms))
+        audio = Pcm16Audio(lead + speech + tail, call.sample_rate)
+        samples.append(SpokenSample(text, audio, lead_ms, lead_ms + len(speech) * 1000 // bytes_per_s))
+    return samples
+
+
+RECORDED_CALL_PACKAGE = "pyannote-audio"
+
+
+def _package_folder(distribution: str, member: str) -> Path:
+    """The folder of ``member`` inside an installed distribution, found without importing it."""
+    from importlib import metadata
+
+    try:
+        files = metadata.files(distribution) or []
+    except metadata.PackageNotFoundError as error:
+        raise FileNotFoundError(f"{distribution} is not installed: run `make setup`") from error
+    for file in files:
+        if str(file).endswith(member):
+            return Path(str(file.locate())).parent
+    raise FileNotFoundError(f"{member} is not in {distribution}")
+
+
 def join(samples: list[SpokenSample]) -> tuple[Pcm16Audio, list[tuple[int, int]]]:
     """One stream of several samples (same rate); returns it and each speech span in ms."""
     data, spans, offset_ms = b"", [], 0
@@ -140,14 +182,28 @@ def save(sample: SpokenSample, path: str | Path) -> None:
     write_wav(path, sample.audio)
 
 
-_DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-_SPELLINGS = {"ok": "okay"}
+_SPELLINGS = {"ok": "okay", "mr": "mister", "mrs": "missus", "dr": "doctor"}
+_TIME = re.compile(r"\b(\d{1,2})[:.](\d{2})\b")  # Whisper writes "seven thirty" as 7.30 or 7:30
+_MONEY = re.compile(r"\$(\d[\d,]*(?:\.\d+)?)")
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def _spoken_number(digits: str) -> str:
+    """A number as words ("62,000" -> "sixty two thousand"), the way a reference transcript spells it."""
+    from num2words import num2words
+
+    value = float(digits.replace(",", "")) if "." in digits else int(digits.replace(",", ""))
+    return num2words(value).replace("-", " ").replace(",", "")
 
 
 def normalize(text: str) -> str:
-    """Lower case, no punctuation, single digits as words (Whisper writes "3 of clubs"), one spelling of "okay"."""
-    text = re.sub(r"\b(\d)\b", lambda m: _DIGITS[int(m.group(1))], text.lower())
-    text = re.sub(r"[^a-z0-9' ]+", " ", text.replace("-", " "))
+    """Lower case, no punctuation, numbers, times and sums of money in words (Whisper writes "ten of
+    clubs" as "10 of clubs" and "nine hundred and fifty dollars" as "$950"), one spelling of "okay"."""
+    text = text.lower().replace("o.k.", "okay").replace("%", " percent")
+    text = _TIME.sub(lambda m: f"{m.group(1)} {m.group(2)}" if m.group(2) != "00" else m.group(1), text)
+    text = _MONEY.sub(lambda m: f"{m.group(1)} dollars", text)
+    text = _NUMBER.sub(lambda m: f" {_spoken_number(m.group(0))} ", text)
+    text = re.sub(r"[^a-z' ]+", " ", text.replace("-", " "))
     return " ".join(_SPELLINGS.get(word, word) for word in text.split())
 
 

@@ -71,6 +71,7 @@ class AsrService(ModelService, asr_pb2_grpc.AsrServicer):
                 self.pool,
                 int(self.config.max_utterance_s * 1000),
                 events.put,
+                onset_pad_ms=self.config.onset_pad_ms,
             )
             reader = asyncio.create_task(events.close_after(_feed(requests, stream)))
             drain = asyncio.create_task(_end_when_drained(self.admission.draining, stream, events))

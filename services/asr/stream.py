@@ -137,7 +137,11 @@ class RecognitionStream:
         pool: InferencePool,
         max_utterance_ms: int,
         emit: Callable[[asr_pb2.RecognizeResponse], None],
+        *,
+        onset_pad_ms: int = 0,
     ) -> None:
+        """``onset_pad_ms``: audio before the speech start that transcriptions get (AsrConfig.onset_pad_ms);
+        never less than the stream's speech_pad_ms."""
         self._settings = settings
         self._vad = vad.stream()
         self._endpointer = Endpointer(
@@ -148,6 +152,8 @@ class RecognitionStream:
         self._emit = emit
         self._resampler = StreamResampler(settings.sample_rate, ASR_SAMPLE_RATE)
         self._pad = settings.speech_pad_ms * ASR_SAMPLE_RATE // 1000
+        self._onset_pad = max(onset_pad_ms * ASR_SAMPLE_RATE // 1000, self._pad)
+        self._last_end = 0  # where the last utterance's speech ended (sample index)
         self._interim_step = settings.interim_interval_ms * ASR_SAMPLE_RATE // 1000
         self._history = AudioHistory()
         self._unframed = np.zeros(0, dtype=np.float32)
@@ -204,7 +210,7 @@ class RecognitionStream:
             self._on_event(event)
         start = self._endpointer.utterance_start
         if start is None:
-            self._history.forget_before(self._history.end - self._pad - FRAME_SAMPLES)
+            self._history.forget_before(self._history.end - self._onset_pad - FRAME_SAMPLES)
         elif self._settings.interim_results and self._history.end >= self._next_interim_at and self._pause is None:
             self._maybe_interim(start)  # not in a pause: its transcript says what an interim would
 
@@ -239,6 +245,7 @@ class RecognitionStream:
             )
         )
         window = self._window(event.start, event.end, event.decided_at)
+        self._last_end = event.end
         reused = self._take_pause(window)
         audio = reused.audio if reused is not None else self._history.slice(*window)
         self._last_final = self._spawn(self._final(event, audio, decided, self._last_final, reused))
@@ -302,9 +309,12 @@ class RecognitionStream:
                 self._on_end(end)
 
     def _window(self, start: int, end: int, available: int) -> tuple[int, int]:
-        """The audio transcribed for speech from ``start`` to ``end``: padded on each side, as far as
-        it had arrived when the transcription was decided."""
-        return start - self._pad, min(end + self._pad, available)
+        """The audio transcribed for speech from ``start`` to ``end``: from the onset pad before it to
+        speech_pad_ms after it, as far as it had arrived when the transcription was decided."""
+        # Never back into the last utterance's speech: a part after a max_utterance cut starts where
+        # the part before ended, and gets speech_pad_ms of it, as before.
+        onset = max(start - self._onset_pad, min(start - self._pad, self._last_end))
+        return onset, min(end + self._pad, available)
 
     # ---- interims and finals
 
@@ -313,7 +323,7 @@ class RecognitionStream:
             return  # best effort: never queue an interim behind other work
         self._next_interim_at = self._history.end + self._interim_step
         utterance_id = self._endpointer.utterance_id
-        audio = self._history.slice(start - self._pad, self._history.end)
+        audio = self._history.slice(*self._window(start, self._history.end, self._history.end))
         self._interim = self._spawn(self._interim_transcript(utterance_id, start, self._history.end, audio))
 
     async def _interim_transcript(self, utterance_id: int, start: int, end: int, audio: np.ndarray) -> None:
@@ -374,8 +384,10 @@ class RecognitionStream:
     async def _transcribe(
         self, priority: int, audio: np.ndarray, kind: str, started: threading.Event | None = None
     ) -> Transcription:
-        language = self._settings.language
-        result = await self._pool.run(priority, _transcribe_in_worker, self._transcriber, audio, language, started)
+        language, greedy = self._settings.language, kind == "interim"  # an interim is a preview: greedy is enough
+        result = await self._pool.run(
+            priority, _transcribe_in_worker, self._transcriber, audio, language, greedy, started
+        )
         INFERENCE_SECONDS.labels(kind).observe(result.inference_ms / 1000)
         return result
 
@@ -398,11 +410,11 @@ class RecognitionStream:
 
 
 def _transcribe_in_worker(
-    transcriber: WhisperTranscriber, audio: np.ndarray, language: str, started: threading.Event | None
+    transcriber: WhisperTranscriber, audio: np.ndarray, language: str, greedy: bool, started: threading.Event | None
 ) -> Transcription:
     if started is not None:
         started.set()
-    return transcriber.transcribe(audio, language)
+    return transcriber.transcribe(audio, language, greedy=greedy)
 
 
 def _endpointing(settings: StreamSettings) -> dict[str, int | None]:

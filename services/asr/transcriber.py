@@ -14,6 +14,7 @@ was trained, not zeros in the mel features. ``full`` keeps the 30 s window.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ MAX_NEW_TOKENS = 224  # half of Whisper's 448-token context, as faster-whisper u
 # off mid-way (common in interims) from costing a full 224-token decode.
 TOKENS_PER_SECOND = 8
 MIN_NEW_TOKENS = 12
+# A decoding loop: a unit of words repeated more than this many times in a row (see repeats_itself).
+LOOP_REPEATS = 3
+_LOOP_WORDS = re.compile(r"[a-z0-9']+")
 # faster-whisper's defaults for dropping a transcript of silence or noise.
 NO_SPEECH_THRESHOLD = 0.6
 LOG_PROB_THRESHOLD = -1.0
@@ -49,6 +53,20 @@ LOG_PROB_THRESHOLD = -1.0
 class Transcription:
     text: str
     inference_ms: float
+
+
+def repeats_itself(text: str) -> bool:
+    """Whether ``text`` has a decoding loop: a unit of one to three words said more than
+    LOOP_REPEATS times in a row ("5. 5. 5. 5. 5"); people rarely say anything three times over."""
+    words = _LOOP_WORDS.findall(text.lower())
+    for size in (1, 2, 3):
+        for offset in range(size):
+            run = 1
+            for start in range(offset + size, len(words) - size + 1, size):
+                run = run + 1 if words[start : start + size] == words[start - size : start] else 1
+                if run > LOOP_REPEATS:
+                    return True
+    return False
 
 
 class WhisperTranscriber:
@@ -84,10 +102,19 @@ class WhisperTranscriber:
     def languages(self) -> list[str]:
         return list(self._model.supported_languages)
 
-    def transcribe(self, audio: np.ndarray, language: str) -> Transcription:
-        """Transcribes float32 mono audio at 16 kHz."""
+    def transcribe(self, audio: np.ndarray, language: str, *, greedy: bool = False) -> Transcription:
+        """Transcribes float32 mono audio at 16 kHz; ``greedy``: beam size 1, whatever the configured one."""
         started = time.perf_counter()
-        window = self._window_samples(len(audio))
+        beam_size = 1 if greedy else self._beam_size
+        text = self._decode(audio, language, self._window_samples(len(audio)), beam_size)
+        if self._fit_window and repeats_itself(text):
+            # The fitted window's known failure: a short utterance decoded as a loop ("five five" as nine
+            # fives). Whisper's own 30 s window does not loop on it; it costs ~4x, on these rare cases only.
+            text = self._decode(audio, language, FULL_WINDOW_S * ASR_SAMPLE_RATE, beam_size)
+        return Transcription(text, (time.perf_counter() - started) * 1000)
+
+    def _decode(self, audio: np.ndarray, language: str, window: int, beam_size: int) -> str:
+        """The text of ``audio``, padded with silence to ``window`` samples (or cut to it)."""
         padded = np.pad(audio[:window], (0, window - min(len(audio), window)))
         features = self._features(padded, padding=0)[:, : window // self._features.hop_length]
         encoded = self._model.model.encode(get_ctranslate2_storage(features[np.newaxis]), to_cpu=False)
@@ -95,7 +122,7 @@ class WhisperTranscriber:
         result = self._model.model.generate(
             encoded,
             [list(tokenizer.sot_sequence)],  # with timestamps: see _speech_tokens
-            beam_size=self._beam_size,
+            beam_size=beam_size,
             max_length=self._max_tokens(len(audio)),
             return_scores=True,
             return_no_speech_prob=True,
@@ -106,8 +133,7 @@ class WhisperTranscriber:
         avg_log_prob = result.scores[0] * len(generated) / (len(generated) + 1)
         silent = result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_log_prob < LOG_PROB_THRESHOLD
         tokens = self._speech_tokens(generated, tokenizer, len(audio) / ASR_SAMPLE_RATE)
-        text = "" if silent else tokenizer.decode(tokens).strip()
-        return Transcription(text, (time.perf_counter() - started) * 1000)
+        return "" if silent else tokenizer.decode(tokens).strip()
 
     @staticmethod
     def _speech_tokens(tokens: list[int], tokenizer: Tokenizer, audio_s: float) -> list[int]:

@@ -2,10 +2,13 @@
 
 A deliberately small heuristic on Whisper's punctuated text, not a model:
 
-- it ends with ``.``, ``!`` or ``?`` and its last word is not a function word:
-  complete;
-- anything else is incomplete: a trailing ``...``, ``,`` or ``-``, no final
-  punctuation at all, or a function word before the final punctuation.
+- its last word is a function word, or it trails off (``...``, ``,``, ``-``):
+  incomplete;
+- anything else is complete, with or without a final ``.``, ``!`` or ``?``.
+  Whisper tiny.en leaves the full stop off many short answers ("10 of clubs",
+  "$950 a month"): waiting the incomplete silence after each of them made
+  short answers the slowest turns, and a fragment cut off by a pause ends in a
+  function word anyway ("I want to tell you about"). A number is a word.
 
 The function-word check is there because Whisper puts a full stop on nearly
 everything it hears, a fragment cut off by a pause included ("My manager said
@@ -26,8 +29,8 @@ FUNCTION_WORDS = frozenset(
     {
         # articles and determiners that need a noun
         *("a", "an", "the", "that", "every", "each"),
-        # conjunctions
-        *("and", "but", "or", "nor", "so", "because", "since", "although", "though", "while", "if", "unless"),
+        # conjunctions ("though" ends many sentences as an adverb: "I'm in New Jersey now though.")
+        *("and", "but", "or", "nor", "so", "because", "since", "although", "while", "if", "unless"),
         *("than", "when", "whether"),
         # prepositions; not those that often end a sentence as adverbs (over, after, before, around, through)
         *("to", "of", "about", "with", "for", "in", "on", "at", "from", "into", "onto", "by", "as", "like"),
@@ -43,13 +46,14 @@ FUNCTION_WORDS = frozenset(
 )
 
 _CLOSING = "\"')]} \u00bb\u201d\u2019"  # quotes and brackets after the final punctuation
-_LAST_WORD = re.compile(r"([a-z']+)[^a-z']*$")
+_TRAILING_OFF = ("...", "…", ",", ";", ":", "-", "\u2013", "\u2014")
+_LAST_WORD = re.compile(r"([a-z0-9']+)[^a-z0-9']*$")
 
 
 def reads_complete(text: str) -> bool:
     """True if ``text`` reads as a finished sentence or question (see the module's rules)."""
     text = text.rstrip(_CLOSING)
-    if text.endswith(("...", "…")) or not text.endswith((".", "!", "?")):
+    if text.endswith(_TRAILING_OFF):
         return False
     last = _LAST_WORD.search(text.lower())
     return last is not None and last.group(1).strip("'") not in FUNCTION_WORDS
