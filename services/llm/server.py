@@ -134,6 +134,7 @@ def create_app(config: LlmServerConfig, model: str) -> ObservedApp:
                 model_alias=config.model_alias,
                 n_ctx=config.context_tokens,
                 n_threads=config.threads or os.cpu_count() or 1,
+                n_threads_batch=config.batch_threads or os.cpu_count() or 1,
                 verbose=False,
             )
         ],

@@ -5,7 +5,7 @@ Layout:
   protocol.py    per-request settings read from SynthesisConfig, validated
   text.py        what can be spoken, and the phrase segmenter
   models.py      where the embedded models come from (PyPI packages)
-  engines/       one small module per engine: kokoro (default), piper
+  engines/       one small module per engine: piper (default), kokoro
   stream.py      one synthesis stream: phrases in, audio chunks out
   serving.py     the gRPC servicer and the process entry point
 """
