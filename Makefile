@@ -16,12 +16,12 @@ VLLM_STAMP := $(VLLM_VENV)/.setup-done
 ENVOY_VENV := .venv-envoy
 ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency clean
+.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
-	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
@@ -112,7 +112,7 @@ down:
 demo: setup
 	$(BIN)/python -m voice_agent.demo --out-dir demo-output
 
-bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency
+bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling
 
 bench-asr: setup
 	$(BIN)/python -m benchmarks.asr
@@ -152,6 +152,11 @@ bench-overload: setup
 # stages, the speculation keep rate, false ends of turn on the pause set, the first-phrase sweep (latency.json)
 bench-latency: setup
 	$(BIN)/python -m benchmarks.latency
+
+# What keeps the LLM off the cores the first phrase needs: its nice, its decode threads, a shorter first phrase, each
+# side by side with its own LLM server and gateway on one ASR and TTS (scheduling.json); --engine kokoro for Kokoro
+bench-scheduling: setup
+	$(BIN)/python -m benchmarks.scheduling
 
 clean: down
 	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) .pytest_cache .ruff_cache demo-output loadtest/results

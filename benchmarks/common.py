@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.stats import machine_cpu_s, process_cpu_s, process_memory_mb
+from services.tts.config import ENGINES, TtsConfig
 from voice_agent.audio import Pcm16Audio
 from voice_agent.client.converse import STAGES, Conversation, TurnResult
 from voice_agent.config import ServerConfig
@@ -24,6 +25,7 @@ from voice_agent.samples import speak
 from voice_agent.stack import (
     ServiceProcess,
     ServiceSpec,
+    describe_settings,
     free_port,
     gateway_backend_args,
     launch,
@@ -98,7 +100,12 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gateway", help="a running gateway, host:port")
     for name in BACKENDS:
         group.add_argument(f"--{name}", help=f"the running {name} service, host:port")
-    group.add_argument("--engine", choices=("piper", "kokoro"), default="piper", help="TTS engine of a fresh stack")
+    group.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=TtsConfig.from_env().engine,
+        help="TTS engine of a fresh stack (default: %(default)s)",
+    )
 
 
 def results_path(out: Path, name: str) -> Path:
@@ -129,9 +136,11 @@ class Stack:
         return {name: process_memory_mb(pid)["rss_mb"] for name, pid in self.pids.items() if _alive(pid)}
 
     def describe(self) -> dict[str, object]:
-        """Whether the benchmark started the stack; its TTS engine; whether its processes trace (None: unknown)."""
+        """Whether the benchmark started the stack; its TTS engine; whether its processes trace (None: unknown);
+        and what each process it started runs with (Config.describe)."""
         tracing = tracing_on() if self.started else None
-        return {"fresh": bool(self.started), "tts_engine": self.engine, "tracing": tracing}
+        settings = {s.name: s.settings.describe() for s in self.started if s.settings is not None}
+        return {"fresh": bool(self.started), "tts_engine": self.engine, "tracing": tracing, "settings": settings}
 
     def stop(self) -> None:
         for server in reversed(self.started):
@@ -181,6 +190,8 @@ def start_stack(engine: str, logs: Path, extra_args: Mapping[str, Sequence[str]]
         raise
     servers = {**backends, "gateway": gateway}
     progress("stack serving: " + ", ".join(f"{name} {s.address}" for name, s in servers.items()))
+    settings = {name: s.settings.describe() for name, s in servers.items() if s.settings is not None}
+    progress("the configuration measured:\n" + describe_settings(settings))
     return Stack(
         {name: s.address for name, s in servers.items()},
         {name: s.process.pid for name, s in servers.items()},

@@ -1,11 +1,12 @@
 """End-to-end benchmark (`make bench-e2e`): spoken turns through the whole embedded stack.
 
-For each TTS engine, a fresh stack on free ports (ASR, TTS, llama.cpp, gateway)
-and one conversation of real-time-paced espeak-ng turns with silence between
-them. Reports e2e_ms p50/p95 (client-measured, from the end of the user's
-speech to the first agent audio), each stage, overhead_ms and the gateway's
-own share. The first turn is reported apart. Then five turns where the user
-talks over the agent: the barge-in stop latency.
+The configuration a user gets by default (TTS engine, latency mode, reply length: every process's
+own defaults), or more than one TTS engine with --engines: per engine, a fresh stack on free ports
+(ASR, TTS, llama.cpp, gateway), its configuration printed, and one conversation of real-time-paced
+espeak-ng turns with silence between them. Reports e2e_ms p50/p95 (client-measured, from the end of
+the user's speech to the first agent audio), each stage, overhead_ms and the gateway's own share. The
+first turn is reported apart. Then five turns where the user talks over the agent: the barge-in stop
+latency.
 
 Writes benchmarks/results/e2e.json. A benchmark, not a test: it asserts nothing.
 """
@@ -22,9 +23,13 @@ import grpc
 
 from benchmarks.common import BARGE_INS, QUESTIONS, barge_in_timing, spoken, start_stack
 from benchmarks.stats import run_info, summary, write_results
+from services.tts.config import TtsConfig
 from voice_agent.client.converse import STAGES, Conversation
 
 RESULTS = Path(__file__).resolve().parent / "results" / "e2e.json"
+# Issue 14's targets for the default configuration with normal reply lengths (printed, not asserted).
+TARGET_P50_MS = 700
+TARGET_P95_MS = 900
 
 
 async def conversation(gateway: str) -> list[dict[str, float]]:
@@ -67,7 +72,11 @@ def report(rows: list[dict[str, float]]) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
-    parser.add_argument("--engines", default="piper,kokoro", help="TTS engines, comma-separated")
+    parser.add_argument(
+        "--engines",
+        default=TtsConfig.from_env().engine,
+        help="TTS engines, comma-separated (default: the TTS service's, %(default)s; e.g. piper,kokoro)",
+    )
     args = parser.parse_args()
     results: dict[str, object] = {**run_info(), "turns_per_engine": len(QUESTIONS)}
     for engine in args.engines.split(","):
@@ -75,12 +84,22 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as logs:
             stack = start_stack(engine, Path(logs))
             try:
-                results[engine] = report(asyncio.run(conversation(stack.gateway)))
+                results[engine] = {
+                    "configuration": stack.describe()["settings"],
+                    **report(asyncio.run(conversation(stack.gateway))),
+                }
                 stops = asyncio.run(barge_ins(stack.gateway))
                 results[engine]["barge_in_stop_ms"] = {**summary(stops), "values": stops}  # type: ignore[index]
             finally:
                 stack.stop()
     write_results(args.out, results)
+    for engine in args.engines.split(","):
+        e2e, stages = results[engine]["warm_turns"]["e2e_ms"], results[engine]["warm_turns"]  # type: ignore[index]
+        breakdown = ", ".join(f"{stage} {stages[stage]['p50']:.0f}" for stage in STAGES)
+        print(
+            f"{engine}: e2e_ms p50 {e2e['p50']:.0f}, p95 {e2e['p95']:.0f} over {e2e['n']} turns"
+            f" (targets: p50 <= {TARGET_P50_MS}, p95 <= {TARGET_P95_MS}); stage p50s: {breakdown}"
+        )
 
 
 if __name__ == "__main__":

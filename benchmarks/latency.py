@@ -1,6 +1,6 @@
 """The latency techniques, each off, each alone and all on, side by side in one run (`make bench-latency`).
 
-One embedded stack on free ports (ASR, TTS: --tts-engine, kokoro by default; llama.cpp + Gemma 3 270M;
+One embedded stack on free ports (ASR, TTS: --tts-engine, the TTS service's default; llama.cpp + Gemma 3 270M;
 one gateway, --latency-mode fast, --llm-max-tokens 16), and one Converse session per configuration,
 all open at once. Each configuration is its session's LatencyOptions, so nothing restarts between them:
 
@@ -75,6 +75,7 @@ from benchmarks.common import (
 from benchmarks.stats import run_info, summary, write_results
 from gateway.config import GatewayConfig
 from gateway.latency import LONG_FIRST_PHRASE_WORDS, MODE_SILENCE_MS, LatencyPlan
+from services.tts.config import ENGINES
 from voice_agent.audio import Pcm16Audio
 from voice_agent.client.asr import recognize
 from voice_agent.client.converse import Conversation, TurnResult
@@ -545,8 +546,7 @@ def plot(report: dict[str, Any], sweep: dict[str, Any] | None, results: Path) ->
 def main() -> None:
     parser = arg_parser(__doc__, "latency")
     add_stack_arguments(parser)
-    parser.set_defaults(engine="kokoro")  # the embedded stack's default engine
-    parser.add_argument("--tts-engine", dest="engine", choices=("piper", "kokoro"), help="same as --engine (kokoro)")
+    parser.add_argument("--tts-engine", dest="engine", choices=ENGINES, help="same as --engine")
     parser.add_argument("--gateway-metrics", help="with --gateway: its Prometheus host:port, for the keep rate")
     parser.add_argument("--turns", type=int, help="counted questions per configuration (default 6; --quick 1)")
     parser.add_argument("--block", type=int, help="questions a configuration asks in a row (default 3; --quick 1)")

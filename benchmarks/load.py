@@ -1,6 +1,6 @@
 """Concurrency sweep of the embedded stack (`make bench-load`).
 
-A fresh embedded stack on free ports (ASR, TTS with Piper or --engine kokoro,
+A fresh embedded stack on free ports (ASR, TTS with the TTS service's default engine or --engine,
 llama.cpp + Gemma 3 270M, gateway), then 1, 2, 4, 8, ... concurrent
 conversations. Each conversation is its own Converse stream on its own
 connection, a live microphone at real-time pace: it says --turns espeak-ng

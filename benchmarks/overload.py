@@ -57,6 +57,7 @@ from benchmarks.common import (
 )
 from benchmarks.load import conversation
 from benchmarks.stats import run_info, summary, write_results
+from services.tts.config import TtsConfig
 from voice_agent.stack import ServiceProcess, gateway_backend_args, service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,15 +92,16 @@ def measured_capacity(load_results: Path) -> tuple[int, str]:
 
 
 def start_backends(logs: Path) -> Stack:
-    """ASR, TTS (Piper, the fast engine, as in the load benchmark) and the embedded LLM on free ports,
-    healthy; the gateways are started apart, with their limits."""
-    progress("starting the embedded backends (tts: piper) ...")
-    specs = [(name, service(name), ["--engine", "piper"] if name == "tts" else []) for name in BACKENDS]
+    """ASR, TTS (the TTS service's default engine, as in the load benchmark) and the embedded LLM on free
+    ports, healthy; the gateways are started apart, with their limits."""
+    engine = TtsConfig.from_env().engine
+    progress(f"starting the embedded backends (tts: {engine}) ...")
+    specs = [(name, service(name), ["--engine", engine] if name == "tts" else []) for name in BACKENDS]
     servers = start_services(specs, logs)
     return Stack(
         {name: s.address for name, s in servers.items()},
         {name: s.process.pid for name, s in servers.items()},
-        "piper",
+        engine,
         list(servers.values()),
     )
 

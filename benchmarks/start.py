@@ -42,6 +42,7 @@ from benchmarks.common import (
     tracing_on,
 )
 from benchmarks.stats import percentile, run_info, summary, write_results
+from services.tts.config import TtsConfig
 from voice_agent.client.converse import Conversation
 from voice_agent.stack import ServiceProcess, free_port, gateway_backend_args, launch, service
 
@@ -125,7 +126,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="stack starts (default 3; --quick 1)")
     parser.add_argument("--turns", type=int, help="warm turns per start (default 6; --quick 2)")
     parser.add_argument("--engines", default="kokoro,piper", help="TTS engines to cold-start, comma-separated")
-    parser.add_argument("--stack-engine", default="piper", help="the TTS engine of the stack the turns go through")
+    parser.add_argument(
+        "--stack-engine",
+        default=TtsConfig.from_env().engine,
+        help="the TTS engine of the stack the turns go through (default: the TTS service's, %(default)s)",
+    )
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
     turns = max(2, args.turns or (2 if args.quick else 6))

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from gateway.latency import LATENCY_MODES
+from gateway.latency import LATENCY_MODES, LatencyPlan
 from gateway.llm import LlmSettings
 from gateway.persona import DEFAULT_SYSTEM_PROMPT
 from voice_agent import tls
@@ -105,6 +105,15 @@ class GatewayConfig(ServerConfig):
     backend_tls_server_name: str = setting(
         "", "The name the ASR and TTS certificates are verified for. Empty: each address's host."
     )
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "latency_mode": self.latency_mode,
+            "techniques": LatencyPlan.for_mode(self.latency_mode, self.min_silence_ms).describe(),
+            "first_phrase_words": self.first_phrase_words,
+            "llm_model": self.llm_model,
+            "llm_max_tokens": self.llm_max_tokens,
+        }
 
     def validate(self) -> None:
         super().validate()

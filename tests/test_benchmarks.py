@@ -47,7 +47,7 @@ def is_png(path: Path) -> bool:
 
 def test_concurrency_sweep(tmp_path: Path, stack_args: list[str]) -> None:
     result = bench("load", tmp_path, *stack_args)
-    assert result["stack"] == {"fresh": False, "tts_engine": "piper", "tracing": None}
+    assert result["stack"] == {"fresh": False, "tts_engine": "piper", "tracing": None, "settings": {}}
     levels = result["levels"]
     assert [level["conversations"] for level in levels] == [1, 2]
     for level in levels:

@@ -57,15 +57,15 @@ def test_up_transcribe_say_down(cli_env: dict[str, str], tmp_path: Path) -> None
         assert abs(segment["start_ms"] - sample.speech_start_ms) <= 150
         assert abs(segment["end_ms"] - sample.speech_end_ms) <= 150
 
-        said = voice_agent("say", "Take a deep breath.", "--out", str(tmp_path / "kokoro.wav"), env=cli_env)
-        assert said["sample_rate"] == 24_000 and said["audio_ms"] > 500 and said["ttfa_ms"] > 0
-        assert read_wav(tmp_path / "kokoro.wav").duration_ms == said["audio_ms"]
+        said = voice_agent("say", "Take a deep breath.", "--out", str(tmp_path / "piper.wav"), env=cli_env)
+        assert said["sample_rate"] == 22_050 and said["audio_ms"] > 500 and said["ttfa_ms"] > 0  # Piper, the default
+        assert read_wav(tmp_path / "piper.wav").duration_ms == said["audio_ms"]
 
-        voice_agent("up", "--tts-engine", "piper", env=cli_env)  # restarts the TTS with the other engine
-        piper_wav = str(tmp_path / "piper.wav")
-        said = voice_agent("say", "Take a deep breath.", "--engine", "piper", "--out", piper_wav, env=cli_env)
-        assert said["sample_rate"] == 22_050
-        heard = voice_agent("transcribe", piper_wav, "--fast", env=cli_env)["text"]
+        voice_agent("up", "--tts-engine", "kokoro", env=cli_env)  # restarts the TTS with the other engine
+        kokoro_wav = str(tmp_path / "kokoro.wav")
+        said = voice_agent("say", "Take a deep breath.", "--engine", "kokoro", "--out", kokoro_wav, env=cli_env)
+        assert said["sample_rate"] == 24_000
+        heard = voice_agent("transcribe", kokoro_wav, "--fast", env=cli_env)["text"]
         assert word_error_rate("Take a deep breath.", heard) <= 0.1, heard
 
         turn = voice_agent(

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from services.tts.config import ENGINES, TtsConfig
 from voice_agent import stack
 from voice_agent.audio import (
     ASR_INPUT_RATES,
@@ -163,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = command("up", "start the embedded stack in the background; return once all of it is healthy")
     up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for health (default 300)")
-    up.add_argument("--tts-engine", choices=("kokoro", "piper"), help="TTS engine [default: VOICE_TTS_ENGINE, kokoro]")
+    up.add_argument("--tts-engine", choices=ENGINES, help=f"TTS engine [default: VOICE_TTS_ENGINE, {TtsConfig.engine}]")
     up.add_argument(
         "--api-keys",
         metavar="FILE",
@@ -189,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("text")
     say.add_argument("--out", required=True, help="WAV file to write")
     say.add_argument("--voice", help="a voice the engine has (default: its default voice)")
-    say.add_argument("--engine", choices=("kokoro", "piper"), help="fail unless the TTS service runs this engine")
+    say.add_argument("--engine", choices=ENGINES, help="fail unless the TTS service runs this engine")
     say.add_argument("--rate", type=int, default=0, help="output sample rate (default: the engine's own)")
     say.add_argument("--tts", default=_default_address("tts", 50053), help="TTS address [env VOICE_TTS_ADDRESS]")
     say.set_defaults(run=cmd_say)

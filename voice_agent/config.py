@@ -99,6 +99,11 @@ class Config:
     def validate(self) -> None:
         """Raises ValueError on an impossible setting. Subclasses extend it."""
 
+    def describe(self) -> dict[str, object]:
+        """The settings that shape what a user hears and how fast, for the reports of the demo and the
+        benchmarks (what they measured). Subclasses name theirs."""
+        return {}
+
 
 @dataclasses.dataclass
 class ServerConfig(Config):

@@ -3,8 +3,11 @@ embedded stack, with one barge-in, a latency table and a waterfall plot.
 
 The user's turns are spoken by espeak-ng and streamed at real-time pace over
 one Converse session, with silence between turns, as a phone would send them.
-Writes each reply as a WAV, the latencies as JSON, and a per-turn latency
-waterfall PNG to the output folder; stops the stack it started.
+It prints the configuration the stack runs, each turn, the latency table with
+the p50 and the maximum of ``e2e_ms``, and how well the ASR understands each
+reply's audio (normalised WER against the reply's text). Writes each reply as a
+WAV, all of that as ``latency.json``, and a per-turn latency waterfall PNG to
+the output folder; stops the stack it started.
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ from pathlib import Path
 import grpc
 
 from voice_agent import stack
-from voice_agent.audio import write_wav
+from voice_agent.audio import ASR_SAMPLE_RATE, write_wav
+from voice_agent.client.asr import recognize
 from voice_agent.client.converse import STAGES, Conversation, TurnResult
-from voice_agent.samples import speak
+from voice_agent.samples import speak, word_error_rate
 
 DESIGN_TODAY_MS = 1100
 DESIGN_TARGET_MS = 800
+# The demo's own bar (issue 14): every turn of the embedded default answers within this.
+EVERY_TURN_TARGET_MS = 1200
+# A reply is intelligible when the ASR, hearing its audio, gets within this normalised WER of its text.
+REPLY_WER_TARGET = 0.10
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,7 @@ SCRIPT = (
 )
 
 
-def _print_turn(number: int, result: TurnResult) -> dict[str, float]:
+def _print_turn(number: int, result: TurnResult) -> None:
     """The turn as it happened: what the user said, what the coach said or was cut off saying."""
     for _, event in result.events:
         kind = event.WhichOneof("event")
@@ -55,9 +63,7 @@ def _print_turn(number: int, result: TurnResult) -> dict[str, float]:
             print(f"    coach: {result.reply_of(event.turn_metrics.turn_id).strip()}")
         elif kind == "error":
             print(f"    error from {event.error.backend}: {event.error.code} {event.error.message}")
-    metrics = result.metrics()
-    print("    " + "  ".join(f"{name} {value:.0f}" for name, value in metrics.items()), flush=True)
-    return metrics
+    print("    " + "  ".join(f"{name} {value:.0f}" for name, value in result.metrics().items()), flush=True)
 
 
 def _table(rows: list[dict[str, float]]) -> str:
@@ -96,17 +102,51 @@ def plot_waterfall(rows: list[dict[str, float]], path: Path) -> None:
     plt.close(figure)
 
 
-async def converse(gateway: str, out_dir: Path) -> list[dict[str, float]]:
-    rows = []
+async def converse(gateway: str, out_dir: Path) -> list[TurnResult]:
+    results = []
     async with grpc.aio.insecure_channel(gateway) as channel, Conversation(channel) as conversation:
         for number, turn in enumerate(SCRIPT, start=1):
             audio = speak(turn.text, lead_ms=300, tail_ms=0).audio
             barge_in = speak(turn.barge_in, lead_ms=0, tail_ms=0).audio if turn.barge_in else None
             result = await conversation.speak(audio, barge_in=barge_in)
-            rows.append(_print_turn(number, result))
+            _print_turn(number, result)
+            results.append(result)
             if result.of("agent_audio"):
                 write_wav(out_dir / f"reply-{number}.wav", result.reply_audio())
-    return rows
+    return results
+
+
+async def replies_heard(asr: str, results: list[TurnResult]) -> list[dict[str, object]]:
+    """Each answer's audio through the ASR service: what it hears, and the normalised WER against
+    the text the agent meant to say."""
+    heard = []
+    async with grpc.aio.insecure_channel(asr) as channel:
+        for number, result in enumerate(results, start=1):
+            answer = result.answer()
+            text = result.reply_of(answer.turn_id).strip() if answer else ""
+            if not text:
+                continue
+            audio = result.audio_of(answer.turn_id).resampled(ASR_SAMPLE_RATE)
+            transcript = (await recognize(channel, audio, realtime=False)).text
+            wer = word_error_rate(text, transcript)
+            heard.append({"turn": number, "reply": text, "heard": transcript, "wer": round(wer, 3)})
+    return heard
+
+
+def summary(rows: list[dict[str, float]]) -> dict[str, float | int]:
+    """p50 and maximum of the turns' e2e_ms, with the demo's targets."""
+    e2e = sorted(row["e2e_ms"] for row in rows if "e2e_ms" in row)
+    if not e2e:
+        return {"turns": 0}
+    middle = len(e2e) // 2
+    p50 = e2e[middle] if len(e2e) % 2 else (e2e[middle - 1] + e2e[middle]) / 2
+    return {
+        "turns": len(e2e),
+        "p50": round(p50, 1),
+        "max": e2e[-1],
+        "target_p50": DESIGN_TARGET_MS,
+        "target_max": EVERY_TURN_TARGET_MS,
+    }
 
 
 def main() -> None:
@@ -117,16 +157,31 @@ def main() -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     print("==> starting the embedded stack (ASR, TTS, LLM, gateway) and waiting until all are healthy", flush=True)
     services = stack.up(progress=lambda line: print(f"    {line}", flush=True))
+    configuration = stack.configuration()
+    print("==> the configuration measured (the embedded default unless VOICE_* variables say otherwise):")
+    print("\n".join(f"    {line}" for line in stack.describe_settings(configuration).splitlines()), flush=True)
     try:
         print("==> a spoken coaching conversation, in real time (the coach is a tiny base model: it exercises")
         print("    the pipeline, not coaching quality)", flush=True)
-        rows = asyncio.run(converse(services["gateway"], args.out_dir))
+        results = asyncio.run(converse(services["gateway"], args.out_dir))
+        print("==> each reply's audio, heard back by the ASR service", flush=True)
+        heard = asyncio.run(replies_heard(services["asr"], results))
     finally:
         if not args.keep_running:
             print("==> stopping the stack: " + ", ".join(stack.down()), flush=True)
+    rows = [result.metrics() for result in results]
+    e2e = summary(rows)
     print("\nlatency per turn (ms; e2e from the end of your speech to the first agent audio, client-measured):")
     print(_table(rows))
-    (args.out_dir / "latency.json").write_text(json.dumps(rows, indent=2) + "\n")
+    if e2e["turns"]:
+        print(
+            f"e2e_ms p50 {e2e['p50']:.0f}, max {e2e['max']:.0f} over {e2e['turns']} turns"
+            f" (targets: p50 <= {DESIGN_TARGET_MS}, every turn <= {EVERY_TURN_TARGET_MS})"
+        )
+    for reply in heard:
+        print(f"reply {reply['turn']}: WER {100 * reply['wer']:.0f} % (heard: {reply['heard']!r})")
+    report = {"configuration": configuration, "e2e_ms": e2e, "turns": rows, "replies_heard": heard}
+    (args.out_dir / "latency.json").write_text(json.dumps(report, indent=2) + "\n")
     plot_waterfall(rows, args.out_dir / "latency-waterfall.png")
     print(f"\nreplies, latency.json and latency-waterfall.png are in {args.out_dir}/")
     if any("e2e_ms" not in row for row in rows):

@@ -9,6 +9,7 @@ started. Pid files and logs live in ``$VOICE_STATE_DIR`` (default
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,11 @@ class ServiceSpec:
 
     def address(self) -> str:
         return f"{LOCAL_HOST}:{self.config.from_env().port}"  # type: ignore[attr-defined]
+
+    def settings(self, args: Sequence[str]) -> Config:
+        """What a process started with ``args`` runs with: its config, parsed from the same flags and
+        the same environment as the process itself parses them."""
+        return self.config.from_args(list(args), prog=f"python -m {self.module}")
 
     def is_serving(self, address: str, credentials: grpc.ChannelCredentials | None = None) -> bool:
         if self.http_ready_path is None:
@@ -125,6 +131,7 @@ class ServiceProcess:
     log: Path
     metrics_port: int | None = None  # None: the service's configured default
     credentials: grpc.ChannelCredentials | None = None  # health checks over TLS; None: plaintext
+    settings: Config | None = None  # what it runs with
 
     @property
     def name(self) -> str:
@@ -158,6 +165,7 @@ def launch(
     command = [sys.executable, "-m", spec.module, "--host", LOCAL_HOST, "--port", str(port), *args]
     if metrics_port is not None and issubclass(spec.config, ServerConfig):
         command += ["--metrics-port", str(metrics_port)]
+    settings = spec.settings(command[3:])
     with open(log, "ab") as out:
         process = subprocess.Popen(
             command,
@@ -166,7 +174,7 @@ def launch(
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # outlives the CLI, and a Ctrl-C in its terminal
         )
-    return ServiceProcess(spec, process, f"{LOCAL_HOST}:{port}", log, metrics_port)
+    return ServiceProcess(spec, process, f"{LOCAL_HOST}:{port}", log, metrics_port, settings=settings)
 
 
 def service(name: str) -> ServiceSpec:
@@ -258,11 +266,36 @@ def up(
         progress(f"{spec.name}: starting on {address} (log: {log})")
         started = launch(spec, log, *extra_args.get(spec.name, []))
         (state_dir() / f"{spec.name}.pid").write_text(str(started.process.pid))
+        if started.settings is not None:
+            (state_dir() / f"{spec.name}.settings.json").write_text(json.dumps(started.settings.describe()) + "\n")
         starting.append(started)
     for started in starting:
         started.wait_until_serving(timeout_s)
         progress(f"{started.name}: serving")
     return addresses
+
+
+def configuration() -> dict[str, dict[str, object]]:
+    """What each service of the embedded stack runs with (``Config.describe``): as ``up`` started it, or,
+    for a TTS that something else started, the engine it reports."""
+    described: dict[str, dict[str, object]] = {}
+    for spec in SERVICES:
+        saved = state_dir() / f"{spec.name}.settings.json"
+        if _read_pid(spec.name) is not None and saved.exists():
+            described[spec.name] = json.loads(saved.read_text())
+        elif spec.name == "tts" and spec.is_serving(address := spec.address()):
+            described[spec.name] = {"engine": tts_engine(address), "started": "not by voice-agent up"}
+        else:
+            described[spec.name] = {"started": "not by voice-agent up"}
+    return described
+
+
+def describe_settings(configuration: dict[str, dict[str, object]]) -> str:
+    """One line per service: ``tts: engine piper, voice ...``."""
+    return "\n".join(
+        f"{name}: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in settings.items())
+        for name, settings in configuration.items()
+    )
 
 
 def _wait_for(spec: ServiceSpec, address: str, pid: int, timeout_s: float) -> None:
@@ -279,6 +312,7 @@ def _stop(name: str, timeout_s: float = 20.0) -> bool:
     """SIGTERM, then SIGKILL after ``timeout_s``, to what ``up`` started; False if nothing was running."""
     pid = _read_pid(name)
     (state_dir() / f"{name}.pid").unlink(missing_ok=True)
+    (state_dir() / f"{name}.settings.json").unlink(missing_ok=True)
     if pid is None:
         return False
     os.kill(pid, signal.SIGTERM)

@@ -71,6 +71,11 @@ class TurnResult:
     def reply_of(self, turn_id: int) -> str:
         return "".join(e.agent_text.delta for _, e in self.of("agent_text") if e.agent_text.turn_id == turn_id)
 
+    def audio_of(self, turn_id: int) -> Pcm16Audio:
+        """The agent audio of one turn (of an interrupted one, what was sent before the cut)."""
+        chunks = [e.agent_audio for _, e in self.of("agent_audio") if e.agent_audio.turn_id == turn_id]
+        return Pcm16Audio(b"".join(c.audio for c in chunks), chunks[0].sample_rate_hz if chunks else 24_000)
+
     def metrics(self) -> dict[str, float]:
         """The answering turn's timing names; e2e_ms and overhead_ms from the client's clock."""
         reported = self.answer()
@@ -135,12 +140,13 @@ class Conversation:
         self, audio: Pcm16Audio, *, barge_in: Pcm16Audio | None = None, max_wait_s: float = 60.0
     ) -> TurnResult:
         """Says ``audio`` (and, once the agent starts talking, ``barge_in`` over it); returns
-        the events until the agent's turn (or turns, with a barge-in) ended."""
+        the events until the agent's turn (or turns, with a barge-in) ended, or a backend failed."""
         start = len(self.events)
         self._say(audio)
         if barge_in is not None:
-            await self._wait(lambda: self._count(start, "agent_audio") > 0, max_wait_s)
-            self._say(barge_in)
+            await self._wait(lambda: self._count(start, "agent_audio") > 0 or self._failed(start), max_wait_s)
+            if not self._failed(start):
+                self._say(barge_in)
         await self._wait(lambda: self._answered(start) or self._failed(start), max_wait_s)
         return TurnResult(self.events[start:], self.sent_at_ms)
 
