@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from benchmarks.stats import machine_cpu_s, process_cpu_s, process_memory_mb
 from services.tts.config import ENGINES, TtsConfig
 from voice_agent.audio import Pcm16Audio
 from voice_agent.client.converse import STAGES, Conversation, TurnResult
+from voice_agent.client.tts import synthesize
 from voice_agent.config import ServerConfig
-from voice_agent.samples import speak
+from voice_agent.samples import SpokenSample, speak
 from voice_agent.stack import (
     ServiceProcess,
     ServiceSpec,
@@ -61,6 +64,64 @@ BARGE_INS = [
     ("How should I handle a difficult question", "Hold on what about my voice"),
     ("How can I stop saying um so often", "One moment please"),
 ]
+
+
+# Natural speech: short answers, numbers and sentences with a real pause between clauses, as people
+# answer a coach; spoken by the project's own TTS voices at several rates (natural_speech).
+NATURAL_SENTENCES: tuple[tuple[str, ...], ...] = (
+    ("Ten of clubs.",),
+    ("Five five.",),
+    ("Yes.",),
+    ("No, thank you.",),
+    ("Okay, sounds good.",),
+    ("What time is the interview tomorrow?",),
+    ("Can you repeat that, please?",),
+    ("I think I need more practice", "with my introduction."),
+    ("My flight leaves at seven thirty", "so I have to be quick."),
+    ("Honestly,", "I am not sure what they want from me."),
+    ("The meeting is on Tuesday at three o'clock.",),
+    ("I spoke to my manager about the budget,", "and she said no."),
+    ("Could you give me two or three examples?",),
+    ("Well,", "I guess I could start with my background in sales."),
+    ("Nine hundred and fifty dollars a month.",),
+    ("Let's try that again.",),
+    ("How do I stop saying um so often?",),
+    ("My name is Priya and I work in marketing.",),
+    ("That was much better, right?",),
+    ("I have four years of experience", "as a software engineer."),
+    ("Wait,", "go back to the second point."),
+    ("Twelve.",),
+    ("Queen of hearts.",),
+    ("The salary they offered is sixty two thousand.",),
+    ("I want to sound calm", "and confident", "when I speak."),
+)
+NATURAL_SPEEDS = (0.85, 1.0, 1.15, 1.3)
+NATURAL_PAUSES_MS = (250, 400, 600)
+
+
+async def natural_speech(
+    voices: Sequence[tuple[str, str]], *, lead_ms: int = 300, tail_ms: int = 1000
+) -> list[SpokenSample]:
+    """NATURAL_SENTENCES in each (TTS address, voice), at 16 kHz: the rate cycles through NATURAL_SPEEDS
+    and the pauses between parts through NATURAL_PAUSES_MS. The most natural speech these machines can
+    make (voice_agent.samples.recorded_turns has real human speech, but only nine turns of it)."""
+    samples, count = [], 0
+    silence = b"\0" * 2 * 16  # 1 ms at 16 kHz
+    for address, voice in voices:
+        async with grpc.aio.insecure_channel(address) as channel:
+            for parts in NATURAL_SENTENCES:
+                speed = NATURAL_SPEEDS[count % len(NATURAL_SPEEDS)]
+                speech = b""
+                for index, part in enumerate(parts):
+                    if index:
+                        speech += silence * NATURAL_PAUSES_MS[(count + index) % len(NATURAL_PAUSES_MS)]
+                    said = await synthesize(channel, part, voice=voice, speed=speed, sample_rate_hz=16_000)
+                    speech += said.audio().data
+                count += 1
+                audio = Pcm16Audio(silence * lead_ms + speech + silence * tail_ms, 16_000)
+                speech_ms = len(speech) // 32
+                samples.append(SpokenSample(" ".join(parts), audio, lead_ms, lead_ms + speech_ms))
+    return samples
 
 
 def progress(message: str) -> None:

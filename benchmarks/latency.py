@@ -63,6 +63,7 @@ from benchmarks.common import (
     CpuMeter,
     add_stack_arguments,
     arg_parser,
+    natural_speech,
     plot_path,
     progress,
     pyplot,
@@ -76,12 +77,21 @@ from benchmarks.stats import run_info, summary, write_results
 from gateway.config import GatewayConfig
 from gateway.latency import LONG_FIRST_PHRASE_WORDS, MODE_SILENCE_MS, LatencyPlan
 from services.tts.config import ENGINES
-from voice_agent.audio import Pcm16Audio
+from voice_agent.audio import ASR_SAMPLE_RATE, Pcm16Audio
 from voice_agent.client.asr import recognize
 from voice_agent.client.converse import Conversation, TurnResult
 from voice_agent.client.tts import Synthesis, synthesize
 from voice_agent.demo import DESIGN_TARGET_MS, DESIGN_TODAY_MS
-from voice_agent.samples import PAUSE_SET, PausedSample, speak_with_pauses
+from voice_agent.samples import (
+    COMPLETE_QUESTIONS,
+    PAUSE_SET,
+    PausedSample,
+    SpokenSample,
+    recorded_turns,
+    speak,
+    speak_with_pauses,
+    word_error_rate,
+)
 from voice_agent.v1 import gateway_pb2
 
 TECHNIQUES = (
@@ -342,6 +352,51 @@ async def pause_set(asr: str, samples: list[PausedSample]) -> list[dict[str, Any
     return rows
 
 
+async def complete_sets(tts: str, quick: bool) -> dict[str, list[SpokenSample]]:
+    """Complete sentences: real human speech (the recorded call's turns), the stack's TTS voice saying
+    NATURAL_SENTENCES (some with a real pause inside), and espeak's questions."""
+    natural = await natural_speech([(tts, "")], lead_ms=300, tail_ms=1500)
+    espeak = [speak(text, lead_ms=300, tail_ms=1500) for text in (*COMPLETE_QUESTIONS, *QUESTIONS)]
+    sets = {"recorded_human": recorded_turns(tail_ms=1500), "tts_voice": natural, "espeak": espeak}
+    return {kind: samples[:2] for kind, samples in sets.items()} if quick else sets
+
+
+async def complete_speech(asr: str, sets: dict[str, list[SpokenSample]]) -> list[dict[str, Any]]:
+    """Speech that ends with a complete sentence straight into the ASR with all_on's RecognitionConfig,
+    one real-time stream per utterance: how long the end of turn waits after it (vad_wait_ms), and
+    whether the turn ended more than once (inside a natural sentence's own pause, it may)."""
+    options = LatencyPlan.for_mode("fast").recognition_options(GatewayConfig().incomplete_silence_ms)
+    rows = []
+    async with grpc.aio.insecure_channel(asr) as channel:
+        for kind, samples in sets.items():
+            for sample in samples:
+                result = await recognize(channel, sample.audio, **options)
+                ends = [event.speech_ended for event in result.of("speech_ended")]
+                rows.append(
+                    {
+                        "set": kind,
+                        "text": sample.text,
+                        "ends_of_turn": len(ends),
+                        "vad_wait_ms": ends[-1].decision_offset_ms - ends[-1].offset_ms if ends else None,
+                        "finals": [t.text for t in result.finals if t.text.strip()],
+                    }
+                )
+            progress(f"  {kind}: {len(samples)} utterances")
+    return rows
+
+
+def complete_speech_report(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        kind: {
+            "utterances": len(group),
+            "vad_wait_ms": summary([r["vad_wait_ms"] for r in group if r["vad_wait_ms"] is not None]),
+            "ended_more_than_once": sum(1 for r in group if r["ends_of_turn"] > 1),
+        }
+        for kind in dict.fromkeys(row["set"] for row in rows)
+        if (group := [row for row in rows if row["set"] == kind])
+    }
+
+
 # ---- the first-phrase sweep
 
 
@@ -359,11 +414,17 @@ def playback_stall_ms(synthesis: Synthesis) -> float:
     return round(stall * 1000, 1)
 
 
-async def first_phrase_sweep(tts: str, texts: tuple[str, ...], settings: tuple[int, ...]) -> dict[str, Any]:
+async def first_phrase_sweep(
+    tts: str, asr: str | None, texts: tuple[str, ...], settings: tuple[int, ...]
+) -> dict[str, Any]:
     """TTFA, the first phrase's length and the playback stall per first_phrase_words, from the TTS alone
-    (the whole text at once: no waiting for the LLM). Settings take turns text by text."""
+    (the whole text at once: no waiting for the LLM), and, with ``asr``, how well the ASR service
+    understands the audio: a phrase is synthesised on its own, so a short first phrase gets the pitch
+    and the pause of a sentence's end. Settings take turns text by text."""
     measured: dict[int, dict[str, list[float]]] = {w: {"ttfa": [], "words": [], "stall": []} for w in settings}
-    async with grpc.aio.insecure_channel(tts) as channel:
+    heard: dict[int, list[str]] = {w: [] for w in settings}
+    async with grpc.aio.insecure_channel(tts) as channel, contextlib.AsyncExitStack() as stack:
+        listener = await stack.enter_async_context(grpc.aio.insecure_channel(asr)) if asr else None
         await synthesize(channel, texts[0])  # warm-up
         for text in texts:
             for words in settings:
@@ -372,12 +433,16 @@ async def first_phrase_sweep(tts: str, texts: tuple[str, ...], settings: tuple[i
                 measured[words]["ttfa"].append(result.ttfa_ms or float("nan"))
                 measured[words]["words"].append(len(text[start:end].split()))
                 measured[words]["stall"].append(playback_stall_ms(result))
+                if listener is not None and result.chunks:
+                    audio = result.audio().resampled(ASR_SAMPLE_RATE)
+                    heard[words].append((await recognize(listener, audio, realtime=False)).text)
     return {
         str(words): {
             "label": "whole first clause" if words == LONG_FIRST_PHRASE_WORDS else f"{words} words",
             "ttfa_ms": summary(values["ttfa"]),
             "first_phrase_words_p50": summary(values["words"])["p50"],
             "playback_stall_ms": summary(values["stall"]),
+            "heard_wer": round(word_error_rate(list(texts), heard[words]), 4) if heard[words] else None,
         }
         for words, values in measured.items()
     }
@@ -500,12 +565,16 @@ def table(report: dict[str, Any], pauses: dict[str, Any], gateway_pauses: dict[s
 
 
 def sweep_table(sweep: dict[str, Any]) -> str:
-    lines = ["| first phrase | words (p50) | TTFA p50 / p95 ms | playback stall p50 / p95 ms |", "|---|---|---|---|"]
+    lines = [
+        "| first phrase | words (p50) | TTFA p50 / p95 ms | playback stall p50 / p95 ms | WER heard by the ASR |",
+        "|---|---|---|---|---|",
+    ]
     for entry in sweep.values():
         ttfa, stall = entry["ttfa_ms"], entry["playback_stall_ms"]
+        wer = "" if entry.get("heard_wer") is None else f"{100 * entry['heard_wer']:.1f} %"
         lines.append(
             f"| {entry['label']} | {entry['first_phrase_words_p50']:.0f} | {ttfa['p50']:.0f} / {ttfa['p95']:.0f} "
-            f"| {stall['p50']:.0f} / {stall['p95']:.0f} |"
+            f"| {stall['p50']:.0f} / {stall['p95']:.0f} | {wer} |"
         )
     return "\n".join(lines)
 
@@ -565,6 +634,9 @@ def main() -> None:
         help=f"texts in the first-phrase sweep, up to {len(SWEEP_TEXTS)} (default 4; --quick 1)",
     )
     parser.add_argument("--no-sweep", action="store_true", help="skip the first-phrase sweep")
+    parser.add_argument(
+        "--no-complete", action="store_true", help="skip the end of turn after complete sentences (recorded, spoken)"
+    )
     args = parser.parse_args()
     turns = args.turns or (1 if args.quick else 6)
     block = min(turns, args.block or (1 if args.quick else 3))
@@ -600,18 +672,24 @@ def main() -> None:
         if "asr" in stack.addresses:
             progress(f"the pause set, {pause_count} utterance(s) x {len(PAUSE_CONFIGS)} configurations, ASR alone ...")
             pause_rows = asyncio.run(pause_set(stack.addresses["asr"], asr_pauses))
+        complete_rows: list[dict[str, Any]] = []
+        if "asr" in stack.addresses and "tts" in stack.addresses and not args.no_complete:
+            progress("end of turn after complete sentences (all_on), ASR alone: recorded, TTS-spoken, espeak ...")
+            sets = asyncio.run(complete_sets(stack.addresses["tts"], args.quick))
+            complete_rows = asyncio.run(complete_speech(stack.addresses["asr"], sets))
         sweep = None
         if not args.no_sweep and "tts" in stack.addresses:
             words = (3, LONG_FIRST_PHRASE_WORDS) if args.quick else FIRST_PHRASE_WORDS
             texts = SWEEP_TEXTS[: args.sweep_texts or (1 if args.quick else 4)]
             progress(f"first-phrase sweep: {len(texts)} texts x first_phrase_words {words}, TTS alone ...")
-            sweep = asyncio.run(first_phrase_sweep(stack.addresses["tts"], texts, words))
+            sweep = asyncio.run(first_phrase_sweep(stack.addresses["tts"], stack.addresses.get("asr"), texts, words))
         description = stack.describe()
     configs = configurations()
     report = {
         name: config_report(options, [r for r in rows if r["config"] == name]) for name, options in configs.items()
     }
     pauses = {name: asr_pause_report([r for r in pause_rows if r["config"] == name]) for name in PAUSE_CONFIGS}
+    complete = complete_speech_report(complete_rows)
     gateway_pauses = {name: pause_report([r for r in spoken_pause_rows if r["config"] == name]) for name in configs}
     checks = targets(report, pauses)
     results = {
@@ -632,11 +710,13 @@ def main() -> None:
         "process_cpu": cpu["processes"],
         "configurations": report,
         "pause_set": pauses,
+        "end_of_turn_after_complete_speech": complete,
         "pause_set_through_gateway": gateway_pauses,
         "first_phrase_sweep": sweep,
         "targets": checks,
         "turns": rows,
         "pause_utterances": pause_rows,
+        "complete_speech_utterances": complete_rows,
         "pause_utterances_through_gateway": spoken_pause_rows,
     }
     write_results(out, results)
@@ -645,6 +725,14 @@ def main() -> None:
     print(table(report, pauses, gateway_pauses))
     if sweep:
         print("\nFirst phrase, TTS alone:\n\n" + sweep_table(sweep))
+    if complete:
+        print("\nEnd of turn after a complete sentence, all_on, ASR alone (vad_wait_ms p50 / p95):\n")
+        for kind, entry in complete.items():
+            wait = entry["vad_wait_ms"]
+            print(
+                f"  {kind}: {wait['p50']:.0f} / {wait['p95']:.0f} ms over {entry['utterances']}; "
+                f"{entry['ended_more_than_once']} ended more than once"
+            )
     print(
         f"\ntargets: all_on/all_off e2e p50 = {checks['e2e_p50_all_on_over_all_off']} (<= {TARGET_RATIO}: "
         f"{'met' if checks['e2e_p50_ratio_met'] else 'MISSED'}); all_on overhead p50 = "

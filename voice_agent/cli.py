@@ -50,7 +50,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         api_keys_file=api_keys,
         latency_mode=args.latency_mode,
     )
-    _emit(args, {"services": services}, "\n".join(f"{name}: {address}" for name, address in services.items()))
+    configuration = stack.configuration()
+    text = "\n".join(f"{name}: {address}" for name, address in services.items())
+    text += "\n" + stack.describe_settings(configuration)
+    _emit(args, {"services": services, "configuration": configuration}, text)
     return 0
 
 

@@ -118,7 +118,8 @@ async def converse(gateway: str, out_dir: Path) -> list[TurnResult]:
 
 async def replies_heard(asr: str, results: list[TurnResult]) -> list[dict[str, object]]:
     """Each answer's audio through the ASR service: what it hears, and the normalised WER against
-    the text the agent meant to say."""
+    the text the agent meant to say. The stream's end of turn waits a second, so that the reply is heard
+    whole, as a listener hears it, not phrase by phrase without the context of the rest."""
     heard = []
     async with grpc.aio.insecure_channel(asr) as channel:
         for number, result in enumerate(results, start=1):
@@ -127,7 +128,7 @@ async def replies_heard(asr: str, results: list[TurnResult]) -> list[dict[str, o
             if not text:
                 continue
             audio = result.audio_of(answer.turn_id).resampled(ASR_SAMPLE_RATE)
-            transcript = (await recognize(channel, audio, realtime=False)).text
+            transcript = (await recognize(channel, audio, realtime=False, min_silence_ms=1000)).text
             wer = word_error_rate(text, transcript)
             heard.append({"turn": number, "reply": text, "heard": transcript, "wer": round(wer, 3)})
     return heard

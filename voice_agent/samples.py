@@ -184,6 +184,7 @@ def save(sample: SpokenSample, path: str | Path) -> None:
 
 _SPELLINGS = {"ok": "okay", "mr": "mister", "mrs": "missus", "dr": "doctor"}
 _TIME = re.compile(r"\b(\d{1,2})[:.](\d{2})\b")  # Whisper writes "seven thirty" as 7.30 or 7:30
+_AT_TIME = re.compile(r"\bat (\d{1,2})([0-5]\d)\b")  # ... and "at seven thirty" as "at 730"
 _MONEY = re.compile(r"\$(\d[\d,]*(?:\.\d+)?)")
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 
@@ -200,6 +201,7 @@ def normalize(text: str) -> str:
     """Lower case, no punctuation, numbers, times and sums of money in words (Whisper writes "ten of
     clubs" as "10 of clubs" and "nine hundred and fifty dollars" as "$950"), one spelling of "okay"."""
     text = text.lower().replace("o.k.", "okay").replace("%", " percent")
+    text = _AT_TIME.sub(r"at \1:\2", text)
     text = _TIME.sub(lambda m: f"{m.group(1)} {m.group(2)}" if m.group(2) != "00" else m.group(1), text)
     text = _MONEY.sub(lambda m: f"{m.group(1)} dollars", text)
     text = _NUMBER.sub(lambda m: f" {_spoken_number(m.group(0))} ", text)

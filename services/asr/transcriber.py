@@ -42,7 +42,9 @@ MAX_NEW_TOKENS = 224  # half of Whisper's 448-token context, as faster-whisper u
 TOKENS_PER_SECOND = 8
 MIN_NEW_TOKENS = 12
 # A decoding loop: a unit of words repeated more than this many times in a row (see repeats_itself).
-LOOP_REPEATS = 3
+# Three is already one: "Yes." came back as "Yes, sir, sir, sir." A real "no, no, no" only costs a
+# second decode, which says the same.
+LOOP_REPEATS = 2
 _LOOP_WORDS = re.compile(r"[a-z0-9']+")
 # faster-whisper's defaults for dropping a transcript of silence or noise.
 NO_SPEECH_THRESHOLD = 0.6
@@ -57,7 +59,7 @@ class Transcription:
 
 def repeats_itself(text: str) -> bool:
     """Whether ``text`` has a decoding loop: a unit of one to three words said more than
-    LOOP_REPEATS times in a row ("5. 5. 5. 5. 5"); people rarely say anything three times over."""
+    LOOP_REPEATS times in a row ("5. 5. 5. 5. 5", "sir, sir, sir")."""
     words = _LOOP_WORDS.findall(text.lower())
     for size in (1, 2, 3):
         for offset in range(size):
