@@ -48,8 +48,13 @@ def test_up_transcribe_say_down(cli_env: dict[str, str], tmp_path: Path) -> None
     sample = spoken(text)
     save(sample, tmp_path / "utterance.wav")
     try:
-        services = voice_agent("up", env=cli_env)["services"]
+        started = voice_agent("up", env=cli_env)
+        services = started["services"]
         assert services == {name: cli_env[f"VOICE_{name.upper()}_ADDRESS"] for name in SERVICES}
+        # What runs is said: the embedded default, Piper and an LLM that yields the cores.
+        configuration = started["configuration"]
+        assert configuration["tts"]["engine"] == "piper" and configuration["llm"]["nice"] == 10
+        assert configuration["gateway"]["latency_mode"] == "fast"
         assert voice_agent("up", env=cli_env)["services"] == services  # idempotent: reuses what runs
         result = voice_agent("transcribe", str(tmp_path / "utterance.wav"), "--fast", env=cli_env)
         assert word_error_rate(text, result["text"]) <= 0.2, result

@@ -3,6 +3,8 @@ llama.cpp server and Gemma 3 270M."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import openai
 import pytest
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -71,3 +73,15 @@ async def test_an_unreachable_server_is_unavailable() -> None:
         async for _ in chat.stream(HISTORY, Reply()):
             pass
     await chat.close()
+
+
+def test_the_embedded_server_yields_the_cores(llm_server: ServiceProcess) -> None:
+    """At its default nice 10, on every thread (llama.cpp's, started later, inherit it) and, where Linux
+    groups processes by session (autogroup), on its group, without which nice changes nothing between the
+    stack's processes, each in a session of its own."""
+    tasks = Path(f"/proc/{llm_server.process.pid}/task")
+    niceness = {int((task / "stat").read_text().rpartition(")")[2].split()[16]) for task in tasks.iterdir()}
+    assert niceness == {10}
+    autogroup = Path(f"/proc/{llm_server.process.pid}/autogroup")
+    if autogroup.exists():
+        assert autogroup.read_text().split()[-1] == "10"

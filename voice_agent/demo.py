@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,15 +137,13 @@ async def replies_heard(asr: str, results: list[TurnResult]) -> list[dict[str, o
 
 def summary(rows: list[dict[str, float]]) -> dict[str, float | int]:
     """p50 and maximum of the turns' e2e_ms, with the demo's targets."""
-    e2e = sorted(row["e2e_ms"] for row in rows if "e2e_ms" in row)
+    e2e = [row["e2e_ms"] for row in rows if "e2e_ms" in row]
     if not e2e:
         return {"turns": 0}
-    middle = len(e2e) // 2
-    p50 = e2e[middle] if len(e2e) % 2 else (e2e[middle - 1] + e2e[middle]) / 2
     return {
         "turns": len(e2e),
-        "p50": round(p50, 1),
-        "max": e2e[-1],
+        "p50": round(statistics.median(e2e), 1),
+        "max": max(e2e),
         "target_p50": DESIGN_TARGET_MS,
         "target_max": EVERY_TURN_TARGET_MS,
     }
