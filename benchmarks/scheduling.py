@@ -15,8 +15,11 @@ server and gateway (they differ in the LLM's process settings or the gateway's f
 ports at once. One Converse session per configuration, all open at once: each speaks one uncounted turn
 (the start-up of the others is over by then), then they take turns in blocks of --block questions, the
 order rotating each round, so that the machine's noise falls on all alike; each LLM server keeps its own
-prompt cache, so no configuration evicts another's. Replies are the gateway's
-normal length (its --llm-max-tokens default).
+prompt cache, so no configuration evicts another's. Every configuration asks the same questions in the
+same order and its LLM samples at temperature 0: each says the same replies, so the first phrases to
+synthesise are the same and only the sharing of the cores differs (at the default 0.7, the replies'
+first clauses varied from 1 to 4 words, and that alone moved a configuration's p50 by 100 ms).
+Replies are the gateway's normal length (its --llm-max-tokens default).
 
 Per configuration: e2e_ms, tts_ttfa_ms, llm_ttft_ms and vad_wait_ms p50/p95, and tts_ttfa_ms split in
 two from the client's events: the first phrase's tokens (first agent text to the text that completes
@@ -109,7 +112,7 @@ async def conversations(gateways: dict[str, str], turns: int, block: int) -> lis
                 name = names[(number + offset) % len(names)]
                 talk = talks[name]
                 for index in range(number * block, min(turns, (number + 1) * block)):
-                    question = QUESTIONS[(index + names.index(name)) % len(QUESTIONS)]
+                    question = QUESTIONS[index % len(QUESTIONS)]
                     start = len(talk.events)
                     result = await talk.speak(spoken(question), max_wait_s=TURN_TIMEOUT_S)
                     await settle(talk, quiet_s=0.5)
@@ -166,6 +169,8 @@ def main() -> None:
                                 servers["asr"].address, servers["tts"].address, servers[f"llm-{name}"].address
                             ),
                             *gateway_flags,
+                            "--llm-temperature",
+                            "0",
                         ],
                     )
                     for name, (_, gateway_flags) in configurations.items()

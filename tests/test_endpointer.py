@@ -190,6 +190,9 @@ def test_a_verdict_on_an_old_pause_is_ignored() -> None:
         "Sounds good",
         "My flight leaves at 7.30.",
         "I'm in New Jersey now though.",
+        "No.",  # alone, a whole answer
+        "Okay.",
+        "You did that well.",
     ],
 )
 def test_complete(text: str) -> None:
@@ -209,6 +212,8 @@ def test_complete(text: str) -> None:
         "I was going to -",
         "and then I",
         "I want to tell you about",
+        "Well.",  # an opener alone, its comma written as a full stop
+        "Honestly,",
         "Um.",
         "",
     ],

@@ -2,8 +2,10 @@
 
 A deliberately small heuristic on Whisper's punctuated text, not a model:
 
-- its last word is a function word, or it trails off (``...``, ``,``, ``-``):
-  incomplete;
+- its last word is a function word, or it trails off (``...``, ``,``, ``-``),
+  or it is one word that opens a sentence rather than ending one ("Well.",
+  "Honestly."; Whisper writes the comma after it as a full stop when the
+  pause cuts the rest off): incomplete;
 - anything else is complete, with or without a final ``.``, ``!`` or ``?``.
   Whisper tiny.en leaves the full stop off many short answers ("10 of clubs",
   "$950 a month"): waiting the incomplete silence after each of them made
@@ -45,15 +47,21 @@ FUNCTION_WORDS = frozenset(
     }
 )
 
+# Words that open a sentence, said alone before a pause ("Well, [pause] I guess ..."). Not "okay", "no" or
+# "wait": said alone, each is a whole answer as often.
+OPENERS = frozenset({"well", "honestly", "actually", "basically", "anyway", "now", "hmm"})
 _CLOSING = "\"')]} \u00bb\u201d\u2019"  # quotes and brackets after the final punctuation
 _TRAILING_OFF = ("...", "…", ",", ";", ":", "-", "\u2013", "\u2014")
 _LAST_WORD = re.compile(r"([a-z0-9']+)[^a-z0-9']*$")
+_WORDS = re.compile(r"[^a-z0-9' ]+")
 
 
 def reads_complete(text: str) -> bool:
     """True if ``text`` reads as a finished sentence or question (see the module's rules)."""
     text = text.rstrip(_CLOSING)
     if text.endswith(_TRAILING_OFF):
+        return False
+    if _WORDS.sub(" ", text.lower()).strip() in OPENERS:
         return False
     last = _LAST_WORD.search(text.lower())
     return last is not None and last.group(1).strip("'") not in FUNCTION_WORDS
