@@ -179,7 +179,8 @@ def main() -> None:
             f" (targets: p50 <= {DESIGN_TARGET_MS}, every turn <= {EVERY_TURN_TARGET_MS})"
         )
     for reply in heard:
-        print(f"reply {reply['turn']}: WER {100 * reply['wer']:.0f} % (heard: {reply['heard']!r})")
+        verdict = "" if reply["wer"] <= REPLY_WER_TARGET else f", over the {100 * REPLY_WER_TARGET:.0f} % target"
+        print(f"reply {reply['turn']}: WER {100 * reply['wer']:.0f} %{verdict} (heard: {reply['heard']!r})")
     report = {"configuration": configuration, "e2e_ms": e2e, "turns": rows, "replies_heard": heard}
     (args.out_dir / "latency.json").write_text(json.dumps(report, indent=2) + "\n")
     plot_waterfall(rows, args.out_dir / "latency-waterfall.png")

@@ -126,6 +126,9 @@ def _speech(text: str, sample_rate: int, words_per_minute: int) -> bytes:
         return read_wav(out).data
 
 
+RECORDED_CALL_PACKAGE = "pyannote-audio"
+
+
 def recorded_turns(*, lead_ms: int = 300, tail_ms: int = 1000) -> list[SpokenSample]:
     """Real human speech: each speaker turn of the telephone call that the ``pyannote-audio`` wheel ships
     as its sample (30 s, two speakers, 16 kHz, with an STM transcript), cut at its transcript's times
@@ -139,19 +142,16 @@ def recorded_turns(*, lead_ms: int = 300, tail_ms: int = 1000) -> list[SpokenSam
             turns[-1] = (speaker, turns[-1][1], float(end), f"{turns[-1][3]} {text}")
         else:
             turns.append((speaker, float(start), float(end), text))
-    bytes_per_s = call.sample_rate * PCM16_SAMPLE_BYTES
     silence = b"\0" * PCM16_SAMPLE_BYTES
+    lead, tail = (silence * (call.sample_rate * ms // 1000) for ms in (lead_ms, tail_ms))
     samples = []
     for _, start, end, text in turns:
         first, last = (int(seconds * call.sample_rate) * PCM16_SAMPLE_BYTES for seconds in (start, end))
         speech = call.data[first:last]
-        lead, tail = (silence * (call.sample_rate * ms // 1000) for ms in (lead_ms, tail_ms))
+        speech_ms = samples_to_ms(len(speech) // PCM16_SAMPLE_BYTES, call.sample_rate)
         audio = Pcm16Audio(lead + speech + tail, call.sample_rate)
-        samples.append(SpokenSample(text, audio, lead_ms, lead_ms + len(speech) * 1000 // bytes_per_s))
+        samples.append(SpokenSample(text, audio, lead_ms, lead_ms + speech_ms))
     return samples
-
-
-RECORDED_CALL_PACKAGE = "pyannote-audio"
 
 
 def _package_folder(distribution: str, member: str) -> Path:

@@ -56,8 +56,8 @@ class TurnResult:
         return "".join(e.agent_text.delta for _, e in self.of("agent_text"))
 
     def reply_audio(self) -> Pcm16Audio:
-        chunks = [e.agent_audio for _, e in self.of("agent_audio")]
-        return Pcm16Audio(b"".join(c.audio for c in chunks), chunks[0].sample_rate_hz if chunks else 24_000)
+        """Every agent audio chunk received, of every turn."""
+        return _joined([e.agent_audio for _, e in self.of("agent_audio")])
 
     @property
     def errors(self) -> list[gateway_pb2.ErrorEvent]:
@@ -73,8 +73,7 @@ class TurnResult:
 
     def audio_of(self, turn_id: int) -> Pcm16Audio:
         """The agent audio of one turn (of an interrupted one, what was sent before the cut)."""
-        chunks = [e.agent_audio for _, e in self.of("agent_audio") if e.agent_audio.turn_id == turn_id]
-        return Pcm16Audio(b"".join(c.audio for c in chunks), chunks[0].sample_rate_hz if chunks else 24_000)
+        return _joined([e.agent_audio for _, e in self.of("agent_audio") if e.agent_audio.turn_id == turn_id])
 
     def metrics(self) -> dict[str, float]:
         """The answering turn's timing names; e2e_ms and overhead_ms from the client's clock."""
@@ -93,6 +92,10 @@ class TurnResult:
                 result["overhead_ms"] = round(result["e2e_ms"] - sum(result[s] for s in STAGES), 1)
         result["gateway_first_audio_ms"] = round(reported.gateway_first_audio_ms, 1)
         return result
+
+
+def _joined(chunks: list[gateway_pb2.AgentAudio]) -> Pcm16Audio:
+    return Pcm16Audio(b"".join(c.audio for c in chunks), chunks[0].sample_rate_hz if chunks else 24_000)
 
 
 class Conversation:
