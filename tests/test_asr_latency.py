@@ -162,7 +162,8 @@ async def test_a_mid_sentence_pause_does_not_end_the_turn(asr_channel: grpc.aio.
         sample = speak_with_pauses(parts)
         pause_start = sample.pauses[0][0]
         events = await recognize_gated(asr_channel, sample.audio, {pause_start + 250: "paused"}, **ADAPTIVE)
-        assert kinds(events)[:3] == ["speech_started", "paused", "resumed"], (sample.text, kinds(events))
+        heard = [(p.transcript.text, p.transcript.start_ms, p.transcript.end_ms) for p in of(events, "paused")]
+        assert kinds(events)[:3] == ["speech_started", "paused", "resumed"], (sample.text, kinds(events), heard)
         assert not of(events, "paused")[0].complete, of(events, "paused")[0].transcript.text
         assert_one_turn(sample, events)
 

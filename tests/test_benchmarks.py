@@ -152,3 +152,13 @@ def test_latency_techniques(tmp_path: Path) -> None:
         result["targets"]
     )
     assert is_png(tmp_path / "latency.png")
+
+
+def test_sharing_the_cores(tmp_path: Path) -> None:
+    # Its own ASR and TTS (the default engine), and per configuration its own LLM server and gateway: with
+    # --quick the first two configurations, one counted turn each after an uncounted one.
+    result = bench("scheduling", tmp_path)
+    assert result["tts_engine"] == "piper" and result["configurations"]["llm_nice"]["llm"][:2] == ["--nice", "10"]
+    assert list(result["report"]) == ["shared", "llm_nice"]
+    for report in result["report"].values():
+        assert report["failed"] == 0 and report["e2e_ms"]["n"] == 1 and report["tts_ttfa_ms"]["n"] == 1

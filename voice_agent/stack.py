@@ -8,6 +8,7 @@ started. Pid files and logs live in ``$VOICE_STATE_DIR`` (default
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -45,10 +46,20 @@ class ServiceSpec:
     def address(self) -> str:
         return f"{LOCAL_HOST}:{self.config.from_env().port}"  # type: ignore[attr-defined]
 
-    def settings(self, args: Sequence[str]) -> Config:
+    def settings(self, args: Sequence[str]) -> Config | None:
         """What a process started with ``args`` runs with: its config, parsed from the same flags and
-        the same environment as the process itself parses them."""
-        return self.config.from_args(list(args), prog=f"python -m {self.module}")
+        the same environment as the process itself parses them. None where its config does not parse
+        them (a process that takes more than its config, such as the benchmarks' fakes, or a bad
+        setting, which the process itself reports when it exits)."""
+        parser = argparse.ArgumentParser(add_help=False)
+        self.config.add_arguments(parser)
+        namespace, unknown = parser.parse_known_args(list(args))
+        if unknown:
+            return None
+        try:
+            return self.config.from_env(**vars(namespace))
+        except ValueError:
+            return None
 
     def is_serving(self, address: str, credentials: grpc.ChannelCredentials | None = None) -> bool:
         if self.http_ready_path is None:

@@ -32,11 +32,11 @@ def lower_priority(nice: int) -> None:
 
 def main() -> None:
     config = LlmServerConfig.from_args(prog="python -m services.llm")
+    if config.nice:
+        lower_priority(config.nice)  # first: every thread started after it (the tracer's too) inherits it
     setup_logging()
     telemetry.setup_tracing("voice-llm")
     model = config.model or str(embedded_llm_model())
-    if config.nice:
-        lower_priority(config.nice)
     log.info("serving %s as %r on %s:%d (metrics on /metrics)", model, config.model_alias, config.host, config.port)
     log.info("settings: %s", ", ".join(f"{key} {value}" for key, value in config.describe().items()))
     try:
