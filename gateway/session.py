@@ -162,6 +162,7 @@ class Session:
         self._preemption: Preemption | None = None
         # ASR requests waiting to be sent, with when their audio arrived.
         self._outgoing: asyncio.Queue[tuple[asr_pb2.RecognizeRequest, float] | None] = asyncio.Queue(AUDIO_BACKLOG)
+        self._asr_writer: asyncio.Task[None] | None = None  # writes _outgoing to the ASR call of the moment
         self._clock = AudioClock(settings.input_audio.sample_rate_hz)
         self._turn: AgentTurn | None = None
         self._turn_task: asyncio.Task[None] | None = None
@@ -205,6 +206,7 @@ class Session:
 
     def close(self) -> None:
         self._discard_preemption()
+        self._stop_asr_writer()
         for task in (self._turn_task, self._barge_in_timer):
             if task is not None:
                 task.cancel()
@@ -275,6 +277,7 @@ class Session:
             self._outgoing.put_nowait((asr_pb2.RecognizeRequest(audio=pcm), time.perf_counter()))
 
     async def _asr_requests(self) -> AsyncIterator[asr_pb2.RecognizeRequest]:
+        self._asr_writer = asyncio.current_task()  # grpc's task that writes them: _asr_loop stops it
         self._clock.restart()
         config = recognition_config(self._settings, self._plan, self._config.incomplete_silence_ms)
         yield asr_pb2.RecognizeRequest(config=config)
@@ -296,6 +299,7 @@ class Session:
                 return  # the ASR finished after our half-close
             except grpc.aio.AioRpcError as raised:
                 error = status.of(raised)
+                self._stop_asr_writer()
                 if self._closing:
                     return
                 if _drained(error):  # the ASR shut down between utterances: nothing lost, go to another at once
@@ -305,6 +309,13 @@ class Session:
                 self._report("asr", error.code().name, f"speech recognition failed: {error.details()}")
                 await asyncio.sleep(RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)])
                 failures += 1
+
+    def _stop_asr_writer(self) -> None:
+        """Stops the failed call's request task. grpc's cancel() does not, once the call has ended: it
+        would wait on the audio queue and take the first chunk from the next call, which would lose it."""
+        if self._asr_writer is not None:
+            self._asr_writer.cancel()
+            self._asr_writer = None
 
     def _on_asr_event(self, event: asr_pb2.RecognizeResponse) -> None:
         kind = event.WhichOneof("event")

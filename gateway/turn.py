@@ -109,6 +109,9 @@ class AgentTurn:
             text.cancel()
             audio.cancel()
             call.cancel()
+            # Ends the request stream too: grpc's cancel() does nothing to a call that has already failed
+            # (a TTS that died), and its task feeding the requests would wait on this queue for ever.
+            fragments.put_nowait(None)
             tts_span.set_attributes({"tts_ttfa_ms": self.stage_ms()["tts_ttfa_ms"], "tts.chunks": self._sequence})
             tts_span.end()
 

@@ -125,17 +125,29 @@ class WhisperTranscriber:
             encoded,
             [list(tokenizer.sot_sequence)],  # with timestamps: see _speech_tokens
             beam_size=beam_size,
+            num_hypotheses=beam_size,
             max_length=self._max_tokens(len(audio)),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
         )[0]
-        generated = result.sequences_ids[0]
-        avg_log_prob = result.scores[0] * len(generated) / (len(generated) + 1)
+        best = self._finished_hypothesis(result.sequences_ids, tokenizer)
+        generated = result.sequences_ids[best]
+        avg_log_prob = result.scores[best] * len(generated) / (len(generated) + 1)
         silent = result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_log_prob < LOG_PROB_THRESHOLD
         tokens = self._speech_tokens(generated, tokenizer, len(audio) / ASR_SAMPLE_RATE)
         return "" if silent else tokenizer.decode(tokens).strip()
+
+    @staticmethod
+    def _finished_hypothesis(hypotheses: list[list[int]], tokenizer: Tokenizer) -> int:
+        """The index of the best beam hypothesis that ended: with a closing timestamp, not cut off by
+        the token cap. A cut-off one scores best per token exactly when it loops ("Take a deep breath,
+        take a deep breath" on 1.2 s of audio), since a loop is cheap to continue; with none ended, 0."""
+        for index, tokens in enumerate(hypotheses):
+            if tokens and tokens[-1] >= tokenizer.timestamp_begin:
+                return index
+        return 0
 
     @staticmethod
     def _speech_tokens(tokens: list[int], tokenizer: Tokenizer, audio_s: float) -> list[int]:
