@@ -120,13 +120,15 @@ async def test_a_backend_that_dies_and_returns(
     servers[backend] = start_service(backend, tmp_path / f"{backend}.log", *extra)
     args = gateway_args(servers["asr"], servers["tts"], servers["llm"])
     gateway = start_service("gateway", tmp_path / "gateway.log", *args)
-    port = int(servers[backend].address.rsplit(":", 1)[1])
+    port, metrics_port = int(servers[backend].address.rsplit(":", 1)[1]), servers[backend].metrics_port
 
     async def between(turn: int) -> None:
         if turn == 0:
             servers[backend].stop()
         elif turn == 1:
-            servers[backend] = launch(service(backend), tmp_path / f"{backend}-again.log", *extra, port=port)
+            servers[backend] = launch(
+                service(backend), tmp_path / f"{backend}-again.log", *extra, port=port, metrics_port=metrics_port
+            )
             await asyncio.to_thread(servers[backend].wait_until_serving, 120)
             await asyncio.sleep(1.5)  # the gateway retries a returning backend at least every second
 
