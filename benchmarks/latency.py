@@ -76,6 +76,7 @@ from benchmarks.common import (
 from benchmarks.stats import run_info, summary, write_results
 from gateway.config import GatewayConfig
 from gateway.latency import LONG_FIRST_PHRASE_WORDS, MODE_SILENCE_MS, LatencyPlan
+from gateway.protocol import latency_choices
 from services.tts.config import ENGINES
 from voice_agent.audio import ASR_SAMPLE_RATE, Pcm16Audio
 from voice_agent.client.asr import recognize
@@ -329,7 +330,7 @@ async def pause_set(asr: str, samples: list[PausedSample]) -> list[dict[str, Any
     async with grpc.aio.insecure_channel(asr) as channel:
         for index, sample in enumerate(samples):
             for name in rotated(PAUSE_CONFIGS, index):
-                plan = LatencyPlan.for_mode("fast").with_options(configs[name])
+                plan = LatencyPlan.for_mode("fast").with_options(**latency_choices(configs[name]))
                 options = plan.recognition_options(incomplete_silence_ms)
                 result = await recognize(channel, sample.audio, **options)
                 ends = [event.speech_ended for event in result.of("speech_ended")]

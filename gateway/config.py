@@ -13,6 +13,7 @@ from gateway.llm import LlmSettings
 from gateway.persona import DEFAULT_SYSTEM_PROMPT
 from voice_agent import tls
 from voice_agent.config import ServerConfig, setting
+from voice_agent.contract import DEFAULT_INCOMPLETE_SILENCE_MS, MAX_CHUNK_MS
 
 
 @dataclasses.dataclass
@@ -70,7 +71,9 @@ class GatewayConfig(ServerConfig):
     idle_timeout_s: float = setting(
         60.0, "A conversation with no message from the client and no agent turn this long ends with DEADLINE_EXCEEDED."
     )
-    max_chunk_ms: int = setting(1000, "Longest audio message; a longer one ends the session with INVALID_ARGUMENT.")
+    max_chunk_ms: int = setting(
+        MAX_CHUNK_MS, "Longest audio message; a longer one ends the session with INVALID_ARGUMENT."
+    )
     max_text_chars: int = setting(
         2000,
         "Longest typed text; a longer one gets an INVALID_ARGUMENT error event and is ignored (the session goes on).",
@@ -84,7 +87,8 @@ class GatewayConfig(ServerConfig):
         0, "Silence that ends the user's turn; 0: the latency mode's (fast 150 ms, baseline 200 ms)."
     )
     incomplete_silence_ms: int = setting(
-        700, "With the adaptive end of turn: the silence that ends a turn whose transcript stops mid-sentence."
+        DEFAULT_INCOMPLETE_SILENCE_MS,
+        "With the adaptive end of turn: the silence that ends a turn whose transcript stops mid-sentence.",
     )
     first_phrase_words: int = setting(
         4, "Most words in the reply's first TTS phrase when the short first phrase is on (docs/performance.md)."
@@ -109,11 +113,15 @@ class GatewayConfig(ServerConfig):
     def describe(self) -> dict[str, object]:
         return {
             "latency_mode": self.latency_mode,
-            "techniques": LatencyPlan.for_mode(self.latency_mode, self.min_silence_ms).describe(),
+            "techniques": self.latency_plan().describe(),
             "first_phrase_words": self.first_phrase_words,
             "llm_model": self.llm_model,
             "llm_max_tokens": self.llm_max_tokens,
         }
+
+    def latency_plan(self) -> LatencyPlan:
+        """The techniques of latency_mode, at min_silence_ms: every session's, unless it chooses otherwise."""
+        return LatencyPlan.for_mode(self.latency_mode, self.min_silence_ms)
 
     def validate(self) -> None:
         super().validate()
@@ -122,8 +130,8 @@ class GatewayConfig(ServerConfig):
             raise ValueError("llm_max_tokens >= 1, history_tokens >= 100, barge_in_min_speech_ms >= 0")
         if min(self.max_session_s, self.idle_timeout_s, self.llm_timeout_s, self.backend_timeout_s) <= 0:
             raise ValueError("max_session_s, idle_timeout_s, llm_timeout_s and backend_timeout_s must be positive")
-        if not 20 <= self.max_chunk_ms <= 1000 or self.max_text_chars < 1:
-            raise ValueError("max_chunk_ms must be in 20..1000 (the ASR's limit) and max_text_chars at least 1")
+        if not 20 <= self.max_chunk_ms <= MAX_CHUNK_MS or self.max_text_chars < 1:
+            raise ValueError(f"max_chunk_ms must be in 20..{MAX_CHUNK_MS} (the ASR's limit), max_text_chars at least 1")
         if self.latency_mode not in LATENCY_MODES:
             raise ValueError(f"latency_mode must be one of {', '.join(LATENCY_MODES)}, got {self.latency_mode!r}")
         if not 0 <= self.min_silence_ms <= 5000 or not 0 <= self.incomplete_silence_ms <= 5000:

@@ -9,9 +9,7 @@ all on, side by side.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
-
-from voice_agent.v1 import asr_pb2, gateway_pb2
+from dataclasses import dataclass, fields, replace
 
 LATENCY_MODES = ("baseline", "fast")
 # The end-of-turn silence of each mode: the design's 200 ms, and its 150 ms target (made safe by the
@@ -35,11 +33,9 @@ class LatencyPlan:
         on = mode == "fast"
         return cls(on, on, on, on, on, min_silence_ms or MODE_SILENCE_MS[mode])
 
-    def with_options(self, options: gateway_pb2.LatencyOptions) -> LatencyPlan:
-        """The session's choices over the gateway's mode."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update({name: getattr(options, name) for name in values if options.HasField(name)})
-        return LatencyPlan(**values)
+    def with_options(self, **chosen: bool | int) -> LatencyPlan:
+        """A session's choices (any field) over the gateway's mode."""
+        return replace(self, **chosen)  # type: ignore[arg-type]
 
     @property
     def pause_transcripts(self) -> bool:
@@ -64,14 +60,6 @@ class LatencyPlan:
     def describe(self) -> str:
         on = [f.name for f in fields(self) if getattr(self, f.name) is True]
         return f"{', '.join(on) or 'no techniques'}; end of turn after {self.min_silence_ms} ms of silence"
-
-
-def recognition_config(
-    settings: gateway_pb2.SessionConfig, plan: LatencyPlan, incomplete_silence_ms: int
-) -> asr_pb2.RecognitionConfig:
-    """The session's ASR stream: its microphone format, and the plan's end-of-turn settings."""
-    options = plan.recognition_options(incomplete_silence_ms)
-    return asr_pb2.RecognitionConfig(audio=settings.input_audio, **options)  # type: ignore[arg-type]
 
 
 _NOT_WORD = re.compile(r"[^\w\s']+")

@@ -24,14 +24,15 @@ from voice_agent.telemetry import trace_headers, tracer
 
 @dataclass(frozen=True)
 class LlmSettings:
-    base_url: str = "http://127.0.0.1:8000/v1"
-    model: str = "gemma-3-270m"
-    api_key: str = "none"
-    max_tokens: int = 60
-    temperature: float = 0.7
-    # The embedded base model writes one line per turn of its dialogue template.
-    stop: tuple[str, ...] = ("\n",)
-    request_timeout_s: float = 30.0
+    """What the client needs of GatewayConfig's llm_* settings, which hold the defaults and their help."""
+
+    base_url: str
+    model: str
+    api_key: str
+    max_tokens: int
+    temperature: float
+    stop: tuple[str, ...]
+    request_timeout_s: float
 
 
 @dataclass

@@ -3,43 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import fields
 
 import grpc
 
+from gateway import backends, events
 from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
-from gateway.latency import LatencyPlan
-from gateway.llm import ChatClient
-from gateway.session import Backends, Session, session_settings
-from voice_agent import telemetry
+from gateway.conversation import Conversation
+from gateway.protocol import session_settings
 from voice_agent.errors import InvalidArgument, Unauthenticated, quoted
 from voice_agent.metrics import ERRORS
 from voice_agent.server import EventStream, StreamAdmission, run
-from voice_agent.v1 import asr_pb2_grpc, gateway_pb2, gateway_pb2_grpc, tts_pb2, tts_pb2_grpc
+from voice_agent.v1 import asr_pb2, gateway_pb2, gateway_pb2_grpc, tts_pb2
 
 log = logging.getLogger("gateway")
-
-# grpc backs off up to 120 s between reconnects to a backend that went away; a
-# voice session cannot wait that long, so a returning backend is retried at
-# least every second. Calls still fail fast (UNAVAILABLE) while it is down.
-#
-# Round-robin: an address that resolves to several pods (a headless Service)
-# gets each new stream on the next pod, instead of all of them on the first.
-BACKEND_CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    # A backend that hangs (a stopped process, a half-open connection) stops answering PINGs: its
-    # streams fail UNAVAILABLE within ~25 s and the session reconnects, instead of waiting forever.
-    # Twice the servers' minimum PING interval (10 s): closer, timer jitter counts as abuse (GOAWAY).
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
-]
 
 
 class GatewayService(gateway_pb2_grpc.GatewayServicer):
@@ -54,7 +34,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             retry_after_ms=config.retry_after_ms,
         )
         self._channels: list[grpc.aio.Channel] = []
-        self._backends: Backends | None = None
+        self._backends: backends.Backends | None = None
         self._voices: set[str] = set()  # the TTS's, as last listed
         # Read at start: a missing or empty key file stops the gateway rather than leave it open.
         self._auth = Authenticator.from_files(
@@ -70,27 +50,11 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     async def load(self) -> None:
         """Opens one pooled, persistent channel per backend; they connect lazily and reconnect."""
-        asr, tts = (
-            self.config.backend_channel(
-                address, options=BACKEND_CHANNEL_OPTIONS, interceptors=telemetry.client_interceptors()
-            )
-            for address in (self.config.asr_address, self.config.tts_address)
-        )
-        self._channels = [asr, tts]
-        self._backends = Backends(
-            asr=asr_pb2_grpc.AsrStub(asr),
-            tts=tts_pb2_grpc.TtsStub(tts),
-            llm=ChatClient(self.config.llm_settings()),
-            new_tts_channel=lambda: self.config.backend_channel(
-                self.config.tts_address, options=BACKEND_CHANNEL_OPTIONS, interceptors=telemetry.client_interceptors()
-            ),
-            new_llm=lambda: ChatClient(self.config.llm_settings()),
-        )
+        self._backends, self._channels = backends.connect(self.config)
         if self.config.latency_mode == "fast":
             # Not awaited: the gateway serves at once, whether or not the LLM is up yet.
             self._warm_up = asyncio.create_task(self._backends.llm.warm_up(self.config.system_prompt))
-        plan = LatencyPlan.for_mode(self.config.latency_mode, self.config.min_silence_ms)
-        log.info("latency mode %s: %s", self.config.latency_mode, plan.describe())
+        log.info("latency mode %s: %s", self.config.latency_mode, self.config.latency_plan().describe())
         log.info(
             "backends: asr %s, tts %s (%s), llm %s (%s)",
             self.config.asr_address,
@@ -138,17 +102,70 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             first = await anext(requests, None)
             if first is None:
                 raise InvalidArgument("the stream ended before its SessionConfig")
-            events: EventStream[gateway_pb2.ConverseResponse] = EventStream()
-            settings = session_settings(first, self.config.history_tokens)
+            responses: EventStream[gateway_pb2.ConverseResponse] = EventStream()
+            settings = session_settings(first, self.config)
             await self._check_voice(settings.voice)
-            session = Session(self.config, settings, self._backends, events.put, draining=self.admission.draining)
-            runner = asyncio.create_task(events.close_after(session.run(requests)))
+            conversation = Conversation(
+                self.config,
+                settings,
+                self._backends,
+                lambda event: responses.put(to_response(event)),
+                draining=self.admission.draining,
+            )
+            runner = asyncio.create_task(responses.close_after(conversation.run(to_inputs(requests))))
             try:
-                async for event in events:
-                    yield event
+                async for response in responses:
+                    yield response
             finally:
                 runner.cancel()
-                session.close()
+                conversation.close()
+
+
+async def to_inputs(requests: AsyncIterator[gateway_pb2.ConverseRequest]) -> AsyncIterator[events.Input]:
+    """The messages after the SessionConfig, as the conversation's inputs; InvalidArgument on any other."""
+    async for request in requests:
+        kind = request.WhichOneof("request")
+        if kind == "audio":
+            yield events.AudioIn(request.audio)
+        elif kind == "text":
+            yield events.TextIn(request.text)
+        elif kind == "end":
+            yield events.EndOfInput()
+            return
+        else:
+            what = "a second SessionConfig" if kind == "config" else "a message with no audio, text or end"
+            raise InvalidArgument(f"expected audio, text or end after the SessionConfig, got {what}")
+
+
+def to_response(event: events.Event) -> gateway_pb2.ConverseResponse:
+    """One of the conversation's events on the wire."""
+    match event:
+        case events.SpeechStarted():
+            return gateway_pb2.ConverseResponse(speech_started=asr_pb2.SpeechStarted(**_fields(event)))
+        case events.SpeechEnded():
+            reason = asr_pb2.SpeechEnded.Reason.Value(f"REASON_{event.reason.upper()}")
+            ended = asr_pb2.SpeechEnded(**{**_fields(event), "reason": reason})
+            return gateway_pb2.ConverseResponse(speech_ended=ended)
+        case events.Transcript(final=final):
+            transcript = asr_pb2.Transcript(**{k: v for k, v in _fields(event).items() if k != "final"})
+            if final:
+                return gateway_pb2.ConverseResponse(final_transcript=transcript)
+            return gateway_pb2.ConverseResponse(interim_transcript=transcript)
+        case events.AgentText():
+            return gateway_pb2.ConverseResponse(agent_text=gateway_pb2.AgentText(**_fields(event)))
+        case events.AgentAudio():
+            return gateway_pb2.ConverseResponse(agent_audio=gateway_pb2.AgentAudio(**_fields(event)))
+        case events.Interruption():
+            return gateway_pb2.ConverseResponse(interruption=gateway_pb2.Interruption(**_fields(event)))
+        case events.TurnMetrics():
+            return gateway_pb2.ConverseResponse(turn_metrics=gateway_pb2.TurnMetrics(**_fields(event)))
+        case events.Error():
+            return gateway_pb2.ConverseResponse(error=gateway_pb2.ErrorEvent(**_fields(event)))
+    raise TypeError(f"not a conversation event: {event!r}")
+
+
+def _fields(event: events.Event) -> dict[str, object]:
+    return {field.name: getattr(event, field.name) for field in fields(event)}
 
 
 def _backend_transport(config: GatewayConfig) -> str:

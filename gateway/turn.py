@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
 from opentelemetry import trace
 
+from gateway.events import AgentAudio, AgentText, Emit, TurnMetrics
 from gateway.llm import ChatClient, Reply
 from voice_agent.call_status import ServerStatus
 from voice_agent.telemetry import tracer
-from voice_agent.v1 import gateway_pb2, tts_pb2, tts_pb2_grpc
-
-Emit = Callable[[gateway_pb2.ConverseResponse], None]
+from voice_agent.v1 import tts_pb2, tts_pb2_grpc
 
 
 @dataclass
@@ -32,7 +31,7 @@ class TurnTiming:
     """Clock readings (perf_counter) that the turn's metrics come from."""
 
     final_at: float  # the user's final transcript (or typed text) reached the gateway
-    speech_ended_at: float | None = None  # the ASR's end-of-turn decision reached the gateway
+    end_decided_at: float | None = None  # the ASR's end-of-turn decision reached the gateway
     speech_end_at: float | None = None  # the user's speech ended, by the gateway's clock of the audio it received
     vad_wait_ms: float = 0.0
     tts_first_text_at: float | None = None
@@ -118,9 +117,7 @@ class AgentTurn:
     async def _forward_text(self, fragments: asyncio.Queue[str | None]) -> None:
         """LLM tokens to the client as text, and to the TTS stream."""
         async for delta in self._llm.stream(self._messages, self.reply):
-            self._emit(
-                gateway_pb2.ConverseResponse(agent_text=gateway_pb2.AgentText(turn_id=self.turn_id, delta=delta))
-            )
+            self._emit(AgentText(self.turn_id, delta))
             if self.timing.tts_first_text_at is None:
                 self.timing.tts_first_text_at = time.perf_counter()
             fragments.put_nowait(delta)
@@ -140,7 +137,7 @@ class AgentTurn:
         t = self.timing
         stages = {
             "vad_wait_ms": t.vad_wait_ms,
-            "asr_ms": _ms(t.speech_ended_at, t.final_at),
+            "asr_ms": _ms(t.end_decided_at, t.final_at),
             "llm_ttft_ms": self.reply.ttft_ms or 0.0,
             "tts_ttfa_ms": _ms(t.tts_first_text_at, t.tts_first_audio_at),
         }
@@ -148,9 +145,9 @@ class AgentTurn:
         overhead_ms = e2e_ms - sum(stages.values()) if e2e_ms else 0.0
         return {**stages, "e2e_ms": e2e_ms, "overhead_ms": overhead_ms}
 
-    def metrics(self, *, interrupted: bool) -> gateway_pb2.TurnMetrics:
+    def metrics(self, *, interrupted: bool) -> TurnMetrics:
         stages = self.stage_ms()
-        return gateway_pb2.TurnMetrics(
+        return TurnMetrics(
             turn_id=self.turn_id,
             vad_wait_ms=stages["vad_wait_ms"],
             asr_ms=stages["asr_ms"],
@@ -215,7 +212,7 @@ class AgentTurn:
         self._played.append((play_start, chunk.text_end))
         if self.timing.first_audio_sent_at is None:
             self.timing.first_audio_sent_at = now
-        audio = gateway_pb2.AgentAudio(
+        audio = AgentAudio(
             turn_id=self.turn_id,
             sequence_number=self._sequence,
             audio=chunk.audio,
@@ -224,7 +221,7 @@ class AgentTurn:
             text_end=chunk.text_end,
         )
         self._sequence += 1
-        self._emit(gateway_pb2.ConverseResponse(agent_audio=audio))
+        self._emit(audio)
 
 
 def _ms(start: float | None, end: float | None) -> float:

@@ -3,6 +3,7 @@ llama.cpp server and Gemma 3 270M."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import openai
@@ -10,6 +11,7 @@ import pytest
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from support import ServiceProcess, free_port
 
+from gateway.config import GatewayConfig
 from gateway.llm import ChatClient, LlmSettings, Reply
 from gateway.persona import DEFAULT_SYSTEM_PROMPT
 from services.llm.models import CHAT_TEMPLATE
@@ -24,7 +26,12 @@ HISTORY = [
 
 
 def client(server: ServiceProcess, **settings: object) -> ChatClient:
-    return ChatClient(LlmSettings(base_url=f"http://{server.address}/v1", **settings))  # type: ignore[arg-type]
+    return ChatClient(llm_settings(f"http://{server.address}/v1", **settings))
+
+
+def llm_settings(base_url: str, **settings: object) -> LlmSettings:
+    """The gateway's defaults (GatewayConfig's), pointed at ``base_url``."""
+    return dataclasses.replace(GatewayConfig().llm_settings(), base_url=base_url, **settings)  # type: ignore[arg-type]
 
 
 async def test_a_reply_streams_as_deltas(llm_server: ServiceProcess) -> None:
@@ -68,7 +75,7 @@ async def test_a_cancelled_reply_frees_the_server(llm_server: ServiceProcess) ->
 
 
 async def test_an_unreachable_server_is_unavailable() -> None:
-    chat = ChatClient(LlmSettings(base_url=f"http://127.0.0.1:{free_port()}/v1"))
+    chat = ChatClient(llm_settings(f"http://127.0.0.1:{free_port()}/v1"))
     with pytest.raises(Unavailable, match="unreachable"):
         async for _ in chat.stream(HISTORY, Reply()):
             pass

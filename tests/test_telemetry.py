@@ -8,7 +8,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from gateway.session import AudioClock
+from gateway.listening import AudioClock
 from voice_agent import telemetry
 
 

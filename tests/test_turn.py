@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 
 from opentelemetry import trace
 
+from gateway.events import AgentAudio, AgentText, Event
 from gateway.history import History
 from gateway.llm import Reply
 from gateway.preemption import HeldEvents
 from gateway.turn import AgentTurn, TurnTiming
-from voice_agent.v1 import gateway_pb2, tts_pb2
+from voice_agent.v1 import tts_pb2
 
 RATE = 16_000
 
@@ -63,8 +64,8 @@ def _turn(
     history = History("You are a coach.", 1000)
     history.add_user("How do I start?")
 
-    def emit(event: gateway_pb2.ConverseResponse) -> None:
-        if event.WhichOneof("event") == "agent_audio":
+    def emit(event: Event) -> None:
+        if isinstance(event, AgentAudio):
             sent.append(time.perf_counter())
             if first_audio is not None:
                 first_audio.set()
@@ -119,12 +120,12 @@ async def test_a_held_turn_sends_no_audio_until_it_is_kept() -> None:
 
 
 async def test_held_events_are_sent_in_order_once_released_and_never_otherwise() -> None:
-    emitted: list[gateway_pb2.ConverseResponse] = []
+    emitted: list[Event] = []
     kept, dropped = HeldEvents(emitted.append), HeldEvents(emitted.append)
     for held in (kept, dropped):
         for delta in ("a", "b"):
-            held.put(gateway_pb2.ConverseResponse(agent_text=gateway_pb2.AgentText(delta=delta)))
+            held.put(AgentText(1, delta))
     assert not emitted
     kept.release()
-    kept.put(gateway_pb2.ConverseResponse(agent_text=gateway_pb2.AgentText(delta="c")))
-    assert [e.agent_text.delta for e in emitted] == ["a", "b", "c"]
+    kept.put(AgentText(1, "c"))
+    assert [e.delta for e in emitted if isinstance(e, AgentText)] == ["a", "b", "c"]

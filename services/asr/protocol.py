@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voice_agent.audio import ASR_INPUT_RATES, check_format
+from voice_agent.contract import DEFAULT_INCOMPLETE_SILENCE_MS
 from voice_agent.errors import InvalidArgument, quoted
 from voice_agent.v1 import asr_pb2
 
@@ -13,9 +14,6 @@ DEFAULT_MIN_SILENCE_MS = 200  # the design's silence wait
 DEFAULT_SPEECH_PAD_MS = 100
 DEFAULT_INTERIM_INTERVAL_MS = 500
 DEFAULT_PAUSE_MS = 64  # two 32 ms frames of silence
-DEFAULT_INCOMPLETE_SILENCE_MS = 700
-# Longest audio chunk accepted in one message.
-MAX_CHUNK_MS = 1000
 
 
 @dataclass(frozen=True)

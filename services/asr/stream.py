@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import numpy as np
 from prometheus_client import Counter
 
-from services.asr.protocol import MAX_CHUNK_MS, StreamSettings
+from services.asr.protocol import StreamSettings
 from services.asr.transcriber import Transcription, WhisperTranscriber
 from services.asr.turn_end import reads_complete
 from services.asr.vad import (
@@ -48,6 +48,7 @@ from services.asr.vad import (
     SpeechStart,
 )
 from voice_agent.audio import ASR_SAMPLE_RATE, StreamResampler, check_pcm16_chunk, pcm16_to_float, samples_to_ms
+from voice_agent.contract import MAX_CHUNK_MS
 from voice_agent.inference import InferencePool
 from voice_agent.metrics import init_labels, latency_histogram
 from voice_agent.telemetry import context_from, tracer, wall_ns

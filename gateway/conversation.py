@@ -1,0 +1,291 @@
+"""One conversation: the user's turns in, the agent's turns out, barge-in, history and limits.
+
+The core of the gateway, whatever the front: it takes typed inputs (gateway/events.py) and emits typed
+events. The user's side (the ASR stream, the user's turn) is the Listener's; this reacts to what it
+reports. A final transcript (or typed text) starts an agent turn; speech that starts while a turn is
+thinking or speaking interrupts it. A backend that fails gives the client an error event and the
+conversation goes on: the Listener reconnects to the ASR, and the next turn tries the LLM and TTS again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from opentelemetry import trace
+
+from gateway.backends import Backends, TurnPaths, cold_paths, warm_paths
+from gateway.config import GatewayConfig
+from gateway.events import AudioIn, Emit, EndOfInput, Error, Input, Interruption, TextIn
+from gateway.history import History
+from gateway.listening import Listener
+from gateway.observer import ConversationObserver
+from gateway.preemption import Preemption, Preemptor
+from gateway.protocol import SessionSettings
+from gateway.turn import AgentTurn, TtsFailure, TurnTiming
+from voice_agent.errors import DeadlineExceeded, Draining, ServiceError
+from voice_agent.telemetry import trace_headers
+
+log = logging.getLogger(__name__)
+
+# How often a conversation checks its time limits and the drain.
+GUARD_INTERVAL_S = 0.1
+
+
+class Conversation:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        settings: SessionSettings,
+        backends: Backends,
+        emit: Emit,
+        *,
+        draining: asyncio.Event | None = None,
+    ) -> None:
+        self._config = config
+        self._settings = settings
+        self._emit = emit
+        self._draining = draining or asyncio.Event()
+        self._started_at = self._last_input_at = self._turn_ended_at = time.monotonic()
+        self._history = History(settings.system_prompt, config.history_tokens)
+        self._paths: Callable[[int, list[dict[str, str]]], TurnPaths] = (
+            warm_paths(backends) if settings.plan.warm_paths else cold_paths(backends)
+        )
+        self._observer = ConversationObserver(settings.voice, backends.llm.settings.model)
+        self._listener = Listener(backends.asr, settings.recognition, self, emit, max_chunk_ms=config.max_chunk_ms)
+        self._preemptor = Preemptor(self._launch_preemptive, emit, self._observer.preemption)
+        self._turn: AgentTurn | None = None
+        self._turn_task: asyncio.Task[None] | None = None
+        self._turn_ids = 0
+        self._barge_in_timer: asyncio.Task[None] | None = None
+
+    async def run(self, inputs: AsyncIterator[Input]) -> None:
+        """Serves the conversation until the client ends it, then finishes the turn in flight;
+        or until a limit or the gateway's drain ends it with the guard's error."""
+        self._observer.opened()
+        listening = asyncio.create_task(self._listener.run())
+        reader = asyncio.create_task(self._read(inputs))
+        guard = asyncio.create_task(self._guard())
+        try:
+            await asyncio.wait([reader, guard], return_when=asyncio.FIRST_COMPLETED)
+            if guard.done():
+                guard.result()  # raises: the conversation ends with its status
+            guard.cancel()
+            reader.result()
+            self._listener.end()  # the ASR flushes the utterance in progress
+            await asyncio.wait([listening], timeout=self._config.backend_timeout_s)
+            if self._turn_task is not None:  # a final transcript may just have started one
+                await asyncio.wait([self._turn_task], timeout=self._config.backend_timeout_s)
+        finally:
+            for task in (reader, guard, listening):
+                task.cancel()
+            self.close()
+            self._observer.closed()
+
+    def close(self) -> None:
+        self._preemptor.discard()
+        self._listener.close()
+        for task in (self._turn_task, self._barge_in_timer):
+            if task is not None:
+                task.cancel()
+
+    async def _read(self, inputs: AsyncIterator[Input]) -> None:
+        async for item in inputs:
+            self._last_input_at = time.monotonic()
+            if isinstance(item, AudioIn):
+                self._listener.audio(item.pcm)
+            elif isinstance(item, TextIn):
+                self._on_text(item.text)
+            elif isinstance(item, EndOfInput):
+                return
+
+    async def _guard(self) -> None:
+        """Ends the conversation, with a status that says why, past its length or idle limit, or when
+        the gateway drains; each waits for a moment when no turn is in flight, so nothing is cut."""
+        config = self._config
+        while True:
+            await asyncio.sleep(GUARD_INTERVAL_S)
+            now = time.monotonic()
+            if self._listener.user_active or self._agent_active():
+                # A turn may run past the length limit, but not by more than a turn's deadline.
+                if now - self._started_at > config.max_session_s + config.backend_timeout_s:
+                    raise DeadlineExceeded(f"the conversation reached its limit of {config.max_session_s:g} s")
+                continue
+            if self._draining.is_set():
+                raise Draining("the gateway is shutting down; connect again to go on (another replica will answer)")
+            if now - self._started_at > config.max_session_s:
+                raise DeadlineExceeded(f"the conversation reached its limit of {config.max_session_s:g} s")
+            if now - max(self._last_input_at, self._turn_ended_at) > config.idle_timeout_s:
+                raise DeadlineExceeded(f"no message from the client for {config.idle_timeout_s:g} s")
+
+    def _on_text(self, text: str) -> None:
+        text = text.strip()
+        if len(text) > self._config.max_text_chars:
+            # The conversation survives a bad message: the client hears why, and nothing else changes.
+            limit = self._config.max_text_chars
+            self._emit(Error("INVALID_ARGUMENT", f"typed text of {len(text)} characters is over the limit of {limit}"))
+            return
+        if text:
+            now = time.perf_counter()
+            self._start_turn(text, TurnTiming(final_at=now), self._observer.open_turn_span(now))
+
+    # ---- what the Listener reports of the user's turn (UserTurnHooks)
+
+    def on_speech_started(self, utterance_id: int, started_at: float) -> None:
+        self._preemptor.discard()  # the user went on: a reply to the pause is out of date
+        span = self._observer.user_started(started_at)
+        if span.is_recording():
+            self._listener.join_trace(utterance_id, trace_headers(span))
+        self._maybe_barge_in()
+
+    def on_paused(self, text: str) -> None:
+        if self._settings.plan.preemptive_generation and text and not self._agent_active():
+            self._preemptor.start(text)
+
+    def on_resumed(self) -> None:
+        self._preemptor.discard()  # the user went on: the reply to the pause is out of date
+
+    def on_turn_ended(self, text: str, timing: TurnTiming) -> None:
+        span = self._observer.take_user_span()
+        preemption = self._preemptor.take(text)
+        if not text:
+            self._observer.no_speech(span)
+        elif preemption is not None:
+            self._keep(preemption, text, timing)
+        else:
+            self._start_turn(text, timing, span or self._observer.open_turn_span(timing.final_at))
+
+    def on_asr_error(self, code: str, message: str) -> None:
+        self._report("asr", code, message)
+
+    # ---- turns and barge-in
+
+    def _agent_active(self) -> bool:
+        return self._turn_task is not None and not self._turn_task.done()
+
+    def _maybe_barge_in(self) -> None:
+        if not (self._settings.barge_in and self._agent_active()):
+            return
+        wait_ms = self._config.barge_in_min_speech_ms
+        if wait_ms == 0:
+            self._interrupt()
+        elif self._barge_in_timer is None or self._barge_in_timer.done():
+            self._barge_in_timer = asyncio.create_task(self._interrupt_if_still_speaking(wait_ms / 1000))
+
+    async def _interrupt_if_still_speaking(self, wait_s: float) -> None:
+        await asyncio.sleep(wait_s)
+        if self._listener.in_speech:
+            self._interrupt()
+
+    def _interrupt(self) -> None:
+        turn, task = self._turn, self._turn_task
+        if turn is None or task is None or task.done():
+            return
+        task.cancel()  # no audio of this turn is sent after this line
+        heard = turn.heard_text()
+        self._history.add_agent(heard)
+        self._end_turn(turn, "interrupted")
+        self._emit(Interruption(turn.turn_id, heard))
+        self._emit(turn.metrics(interrupted=True))
+
+    def _start_turn(self, user_text: str, timing: TurnTiming, span: trace.Span) -> None:
+        self._preemptor.discard()  # typed text while the user paused: the pause's reply is moot
+        self._interrupt()  # a new user turn replaces one still in flight
+        self._history.add_user(user_text)
+        self._turn_ids += 1
+        span.set_attribute("turn_id", self._turn_ids)
+        self._turn, close = self._new_turn(self._turn_ids, self._history.messages(), timing, span, self._emit)
+        self._turn_task = asyncio.create_task(self._run_turn(self._turn, close))
+
+    def _launch_preemptive(self, text: str, emit: Emit, kept: asyncio.Event) -> tuple[AgentTurn, asyncio.Task[None]]:
+        """A reply to a pause's transcript: its events held, its audio waiting for ``kept``."""
+        messages = [*self._history.messages(), {"role": "user", "content": text}]
+        timing = TurnTiming(final_at=time.perf_counter())  # until the final's timing replaces it
+        span = self._observer.user_span(timing.final_at)
+        turn, close = self._new_turn(self._turn_ids + 1, messages, timing, span, emit, kept)
+        return turn, asyncio.create_task(self._run_turn(turn, close, kept))
+
+    def _keep(self, preemption: Preemption, text: str, timing: TurnTiming) -> None:
+        """The final transcript says what the pause's did: the reply under way is the turn."""
+        self._interrupt()
+        self._history.add_user(text)
+        turn = preemption.turn
+        self._turn_ids = turn.turn_id
+        turn.preemptive = True
+        turn.span.set_attribute("turn_id", turn.turn_id)
+        turn.timing.final_at = timing.final_at
+        turn.timing.end_decided_at = timing.end_decided_at
+        turn.timing.speech_end_at = timing.speech_end_at
+        turn.timing.vad_wait_ms = timing.vad_wait_ms
+        self._turn, self._turn_task = turn, preemption.task
+        self._preemptor.keep(preemption)
+
+    def _new_turn(
+        self,
+        turn_id: int,
+        messages: list[dict[str, str]],
+        timing: TurnTiming,
+        span: trace.Span,
+        emit: Emit,
+        hold: asyncio.Event | None = None,
+    ) -> tuple[AgentTurn, Callable[[], Awaitable[None]]]:
+        """An agent turn on the conversation's paths to the backends, and what closes them after it."""
+        paths = self._paths(turn_id, messages)
+        turn = AgentTurn(
+            turn_id,
+            paths.messages,
+            paths.llm,
+            paths.tts,
+            self._settings.synthesis,
+            timing,
+            emit,
+            lead_ms=self._config.audio_lead_ms,
+            tts_timeout_s=self._config.backend_timeout_s,
+            span=span,
+            hold=hold,
+        )
+        return turn, paths.close
+
+    async def _run_turn(
+        self, turn: AgentTurn, close: Callable[[], Awaitable[None]], kept: asyncio.Event | None = None
+    ) -> None:
+        """Runs a turn and records how it ended. A preemptive turn (``kept`` given) counts only once
+        it is kept: cancelled before that, it leaves no trace in the conversation."""
+        failure: tuple[str, str, str] | None = None  # backend, status code, message
+        try:
+            await turn.run()
+        except asyncio.CancelledError:
+            if kept is None or kept.is_set():
+                self._end_turn(turn, "cancelled")  # the session closed mid-turn; an interruption ended it already
+            raise
+        except ServiceError as error:
+            failure = ("llm", error.code.name, str(error))
+        except TtsFailure as error:
+            failure = ("tts", error.code.name, f"speech synthesis failed: {error}")
+        except Exception as error:  # a bug: this turn fails, the conversation goes on
+            log.exception("session: turn %d failed", turn.turn_id)
+            failure = ("gateway", "INTERNAL", f"the turn failed: {type(error).__name__}")
+        finally:
+            await asyncio.shield(close())
+        if kept is not None:
+            await kept.wait()
+        if failure is not None:
+            backend, code, message = failure
+            self._report(backend, code, message, turn.turn_id)
+            self._history.add_agent(turn.heard_text())
+            self._end_turn(turn, "failed", message)
+            return
+        self._history.add_agent(turn.reply.text)
+        self._end_turn(turn, "completed")
+        self._emit(turn.metrics(interrupted=False))
+
+    def _end_turn(self, turn: AgentTurn, outcome: str, error: str | None = None) -> None:
+        self._turn_ended_at = time.monotonic()
+        if turn.end(outcome, error):
+            self._observer.turn_ended(turn, outcome)
+
+    def _report(self, backend: str, code: str, message: str, turn_id: int = 0) -> None:
+        self._observer.backend_failed(backend, code, message)
+        self._emit(Error(code, message, backend, turn_id))

@@ -1,0 +1,115 @@
+"""The conversation core's typed inputs and events.
+
+A front (the gRPC ``Converse`` adapter in serving.py, and any other) turns what its
+client sends into inputs, and the events the conversation emits into its own wire
+format. Nothing here knows a wire format; the field names follow the gateway's
+contract (docs/architecture.md), so that a front's conversion is a copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# ---- inputs: what the user does
+
+
+@dataclass(frozen=True)
+class AudioIn:
+    """A chunk of the user's microphone audio: PCM16 at the session's input rate."""
+
+    pcm: bytes
+
+
+@dataclass(frozen=True)
+class TextIn:
+    """Typed user text: a turn of its own."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class EndOfInput:
+    """The user is done: the utterance in progress is finished, then the conversation ends."""
+
+
+Input = AudioIn | TextIn | EndOfInput
+
+# ---- events: what the client hears
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    utterance_id: int
+    offset_ms: int  # in the session's input audio, since its ASR stream began
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    utterance_id: int
+    offset_ms: int
+    decision_offset_ms: int  # how much audio the decision had heard: offset_ms + the end-of-turn wait
+    reason: str  # silence, max_duration or end_of_stream
+
+
+@dataclass(frozen=True)
+class Transcript:
+    utterance_id: int
+    text: str
+    final: bool  # else an interim, which a later one replaces
+    start_ms: int = 0
+    end_ms: int = 0
+    processing_ms: float = 0.0
+    inference_ms: float = 0.0
+    reused: bool = False  # the final is its pause's transcript, not transcribed again
+
+
+@dataclass(frozen=True)
+class AgentText:
+    turn_id: int
+    delta: str
+
+
+@dataclass(frozen=True)
+class AgentAudio:
+    turn_id: int
+    sequence_number: int
+    audio: bytes
+    sample_rate_hz: int
+    text_start: int  # the characters of the reply this audio speaks
+    text_end: int
+
+
+@dataclass(frozen=True)
+class Interruption:
+    turn_id: int
+    heard_text: str  # what of the reply had started playing: the history keeps this much
+
+
+@dataclass(frozen=True)
+class TurnMetrics:
+    """A turn's timings under the names of docs/architecture.md, as the gateway measures them."""
+
+    turn_id: int
+    vad_wait_ms: float
+    asr_ms: float
+    llm_ttft_ms: float
+    tts_ttfa_ms: float
+    gateway_first_audio_ms: float
+    llm_tokens: int
+    interrupted: bool
+    preemptive: bool
+
+
+@dataclass(frozen=True)
+class Error:
+    """A failure the conversation survives (a backend's, or one bad message), or the one that ends it."""
+
+    code: str  # a gRPC status code's name
+    message: str
+    backend: str = "gateway"  # asr, llm, tts or gateway
+    turn_id: int = 0  # the turn it failed; 0: none
+
+
+Event = SpeechStarted | SpeechEnded | Transcript | AgentText | AgentAudio | Interruption | TurnMetrics | Error
+Emit = Callable[[Event], None]

@@ -1,0 +1,228 @@
+"""The user's side of a conversation: the link to the ASR, the clock of the audio, the user's turn.
+
+A Listener forwards the user's audio to one ASR stream (reconnecting when it fails, at once when the
+ASR drained it between utterances), passes what the ASR hears on to the client as events, and reports
+the user's turn to the conversation through typed hooks: speech started, paused (with its transcript),
+resumed, and ended with its final transcript and timing. It knows nothing of agent turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import grpc
+
+from gateway.events import Emit, SpeechEnded, SpeechStarted, Transcript
+from gateway.turn import TurnTiming
+from voice_agent.audio import check_pcm16_chunk
+from voice_agent.call_status import ServerStatus
+from voice_agent.errors import DRAINED_KEY
+from voice_agent.v1 import asr_pb2, asr_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+# Audio held while the ASR stream reconnects (100 ms chunks: ~5 s); newer audio is dropped past it.
+AUDIO_BACKLOG = 50
+RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
+
+
+class UserTurnHooks(Protocol):
+    """What the conversation hears of the user's turn. Each comes after the client's event for it."""
+
+    def on_speech_started(self, utterance_id: int, started_at: float) -> None: ...
+
+    def on_paused(self, text: str) -> None: ...
+
+    def on_resumed(self) -> None: ...
+
+    def on_turn_ended(self, text: str, timing: TurnTiming) -> None: ...
+
+    def on_asr_error(self, code: str, message: str) -> None: ...
+
+
+class AudioClock:
+    """When the gateway received each point of the audio it sent to the ASR stream, so that
+    the ASR's offsets (ms of audio since that stream began) become times on the gateway's clock."""
+
+    def __init__(self, sample_rate: int, keep: int = 600) -> None:
+        self._bytes_per_ms = sample_rate * 2 / 1000
+        self._ends: collections.deque[float] = collections.deque(maxlen=keep)  # offset (ms) after each chunk
+        self._received: collections.deque[float] = collections.deque(maxlen=keep)
+        self._offset_ms = 0.0
+
+    def restart(self) -> None:
+        """A new ASR stream counts its offsets from zero."""
+        self._ends.clear()
+        self._received.clear()
+        self._offset_ms = 0.0
+
+    def sent(self, pcm: bytes, received_at: float) -> None:
+        self._offset_ms += len(pcm) / self._bytes_per_ms
+        self._ends.append(self._offset_ms)
+        self._received.append(received_at)
+
+    def at(self, offset_ms: float) -> float | None:
+        """The perf_counter time the sample at ``offset_ms`` was captured, if it is still remembered;
+        a chunk arrives when its last sample was captured, so earlier samples are dated back."""
+        index = bisect.bisect_left(self._ends, offset_ms)
+        if index == len(self._ends) or (index == 0 and offset_ms < self._ends[0] - 1000):
+            return None
+        return self._received[index] - (self._ends[index] - offset_ms) / 1000
+
+
+class Listener:
+    def __init__(
+        self,
+        asr: asr_pb2_grpc.AsrStub,
+        recognition: asr_pb2.RecognitionConfig,
+        hooks: UserTurnHooks,
+        emit: Emit,
+        *,
+        max_chunk_ms: int,
+    ) -> None:
+        self._asr = asr
+        self._recognition = recognition
+        self._hooks = hooks
+        self._emit = emit
+        self._max_chunk_ms = max_chunk_ms
+        self._sample_rate = recognition.audio.sample_rate_hz
+        self._clock = AudioClock(self._sample_rate)
+        # ASR requests waiting to be sent, with when their audio arrived; None ends the stream.
+        self._outgoing: asyncio.Queue[tuple[asr_pb2.RecognizeRequest, float] | None] = asyncio.Queue(AUDIO_BACKLOG)
+        self._writer: asyncio.Task[None] | None = None  # grpc's task writing _outgoing to the call of the moment
+        self._ending = False
+        self.in_speech = False
+        self._awaiting_final = False
+        self._end_decided_at: float | None = None  # the ASR's end-of-turn decision reached the gateway
+        self._speech_end_at: float | None = None  # the speech ended, by the clock of the audio received
+        self._vad_wait_ms = 0.0
+
+    @property
+    def user_active(self) -> bool:
+        """The user is speaking, or has finished and the final transcript is still to come."""
+        return self.in_speech or self._awaiting_final
+
+    def audio(self, pcm: bytes) -> None:
+        """Raises InvalidArgument on a chunk that is not PCM16 of at most max_chunk_ms."""
+        check_pcm16_chunk(pcm, self._sample_rate, self._max_chunk_ms)
+        with contextlib.suppress(asyncio.QueueFull):  # ASR down for long: drop, rather than grow without bound
+            self._outgoing.put_nowait((asr_pb2.RecognizeRequest(audio=pcm), time.perf_counter()))
+
+    def join_trace(self, utterance_id: int, headers: dict[str, str]) -> None:
+        """Tells the ASR which trace the utterance's transcription joins."""
+        context = asr_pb2.TraceContext(utterance_id=utterance_id, headers=headers)
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outgoing.put_nowait((asr_pb2.RecognizeRequest(trace_context=context), 0.0))
+
+    def end(self) -> None:
+        """No more audio: the ASR finishes the utterance in progress, then the stream ends."""
+        self._ending = True
+        if self._outgoing.full():
+            self._outgoing.get_nowait()
+        self._outgoing.put_nowait(None)
+
+    def close(self) -> None:
+        self._ending = True
+        self._stop_writer()
+
+    async def run(self) -> None:
+        """Holds an ASR stream open until end(); reports a failure and reconnects with backoff."""
+        failures = 0
+        while True:
+            call = self._asr.Recognize(self._requests())
+            status = ServerStatus(call)  # the ASR's own status, even if it ends the stream mid-write
+            try:
+                async for event in call:
+                    failures = 0
+                    self._on_asr_event(event)
+                return  # the ASR finished after our half-close
+            except grpc.aio.AioRpcError as raised:
+                error = status.of(raised)
+                self._stop_writer()
+                if self._ending:
+                    return
+                if _drained(error):  # the ASR shut down between utterances: nothing lost, go to another at once
+                    log.info("session: the ASR stream was drained; reconnecting")
+                    failures = 0
+                    continue
+                self._hooks.on_asr_error(error.code().name, f"speech recognition failed: {error.details()}")
+                await asyncio.sleep(RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)])
+                failures += 1
+
+    async def _requests(self) -> AsyncIterator[asr_pb2.RecognizeRequest]:
+        self._writer = asyncio.current_task()  # grpc's task that writes them: run() stops it
+        self._clock.restart()
+        yield asr_pb2.RecognizeRequest(config=self._recognition)
+        while (item := await self._outgoing.get()) is not None:
+            request, received_at = item
+            if request.audio:
+                self._clock.sent(request.audio, received_at)
+            yield request
+
+    def _stop_writer(self) -> None:
+        """Stops the failed call's request task. grpc's cancel() does not, once the call has ended: it
+        would wait on the audio queue and take the first chunk from the next call, which would lose it."""
+        if self._writer is not None:
+            self._writer.cancel()
+            self._writer = None
+
+    def _on_asr_event(self, event: asr_pb2.RecognizeResponse) -> None:
+        kind = event.WhichOneof("event")
+        if kind == "speech_started":
+            started = event.speech_started
+            self.in_speech = True
+            self._emit(SpeechStarted(started.utterance_id, started.offset_ms))
+            self._hooks.on_speech_started(
+                started.utterance_id, self._clock.at(started.offset_ms) or time.perf_counter()
+            )
+        elif kind == "speech_ended":
+            self._on_speech_ended(event.speech_ended)
+        elif kind == "paused":
+            self._hooks.on_paused(event.paused.transcript.text.strip())
+        elif kind == "resumed":
+            self._hooks.on_resumed()
+        elif kind == "interim":
+            self._emit(_transcript(event.interim, final=False))
+        elif kind == "final":
+            self._awaiting_final = False
+            self._emit(_transcript(event.final, final=True))
+            timing = TurnTiming(
+                final_at=time.perf_counter(),
+                end_decided_at=self._end_decided_at,
+                speech_end_at=self._speech_end_at,
+                vad_wait_ms=self._vad_wait_ms,
+            )
+            self._hooks.on_turn_ended(event.final.text.strip(), timing)
+
+    def _on_speech_ended(self, ended: asr_pb2.SpeechEnded) -> None:
+        self.in_speech = False
+        self._awaiting_final = True
+        self._end_decided_at = time.perf_counter()
+        self._speech_end_at = self._clock.at(ended.offset_ms)
+        self._vad_wait_ms = float(ended.decision_offset_ms - ended.offset_ms)
+        reason = asr_pb2.SpeechEnded.Reason.Name(ended.reason).removeprefix("REASON_").lower()
+        self._emit(SpeechEnded(ended.utterance_id, ended.offset_ms, ended.decision_offset_ms, reason))
+
+
+def _transcript(transcript: asr_pb2.Transcript, *, final: bool) -> Transcript:
+    return Transcript(
+        utterance_id=transcript.utterance_id,
+        text=transcript.text,
+        final=final,
+        start_ms=transcript.start_ms,
+        end_ms=transcript.end_ms,
+        processing_ms=transcript.processing_ms,
+        inference_ms=transcript.inference_ms,
+        reused=transcript.reused,
+    )
+
+
+def _drained(error: grpc.aio.AioRpcError) -> bool:
+    return any(key == DRAINED_KEY for key, _ in error.trailing_metadata() or ())

@@ -1,0 +1,134 @@
+"""What the gateway's conversations report about themselves: Prometheus metrics and turn traces.
+
+The conversation tells its observer what happened (a turn ended, the user was heard, a backend
+failed) and never touches a metric or a span's bookkeeping itself. Each turn is a trace of its own
+(``voice.turn``), opened when the user starts speaking and linked to the Converse stream's span.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from prometheus_client import Counter, Gauge
+
+from gateway.turn import AgentTurn
+from voice_agent.metrics import COMMON_ERROR_CODES, init_labels, latency_histogram
+from voice_agent.telemetry import trace_id_of, tracer, wall_ns
+
+log = logging.getLogger(__name__)
+
+ACTIVE_SESSIONS = Gauge("voice_gateway_active_sessions", "Conversations open now.")
+TURNS = Counter(
+    "voice_gateway_turns_total",
+    "Agent turns, by how they ended: completed, interrupted, failed, cancelled.",
+    ["outcome"],
+)
+INTERRUPTIONS = Counter("voice_gateway_interruptions_total", "Agent turns the user interrupted.")
+BACKEND_ERRORS = Counter(
+    "voice_gateway_backend_errors_total", "Backend failures seen by sessions.", ["backend", "code"]
+)
+PREEMPTIONS = Counter(
+    "voice_gateway_preemptive_turns_total",
+    "Replies started on a pause's transcript, by what became of them: kept (the final matched) or discarded.",
+    ["outcome"],
+)
+LLM_TOKENS = Counter("voice_gateway_llm_tokens_total", "Content tokens streamed from the LLM.")
+STAGE_SECONDS = latency_histogram("voice_gateway_stage_seconds", "Stages of completed turns.", ("stage",))
+E2E_SECONDS = latency_histogram(
+    "voice_gateway_e2e_seconds", "End of the user's speech to the first agent audio sent, at the gateway."
+)
+STAGES = ("vad_wait", "asr", "llm_ttft", "tts_ttfa", "overhead")
+init_labels(TURNS, *((outcome,) for outcome in ("completed", "interrupted", "failed", "cancelled")))
+init_labels(PREEMPTIONS, ("kept",), ("discarded",))
+init_labels(STAGE_SECONDS, *((stage,) for stage in STAGES))
+init_labels(BACKEND_ERRORS, *((backend, code) for backend in ("asr", "tts", "llm") for code in COMMON_ERROR_CODES))
+
+
+class ConversationObserver:
+    """One conversation's metrics and turn spans. Created inside the Converse stream's span."""
+
+    def __init__(self, voice: str, llm_model: str) -> None:
+        self._attributes = {"tts.voice": voice, "llm.model": llm_model}
+        self._session_span = trace.get_current_span().get_span_context()
+        self._user_span: trace.Span | None = None  # the turn the user is speaking, opened at speech start
+
+    # ---- the conversation
+
+    def opened(self) -> None:
+        ACTIVE_SESSIONS.inc()
+
+    def closed(self) -> None:
+        self.abandon_user_turn()
+        ACTIVE_SESSIONS.dec()
+
+    # ---- turn spans
+
+    def user_started(self, started_at: float) -> trace.Span:
+        """The user began to speak: the trace of the turn this may become."""
+        self.abandon_user_turn()  # an utterance that never got its final (the ASR reconnected)
+        self._user_span = self.open_turn_span(started_at)
+        return self._user_span
+
+    def user_span(self, now: float) -> trace.Span:
+        """The span of the user's turn in progress; opened now if the ASR reconnected mid-utterance."""
+        if self._user_span is None:
+            self._user_span = self.open_turn_span(now)
+        return self._user_span
+
+    def take_user_span(self) -> trace.Span | None:
+        """The user's turn has its final transcript: its span goes to the agent turn it starts."""
+        span, self._user_span = self._user_span, None
+        return span
+
+    def abandon_user_turn(self) -> None:
+        span, self._user_span = self._user_span, None
+        if span is not None:
+            span.set_attribute("turn.outcome", "abandoned")
+            span.end()
+
+    def open_turn_span(self, started_at: float) -> trace.Span:
+        links = [trace.Link(self._session_span)] if self._session_span.is_valid else None
+        return tracer.start_span(
+            "voice.turn",
+            otel_context.Context(),  # a new trace: a conversation can last far longer than a trace view
+            links=links,
+            start_time=wall_ns(started_at),
+            attributes=self._attributes,
+        )
+
+    # ---- outcomes
+
+    def no_speech(self, span: trace.Span | None) -> None:
+        """A final transcript with no words: the user's turn ends without an agent turn."""
+        if span is not None:
+            span.set_attribute("turn.outcome", "no_speech")
+            span.end()
+
+    def turn_ended(self, turn: AgentTurn, outcome: str) -> None:
+        TURNS.labels(outcome).inc()
+        LLM_TOKENS.inc(turn.reply.tokens)
+        if outcome == "interrupted":
+            INTERRUPTIONS.inc()
+        if outcome == "completed":
+            self._observe_stages(turn)
+
+    def preemption(self, outcome: str) -> None:
+        PREEMPTIONS.labels(outcome).inc()
+
+    def backend_failed(self, backend: str, code: str, message: str) -> None:
+        BACKEND_ERRORS.labels(backend, code).inc()
+        log.warning("session: %s failed (%s): %s", backend, code, message)
+
+    @staticmethod
+    def _observe_stages(turn: AgentTurn) -> None:
+        """A completed turn's stages into the histograms; the end-to-end one links to its trace."""
+        stages = turn.stage_ms()
+        for stage in STAGES:
+            value = stages[f"{stage}_ms"]
+            if value > 0 or (stage == "overhead" and stages["e2e_ms"] > 0):
+                STAGE_SECONDS.labels(stage).observe(max(value, 0.0) / 1000)
+        if stages["e2e_ms"] > 0:
+            trace_id = trace_id_of(turn.span)
+            E2E_SECONDS.observe(stages["e2e_ms"] / 1000, exemplar={"trace_id": trace_id} if trace_id else None)
