@@ -130,7 +130,7 @@ class AgentTurn:
         return self.reply.text[:heard_end]
 
     def stage_ms(self) -> dict[str, float]:
-        """The turn's timings under ARCHITECTURE.md's names, as the gateway measures them; 0 where unknown.
+        """The turn's timings under the names of docs/architecture.md, as the gateway measures them; 0 where unknown.
 
         ``e2e_ms`` here runs from the end of the user's speech in the audio the gateway
         received to the first agent audio it sent: the client's figure less the network."""

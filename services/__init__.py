@@ -1,1 +1,2 @@
-"""The model services: ``services.asr`` (VAD+ASR) and, later, ``services.tts``."""
+"""The model services, one process each: ``services.asr`` (VAD+ASR), ``services.tts``
+(speech synthesis) and ``services.llm`` (the embedded LLM server)."""

@@ -102,7 +102,7 @@ def test_latency_panels(boards: dict[str, dict[str, Any]]) -> None:
     by_title = {p["title"]: p for m in boards.values() for p in panels(m)}
     e2e = by_title["End-to-end latency"]
     defaults = e2e["fieldConfig"]["defaults"]
-    # The 800 ms design target of ARCHITECTURE.md, drawn as a line.
+    # The 800 ms design target of docs/architecture.md, drawn as a line.
     assert defaults["unit"] == "s"
     assert defaults["custom"]["thresholdsStyle"]["mode"] == "line"
     assert 0.8 in [step["value"] for step in defaults["thresholds"]["steps"]]

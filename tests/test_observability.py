@@ -76,7 +76,7 @@ async def test_one_spoken_turn_is_one_trace_across_processes(
     assert parent("tts.synthesize") is root
     assert any(s.name == "tts.phrase" and by_id[s.parent_id] is by_name["tts.stream"] for s in trace)
 
-    # The timing names of ARCHITECTURE.md, as attributes.
+    # The timing names of docs/architecture.md, as attributes.
     for name in TIMINGS:
         assert name in root.attributes, name
     assert root.attributes["turn.outcome"] == "completed"

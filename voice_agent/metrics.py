@@ -1,6 +1,6 @@
 """Prometheus metrics shared by every process.
 
-Names follow ARCHITECTURE.md: a ``voice_`` prefix, base units, ``_total`` for
+Names follow docs/architecture.md: a ``voice_`` prefix, base units, ``_total`` for
 counters, and bounded labels (never a session id).
 """
 

@@ -39,7 +39,7 @@ OUT_DIR = Path(__file__).resolve().parents[1] / "helm" / "voice-agent" / "dashbo
 
 # Every query goes through the `datasource` variable so the dashboards import into any Grafana.
 DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
-E2E_TARGET_S = 0.8  # ARCHITECTURE.md design target: end-to-end < 800 ms.
+E2E_TARGET_S = 0.8  # The design's goal (docs/architecture.md, Latency targets): end to end < 800 ms.
 ERROR_RATIO_ALERT = 0.01  # VoiceErrorRatioHigh in files/alerts.yaml.
 ERROR_RATIO_DESCRIPTION = (
     "Backend errors the gateway reported to clients (a failed turn counts once) plus gateway streams that ended"
