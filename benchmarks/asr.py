@@ -12,7 +12,7 @@ Prints and writes to benchmarks/results/asr.json:
   3 s utterances, in-process;
 - accuracy on natural speech, where espeak misleads: normalised WER of the service's
   transcripts against faster-whisper's own transcribe() (its defaults: beam 5, the 30 s
-  window) on recorded human speech (voice_agent.samples.recorded_turns), on the project's
+  window) on recorded human speech (voice_ops.samples.recorded_turns), on the project's
   TTS voices at several rates with real pauses (benchmarks.common.natural_speech) and on
   espeak; the service as it is, and with each choice that issue 14 changed undone
   (onset_pad_ms 100, beam 1, Whisper's full window), side by side: one server per variant.
@@ -42,8 +42,8 @@ from services.asr.transcriber import WhisperTranscriber
 from services.asr.vad import FRAME_SAMPLES, SileroVad
 from voice_agent.audio import pcm16_to_float
 from voice_agent.client.asr import recognize
-from voice_agent.samples import SpokenSample, recorded_turns, speak, word_error_rate
-from voice_agent.stack import start_on_free_ports
+from voice_ops.samples import SpokenSample, recorded_turns, speak, word_error_rate
+from voice_ops.stack import start_on_free_ports
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -280,7 +280,7 @@ def main() -> None:
         sets = asyncio.run(accuracy_sets(Path(logs), espeak))
         results["accuracy"] = asyncio.run(bench_accuracy(sets, Path(logs)))
     write_results(args.out, results)
-    print("\nnormalised WER (voice_agent.samples.normalize), each set scored as a whole:\n")
+    print("\nnormalised WER (voice_ops.samples.normalize), each set scored as a whole:\n")
     print(accuracy_table(results["accuracy"]))  # type: ignore[arg-type]
 
 

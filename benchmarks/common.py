@@ -24,10 +24,10 @@ from voice_agent.audio import Pcm16Audio
 from voice_agent.client.converse import STAGES, Conversation, TurnResult
 from voice_agent.client.tts import synthesize
 from voice_agent.config import ServerConfig
-from voice_agent.samples import SpokenSample, speak
-from voice_agent.stack import (
+from voice_agent.service_spec import ServiceSpec
+from voice_ops.samples import SpokenSample, speak
+from voice_ops.stack import (
     ServiceProcess,
-    ServiceSpec,
     describe_settings,
     free_port,
     gateway_backend_args,
@@ -104,7 +104,7 @@ async def natural_speech(
 ) -> list[SpokenSample]:
     """NATURAL_SENTENCES in each (TTS address, voice), at 16 kHz: the rate cycles through NATURAL_SPEEDS
     and the pauses between parts through NATURAL_PAUSES_MS. The most natural speech these machines can
-    make (voice_agent.samples.recorded_turns has real human speech, but only nine turns of it)."""
+    make (voice_ops.samples.recorded_turns has real human speech, but only nine turns of it)."""
     samples, count = [], 0
     silence = b"\0" * 2 * 16  # 1 ms at 16 kHz
     for address, voice in voices:

@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--metrics-port", type=int, help="accepted, as voice_agent.stack passes it; no metrics")
+    parser.add_argument("--metrics-port", type=int, help="accepted, as voice_ops.stack passes it; no metrics")
     args = parser.parse_args(argv)
     os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)  # the fakes stay out of traces
     if args.kind == "llm":

@@ -53,8 +53,9 @@ from benchmarks.fakes import END, KINDS, SPEECH, marker_chunk
 from benchmarks.stats import percentile, process_memory_mb, run_info, summary, write_results
 from voice_agent.client.converse import CHUNK_MS, session_config
 from voice_agent.config import ServerConfig
-from voice_agent.stack import ServiceProcess, ServiceSpec, gateway_backend_args, service
+from voice_agent.service_spec import ServiceSpec
 from voice_agent.v1 import gateway_pb2, gateway_pb2_grpc
+from voice_ops.stack import ServiceProcess, gateway_backend_args, service
 
 LEVELS = (1, 10, 50, 100, 200, 400)
 QUICK_LEVELS = (1, 5)

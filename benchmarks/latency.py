@@ -23,7 +23,7 @@ each stage (vad_wait, asr, llm_ttft, tts_ttfa, overhead), the turns answered by 
 (TurnMetrics.preemptive) and, from the gateway's Prometheus counter
 voice_gateway_preemptive_turns_total{outcome}, the speculations kept and discarded (the keep rate).
 
-False ends of turn (docs/performance.md): the pause set (voice_agent.samples.PAUSE_SET: sentences with a
+False ends of turn (docs/performance.md): the pause set (voice_ops.samples.PAUSE_SET: sentences with a
 300 ms silence in the middle, after a word that cannot end them) straight into the ASR, with the
 RecognitionConfig the gateway sends for all_off, adaptive_endpointing and all_on; a false end of turn is a
 second SpeechEnded for one utterance, or one that puts the speech's end before the utterance's last part.
@@ -82,8 +82,9 @@ from voice_agent.audio import ASR_SAMPLE_RATE, Pcm16Audio
 from voice_agent.client.asr import recognize
 from voice_agent.client.converse import Conversation, TurnResult
 from voice_agent.client.tts import Synthesis, synthesize
-from voice_agent.demo import DESIGN_TARGET_MS, DESIGN_TODAY_MS
-from voice_agent.samples import (
+from voice_agent.v1 import gateway_pb2
+from voice_ops.demo import DESIGN_TARGET_MS, DESIGN_TODAY_MS
+from voice_ops.samples import (
     COMPLETE_QUESTIONS,
     PAUSE_SET,
     PausedSample,
@@ -93,7 +94,6 @@ from voice_agent.samples import (
     speak_with_pauses,
     word_error_rate,
 )
-from voice_agent.v1 import gateway_pb2
 
 TECHNIQUES = (
     "preemptive_generation",

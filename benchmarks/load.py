@@ -48,7 +48,7 @@ from benchmarks.common import (
 )
 from benchmarks.stats import run_info, summary, write_results
 from voice_agent.client.converse import Conversation
-from voice_agent.demo import DESIGN_TARGET_MS
+from voice_ops.demo import DESIGN_TARGET_MS
 
 TURN_TIMEOUT_S = 30.0
 # Enough streams for the sweep on every service the benchmark starts (the defaults allow 64).

@@ -36,7 +36,7 @@ from benchmarks.common import (
 )
 from benchmarks.stats import percentile, run_info, slope, write_results
 from voice_agent.client.converse import Conversation
-from voice_agent.demo import DESIGN_TARGET_MS
+from voice_ops.demo import DESIGN_TARGET_MS
 
 
 async def conversation(stack: Stack, turns: int) -> tuple[dict[str, float], list[dict]]:

@@ -58,7 +58,7 @@ from benchmarks.common import (
 from benchmarks.load import conversation
 from benchmarks.stats import run_info, summary, write_results
 from services.tts.config import TtsConfig
-from voice_agent.stack import ServiceProcess, gateway_backend_args, service
+from voice_ops.stack import ServiceProcess, gateway_backend_args, service
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD_RESULTS = RESULTS_DIR / "load.json"

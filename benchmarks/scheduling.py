@@ -53,7 +53,7 @@ from benchmarks.common import (
 from benchmarks.stats import run_info, summary, write_results
 from services.tts.config import ENGINES, TtsConfig
 from voice_agent.client.converse import Conversation, TurnResult
-from voice_agent.stack import gateway_backend_args, service
+from voice_ops.stack import gateway_backend_args, service
 
 # name -> (the LLM server's flags, the gateway's flags)
 CONFIGURATIONS: dict[str, tuple[list[str], list[str]]] = {

@@ -44,7 +44,7 @@ from benchmarks.common import (
 from benchmarks.stats import percentile, run_info, summary, write_results
 from services.tts.config import TtsConfig
 from voice_agent.client.converse import Conversation
-from voice_agent.stack import ServiceProcess, free_port, gateway_backend_args, launch, service
+from voice_ops.stack import ServiceProcess, free_port, gateway_backend_args, launch, service
 
 READY_LINE = re.compile(r"ready in ([0-9.]+) s")
 POLL_S = 0.05

@@ -24,7 +24,7 @@ import grpc
 
 from benchmarks.stats import process_memory_mb, run_info, summary, write_results
 from voice_agent.client.tts import synthesize
-from voice_agent.stack import ServiceProcess, start_on_free_ports
+from voice_ops.stack import ServiceProcess, start_on_free_ports
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tts.json"
 ENGINES = ("kokoro", "piper")

@@ -14,6 +14,7 @@ from gateway.persona import DEFAULT_SYSTEM_PROMPT
 from voice_agent import tls
 from voice_agent.config import ServerConfig, setting
 from voice_agent.contract import DEFAULT_INCOMPLETE_SILENCE_MS, MAX_CHUNK_MS
+from voice_agent.service_spec import ServiceSpec
 
 
 @dataclasses.dataclass
@@ -169,3 +170,7 @@ class GatewayConfig(ServerConfig):
             stop=tuple(s for s in stops if s),
             request_timeout_s=self.llm_timeout_s,
         )
+
+
+#: What the embedded stack needs to run the gateway.
+SERVICE = ServiceSpec("gateway", "gateway", GatewayConfig)

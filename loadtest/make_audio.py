@@ -1,6 +1,6 @@
 """Makes the recorded user turns under loadtest/audio/ (run once; the WAVs are committed).
 
-espeak-ng speech through voice_agent.samples.speak: 16 kHz mono PCM16, 300 ms of
+espeak-ng speech through voice_ops.samples.speak: 16 kHz mono PCM16, 300 ms of
 silence before the speech and none after it (the load generators stream silence
 between turns, as a microphone does). ``question-*.wav`` are the turns a user
 asks; ``barge-in.wav`` is what a user says over the agent when a barge-in is asked for.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from voice_agent.samples import save, speak
+from voice_ops.samples import save, speak
 
 AUDIO_DIR = Path(__file__).resolve().parent / "audio"
 TURNS = {

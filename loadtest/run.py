@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from voice_agent.stack import is_serving
+from voice_agent.service_spec import is_serving
 
 HERE = Path(__file__).resolve().parent
 

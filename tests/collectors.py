@@ -28,7 +28,8 @@ import yaml
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
 
-from voice_agent.stack import LOCAL_HOST, free_port
+from voice_agent.service_spec import LOCAL_HOST
+from voice_ops.stack import free_port
 
 
 @dataclass(frozen=True)

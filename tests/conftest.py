@@ -14,7 +14,7 @@ import pytest
 from collectors import OtlpReceiver
 from support import ServiceProcess, running
 
-from voice_agent.stack import gateway_backend_args
+from voice_ops.stack import gateway_backend_args
 
 
 @pytest.fixture(scope="session")

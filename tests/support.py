@@ -9,9 +9,9 @@ from pathlib import Path
 
 import grpc
 
-from voice_agent.samples import SpokenSample, speak
-from voice_agent.stack import ServiceProcess, free_port
-from voice_agent.stack import start_on_free_ports as start_service
+from voice_ops.samples import SpokenSample, speak
+from voice_ops.stack import ServiceProcess, free_port
+from voice_ops.stack import start_on_free_ports as start_service
 
 __all__ = ["ServiceProcess", "free_port", "running", "spoken", "start_service"]
 

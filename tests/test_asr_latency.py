@@ -19,7 +19,8 @@ from support import ServiceProcess, spoken
 from services.asr.protocol import StreamSettings, settings_from_request
 from voice_agent.audio import Pcm16Audio
 from voice_agent.client.asr import recognition_config, recognize
-from voice_agent.samples import (
+from voice_agent.v1 import asr_pb2, asr_pb2_grpc
+from voice_ops.samples import (
     COMPLETE_QUESTIONS,
     MID_SENTENCE_PAUSE_MS,
     PAUSE_SET,
@@ -28,7 +29,6 @@ from voice_agent.samples import (
     speak_with_pauses,
     word_error_rate,
 )
-from voice_agent.v1 import asr_pb2, asr_pb2_grpc
 
 PRESENTATION = "I would like to practice my presentation for tomorrow morning"
 SAMPLE_SET = [

@@ -14,8 +14,8 @@ from support import ServiceProcess, spoken, start_service
 
 from voice_agent.audio import Pcm16Audio
 from voice_agent.client.asr import paced_requests, recognition_config, recognize
-from voice_agent.samples import join, word_error_rate
 from voice_agent.v1 import asr_pb2, asr_pb2_grpc, audio_pb2
+from voice_ops.samples import join, word_error_rate
 
 OFFSET_TOLERANCE_MS = 150
 MAX_WER = 0.20

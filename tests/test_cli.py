@@ -15,18 +15,20 @@ import grpc
 import pytest
 from support import free_port, spoken
 
-from voice_agent import cli
 from voice_agent.audio import Pcm16Audio, read_wav, write_wav
 from voice_agent.client.converse import Conversation
-from voice_agent.samples import save, word_error_rate
 from voice_agent.v1 import gateway_pb2, gateway_pb2_grpc
+from voice_ops import cli
+from voice_ops.samples import save, word_error_rate
 
-CLI = str(Path(sys.executable).parent / "voice-agent")
+# `python -m`, not the installed `voice-agent` script: what this checkout holds, whichever checkout the
+# venv was installed from (test_layout checks that the script points at voice_ops.cli:main).
+CLI = [sys.executable, "-m", "voice_ops.cli"]
 SERVICES = ("asr", "tts", "llm", "gateway")
 
 
 def voice_agent(*args: str, env: dict[str, str], timeout: float = 300) -> dict:
-    done = subprocess.run([CLI, *args, "--json"], env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run([*CLI, *args, "--json"], env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr
     (line,) = done.stdout.strip().splitlines()  # exactly one JSON object
     return json.loads(line)
@@ -81,10 +83,10 @@ def test_up_transcribe_say_down(cli_env: dict[str, str], tmp_path: Path) -> None
 
         (tmp_path / "keys").write_text("# the app's key\nva-cli-key-1\n")
         voice_agent("up", "--api-keys", str(tmp_path / "keys"), env=cli_env)  # restarts the gateway with auth on
-        talk = [CLI, "talk", "--json", "--wav", str(tmp_path / "utterance.wav"), "--out", str(tmp_path / "r2.wav")]
+        talk = [*CLI, "talk", "--json", "--wav", str(tmp_path / "utterance.wav"), "--out", str(tmp_path / "r2.wav")]
         refused = subprocess.run(talk, env=cli_env, capture_output=True, text=True, timeout=120)
         assert refused.returncode != 0 and json.loads(refused.stdout)["error"]["code"] == "UNAUTHENTICATED"
-        allowed = voice_agent(*talk[1:-1], str(tmp_path / "r2.wav"), "--token", "va-cli-key-1", env=cli_env)
+        allowed = voice_agent(*talk[len(CLI) : -1], str(tmp_path / "r2.wav"), "--token", "va-cli-key-1", env=cli_env)
         assert allowed["reply"].strip()
     finally:
         assert voice_agent("down", env=cli_env)["stopped"] == list(SERVICES)
@@ -94,7 +96,7 @@ def test_up_transcribe_say_down(cli_env: dict[str, str], tmp_path: Path) -> None
 def test_errors_are_one_json_object_and_a_nonzero_exit(cli_env: dict[str, str], tmp_path: Path) -> None:
     save(spoken("hello"), tmp_path / "hello.wav")
     done = subprocess.run(
-        [CLI, "transcribe", str(tmp_path / "hello.wav"), "--json", "--asr", f"127.0.0.1:{free_port()}"],
+        [*CLI, "transcribe", str(tmp_path / "hello.wav"), "--json", "--asr", f"127.0.0.1:{free_port()}"],
         env=cli_env,
         capture_output=True,
         text=True,
@@ -108,7 +110,7 @@ def test_say_against_the_wrong_engine_fails_clearly(cli_env: dict[str, str], tts
     engine = {"kokoro": "piper", "piper": "kokoro"}[tts_server.engine]
     done = subprocess.run(
         [
-            CLI,
+            *CLI,
             "say",
             "Hello.",
             "--out",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from voice_agent.demo import DESIGN_TARGET_MS, EVERY_TURN_TARGET_MS, summary
+from voice_ops.demo import DESIGN_TARGET_MS, EVERY_TURN_TARGET_MS, summary
 
 
 def test_the_summary_is_the_p50_and_the_max_of_the_turns_answered() -> None:

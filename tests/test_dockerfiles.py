@@ -368,6 +368,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
         "demo-output/latency.json",
         "benchmarks/results/asr.json",
         "tests/test_gateway.py",
+        "voice_ops/cli.py",  # the operator's side: no service imports it (tests/test_layout.py)
         "deploy/helm/voice-agent/values.yaml",
         "voice_agent.egg-info/PKG-INFO",
         "services/asr/__pycache__/serving.cpython-311.pyc",

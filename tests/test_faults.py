@@ -23,8 +23,8 @@ from voice_agent.client.asr import recognition_config
 from voice_agent.client.converse import Conversation, TurnResult, session_config
 from voice_agent.client.tts import synthesize, synthesize_stream, words
 from voice_agent.errors import DRAINED_KEY
-from voice_agent.stack import launch, service
 from voice_agent.v1 import asr_pb2, asr_pb2_grpc, gateway_pb2, gateway_pb2_grpc
+from voice_ops.stack import launch, service
 
 QUESTION = "I have a job interview next week and I feel nervous"
 

@@ -16,9 +16,9 @@ from support import ServiceProcess, spoken, start_service
 from voice_agent.audio import Pcm16Audio
 from voice_agent.client.asr import recognize
 from voice_agent.client.converse import Conversation, session_config, talk
-from voice_agent.samples import word_error_rate
-from voice_agent.stack import launch, service
 from voice_agent.v1 import gateway_pb2, gateway_pb2_grpc
+from voice_ops.samples import word_error_rate
+from voice_ops.stack import launch, service
 
 QUESTION = "I have a job interview next week and I feel nervous"
 INTERRUPTION = "Wait I have a different question"

@@ -13,8 +13,8 @@ import grpc
 from support import ServiceProcess, spoken
 
 from voice_agent.client.converse import Conversation, TurnResult
-from voice_agent.samples import PAUSE_SET, speak_with_pauses
 from voice_agent.v1 import gateway_pb2
+from voice_ops.samples import PAUSE_SET, speak_with_pauses
 
 QUESTION = "How can I sound more confident?"
 BASELINE = gateway_pb2.LatencyOptions(

@@ -20,7 +20,7 @@ import pytest
 from support import ServiceProcess, free_port, start_service
 
 from voice_agent.errors import RETRY_AFTER_KEY
-from voice_agent.stack import gateway_backend_args
+from voice_ops.stack import gateway_backend_args
 
 LOADTEST = Path(__file__).resolve().parents[1] / "loadtest"
 K6_SCRIPT = LOADTEST / "k6" / "converse.js"

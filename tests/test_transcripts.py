@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from services.asr.transcriber import repeats_itself
-from voice_agent.samples import normalize, recorded_turns, word_error_rate
+from voice_ops.samples import normalize, recorded_turns, word_error_rate
 
 
 @pytest.mark.parametrize(

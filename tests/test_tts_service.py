@@ -15,8 +15,8 @@ from support import ServiceProcess
 from voice_agent.audio import Pcm16Audio
 from voice_agent.client.asr import recognize
 from voice_agent.client.tts import synthesize, synthesize_stream, words
-from voice_agent.samples import word_error_rate
 from voice_agent.v1 import tts_pb2, tts_pb2_grpc
+from voice_ops.samples import word_error_rate
 
 COACHING = [
     "Take a deep breath before you start speaking.",

@@ -1,10 +1,11 @@
 """voice-agent: a real-time voice conversation platform for coaching avatars.
 
 This package holds what every process shares (configuration, logging, the
-gRPC server scaffolding, metrics, audio formats), the generated contracts
-under ``voice_agent.v1``, the client library and the operator CLI.
-The services themselves live in the ``services`` package, the conversation
-orchestrator in ``gateway``.
+gRPC server scaffolding, metrics, audio formats, what a service declares to be
+run), the generated contracts under ``voice_agent.v1`` and the client library.
+It imports none of the others (tests/test_layout.py). The services themselves
+live in the ``services`` package, the conversation orchestrator in ``gateway``,
+the operator's CLI, embedded stack, demo and test speech in ``voice_ops``.
 """
 
 import os

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from voice_agent.config import ServerConfig, setting
+from voice_agent.service_spec import ServiceSpec
 
 ENCODER_WINDOWS = ("fit", "full")
 
@@ -61,3 +62,7 @@ class AsrConfig(ServerConfig):
             raise ValueError("onset_pad_ms must be in 0..1000")
         if self.workers < 1 or self.beam_size < 1 or self.cpu_threads < 0:
             raise ValueError("workers and beam_size must be at least 1, cpu_threads at least 0")
+
+
+#: What the embedded stack needs to run this service.
+SERVICE = ServiceSpec("asr", "services.asr", AsrConfig)

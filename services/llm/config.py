@@ -6,6 +6,7 @@ import dataclasses
 import os
 
 from voice_agent.config import Config, setting
+from voice_agent.service_spec import ServiceSpec
 
 
 @dataclasses.dataclass
@@ -48,3 +49,8 @@ class LlmServerConfig(Config):
             raise ValueError("context_tokens must be at least 256, threads and batch_threads at least 0")
         if not 0 <= self.nice <= 19:
             raise ValueError(f"nice must be in 0..19, got {self.nice}")
+
+
+#: What the embedded stack needs to run this service.
+# llama.cpp's server has no /health; /v1/models answers once the model is loaded.
+SERVICE = ServiceSpec("llm", "services.llm", LlmServerConfig, http_ready_path="/v1/models")

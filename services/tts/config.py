@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from voice_agent.config import ServerConfig, setting
+from voice_agent.service_spec import ServiceSpec
 
 ENGINES = ("piper", "kokoro")
 
@@ -61,3 +62,7 @@ class TtsConfig(ServerConfig):
             raise ValueError("max_phrase_chars >= 20, max_text_chars >= 1, 20 <= chunk_ms <= 2000")
         if self.workers < 1 or self.cpu_threads < 0:
             raise ValueError("workers must be at least 1, cpu_threads at least 0")
+
+
+#: What the embedded stack needs to run this service.
+SERVICE = ServiceSpec("tts", "services.tts", TtsConfig)

@@ -17,8 +17,9 @@ from support import ServiceProcess, free_port, spoken, start_service
 
 from services.llm.models import cache_dir, embedded_llm_model
 from voice_agent.client.converse import Conversation
-from voice_agent.samples import word_error_rate
-from voice_agent.stack import gateway_backend_args, http_ready
+from voice_agent.service_spec import http_ready
+from voice_ops.samples import word_error_rate
+from voice_ops.stack import gateway_backend_args
 
 pytestmark = pytest.mark.vllm
 REPO = Path(__file__).resolve().parents[2]

@@ -222,5 +222,5 @@ if __name__ == "__main__":
     import sys
 
     if len(sys.argv) != 3:
-        raise SystemExit("usage: python -m voice_agent.samples TEXT OUT.wav")
+        raise SystemExit("usage: python -m voice_ops.samples TEXT OUT.wav")
     save(speak(sys.argv[1]), sys.argv[2])

@@ -15,7 +15,6 @@ from typing import Any
 import grpc
 
 from services.tts.config import ENGINES, TtsConfig
-from voice_agent import stack
 from voice_agent.audio import (
     ASR_INPUT_RATES,
     ASR_SAMPLE_RATE,
@@ -27,6 +26,7 @@ from voice_agent.client.asr import recognize
 from voice_agent.client.converse import TurnResult, connect, talk
 from voice_agent.client.tts import Synthesis, synthesize
 from voice_agent.v1 import asr_pb2
+from voice_ops import stack
 
 
 def _default_address(service: str, port: int) -> str:
@@ -230,3 +230,7 @@ def _fail(args: argparse.Namespace, code: str, message: str) -> int:
         print(json.dumps({"error": {"code": code, "message": message}}))
     print(f"voice-agent {args.command}: {code}: {message}", file=sys.stderr)
     return 1
+
+
+if __name__ == "__main__":
+    main()

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import grpc
 
-from voice_agent import stack
 from voice_agent.audio import ASR_SAMPLE_RATE, write_wav
 from voice_agent.client.asr import recognize
 from voice_agent.client.converse import STAGES, Conversation, TurnResult
-from voice_agent.samples import speak, word_error_rate
+from voice_ops import stack
+from voice_ops.samples import speak, word_error_rate
 
 DESIGN_TODAY_MS = 1100
 DESIGN_TARGET_MS = 800
