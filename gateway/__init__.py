@@ -1,12 +1,19 @@
-"""The conversation gateway: one bidirectional ``Converse`` stream per
-conversation, running each turn across ASR, the LLM and TTS, with barge-in.
+"""The conversation gateway: one conversation per client stream, each turn across ASR, the LLM and TTS,
+with barge-in. docs/architecture.md describes it whole.
 
-Layout:
-  config.py    process settings (flags and VOICE_GATEWAY_* variables)
-  persona.py   the default coaching system prompt
-  llm.py       the client of any OpenAI-compatible /v1/chat/completions server
-  history.py   what was said, within a token budget
-  turn.py      one agent turn: LLM tokens into TTS, audio out, cancellable
-  session.py   one conversation: the ASR stream, turns, barge-in, errors
-  serving.py   the gRPC servicer and the process entry point
+Layout, from the wire inwards:
+  serving.py       the gRPC Converse adapter (ConverseRequest in, ConverseResponse out) and `python -m gateway`
+  protocol.py      a session's settings: its SessionConfig over GatewayConfig, validated once
+  events.py        the core's typed inputs and events, which any front converts to its own wire format
+  conversation.py  one conversation: user turns in, agent turns out, barge-in, history, limits
+  listening.py     the user's side: the ASR stream, the audio clock, the user's turn (typed hooks)
+  preemption.py    a reply started on a pause's transcript, kept or discarded
+  turn.py          one agent turn: LLM tokens into TTS, paced audio out, cancellable
+  observer.py      metrics and turn spans, reported to and never by the conversation logic
+  backends.py      pooled backend channels, and the warm or cold paths a turn takes to them
+  llm.py           the client of any OpenAI-compatible /v1/chat/completions server
+  history.py       what was said, within a token budget
+  latency.py       the latency techniques (fast / baseline mode, per-session choices)
+  auth.py          bearer tokens: static API keys or JWTs from a JWKS
+  config.py        process settings (flags and VOICE_GATEWAY_* variables); persona.py the default prompt
 """
