@@ -14,8 +14,7 @@ from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
 from gateway.conversation import Conversation
 from gateway.protocol import session_settings
-from voice_agent.errors import InvalidArgument, Unauthenticated, quoted
-from voice_agent.metrics import ERRORS
+from voice_agent.errors import RETRY_AFTER_KEY, InvalidArgument, Unauthenticated, quoted
 from voice_agent.server import EventStream, StreamAdmission, run
 from voice_agent.v1 import asr_pb2, gateway_pb2, gateway_pb2_grpc, tts_pb2
 
@@ -32,6 +31,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             config.max_streams,
             per_caller_limit=config.max_sessions_per_caller,
             retry_after_ms=config.retry_after_ms,
+            last_event=last_event,
         )
         self._channels: list[grpc.aio.Channel] = []
         self._backends: backends.Backends | None = None
@@ -92,9 +92,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             try:
                 caller = self._auth.authenticate(context.invocation_metadata()).name
             except Unauthenticated as error:  # before any work, and before a session slot is taken
-                ERRORS.labels("gateway", error.code.name).inc()
-                log.info("converse refused: %s", error)
-                await context.abort(error.code, str(error))
+                await self.admission.end(context, error)
             log.debug("converse from %s", caller)
         async with self.admission.stream(context, caller):
             assert self._backends is not None  # admission waits for load()
@@ -166,6 +164,14 @@ def to_response(event: events.Event) -> gateway_pb2.ConverseResponse:
 
 def _fields(event: events.Event) -> dict[str, object]:
     return {field.name: getattr(event, field.name) for field in fields(event)}
+
+
+def last_event(code: grpc.StatusCode, message: str, trailing: dict[str, str]) -> gateway_pb2.ConverseResponse:
+    """The error event a session gets just before the status that ends it (see ErrorEvent in gateway.proto)."""
+    error = gateway_pb2.ErrorEvent(code=code.name, message=message, backend="gateway")
+    if (hint := trailing.get(RETRY_AFTER_KEY, "")).isdigit():
+        error.retry_after_ms = int(hint)
+    return gateway_pb2.ConverseResponse(error=error)
 
 
 def _backend_transport(config: GatewayConfig) -> str:

@@ -186,11 +186,22 @@ class SessionRefused(Exception):
     """The gateway refused the conversation before any event (RESOURCE_EXHAUSTED: its session limit or the
     caller's quota): ``after_ms`` from opening the stream, and the gateway's retry hint (None: it gave none)."""
 
-    def __init__(self, error: grpc.RpcError, after_ms: float) -> None:
-        super().__init__(f"{error.code().name}: {error.details()}")
-        self.code = error.code().name
+    def __init__(self, code: str, message: str, retry_after_ms: int | None, after_ms: float) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
         self.after_ms = after_ms
-        self.retry_after_ms = retry_hint(error)
+        self.retry_after_ms = retry_after_ms
+
+    @classmethod
+    def of_status(cls, error: grpc.RpcError, after_ms: float) -> SessionRefused:
+        return cls(error.code().name, error.details(), retry_hint(error), after_ms)
+
+    @classmethod
+    def of_event(cls, error: gateway_pb2.ErrorEvent, after_ms: float) -> SessionRefused:
+        """The gateway's error event that precedes its status: it arrives even where grpc reports a made-up
+        INTERNAL for the status (grpc/grpc#36066: the microphone was still writing)."""
+        hint = error.retry_after_ms if error.HasField("retry_after_ms") else None
+        return cls(error.code, error.message, hint, after_ms)
 
 
 def retry_hint(error: grpc.RpcError) -> int | None:
@@ -282,6 +293,8 @@ class ConverseSession:
         deadline = time.monotonic() + timeout_s
         while True:
             self._arrived.clear()
+            if (refused := self._refused_by_event()) is not None:
+                raise refused
             errors = [e.error for _, e in self.events[start:] if e.HasField("error")]
             if errors:
                 error = errors[0]
@@ -290,7 +303,7 @@ class ConverseSession:
                 return
             if self.closed:
                 if (refusal := self.refusal()) is not None:
-                    raise SessionRefused(refusal, (self.closed_at - self.opened_at) * 1000)
+                    raise SessionRefused.of_status(refusal, (self.closed_at - self.opened_at) * 1000)
                 if self.failure is not None:
                     raise TurnFailed(f"stream failed: {self.failure.code().name}: {self.failure.details()}")
                 raise TurnFailed("stream closed by the gateway mid-conversation")
@@ -311,6 +324,16 @@ class ConverseSession:
             self.closed_at = time.perf_counter()
             self.closed = True
             self._arrived.set()
+
+    def _refused_by_event(self) -> SessionRefused | None:
+        """The gateway's refusal, as its first event: a RESOURCE_EXHAUSTED error from the gateway."""
+        if not self.events:
+            return None
+        at, first = self.events[0]
+        error = first.error
+        if not first.HasField("error") or error.backend != "gateway" or error.code != "RESOURCE_EXHAUSTED":
+            return None
+        return SessionRefused.of_event(error, (at - self.opened_at) * 1000)
 
     def refusal(self) -> grpc.RpcError | None:
         """The gateway's refusal of the conversation: RESOURCE_EXHAUSTED before it sent anything. (The same
@@ -386,7 +409,8 @@ class ConverseUser(User):
                 if not self._turn(session, random.choice(QUESTIONS), barge_in, options.turn_timeout):
                     break
         except SessionRefused as refusal:
-            self._refused(refusal)  # the stream has already ended: nothing to close
+            session.cancel()  # the stream ends with the refusal's status: a no-op but for the reader greenlet
+            self._refused(refusal)
             return
         except BaseException:
             session.cancel()  # the test is stopping (StopUser, GreenletExit): the stream is cancelled

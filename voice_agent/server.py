@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import random
 import signal
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import ClassVar, Generic, Protocol, TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -25,12 +26,16 @@ from grpc_reflection.v1alpha import reflection
 from voice_agent import metrics, telemetry, tls
 from voice_agent.config import ServerConfig
 from voice_agent.errors import RETRY_AFTER_KEY, InvalidArgument, Metadata, ServiceError
+from voice_agent.handlers import wrap_handler
 from voice_agent.inference import InferencePool
 from voice_agent.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
 EventT = TypeVar("EventT")
+#: Makes the response sent just before a status that ends a stream: the status's code, its
+#: message and its trailing metadata (e.g. the retry hint).
+LastEvent = Callable[[grpc.StatusCode, str, dict[str, str]], object]
 
 # Large enough for a second of 48 kHz PCM16 plus framing, small enough that a
 # client cannot make the server buffer much: bigger messages get RESOURCE_EXHAUSTED.
@@ -61,10 +66,22 @@ class StreamAdmission:
     On shutdown, ``drain`` refuses new streams and sets ``draining``, which long
     streams watch to end themselves where nothing is lost; ``end_remaining``
     then ends the rest with UNAVAILABLE and a message that says why.
+
+    ``last_event``, where the method's responses can carry an error, makes the
+    response that precedes every status that ends a stream here (see ``_fail``).
     """
 
-    def __init__(self, label: str, limit: int, *, per_caller_limit: int = 0, retry_after_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        label: str,
+        limit: int,
+        *,
+        per_caller_limit: int = 0,
+        retry_after_ms: int = 1000,
+        last_event: LastEvent | None = None,
+    ) -> None:
         self.label = label
+        self.last_event = last_event
         self.limit = limit
         self.per_caller_limit = per_caller_limit  # 0: no quota
         self.retry_after_ms = retry_after_ms
@@ -162,11 +179,23 @@ class StreamAdmission:
         for task in list(self._tasks):
             task.cancel()
 
+    async def end(self, context: grpc.aio.ServicerContext, error: ServiceError) -> None:
+        """Ends a stream with ``error`` before it is admitted (a failed authentication)."""
+        await self._fail(context, error.code, str(error), error.trailing_metadata)
+
     async def _fail(
         self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, trailing: Metadata = ()
     ) -> None:
         metrics.ERRORS.labels(self.label, code.name).inc()
         log.info("%s stream ended: %s %s", self.label, code.name, message)
+        if self.last_event is not None:
+            # grpc/grpc#36066: a client still writing when the stream ends may get a made-up
+            # INTERNAL instead of this status; a response sent before it arrives either way.
+            # Bounded: a client that stopped reading must not hold the status back.
+            try:
+                await asyncio.wait_for(context.write(self.last_event(code, message, dict(trailing))), 1.0)
+            except Exception as error:  # the client is gone or stuck: the status below is all there is to do
+                log.debug("%s: the last event was not sent: %s", self.label, error)
         await context.abort(code, message, trailing_metadata=trailing)
 
 
@@ -224,6 +253,59 @@ class EventStream(Generic[EventT]):
 
 
 Context = grpc.aio.ServicerContext
+RequestT = TypeVar("RequestT")
+
+
+@dataclasses.dataclass
+class Started:
+    """A stream's work, begun by its opener (see ``serve_stream``)."""
+
+    #: Feeds and finishes the stream: when it returns the stream ends, when it raises it fails.
+    work: Coroutine[Any, Any, object]
+    #: Frees what the stream holds (model work in flight); runs however the call ends.
+    close: Callable[[], None]
+    #: Runs beside the work until the call ends, e.g. to end the stream on a drain.
+    watch: Coroutine[Any, Any, object] | None = None
+
+
+#: Opens a stream: gets its first request, the requests after it, and the events to put its responses in.
+Opener = Callable[[RequestT, AsyncIterator[RequestT], EventStream[EventT]], Awaitable[Started]]
+
+
+async def serve_stream(
+    admission: StreamAdmission,
+    context: Context,
+    requests: AsyncIterable[RequestT],
+    open_stream: Opener[RequestT, EventT],
+    *,
+    missing: str,
+    caller: str | None = None,
+) -> AsyncIterator[EventT]:
+    """A streaming method's skeleton, written once: admission, the first request (none: INVALID_ARGUMENT
+    ``missing``), ``open_stream``, then the stream's events until its work ends. Errors map to
+    statuses in the admission; the work is stopped and the stream closed however the call ends."""
+    async with admission.stream(context, caller):
+        rest = aiter(requests)
+        first = await anext(rest, None)
+        if first is None:
+            raise InvalidArgument(missing)
+        events: EventStream[EventT] = EventStream()
+        started = await open_stream(first, rest, events)
+        tasks = [asyncio.create_task(events.close_after(started.work))]
+        if started.watch is not None:
+            tasks.append(asyncio.create_task(started.watch))
+        try:
+            async for event in events:
+                yield event
+        finally:
+            for task in tasks:
+                task.cancel()
+            started.close()
+
+
+async def single(request: RequestT) -> AsyncIterator[RequestT]:
+    """A unary method's request as the stream ``serve_stream`` reads."""
+    yield request
 
 
 class MalformedRequest:
@@ -260,7 +342,7 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        parse, serialize = handler.request_deserializer, handler.response_serializer
+        parse = handler.request_deserializer
 
         def deserialize(data: bytes) -> object:
             try:
@@ -268,41 +350,16 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
             except DecodeError as error:
                 return MalformedRequest(error)
 
-        # grpc tells generator handlers from coroutine ones by their function type,
-        # so each shape gets a wrapper of its own kind.
-        if handler.request_streaming and handler.response_streaming:
-            stream_stream = handler.stream_stream
+        streaming = handler.request_streaming
 
-            async def checked_stream_stream(requests: AsyncIterable[object], context: Context) -> AsyncIterator[object]:
-                async for response in stream_stream(_checked(requests), context):
-                    yield response
-
-            return grpc.stream_stream_rpc_method_handler(checked_stream_stream, deserialize, serialize)
-        if handler.request_streaming:
-            stream_unary = handler.stream_unary
-
-            async def checked_stream_unary(requests: AsyncIterable[object], context: Context) -> object:
-                return await stream_unary(_checked(requests), context)
-
-            return grpc.stream_unary_rpc_method_handler(checked_stream_unary, deserialize, serialize)
-        if handler.response_streaming:
-            unary_stream = handler.unary_stream
-
-            async def checked_unary_stream(request: object, context: Context) -> AsyncIterator[object]:
-                if isinstance(request, MalformedRequest):
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(request.as_error()))
-                async for response in unary_stream(request, context):
-                    yield response
-
-            return grpc.unary_stream_rpc_method_handler(checked_unary_stream, deserialize, serialize)
-        unary_unary = handler.unary_unary
-
-        async def checked_unary_unary(request: object, context: Context) -> object:
+        async def check(request: object, context: Context) -> object:
+            if streaming:
+                return _checked(request)  # type: ignore[arg-type]
             if isinstance(request, MalformedRequest):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(request.as_error()))
-            return await unary_unary(request, context)
+            return request
 
-        return grpc.unary_unary_rpc_method_handler(checked_unary_unary, deserialize, serialize)
+        return wrap_handler(handler, check, request_deserializer=deserialize)
 
 
 def connection_age_options(max_age_s: float) -> list[tuple[str, int]]:

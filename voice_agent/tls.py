@@ -9,11 +9,13 @@ unreadable file stops the process rather than leave it in plaintext.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
+
+from voice_agent.handlers import wrap_handler
 
 HEALTH_METHOD_PREFIX = "/grpc.health.v1.Health/"
 
@@ -96,50 +98,13 @@ class PlaintextHealthOnly(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(HEALTH_METHOD_PREFIX):
             return handler
-        return _guarded(handler, handler_call_details.method)
+        method = handler_call_details.method
+        return wrap_handler(handler, lambda request, context: _refuse_plaintext(request, context, method))
 
 
-async def _refuse_plaintext(context: grpc.aio.ServicerContext, method: str) -> None:
+async def _refuse_plaintext(request: Any, context: grpc.aio.ServicerContext, method: str) -> Any:
     if is_plaintext(context):
         await context.abort(
             grpc.StatusCode.PERMISSION_DENIED, f"{method}: this plaintext port serves health checks only; use TLS"
         )
-
-
-def _guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-    """``handler`` behind the plaintext check; grpc tells handler kinds apart by function type,
-    so each shape gets a wrapper of its own kind."""
-    parse, serialize = handler.request_deserializer, handler.response_serializer
-    if handler.request_streaming and handler.response_streaming:
-        stream_stream = handler.stream_stream
-
-        async def guarded_stream_stream(requests: AsyncIterable[Any], context: Any) -> AsyncIterator[Any]:
-            await _refuse_plaintext(context, method)
-            async for response in stream_stream(requests, context):
-                yield response
-
-        return grpc.stream_stream_rpc_method_handler(guarded_stream_stream, parse, serialize)
-    if handler.request_streaming:
-        stream_unary = handler.stream_unary
-
-        async def guarded_stream_unary(requests: AsyncIterable[Any], context: Any) -> Any:
-            await _refuse_plaintext(context, method)
-            return await stream_unary(requests, context)
-
-        return grpc.stream_unary_rpc_method_handler(guarded_stream_unary, parse, serialize)
-    if handler.response_streaming:
-        unary_stream = handler.unary_stream
-
-        async def guarded_unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-            await _refuse_plaintext(context, method)
-            async for response in unary_stream(request, context):
-                yield response
-
-        return grpc.unary_stream_rpc_method_handler(guarded_unary_stream, parse, serialize)
-    unary_unary = handler.unary_unary
-
-    async def guarded_unary_unary(request: Any, context: Any) -> Any:
-        await _refuse_plaintext(context, method)
-        return await unary_unary(request, context)
-
-    return grpc.unary_unary_rpc_method_handler(guarded_unary_unary, parse, serialize)
+    return request

@@ -149,6 +149,7 @@ function converse() {
   let turn = null; // the turn in progress
   let turnsDone = 0;
   let ending = false;
+  let endedByGateway = false; // an error event from the gateway came: its status ends the stream next
 
   // The microphone: one chunk per 100 ms, on the stream's own audio clock.
   function tick() {
@@ -225,6 +226,8 @@ function converse() {
     const now = Date.now();
     if (event.error) {
       const { code, backend, message } = event.error;
+      // The gateway's own error event precedes the status that ends the stream: count it once.
+      endedByGateway = endedByGateway || backend === 'gateway';
       gatewayErrors.add(1, { code, backend });
       fail(code, `${backend}: ${message}`);
     } else if (turn === null) {
@@ -257,7 +260,9 @@ function converse() {
 
   stream.on('error', (error) => {
     const code = CODES[error.code] || String(error.code);
-    gatewayErrors.add(1, { code, backend: 'gateway' });
+    if (!endedByGateway) {
+      gatewayErrors.add(1, { code, backend: 'gateway' });
+    }
     fail(code, `stream failed: ${error.message}`);
   });
 

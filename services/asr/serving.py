@@ -15,7 +15,7 @@ from services.asr.stream import RecognitionStream
 from services.asr.transcriber import WhisperTranscriber
 from services.asr.vad import SileroVad
 from voice_agent.errors import Draining, InvalidArgument, ServiceError
-from voice_agent.server import EventStream, ModelService, run
+from voice_agent.server import EventStream, ModelService, Started, run, serve_stream
 from voice_agent.v1 import asr_pb2, asr_pb2_grpc
 
 log = logging.getLogger("services.asr")
@@ -56,32 +56,30 @@ class AsrService(ModelService, asr_pb2_grpc.AsrServicer):
     async def Recognize(  # noqa: N802 - the gRPC method name
         self, request_iterator: AsyncIterator[asr_pb2.RecognizeRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[asr_pb2.RecognizeResponse]:
-        async with self.admission.stream(context):
-            assert self._vad is not None and self._transcriber is not None  # admission waits for load()
-            requests = aiter(request_iterator)
-            first = await anext(requests, None)
-            if first is None:
-                raise InvalidArgument("the stream ended before its RecognitionConfig")
-            settings = settings_from_request(first, self.config.language, self._transcriber.languages)
-            events: EventStream[asr_pb2.RecognizeResponse] = EventStream()
-            stream = RecognitionStream(
-                settings,
-                self._vad,
-                self._transcriber,
-                self.pool,
-                int(self.config.max_utterance_s * 1000),
-                events.put,
-                onset_pad_ms=self.config.onset_pad_ms,
-            )
-            reader = asyncio.create_task(events.close_after(_feed(requests, stream)))
-            drain = asyncio.create_task(_end_when_drained(self.admission.draining, stream, events))
-            try:
-                async for event in events:
-                    yield event
-            finally:
-                reader.cancel()
-                drain.cancel()
-                stream.close()
+        missing = "the stream ended before its RecognitionConfig"
+        async for event in serve_stream(self.admission, context, request_iterator, self._open, missing=missing):
+            yield event
+
+    async def _open(
+        self,
+        first: asr_pb2.RecognizeRequest,
+        requests: AsyncIterator[asr_pb2.RecognizeRequest],
+        events: EventStream[asr_pb2.RecognizeResponse],
+    ) -> Started:
+        assert self._vad is not None and self._transcriber is not None  # admission waits for load()
+        settings = settings_from_request(first, self.config.language, self._transcriber.languages)
+        stream = RecognitionStream(
+            settings,
+            self._vad,
+            self._transcriber,
+            self.pool,
+            int(self.config.max_utterance_s * 1000),
+            events.put,
+            onset_pad_ms=self.config.onset_pad_ms,
+        )
+        return Started(
+            _feed(requests, stream), stream.close, _end_when_drained(self.admission.draining, stream, events)
+        )
 
 
 async def _feed(requests: AsyncIterator[asr_pb2.RecognizeRequest], stream: RecognitionStream) -> None:

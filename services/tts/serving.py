@@ -13,12 +13,13 @@ from services.tts.engines import TtsEngine, load_engine
 from services.tts.protocol import check_text_length, settings_from_config
 from services.tts.stream import SynthesisStream
 from voice_agent.errors import InvalidArgument
-from voice_agent.server import EventStream, ModelService, run
+from voice_agent.server import EventStream, ModelService, Started, run, serve_stream, single
 from voice_agent.v1 import tts_pb2, tts_pb2_grpc
 
 log = logging.getLogger("services.tts")
 
 WARMUP_TEXT = "Hello, let's get started."
+NO_CONFIG = "the first message of a SynthesizeStream must be a SynthesisConfig"
 
 
 class TtsService(ModelService, tts_pb2_grpc.TtsServicer):
@@ -57,38 +58,39 @@ class TtsService(ModelService, tts_pb2_grpc.TtsServicer):
     async def Synthesize(  # noqa: N802 - the gRPC method name
         self, request: tts_pb2.SynthesizeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
-        async with self.admission.stream(context):
-            check_text_length(len(request.text), self.config.max_text_chars)
-            events: EventStream[tts_pb2.SynthesizeResponse] = EventStream()
-            stream = self._stream(request.config, events)
-            stream.add_text(request.text)
-            finisher = asyncio.create_task(events.close_after(stream.finish()))
-            try:
-                async for event in events:
-                    yield event
-            finally:
-                finisher.cancel()
-                stream.close()
+        async for event in serve_stream(self.admission, context, single(request), self._open_text, missing=""):
+            yield event
+
+    async def _open_text(
+        self,
+        request: tts_pb2.SynthesizeRequest,
+        _: AsyncIterator[tts_pb2.SynthesizeRequest],
+        events: EventStream[tts_pb2.SynthesizeResponse],
+    ) -> Started:
+        check_text_length(len(request.text), self.config.max_text_chars)
+        stream = self._stream(request.config, events)
+        stream.add_text(request.text)
+        return Started(stream.finish(), stream.close)
 
     async def SynthesizeStream(  # noqa: N802 - the gRPC method name
         self,
         request_iterator: AsyncIterator[tts_pb2.SynthesizeStreamRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
-        async with self.admission.stream(context):
-            requests = aiter(request_iterator)
-            first = await anext(requests, None)
-            if first is None or first.WhichOneof("request") != "config":
-                raise InvalidArgument("the first message of a SynthesizeStream must be a SynthesisConfig")
-            events: EventStream[tts_pb2.SynthesizeResponse] = EventStream()
-            stream = self._stream(first.config, events)
-            reader = asyncio.create_task(events.close_after(_feed(requests, stream)))
-            try:
-                async for event in events:
-                    yield event
-            finally:
-                reader.cancel()
-                stream.close()
+        opened = serve_stream(self.admission, context, request_iterator, self._open_stream, missing=NO_CONFIG)
+        async for event in opened:
+            yield event
+
+    async def _open_stream(
+        self,
+        first: tts_pb2.SynthesizeStreamRequest,
+        requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest],
+        events: EventStream[tts_pb2.SynthesizeResponse],
+    ) -> Started:
+        if first.WhichOneof("request") != "config":
+            raise InvalidArgument(NO_CONFIG)
+        stream = self._stream(first.config, events)
+        return Started(_feed(requests, stream), stream.close)
 
     async def ListVoices(  # noqa: N802 - the gRPC method name
         self, request: tts_pb2.ListVoicesRequest, context: grpc.aio.ServicerContext

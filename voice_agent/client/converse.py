@@ -19,7 +19,8 @@ import grpc
 
 from voice_agent import tls
 from voice_agent.audio import PCM16_SAMPLE_BYTES, Pcm16Audio
-from voice_agent.call_status import ServerStatus
+from voice_agent.call_status import ServerStatus, is_failed_write
+from voice_agent.errors import RETRY_AFTER_KEY
 from voice_agent.v1 import audio_pb2, gateway_pb2, gateway_pb2_grpc
 
 CHUNK_MS = 100
@@ -196,12 +197,25 @@ class Conversation:
             # A write raced the server's end of the stream: report the status the server sent
             # (UNAUTHENTICATED, RESOURCE_EXHAUSTED with its retry hint, ...), not grpc.aio's INTERNAL.
             sent = self._status.of(error)
+            if sent is error and is_failed_write(error):
+                sent = self._told(error)
             if sent is not error:
                 raise sent from error
             raise
         finally:
             async with self._arrived:
                 self._arrived.notify_all()
+
+    def _told(self, error: grpc.aio.AioRpcError) -> grpc.aio.AioRpcError:
+        """The status the gateway's last event names: it sends its status as an error event before
+        ending a session, for clients that only get grpc.aio's INTERNAL. ``error`` where it sent none."""
+        last = self.events[-1][1].error if self.events and self.events[-1][1].HasField("error") else None
+        if last is None or last.backend != "gateway" or last.code not in grpc.StatusCode.__members__:
+            return error
+        hint = ((RETRY_AFTER_KEY, str(last.retry_after_ms)),) if last.HasField("retry_after_ms") else ()
+        return grpc.aio.AioRpcError(
+            grpc.StatusCode[last.code], grpc.aio.Metadata(), grpc.aio.Metadata(*hint), last.message
+        )
 
     async def _requests(self) -> AsyncIterator[gateway_pb2.ConverseRequest]:
         yield gateway_pb2.ConverseRequest(config=self._config)

@@ -131,13 +131,15 @@ class TurnMetrics(_message.Message):
     def __init__(self, turn_id: _Optional[int] = ..., vad_wait_ms: _Optional[float] = ..., asr_ms: _Optional[float] = ..., llm_ttft_ms: _Optional[float] = ..., tts_ttfa_ms: _Optional[float] = ..., gateway_first_audio_ms: _Optional[float] = ..., llm_tokens: _Optional[int] = ..., interrupted: _Optional[bool] = ..., preemptive: _Optional[bool] = ...) -> None: ...
 
 class ErrorEvent(_message.Message):
-    __slots__ = ("code", "message", "backend", "turn_id")
+    __slots__ = ("code", "message", "backend", "turn_id", "retry_after_ms")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     code: str
     message: str
     backend: str
     turn_id: int
-    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., backend: _Optional[str] = ..., turn_id: _Optional[int] = ...) -> None: ...
+    retry_after_ms: int
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., backend: _Optional[str] = ..., turn_id: _Optional[int] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...

@@ -51,6 +51,8 @@ class GatewayServicer:
     def Converse(self, request_iterator, context):
         """The client sends a SessionConfig first, then audio chunks (and typed
         text) as the user speaks, and EndSession (or a half-close) to finish.
+        A session the gateway refuses or ends with an error status gets an
+        ErrorEvent (backend "gateway") with that status first: see ErrorEvent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
