@@ -15,7 +15,7 @@ from gateway.config import GatewayConfig
 from gateway.conversation import Conversation
 from gateway.protocol import session_settings
 from voice_agent.errors import RETRY_AFTER_KEY, InvalidArgument, Unauthenticated, quoted
-from voice_agent.server import EventStream, StreamAdmission, run
+from voice_agent.server import EventStream, Started, StreamAdmission, run, serve_stream
 from voice_agent.v1 import asr_pb2, gateway_pb2, gateway_pb2_grpc, tts_pb2
 
 log = logging.getLogger("gateway")
@@ -94,29 +94,28 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             except Unauthenticated as error:  # before any work, and before a session slot is taken
                 await self.admission.end(context, error)
             log.debug("converse from %s", caller)
-        async with self.admission.stream(context, caller):
-            assert self._backends is not None  # admission waits for load()
-            requests = aiter(request_iterator)
-            first = await anext(requests, None)
-            if first is None:
-                raise InvalidArgument("the stream ended before its SessionConfig")
-            responses: EventStream[gateway_pb2.ConverseResponse] = EventStream()
-            settings = session_settings(first, self.config)
-            await self._check_voice(settings.voice)
-            conversation = Conversation(
-                self.config,
-                settings,
-                self._backends,
-                lambda event: responses.put(to_response(event)),
-                draining=self.admission.draining,
-            )
-            runner = asyncio.create_task(responses.close_after(conversation.run(to_inputs(requests))))
-            try:
-                async for response in responses:
-                    yield response
-            finally:
-                runner.cancel()
-                conversation.close()
+        missing = "the stream ended before its SessionConfig"
+        opened = serve_stream(self.admission, context, request_iterator, self._open, missing=missing, caller=caller)
+        async for response in opened:
+            yield response
+
+    async def _open(
+        self,
+        first: gateway_pb2.ConverseRequest,
+        requests: AsyncIterator[gateway_pb2.ConverseRequest],
+        responses: EventStream[gateway_pb2.ConverseResponse],
+    ) -> Started:
+        assert self._backends is not None  # admission waits for load()
+        settings = session_settings(first, self.config)
+        await self._check_voice(settings.voice)
+        conversation = Conversation(
+            self.config,
+            settings,
+            self._backends,
+            lambda event: responses.put(to_response(event)),
+            draining=self.admission.draining,
+        )
+        return Started(conversation.run(to_inputs(requests)), conversation.close)
 
 
 async def to_inputs(requests: AsyncIterator[gateway_pb2.ConverseRequest]) -> AsyncIterator[events.Input]:
