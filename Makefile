@@ -16,12 +16,12 @@ VLLM_STAMP := $(VLLM_VENV)/.setup-done
 ENVOY_VENV := .venv-envoy
 ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling clean
+.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
-	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
@@ -152,6 +152,11 @@ bench-overload: setup
 # stages, the speculation keep rate, false ends of turn on the pause set, the first-phrase sweep (latency.json)
 bench-latency: setup
 	$(BIN)/python -m benchmarks.latency
+
+# This checkout's gateway against BASE's (a commit; default HEAD~1), on one set of backends, turn by turn
+# (gateway_ab.json): a change to the gateway keeps bench-e2e's and bench-latency's figures, or says by how much
+bench-ab: setup
+	$(BIN)/python -m benchmarks.gateway_ab --base $(or $(BASE),HEAD~1)
 
 # What keeps the LLM off the cores the first phrase needs: its nice, its decode threads, a shorter first phrase, each
 # side by side with its own LLM server and gateway on one ASR and TTS (scheduling.json); --engine kokoro for Kokoro

@@ -162,3 +162,13 @@ def test_sharing_the_cores(tmp_path: Path) -> None:
     assert list(result["report"]) == ["shared", "llm_nice"]
     for report in result["report"].values():
         assert report["failed"] == 0 and report["e2e_ms"]["n"] == 1 and report["tts_ttfa_ms"]["n"] == 1
+
+
+def test_two_gateways_side_by_side(tmp_path: Path) -> None:
+    # The base is this very commit: the two gateways run the same code, on one set of backends.
+    result = bench("gateway_ab", tmp_path, "--base", "HEAD", "--questions", "2")
+    default = result["report"]["default"]
+    assert list(result["report"]) == ["default"] and result["base"]
+    for label in ("base", "new"):
+        assert default[label]["e2e_ms"]["n"] == 1  # two questions each, the first one uncounted (warm-up)
+    assert default["e2e_p50_ratio_new_to_base"] > 0
