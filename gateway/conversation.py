@@ -18,20 +18,18 @@ from opentelemetry import trace
 
 from gateway.backends import Backends, TurnPaths, cold_paths, warm_paths
 from gateway.config import GatewayConfig
-from gateway.events import AudioIn, Emit, EndOfInput, Error, Input, Interruption, TextIn
+from gateway.events import AudioIn, CancelReply, Commit, Emit, EndOfInput, Error, Input, Interruption, Respond, TextIn
 from gateway.history import History
+from gateway.limits import Limits
 from gateway.listening import Listener
 from gateway.observer import ConversationObserver
 from gateway.preemption import Preemption, Preemptor
 from gateway.protocol import SessionSettings
 from gateway.turn import AgentTurn, TtsFailure, TurnTiming
-from voice_agent.errors import DeadlineExceeded, Draining, ServiceError
+from voice_agent.errors import ServiceError
 from voice_agent.telemetry import trace_headers
 
 log = logging.getLogger(__name__)
-
-# How often a conversation checks its time limits and the drain.
-GUARD_INTERVAL_S = 0.1
 
 
 class Conversation:
@@ -47,8 +45,7 @@ class Conversation:
         self._config = config
         self._settings = settings
         self._emit = emit
-        self._draining = draining or asyncio.Event()
-        self._started_at = self._last_input_at = self._turn_ended_at = time.monotonic()
+        self._limits = Limits(config, draining or asyncio.Event())
         self._history = History(settings.system_prompt, config.history_tokens)
         self._paths: Callable[[int, list[dict[str, str]]], TurnPaths] = (
             warm_paths(backends) if settings.plan.warm_paths else cold_paths(backends)
@@ -67,7 +64,7 @@ class Conversation:
         self._observer.opened()
         listening = asyncio.create_task(self._listener.run())
         reader = asyncio.create_task(self._read(inputs))
-        guard = asyncio.create_task(self._guard())
+        guard = asyncio.create_task(self._limits.guard(lambda: self._listener.user_active or self._agent_active()))
         try:
             await asyncio.wait([reader, guard], return_when=asyncio.FIRST_COMPLETED)
             if guard.done():
@@ -93,43 +90,40 @@ class Conversation:
 
     async def _read(self, inputs: AsyncIterator[Input]) -> None:
         async for item in inputs:
-            self._last_input_at = time.monotonic()
+            self._limits.activity()
             if isinstance(item, AudioIn):
                 self._listener.audio(item.pcm)
             elif isinstance(item, TextIn):
-                self._on_text(item.text)
+                self._on_text(item.text, respond=item.respond)
+            elif isinstance(item, Commit):
+                self._listener.commit()
+            elif isinstance(item, Respond):
+                self._respond()
+            elif isinstance(item, CancelReply):
+                self._interrupt()
             elif isinstance(item, EndOfInput):
                 return
 
-    async def _guard(self) -> None:
-        """Ends the conversation, with a status that says why, past its length or idle limit, or when
-        the gateway drains; each waits for a moment when no turn is in flight, so nothing is cut."""
-        config = self._config
-        while True:
-            await asyncio.sleep(GUARD_INTERVAL_S)
-            now = time.monotonic()
-            if self._listener.user_active or self._agent_active():
-                # A turn may run past the length limit, but not by more than a turn's deadline.
-                if now - self._started_at > config.max_session_s + config.backend_timeout_s:
-                    raise DeadlineExceeded(f"the conversation reached its limit of {config.max_session_s:g} s")
-                continue
-            if self._draining.is_set():
-                raise Draining("the gateway is shutting down; connect again to go on (another replica will answer)")
-            if now - self._started_at > config.max_session_s:
-                raise DeadlineExceeded(f"the conversation reached its limit of {config.max_session_s:g} s")
-            if now - max(self._last_input_at, self._turn_ended_at) > config.idle_timeout_s:
-                raise DeadlineExceeded(f"no message from the client for {config.idle_timeout_s:g} s")
-
-    def _on_text(self, text: str) -> None:
+    def _on_text(self, text: str, *, respond: bool) -> None:
         text = text.strip()
         if len(text) > self._config.max_text_chars:
             # The conversation survives a bad message: the client hears why, and nothing else changes.
             limit = self._config.max_text_chars
             self._emit(Error("INVALID_ARGUMENT", f"typed text of {len(text)} characters is over the limit of {limit}"))
             return
-        if text:
+        if text and not respond:
+            self._history.add_user(text)
+        elif text:
             now = time.perf_counter()
             self._start_turn(text, TurnTiming(final_at=now), self._observer.open_turn_span(now))
+
+    def _respond(self) -> None:
+        """A reply to the history as it is, when the client asks for one."""
+        if self._agent_active():
+            self._emit(Error("FAILED_PRECONDITION", "a reply is already in progress: cancel it first"))
+            return
+        now = time.perf_counter()
+        self._start_turn(None, TurnTiming(final_at=now), self._observer.open_turn_span(now))
 
     # ---- what the Listener reports of the user's turn (UserTurnHooks)
 
@@ -141,7 +135,7 @@ class Conversation:
         self._maybe_barge_in()
 
     def on_paused(self, text: str) -> None:
-        if self._settings.plan.preemptive_generation and text and not self._agent_active():
+        if self._settings.plan.preemptive_generation and text and not self._agent_active():  # off without auto replies
             self._preemptor.start(text)
 
     def on_resumed(self) -> None:
@@ -151,7 +145,10 @@ class Conversation:
         span = self._observer.take_user_span()
         preemption = self._preemptor.take(text)
         if not text:
-            self._observer.no_speech(span)
+            self._observer.no_speech(span, "no_speech")
+        elif not self._settings.respond_automatically:
+            self._history.add_user(text)  # the client asks for the reply (Respond)
+            self._observer.no_speech(span, "no_reply")
         elif preemption is not None:
             self._keep(preemption, text, timing)
         else:
@@ -190,10 +187,12 @@ class Conversation:
         self._emit(Interruption(turn.turn_id, heard))
         self._emit(turn.metrics(interrupted=True))
 
-    def _start_turn(self, user_text: str, timing: TurnTiming, span: trace.Span) -> None:
+    def _start_turn(self, user_text: str | None, timing: TurnTiming, span: trace.Span) -> None:
+        """An agent turn: to ``user_text``, or (None) to the history as it is."""
         self._preemptor.discard()  # typed text while the user paused: the pause's reply is moot
         self._interrupt()  # a new user turn replaces one still in flight
-        self._history.add_user(user_text)
+        if user_text is not None:
+            self._history.add_user(user_text)
         self._turn_ids += 1
         span.set_attribute("turn_id", self._turn_ids)
         self._turn, close = self._new_turn(self._turn_ids, self._history.messages(), timing, span, self._emit)
@@ -282,7 +281,7 @@ class Conversation:
         self._emit(turn.metrics(interrupted=False))
 
     def _end_turn(self, turn: AgentTurn, outcome: str, error: str | None = None) -> None:
-        self._turn_ended_at = time.monotonic()
+        self._limits.activity()
         if turn.end(outcome, error):
             self._observer.turn_ended(turn, outcome)
 

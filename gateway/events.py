@@ -26,6 +26,22 @@ class TextIn:
     """Typed user text: a turn of its own."""
 
     text: str
+    respond: bool = True  # False: it joins the history as the user's, and a Respond starts the reply
+
+
+@dataclass(frozen=True)
+class Commit:
+    """The user's audio so far is a finished utterance (push to talk): the ASR ends it now."""
+
+
+@dataclass(frozen=True)
+class Respond:
+    """Reply now, to the history as it is."""
+
+
+@dataclass(frozen=True)
+class CancelReply:
+    """Stop the reply in flight, as a barge-in does: the history keeps what was heard."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +49,7 @@ class EndOfInput:
     """The user is done: the utterance in progress is finished, then the conversation ends."""
 
 
-Input = AudioIn | TextIn | EndOfInput
+Input = AudioIn | TextIn | Commit | Respond | CancelReply | EndOfInput
 
 # ---- events: what the client hears
 

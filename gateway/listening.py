@@ -121,6 +121,12 @@ class Listener:
         with contextlib.suppress(asyncio.QueueFull):
             self._outgoing.put_nowait((asr_pb2.RecognizeRequest(trace_context=context), 0.0))
 
+    def commit(self) -> None:
+        """Ends the utterance in progress now (push to talk): the ASR stream is half-closed, which finishes
+        it (its final says end_of_stream), and run() opens the next stream for the audio after it."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outgoing.put_nowait(None)
+
     def end(self) -> None:
         """No more audio: the ASR finishes the utterance in progress, then the stream ends."""
         self._ending = True
@@ -142,7 +148,9 @@ class Listener:
                 async for event in call:
                     failures = 0
                     self._on_asr_event(event)
-                return  # the ASR finished after our half-close
+                if self._ending:
+                    return  # the ASR finished after our half-close
+                continue  # a commit ended that stream: the next utterance gets a new one
             except grpc.aio.AioRpcError as raised:
                 error = status.of(raised)
                 self._stop_writer()

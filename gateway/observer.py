@@ -100,10 +100,11 @@ class ConversationObserver:
 
     # ---- outcomes
 
-    def no_speech(self, span: trace.Span | None) -> None:
-        """A final transcript with no words: the user's turn ends without an agent turn."""
+    def no_speech(self, span: trace.Span | None, outcome: str) -> None:
+        """The user's turn ends without an agent turn: no words (no_speech), or the client asks for the
+        reply later (no_reply)."""
         if span is not None:
-            span.set_attribute("turn.outcome", "no_speech")
+            span.set_attribute("turn.outcome", outcome)
             span.end()
 
     def turn_ended(self, turn: AgentTurn, outcome: str) -> None:

@@ -1,20 +1,41 @@
-"""A conversation's settings: the client's SessionConfig read over the gateway's own, validated, frozen.
+"""A conversation's settings: what its client chose, over the gateway's own, validated, frozen.
 
 This is where a session's choices meet GatewayConfig's defaults, once per conversation: the
-conversation core, its ASR streams and its turns' TTS streams all read the result, never the
-wire message or the defaults again.
+conversation core, its ASR streams and its turns' TTS streams all read the result, never a wire
+message or the defaults again. Each front reads its own wire format into SessionChoices: the gRPC
+SessionConfig here (``session_settings``), the Realtime API's session in gateway/realtime.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.config import GatewayConfig
 from gateway.history import estimate_tokens
 from gateway.latency import LatencyPlan
 from voice_agent.audio import ASR_INPUT_RATES, TTS_OUTPUT_RATES, check_format
 from voice_agent.errors import InvalidArgument
-from voice_agent.v1 import asr_pb2, gateway_pb2, tts_pb2
+from voice_agent.v1 import asr_pb2, audio_pb2, gateway_pb2, tts_pb2
+
+# The end-of-turn silence when the client ends each utterance itself (push to talk, Commit): the longest
+# the ASR allows, so that a pause is never taken for the end.
+PUSH_TO_TALK_SILENCE_MS = 5000
+
+
+@dataclass(frozen=True)
+class SessionChoices:
+    """What a client may choose for its conversation; each default: the gateway's."""
+
+    input_sample_rate: int
+    system_prompt: str = ""
+    voice: str = ""
+    output_sample_rate: int = 0  # 0: the TTS engine's own
+    barge_in: bool | None = None
+    latency: dict[str, bool | int] = field(default_factory=dict)  # LatencyPlan fields
+    #: False: a user's turn joins the history and waits for a Respond (the client decides when to reply).
+    respond_automatically: bool = True
+    #: True: the client ends each utterance itself (Commit); the silence does not.
+    push_to_talk: bool = False
 
 
 @dataclass(frozen=True)
@@ -23,6 +44,7 @@ class SessionSettings:
     barge_in: bool
     plan: LatencyPlan
     input_sample_rate: int
+    respond_automatically: bool
     #: What each of the session's ASR streams is opened with: the microphone format and the end of turn.
     recognition: asr_pb2.RecognitionConfig
     #: What each of its turns' TTS streams is opened with: voice, output rate, first phrase.
@@ -33,38 +55,58 @@ class SessionSettings:
         return self.synthesis.voice
 
 
-def session_settings(request: gateway_pb2.ConverseRequest, config: GatewayConfig) -> SessionSettings:
-    """Reads the stream's first message; raises InvalidArgument naming the problem."""
-    if request.WhichOneof("request") != "config":
-        raise InvalidArgument("the first message of a Converse stream must be a SessionConfig (field 'config')")
-    chosen = request.config
-    _check_prompt(chosen.system_prompt, config.history_tokens)
-    if not chosen.HasField("input_audio"):
-        raise InvalidArgument("SessionConfig.input_audio is required: give the encoding and sample_rate_hz")
-    input_rate = check_format(chosen.input_audio, ASR_INPUT_RATES)
-    output_rate = chosen.output_sample_rate_hz
-    if output_rate and output_rate not in TTS_OUTPUT_RATES:
-        raise InvalidArgument(
-            f"unsupported output rate {output_rate} Hz: use 0 or one of {', '.join(map(str, TTS_OUTPUT_RATES))}"
-        )
-    plan = config.latency_plan().with_options(**latency_choices(chosen.latency))
+def settings_for(choices: SessionChoices, config: GatewayConfig) -> SessionSettings:
+    """Raises InvalidArgument naming the first choice that cannot be."""
+    _check_prompt(choices.system_prompt, config.history_tokens)
+    if choices.input_sample_rate not in ASR_INPUT_RATES:
+        rates = ", ".join(map(str, ASR_INPUT_RATES))
+        raise InvalidArgument(f"unsupported input rate {choices.input_sample_rate} Hz: use one of {rates}")
+    if choices.output_sample_rate and choices.output_sample_rate not in TTS_OUTPUT_RATES:
+        rates = ", ".join(map(str, TTS_OUTPUT_RATES))
+        raise InvalidArgument(f"unsupported output rate {choices.output_sample_rate} Hz: use 0 or one of {rates}")
+    latency = dict(choices.latency)
+    if choices.push_to_talk:
+        latency |= {"min_silence_ms": PUSH_TO_TALK_SILENCE_MS, "adaptive_endpointing": False}
+    if not choices.respond_automatically:
+        latency |= {"preemptive_generation": False}  # no reply starts before the client asks for one
+    plan = config.latency_plan().with_options(**latency)
+    audio = audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM16LE, sample_rate_hz=choices.input_sample_rate)
     recognition = asr_pb2.RecognitionConfig(
-        audio=chosen.input_audio,
+        audio=audio,
         **plan.recognition_options(config.incomplete_silence_ms),  # type: ignore[arg-type]
     )
     synthesis = tts_pb2.SynthesisConfig(
-        voice=chosen.voice or config.voice,
-        sample_rate_hz=output_rate,
+        voice=choices.voice or config.voice,
+        sample_rate_hz=choices.output_sample_rate,
         first_phrase_words=plan.first_phrase_words(config.first_phrase_words),
     )
     return SessionSettings(
-        system_prompt=chosen.system_prompt or config.system_prompt,
-        barge_in=chosen.barge_in if chosen.HasField("barge_in") else config.barge_in,
+        system_prompt=choices.system_prompt or config.system_prompt,
+        barge_in=config.barge_in if choices.barge_in is None else choices.barge_in,
         plan=plan,
-        input_sample_rate=input_rate,
+        input_sample_rate=choices.input_sample_rate,
+        respond_automatically=choices.respond_automatically,
         recognition=recognition,
         synthesis=synthesis,
     )
+
+
+def session_settings(request: gateway_pb2.ConverseRequest, config: GatewayConfig) -> SessionSettings:
+    """Reads a Converse stream's first message; raises InvalidArgument naming the problem."""
+    if request.WhichOneof("request") != "config":
+        raise InvalidArgument("the first message of a Converse stream must be a SessionConfig (field 'config')")
+    chosen = request.config
+    if not chosen.HasField("input_audio"):
+        raise InvalidArgument("SessionConfig.input_audio is required: give the encoding and sample_rate_hz")
+    choices = SessionChoices(
+        input_sample_rate=check_format(chosen.input_audio, ASR_INPUT_RATES),
+        system_prompt=chosen.system_prompt,
+        voice=chosen.voice,
+        output_sample_rate=chosen.output_sample_rate_hz,
+        barge_in=chosen.barge_in if chosen.HasField("barge_in") else None,
+        latency=latency_choices(chosen.latency),
+    )
+    return settings_for(choices, config)
 
 
 def latency_choices(options: gateway_pb2.LatencyOptions) -> dict[str, bool | int]:
