@@ -1,7 +1,8 @@
 """The chart's Envoy bootstrap (deploy/helm/voice-agent/files/envoy.yaml): rendered by Helm's own
 Go SDK (helm-python-sdk) for each profile, parsed strictly into Envoy's Bootstrap proto by
 deploy/envoy/validate.py (xds-protos, in its own venv .venv-envoy), and checked for the
-properties long-lived conversation streams need. No cluster, no Envoy binary, no network."""
+properties long-lived conversation streams need: gRPC Converse, and the Realtime WebSocket and the
+browser page on the gateway's HTTP port. No cluster, no Envoy binary, no network."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ CASES: dict[str, tuple[list[str], dict[str, Any]]] = {
     "configured": (
         [],
         {
-            "gateway": {"port": 50061},
+            "gateway": {"port": 50061, "httpPort": 8081},
             "envoy": {
                 "port": 9443,
                 "adminPort": 9902,
@@ -76,6 +77,8 @@ CASES: dict[str, tuple[list[str], dict[str, Any]]] = {
     **{profile.removesuffix(".yaml"): ([profile], {}) for profile in PROFILES},
 }
 HCM = "envoy.filters.network.http_connection_manager"
+LUA = "envoy.filters.http.lua"
+JWT = "envoy.filters.http.jwt_authn"
 GRPC_WEB_HEADERS = {"x-grpc-web", "content-type", "authorization", "x-user-agent", "grpc-timeout", "traceparent"}
 
 
@@ -176,7 +179,9 @@ def test_rendered_bootstrap_is_strictly_valid_and_fit_for_long_streams(workdir: 
     filters = [f["name"] for f in hcm["http_filters"]]
     [vhost] = hcm["route_config"]["virtual_hosts"]
     [converse] = [r for r in vhost["routes"] if r["match"].get("path") == "/voice_agent.v1.Gateway/Converse"]
-    [cluster] = config["static_resources"]["clusters"]
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    assert set(clusters) == {"gateway", "gateway-http"}
+    cluster = clusters["gateway"]
 
     # Ports, and the admin interface where Prometheus scrapes /stats/prometheus.
     assert listener["address"]["socket_address"]["port_value"] == envoy["port"]
@@ -211,23 +216,23 @@ def test_rendered_bootstrap_is_strictly_valid_and_fit_for_long_streams(workdir: 
 
     # Filters: the JWT filter exactly when authentication is on, gRPC-Web and CORS always, the
     # router last, the pod's own /healthz first (its probes carry no token).
-    assert ("envoy.filters.http.jwt_authn" in filters) == envoy["jwt"]["enabled"]
-    assert ("envoy.filters.http.jwt_authn" in converse.get("typed_per_filter_config", {})) == envoy["jwt"]["enabled"]
+    assert (JWT in filters) == envoy["jwt"]["enabled"]
+    assert (JWT in converse.get("typed_per_filter_config", {})) == envoy["jwt"]["enabled"]
     assert {"envoy.filters.http.grpc_web", "envoy.filters.http.cors"} <= set(filters)
     assert filters[0] == "envoy.filters.http.health_check"
     assert filters[-1] == "envoy.filters.http.router"
     assert filters.index("envoy.filters.http.cors") < filters.index("envoy.filters.http.router")
     if envoy["jwt"]["enabled"]:
-        assert filters.index("envoy.filters.http.cors") < filters.index("envoy.filters.http.jwt_authn")
-        jwt = hcm["http_filters"][filters.index("envoy.filters.http.jwt_authn")]["typed_config"]
+        assert filters.index("envoy.filters.http.cors") < filters.index(JWT)
+        jwt = hcm["http_filters"][filters.index(JWT)]["typed_config"]
         [provider] = jwt["providers"].values()
         assert provider["local_jwks"] == {"filename": f"/etc/envoy/jwt/{envoy['jwt']['jwksKey']}"}
         assert provider["forward"] is True
         assert provider["from_headers"] == [{"name": "Authorization", "value_prefix": "Bearer "}]
         assert provider.get("issuer", "") == envoy["jwt"]["issuer"]
         assert provider.get("audiences", []) == envoy["jwt"]["audiences"]
-        requirement = converse["typed_per_filter_config"]["envoy.filters.http.jwt_authn"]["requirement_name"]
-        assert requirement in jwt["requirement_map"]
+        requirement = converse["typed_per_filter_config"][JWT]["requirement_name"]
+        assert jwt["requirement_map"][requirement] == {"provider_name": "voice-agent"}
 
     # CORS for browsers: the allowed origins, the headers gRPC-Web sends, the status it must read.
     cors = converse["typed_per_filter_config"]["envoy.filters.http.cors"]
@@ -250,6 +255,9 @@ def test_rendered_bootstrap_is_strictly_valid_and_fit_for_long_streams(workdir: 
             }
         ]
 
+    # The second front, on the gateway's HTTP port: the Realtime WebSocket and the browser page.
+    check_http_front(config, fullname, source, merged_values(*CASES[case]))
+
     # Access logs: JSON on stdout, and never the bearer token.
     logs = [log for key, value in walk(config) if key == "access_log" for log in value]
     assert logs
@@ -257,6 +265,84 @@ def test_rendered_bootstrap_is_strictly_valid_and_fit_for_long_streams(workdir: 
         assert log["name"] == "envoy.access_loggers.stdout"
         fields = log["typed_config"]["log_format"]["json_format"]
         assert "authorization" not in json.dumps(fields).lower(), fields
+
+
+def check_http_front(config: dict[str, Any], fullname: str, source: str, values: dict[str, Any]) -> None:
+    """/v1/realtime upgraded to a WebSocket and / (GET, HEAD) routed to the gateway's HTTP port over
+    HTTP/1.1, timed like Converse, with Converse's JWT check (a browser's token taken from the
+    WebSocket subprotocol) and none for the page."""
+    envoy = values["envoy"]
+    [listener] = config["static_resources"]["listeners"]
+    [hcm] = [f["typed_config"] for f in listener["filter_chains"][0]["filters"] if f["name"] == HCM]
+    [vhost] = hcm["route_config"]["virtual_hosts"]
+    routes = {route["name"]: route for route in vhost["routes"]}
+    assert [route["name"] for route in vhost["routes"]] == ["converse", "realtime", "web"], "the catch-all last"
+    realtime, web, converse = routes["realtime"], routes["web"], routes["converse"]
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+
+    # The Realtime API: its exact path (a ?model= query does not take part in the match), upgraded
+    # to a WebSocket; upgrades nowhere else (not on the listener, not on the other routes).
+    assert realtime["match"] == {"path": "/v1/realtime"}
+    assert realtime["route"]["cluster"] == "gateway-http"
+    assert realtime["route"]["upgrade_configs"] == [{"upgrade_type": "websocket"}]
+    upgrades = [value for key, value in walk(config) if key == "upgrade_configs"]
+    assert upgrades == [realtime["route"]["upgrade_configs"]], "only /v1/realtime may become a WebSocket"
+    # A long-lived socket: no per-request timeout, Converse's bounds (the idle one is the listener's).
+    assert realtime["route"]["timeout"] == "0s"
+    assert realtime["route"]["max_stream_duration"] == {"max_stream_duration": envoy["maxStreamDuration"]}
+    assert hcm["stream_idle_timeout"] == envoy["streamIdleTimeout"]
+
+    # The page: every GET and HEAD not routed before; gRPC (POST) to other methods finds no route.
+    assert web["match"] == {
+        "prefix": "/",
+        "headers": [{"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}],
+    }
+    assert web["route"]["cluster"] == "gateway-http"
+    assert web["route"]["timeout"] not in ("0s", None)
+
+    # Authentication: the realtime route requires what Converse requires; the page requires nothing.
+    http_filters = hcm["http_filters"]
+    names = [f["name"] for f in http_filters]
+    if envoy["jwt"]["enabled"]:
+        per_route = realtime["typed_per_filter_config"]
+        assert per_route[JWT] == converse["typed_per_filter_config"][JWT]
+        assert web["typed_per_filter_config"][JWT]["disabled"] is True
+        # A browser's token arrives as the subprotocol openai-insecure-api-key.<token>: the Lua
+        # filter, off except on the realtime route, copies it into Authorization before the JWT check.
+        lua = http_filters[names.index(LUA)]
+        assert lua["disabled"] is True
+        assert names.index("envoy.filters.http.cors") < names.index(LUA) < names.index(JWT)
+        script = lua["typed_config"]["source_codes"][per_route[LUA]["name"]]["inline_string"]
+        assert "sec-websocket-protocol" in script and "openai%-insecure%-api%-key%." in script
+        assert 'headers:add("authorization", "Bearer " .. token)' in script
+        assert [route for route in routes.values() if LUA in route.get("typed_per_filter_config", {})] == [realtime]
+        # The header stays for the gateway (it answers with an offered subprotocol): forwarded as is.
+        [provider] = http_filters[names.index(JWT)]["typed_config"]["providers"].values()
+        assert provider["forward"] is True
+    else:
+        assert LUA not in names
+        assert "typed_per_filter_config" not in realtime and "typed_per_filter_config" not in web
+
+    # The HTTP cluster: every gateway pod through the headless Service, on the HTTP port, over
+    # HTTP/1.1 (the upgrade is HTTP/1.1's), health-checked on the gateway's /healthz.
+    cluster = clusters["gateway-http"]
+    assert cluster["type"] == "STRICT_DNS" and cluster["lb_policy"] == "LEAST_REQUEST"
+    [[endpoint]] = [group["lb_endpoints"] for group in cluster["load_assignment"]["endpoints"]]
+    upstream = endpoint["endpoint"]["address"]["socket_address"]
+    assert upstream["port_value"] == values["gateway"]["httpPort"] != values["gateway"]["port"]
+    grpc_upstream = clusters["gateway"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert upstream["address"] == grpc_upstream["address"]["socket_address"]["address"]
+    if source == "file":
+        assert upstream["address"] == f"{fullname}-gateway-headless.{NAMESPACE}.svc.cluster.local"
+    options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    assert options["explicit_http_config"] == {"http_protocol_options": {}}
+    assert [check["http_health_check"] for check in cluster["health_checks"]] == [{"path": "/healthz"}]
+    assert cluster["outlier_detection"]
+    # One upstream connection per socket: the connection limit is not below the listener's cap.
+    [monitor] = config["overload_manager"]["resource_monitors"]
+    cap = monitor["typed_config"]["max_active_downstream_connections"]
+    [thresholds] = cluster["circuit_breakers"]["thresholds"]
+    assert thresholds["max_connections"] >= cap and thresholds["max_requests"] >= cap
 
 
 @pytest.mark.parametrize(
@@ -268,6 +354,9 @@ def test_rendered_bootstrap_is_strictly_valid_and_fit_for_long_streams(workdir: 
         ("stream_idle_timeout:", "stream_idle_timout:", "<HttpConnectionManager>.stream_idle_timout"),
         # An Any inside an Any: the JWT provider inside an HTTP filter inside the HCM.
         ("local_jwks:", "local_jwk:", "<JwtAuthentication>.providers[voice-agent].local_jwk"),
+        # The WebSocket upgrade of the realtime route, and the Lua filter's scripts.
+        ("upgrade_type:", "upgrade_typ:", "upgrade_configs[0].upgrade_typ"),
+        ("source_codes:", "source_code:", "<Lua>.source_code"),
         # An extension type that does not exist.
         ("cors.v3.CorsPolicy", "cors.v3.CorsPolicyy", "unknown type"),
         # Values of the wrong kind: a Duration must be a string with a unit, an enum a known name.

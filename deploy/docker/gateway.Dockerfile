@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The conversation gateway: `Converse` over gRPC (:50051), Prometheus /metrics (:9101).
+# The conversation gateway: `Converse` over gRPC (:50051); on HTTP (:8080) the OpenAI Realtime-compatible
+# WebSocket API (/v1/realtime), the browser page (/, gateway/web/) and /healthz; Prometheus /metrics (:9101).
 #
 #   docker build -f deploy/docker/gateway.Dockerfile -t voice-agent-gateway .   # context: the repo root
 #
@@ -23,6 +24,12 @@ COPY voice_agent/ voice_agent/
 COPY services/ services/
 COPY gateway/ gateway/
 RUN pip install --only-binary=:all: --no-deps --force-reinstall .
+# The browser page is package data (pyproject.toml): fail the build if a file of gateway/web/ did not
+# make it into the installed package. -P: import the installed gateway, not /src/gateway.
+RUN python -P -c "import gateway, pathlib, sys; src = pathlib.Path('gateway/web'); \
+dst = pathlib.Path(gateway.__file__).parent / 'web'; \
+missing = [str(f) for f in src.rglob('*') if f.is_file() and not (dst / f.relative_to(src)).is_file()]; \
+sys.exit(f'not installed: {missing}' if missing else 0)"
 
 # ---- runtime ----
 FROM python:3.11.14-slim-bookworm
@@ -38,5 +45,5 @@ WORKDIR /opt/voice-agent
 # Fails the build, not the pod, if the installed package cannot be imported here.
 RUN python -c "import gateway.serving"
 USER 10001:10001
-EXPOSE 50051 9101
+EXPOSE 50051 8080 9101
 ENTRYPOINT ["python", "-m", "gateway"]
