@@ -107,6 +107,8 @@ def chromium(url: str, microphone_wav: Path, folder: Path) -> Iterator[str]:
     """Headless Chromium on ``url``, its microphone ``microphone_wav`` played once; yields the page's CDP URL."""
     folder.mkdir(parents=True, exist_ok=True)
     profile = folder / "profile"
+    port_file = profile / "DevToolsActivePort"
+    port_file.unlink(missing_ok=True)  # a previous run's, in a reused profile
     command = [
         str(CHROMIUM),
         "--headless=new",
@@ -128,7 +130,7 @@ def chromium(url: str, microphone_wav: Path, folder: Path) -> Iterator[str]:
     with open(folder / "chromium.log", "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        port_file, deadline = profile / "DevToolsActivePort", time.monotonic() + 30
+        deadline = time.monotonic() + 30
         while not (port_file.exists() and port_file.read_text().strip()):
             assert process.poll() is None, (folder / "chromium.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "Chromium did not open its DevTools port"
