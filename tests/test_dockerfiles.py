@@ -35,7 +35,7 @@ def image(module: str, ports: set[int], extras: set[str], cuda: bool = False) ->
 
 # What each Dockerfile must build. The GPU profile's LLM is vLLM's own image: no Dockerfile.
 IMAGES = {
-    "gateway": image("gateway", {50051, 9101}, {"gateway"}),
+    "gateway": image("gateway", {50051, 8080, 9101}, {"gateway"}),
     "asr": image("services.asr", {50052, 9102}, {"asr", "asr-embedded"}),
     "asr.cuda": image("services.asr", {50052, 9102}, {"asr"}, cuda=True),
     "tts": image("services.tts", {50053, 9103}, {"tts", "tts-embedded"}),

@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The conversation gateway: `Converse` over gRPC (:50051), Prometheus /metrics (:9101).
+# The conversation gateway: `Converse` over gRPC (:50051), the Realtime WebSocket API and browser page (:8080),
+# Prometheus /metrics (:9101).
 #
 #   docker build -f deploy/docker/gateway.Dockerfile -t voice-agent-gateway .   # context: the repo root
 #
@@ -38,5 +39,5 @@ WORKDIR /opt/voice-agent
 # Fails the build, not the pod, if the installed package cannot be imported here.
 RUN python -c "import gateway.serving"
 USER 10001:10001
-EXPOSE 50051 9101
+EXPOSE 50051 8080 9101
 ENTRYPOINT ["python", "-m", "gateway"]
