@@ -153,6 +153,13 @@ def chromium(url: str, microphone_wav: Path, folder: Path) -> Iterator[str]:
             process.wait()
 
 
+# Every utterance the ASR heard has had its reply, and none is still streaming.
+SETTLED = """(() => {
+  const v = voiceAgent, heard = v.transcripts.filter((t) => t.final && t.text.trim()).length;
+  return heard > 0 && v.turns.length >= heard && v.agentText.every((a) => a.status !== "in_progress");
+})()"""
+
+
 async def wait_for(cdp: Cdp, expression: str, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -186,13 +193,9 @@ async def talk_in_browser(page_url: str, wav: Path, wav_ms: int, folder: Path, s
             started = time.monotonic()
             listening = await wait_for(cdp, "voiceAgent.state === 'listening'", 15)
             assert listening, {"hooks": await cdp.hooks(), "console": cdp.console}
-            # The whole WAV, then until no reply is in flight (every response.done in), within a minute.
+            # The whole WAV, then until every utterance heard has had its reply finished (within a minute).
             await asyncio.sleep(max(0.0, wav_ms / 1000 - (time.monotonic() - started)))
-            await wait_for(
-                cdp,
-                "voiceAgent.turns.length > 0 && voiceAgent.agentText.every(a => a.status !== 'in_progress')",
-                60,
-            )
+            await wait_for(cdp, SETTLED, 60)
             await asyncio.sleep(0.5)  # the last bar drawn
             shot = await cdp.send("Page.captureScreenshot", format="png")
             png = base64.b64decode(shot["data"])
@@ -203,6 +206,8 @@ async def talk_in_browser(page_url: str, wav: Path, wav_ms: int, folder: Path, s
             hooks["page_text"] = await cdp.evaluate("document.getElementById('log').innerText")
             hooks["bars"] = await cdp.evaluate("document.querySelectorAll('#log .latency .bar span').length")
             await cdp.evaluate("voiceAgent.stop()")
+            # What the page saw, beside Chromium's log, for a failure's post-mortem.
+            await asyncio.to_thread(_save, folder / "hooks.json", json.dumps(hooks, indent=1).encode())
             return hooks
 
 
@@ -239,21 +244,24 @@ def _barged_in(hooks: dict[str, Any]) -> bool:
 async def test_talking_to_the_agent_in_the_browser(web_gateway: str, tmp_path: Path) -> None:
     screenshot = Path(os.environ.get("VOICE_SCREENSHOT") or tmp_path / "browser.png")
     # The interruption must land while the coach speaks, which depends on how fast this machine answers:
-    # the first try guesses; a second one aims from the first's measured end-to-end time and reply length.
+    # the first try guesses, and each later one aims from the last one's end-to-end time and reply length.
     gap_ms, tries = 2500, []
     for attempt in range(3):
         wav, interruption_ms = microphone(gap_ms, tmp_path)
         hooks = await talk_in_browser(web_gateway, wav, interruption_ms + 6000, tmp_path / f"try-{attempt}", screenshot)
-        tries.append({"gap_ms": gap_ms, **{k: hooks[k] for k in ("stops", "turns", "samplesScheduled", "errors")}})
-        if _barged_in(hooks):
+        replies = [(a["status"], a["samples"]) for a in hooks["agentText"]]
+        tries.append({"gap_ms": gap_ms, "stops": hooks["stops"], "replies": replies, "turns": hooks["turns"]})
+        if _barged_in(hooks) or not hooks["turns"]:
             break
-        first = hooks["turns"][0]["metadata"] if hooks["turns"] else {}
-        e2e_ms = float(first.get("e2e_ms") or 0)
-        reply_ms = 1000 * hooks["samplesScheduled"] / RATE
-        if not e2e_ms or not reply_ms:  # interrupted before the coach spoke: wait longer
-            gap_ms = min(2 * gap_ms, 8000)
-        else:  # speech is noticed ~0.2 s after it starts: aim 1 s into the reply (its middle, if shorter)
-            gap_ms = max(300, int(e2e_ms + min(1000, reply_ms / 2) - 200))
+        first_reply_samples = hooks["agentText"][0]["samples"] if hooks["agentText"] else 0
+        if not first_reply_samples:  # the interruption came before any of the reply: later
+            gap_ms += 1500
+            continue
+        # The first reply: when its audio started after the question (e2e), and how long it was. Speech is
+        # noticed ~0.2 s after it starts: aim 1 s into the reply (its middle, if shorter; 0.5 s in at least).
+        e2e_ms = float(hooks["turns"][0]["metadata"].get("e2e_ms") or gap_ms)
+        reply_ms = 1000 * first_reply_samples / RATE
+        gap_ms = max(300, int(e2e_ms + max(500, min(1000, reply_ms / 2)) - 200))
 
     context = {"tries": tries, "console": hooks["console"], "page": hooks["page_text"]}
     assert not hooks["errors"], context

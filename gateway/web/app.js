@@ -18,7 +18,7 @@ const ui = { key: $("key"), talk: $("talk"), status: $("status"), log: $("log") 
 const hooks = {
   state: "idle", // idle | connecting | listening | closed | error
   transcripts: [], // {id, text, final}: the user's turns as the ASR heard them
-  agentText: [], // {id, text, status}: the coach's replies, as spoken
+  agentText: [], // {id, text, status, samples}: the coach's replies, as spoken, and their audio scheduled
   samplesScheduled: 0, // agent audio samples (24 kHz) handed to the AudioContext
   samplesPlayedBeforeStop: 0, // of those, played before a barge-in stopped playback (summed over stops)
   stops: [], // {reason, at, scheduled, played}: each time playback was cut short
@@ -195,7 +195,7 @@ function handle(event) {
       ui.status.textContent = "The coach is answering: speak to interrupt.";
       break;
     case "response.output_audio.delta":
-      if (event.response_id !== player.dropping) schedule(event.delta);
+      if (event.response_id !== player.dropping) schedule(event.delta, agentLine(event.response_id).entry);
       break;
     case "response.output_audio_transcript.delta": {
       const line = agentLine(event.response_id);
@@ -231,7 +231,7 @@ function userLine(id) {
 function agentLine(id) {
   const key = "agent:" + id;
   if (!lines.has(key)) {
-    const entry = { id, text: "", status: "in_progress" };
+    const entry = { id, text: "", status: "in_progress", samples: 0 }; // samples: its audio scheduled
     hooks.agentText.push(entry);
     lines.set(key, { entry, element: addLine("agent", "…") });
   }
@@ -322,7 +322,7 @@ const player = {
   dropping: null, // the response whose audio a barge-in cut off: its late chunks are not played
 };
 
-function schedule(base64) {
+function schedule(base64, entry) {
   if (!audio) return;
   const pcm = fromBase64(base64);
   if (!pcm.length) return;
@@ -341,6 +341,7 @@ function schedule(base64) {
   player.sources.add(source);
   player.scheduled += pcm.length;
   hooks.samplesScheduled += pcm.length;
+  entry.samples += pcm.length;
   source.onended = () => {
     if (player.sources.delete(source)) player.played += pcm.length;
   };
