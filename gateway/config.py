@@ -105,7 +105,9 @@ class GatewayConfig(ServerConfig):
         4, "Most words in the reply's first TTS phrase when the short first phrase is on (docs/performance.md)."
     )
     api_keys_file: str = setting(
-        "", "Static API keys, one per line ('#' comments). With this or jwks_file set, Converse needs a bearer token."
+        "",
+        "Static API keys, one per line ('#' comments). With this or jwks_file set, Converse and the Realtime API"
+        " need a bearer token.",
     )
     jwks_file: str = setting("", "A JWKS (JSON) whose keys may sign the JWTs that Converse accepts as bearer tokens.")
     jwt_issuer: str = setting("", "Required 'iss' of accepted JWTs; empty: not checked.")

@@ -227,6 +227,14 @@ def up(
     return addresses
 
 
+def web_endpoints() -> dict[str, str]:
+    """The gateway's HTTP port as ``up`` starts it: the Realtime WebSocket API and the browser page."""
+    http_port = GATEWAY.config.from_env().http_port  # type: ignore[attr-defined]
+    if not http_port:
+        return {}
+    return {"realtime": f"ws://{LOCAL_HOST}:{http_port}/v1/realtime", "web": f"http://{LOCAL_HOST}:{http_port}/"}
+
+
 def configuration() -> dict[str, dict[str, object]]:
     """What each service of the embedded stack runs with (``Config.describe``): as ``up`` started it, or,
     for a TTS that something else started, the engine it reports."""
