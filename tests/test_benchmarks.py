@@ -172,3 +172,12 @@ def test_two_gateways_side_by_side(tmp_path: Path) -> None:
     for label in ("base", "new"):
         assert default[label]["e2e_ms"]["n"] == 1  # two questions each, the first one uncounted (warm-up)
     assert default["e2e_p50_ratio_new_to_base"] > 0
+
+
+def test_realtime_against_converse(tmp_path: Path, stack_args: list[str], gateway_server: ServiceProcess) -> None:
+    http_port = gateway_server.settings.http_port  # type: ignore[union-attr]
+    result = bench("realtime", tmp_path, *stack_args, "--http-port", str(http_port))
+    assert result["turns_per_front"] == 2
+    for front in ("converse", "realtime"):
+        assert result[front]["first_turn"]["e2e_ms"] > 0, result[front]
+        assert result[front]["warm_turns"]["e2e_ms"]["n"] == 1

@@ -42,6 +42,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
         env[f"VOICE_{service.upper()}_PORT"] = str(port)
         env[f"VOICE_{service.upper()}_METRICS_PORT"] = str(free_port())
         env[f"VOICE_{service.upper()}_ADDRESS"] = f"127.0.0.1:{port}"
+    env["VOICE_GATEWAY_HTTP_PORT"] = str(free_port())
     return env
 
 
@@ -52,7 +53,12 @@ def test_up_transcribe_say_down(cli_env: dict[str, str], tmp_path: Path) -> None
     try:
         started = voice_agent("up", env=cli_env)
         services = started["services"]
-        assert services == {name: cli_env[f"VOICE_{name.upper()}_ADDRESS"] for name in SERVICES}
+        http = f"127.0.0.1:{cli_env['VOICE_GATEWAY_HTTP_PORT']}"
+        assert services == {
+            **{name: cli_env[f"VOICE_{name.upper()}_ADDRESS"] for name in SERVICES},
+            "realtime": f"ws://{http}/v1/realtime",
+            "web": f"http://{http}/",
+        }
         # What runs is said: the embedded default, Piper and an LLM that yields the cores.
         configuration = started["configuration"]
         assert configuration["tts"]["engine"] == "piper" and configuration["llm"]["nice"] == 10

@@ -25,7 +25,14 @@ from grpc_reflection.v1alpha import reflection
 
 from voice_agent import metrics, telemetry, tls
 from voice_agent.config import ServerConfig
-from voice_agent.errors import RETRY_AFTER_KEY, InvalidArgument, Metadata, ServiceError
+from voice_agent.errors import (
+    RETRY_AFTER_KEY,
+    InvalidArgument,
+    Metadata,
+    ResourceExhausted,
+    ServiceError,
+    Unavailable,
+)
 from voice_agent.handlers import wrap_handler
 from voice_agent.inference import InferencePool
 from voice_agent.logs import setup_logging
@@ -61,7 +68,8 @@ class Service(Protocol):
 class StreamAdmission:
     """Admits streams up to a limit (and a per-caller quota), once the service is ready, and maps errors.
 
-    Use ``async with admission.stream(context):`` around a handler's body. Refusals
+    Use ``async with admission.stream(context):`` around a gRPC handler's body (``slot`` around any
+    other front's). Refusals
     past a limit carry a retry hint (``retry-after-ms``) in their trailing metadata.
     On shutdown, ``drain`` refuses new streams and sets ``draining``, which long
     streams watch to end themselves where nothing is lost; ``end_remaining``
@@ -95,8 +103,11 @@ class StreamAdmission:
         metrics.init_service_metrics(label)
 
     @contextlib.asynccontextmanager
-    async def stream(self, context: grpc.aio.ServicerContext, caller: str | None = None) -> AsyncIterator[None]:
-        await self._admit(context, caller)
+    async def slot(self, caller: str | None = None) -> AsyncIterator[None]:
+        """A stream's place, for any front (gRPC or not): raises ServiceError when it is refused (draining,
+        not ready, a limit: ResourceExhausted with the retry hint), and Unavailable when ``end_remaining``
+        ends the stream; counts it meanwhile, also per caller."""
+        self._admit(caller)
         self.active += 1
         self._idle.clear()
         if caller is not None:
@@ -108,21 +119,12 @@ class StreamAdmission:
             self._tasks.add(task)
         try:
             yield
-        except grpc.aio.AbortError:
-            raise
-        except ServiceError as exc:
-            await self._fail(context, exc.code, str(exc), exc.trailing_metadata)
-        except Exception as exc:  # a bug or a model failure: say so, and keep serving others
-            log.exception("%s stream failed", self.label)
-            await self._fail(context, grpc.StatusCode.INTERNAL, f"{self.label} failed: {type(exc).__name__}: {exc}")
         except asyncio.CancelledError:
             if self._ending and task is not None and task.uncancel() == 0:  # ours, not the client's
-                await self._fail(
-                    context,
-                    grpc.StatusCode.UNAVAILABLE,
+                raise Unavailable(
                     f"{self.label} shut down before this stream ended (its drain time ran out); connect again",
-                    ((RETRY_AFTER_KEY, "0"),),
-                )
+                    trailing_metadata=((RETRY_AFTER_KEY, "0"),),
+                ) from None
             metrics.ERRORS.labels(self.label, grpc.StatusCode.CANCELLED.name).inc()
             raise
         finally:
@@ -136,31 +138,46 @@ class StreamAdmission:
                     del self._by_caller[caller]
             metrics.ACTIVE_STREAMS.labels(self.label).dec()
 
-    async def _admit(self, context: grpc.aio.ServicerContext, caller: str | None) -> None:
-        if self.draining.is_set():
-            await self._fail(
-                context,
-                grpc.StatusCode.UNAVAILABLE,
-                f"{self.label} is shutting down; connect again (to another replica)",
-            )
-        if not self.ready:
-            await self._fail(context, grpc.StatusCode.UNAVAILABLE, f"{self.label} is loading its model; retry shortly")
-        if self.active >= self.limit:
-            await self._refuse(context, f"{self.label} is serving its limit of {self.limit} streams")
-        if caller is not None and self.per_caller_limit and self._by_caller[caller] >= self.per_caller_limit:
-            await self._refuse(
-                context, f"this credential already has its quota of {self.per_caller_limit} streams open"
-            )
+    @contextlib.asynccontextmanager
+    async def stream(self, context: grpc.aio.ServicerContext, caller: str | None = None) -> AsyncIterator[None]:
+        """``slot`` for a gRPC handler: every error ends the call with its status (``_fail``)."""
+        try:
+            async with self.slot(caller):
+                try:
+                    yield
+                except grpc.aio.AbortError:
+                    raise
+                except ServiceError as exc:
+                    await self._fail(context, exc.code, str(exc), exc.trailing_metadata)
+                except Exception as exc:  # a bug or a model failure: say so, and keep serving others
+                    log.exception("%s stream failed", self.label)
+                    await self._fail(
+                        context, grpc.StatusCode.INTERNAL, f"{self.label} failed: {type(exc).__name__}: {exc}"
+                    )
+        except ServiceError as exc:  # refused, or ended by end_remaining
+            await self._fail(context, exc.code, str(exc), exc.trailing_metadata)
 
-    async def _refuse(self, context: grpc.aio.ServicerContext, message: str) -> None:
+    def _admit(self, caller: str | None) -> None:
+        if self.draining.is_set():
+            raise Unavailable(f"{self.label} is shutting down; connect again (to another replica)")
+        if not self.ready:
+            raise Unavailable(f"{self.label} is loading its model; retry shortly")
+        if self.active >= self.limit:
+            self._refuse(f"{self.label} is serving its limit of {self.limit} streams")
+        if caller is not None and self.per_caller_limit and self._by_caller[caller] >= self.per_caller_limit:
+            self._refuse(f"this credential already has its quota of {self.per_caller_limit} streams open")
+
+    def _refuse(self, message: str) -> None:
         # Jitter spreads the retries of many refused clients instead of sending them back together.
         retry_after_ms = int(self.retry_after_ms * random.uniform(1.0, 1.5))
-        await self._fail(
-            context,
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"{message}; retry in {retry_after_ms} ms",
-            ((RETRY_AFTER_KEY, str(retry_after_ms)),),
+        raise ResourceExhausted(
+            f"{message}; retry in {retry_after_ms} ms", trailing_metadata=((RETRY_AFTER_KEY, str(retry_after_ms)),)
         )
+
+    def count_error(self, code: grpc.StatusCode, message: str) -> None:
+        """A stream that a front other than gRPC ended with an error: counted and logged as ``_fail`` does."""
+        metrics.ERRORS.labels(self.label, code.name).inc()
+        log.info("%s stream ended: %s %s", self.label, code.name, message)
 
     def drain(self) -> None:
         """New streams get UNAVAILABLE from now on; streams that watch ``draining`` end where nothing is lost."""
@@ -186,8 +203,7 @@ class StreamAdmission:
     async def _fail(
         self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, trailing: Metadata = ()
     ) -> None:
-        metrics.ERRORS.labels(self.label, code.name).inc()
-        log.info("%s stream ended: %s %s", self.label, code.name, message)
+        self.count_error(code, message)
         if self.last_event is not None:
             # grpc/grpc#36066: a client still writing when the stream ends may get a made-up
             # INTERNAL instead of this status; a response sent before it arrives either way.

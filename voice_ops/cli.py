@@ -50,6 +50,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         api_keys_file=api_keys,
         latency_mode=args.latency_mode,
     )
+    services |= stack.web_endpoints()
     configuration = stack.configuration()
     text = "\n".join(f"{name}: {address}" for name, address in services.items())
     text += "\n" + stack.describe_settings(configuration)

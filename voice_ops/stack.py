@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import grpc
@@ -115,6 +115,8 @@ def launch(
     command = [sys.executable, "-m", spec.module, "--host", LOCAL_HOST, "--port", str(port), *args]
     if metrics_port is not None and issubclass(spec.config, ServerConfig):
         command += ["--metrics-port", str(metrics_port)]
+    if port is not None and "http_port" in {f.name for f in fields(spec.config)} and "--http-port" not in args:
+        command += ["--http-port", str(free_port())]  # on free ports: beside a stack that holds the default
     settings = spec.settings(command[3:])
     with open(log, "ab") as out:
         process = subprocess.Popen(
@@ -223,6 +225,14 @@ def up(
         started.wait_until_serving(timeout_s)
         progress(f"{started.name}: serving")
     return addresses
+
+
+def web_endpoints() -> dict[str, str]:
+    """The gateway's HTTP port as ``up`` starts it: the Realtime WebSocket API and the browser page."""
+    http_port = GATEWAY.config.from_env().http_port  # type: ignore[attr-defined]
+    if not http_port:
+        return {}
+    return {"realtime": f"ws://{LOCAL_HOST}:{http_port}/v1/realtime", "web": f"http://{LOCAL_HOST}:{http_port}/"}
 
 
 def configuration() -> dict[str, dict[str, object]]:
