@@ -460,11 +460,6 @@ def test_the_gateway_serves_its_http_front_on_http_port(http_port: int) -> None:
     assert env(alone)["VOICE_GATEWAY_HTTP_PORT"] == "8080"
 
 
-@pytest.mark.xfail(
-    "http_port" not in {f.name for f in dataclasses.fields(GatewayConfig)},
-    reason="the gateway's http_port setting comes with the Realtime front (issue 16, another branch)",
-    strict=True,
-)
 def test_the_gateway_reads_its_http_port_setting() -> None:
     assert "VOICE_GATEWAY_HTTP_PORT" in settings_of("gateway")
 
