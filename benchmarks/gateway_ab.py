@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -68,8 +69,13 @@ def start_gateway(code: Path, backend_args: list[str], log: Path) -> ServiceProc
     port, metrics_port = free_port(), free_port()
     command = [sys.executable, "-m", "gateway", "--host", LOCAL_HOST, "--port", str(port)]
     command += ["--metrics-port", str(metrics_port), *backend_args]
+    # Its HTTP port too (the Realtime front) is a free one: by the environment, which a base from before
+    # that front ignores, where it would refuse an unknown flag.
+    env = {**os.environ, "VOICE_GATEWAY_HTTP_PORT": str(free_port())}
     with open(log, "ab") as out:
-        process = subprocess.Popen(command, cwd=code, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=code, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     started = ServiceProcess(service("gateway"), process, f"{LOCAL_HOST}:{port}", log, metrics_port)
     started.wait_until_serving(START_TIMEOUT_S)
     return started
