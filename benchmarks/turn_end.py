@@ -119,9 +119,7 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
 
 def simulate(sample: Sample, judge: Callable[[np.ndarray], Judgement]) -> dict[str, Any]:
     """The fast mode's endpointer over the sample, each pause's verdict arriving after the detector's time."""
-    endpointer = Endpointer(
-        0.5, MIN_SILENCE_MS, 30_000, pause_ms=PAUSE_MS, incomplete_silence_ms=INCOMPLETE_SILENCE_MS
-    )
+    endpointer = Endpointer(0.5, MIN_SILENCE_MS, 30_000, pause_ms=PAUSE_MS, incomplete_silence_ms=INCOMPLETE_SILENCE_MS)
     pad, onset_pad = DEFAULT_SPEECH_PAD_MS * MS, AsrConfig().onset_pad_ms * MS
     pending: list[tuple[int, SpeechPause, Judgement]] = []  # (arrives at sample, pause, verdict)
     ends: list[SpeechEnd] = []

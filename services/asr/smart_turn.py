@@ -24,19 +24,13 @@ import numpy as np
 import onnxruntime as ort
 from numpy.lib.stride_tricks import sliding_window_view
 
+from services.asr.models import smart_turn_path
 from voice_agent.audio import ASR_SAMPLE_RATE
-from voice_agent.packages import package_dir
 
-MODEL_FILE = "smart-turn-v3.2-cpu.onnx"
 WINDOW_SAMPLES = 8 * ASR_SAMPLE_RATE  # the model hears the last 8 s
 DEFAULT_THRESHOLD = 0.5  # Pipecat's: complete above it
 
 _N_FFT, _HOP, _N_MELS = 400, 160, 80
-
-
-def smart_turn_path() -> Path:
-    """The ONNX file in the installed pipecat-ai wheel (pipecat is not imported)."""
-    return package_dir("pipecat") / "audio" / "turn" / "smart_turn" / "data" / MODEL_FILE
 
 
 def _mel_filters() -> np.ndarray:
