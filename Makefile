@@ -16,12 +16,12 @@ VLLM_STAMP := $(VLLM_VENV)/.setup-done
 ENVOY_VENV := .venv-envoy
 ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime clean
+.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
-	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | bench-turn-end | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
@@ -40,7 +40,8 @@ $(STAMP): pyproject.toml Makefile services/llm/build_llama_cpp.sh
 	$(PIP) install --progress-bar on --find-links $(WHEELS) -e '.[$(EXTRAS)]'
 	@# silero-vad's declared dependencies pull torch; the service only reads its ONNX file. pyannote-audio's
 	@# likewise: its wheel is here only for the recorded human speech it ships (voice_ops.samples.recorded_turns).
-	$(PIP) install --progress-bar on --no-deps 'silero-vad==6.2.3' 'pyannote-audio==4.0.7'
+	@# pipecat-ai's likewise: the ASR reads only its Smart Turn v3.2 ONNX file (services/asr/smart_turn.py).
+	$(PIP) install --progress-bar on --no-deps 'silero-vad==6.2.3' 'pyannote-audio==4.0.7' 'pipecat-ai==1.14.0'
 	@echo "==> [5/5] checking the embedded models (joins the Kokoro and Gemma model parts once)"
 	$(BIN)/voice-agent models
 	@touch $@
@@ -162,6 +163,11 @@ bench-ab: setup
 # side by side with its own LLM server and gateway on one ASR and TTS (scheduling.json); --engine kokoro for Kokoro
 bench-scheduling: setup
 	$(BIN)/python -m benchmarks.scheduling
+
+# End of turn, offline and in-process: the text heuristic against Smart Turn v3.2, alone and combined,
+# on the pause set and complete sentences (benchmarks/results/turn_end.json; about 2 minutes).
+bench-turn-end: setup
+	$(BIN)/python -m benchmarks.turn_end
 
 # A spoken turn over the Realtime WebSocket API against one over Converse, same stack, turns alternating
 # (realtime.json): the two fronts' e2e_ms

@@ -203,6 +203,31 @@ async def test_a_complete_question_ends_without_the_longer_wait(asr_channel: grp
         assert final.reused and final.text == paused.transcript.text
 
 
+async def test_smart_turn_ends_a_complete_question_on_its_audio(asr_channel: grpc.aio.Channel) -> None:
+    """turn_detector smart_turn: the verdict is Smart Turn's, on the pause's audio; the turn ends after
+    min_silence_ms, as with the text (the model scores this question ~0.9, tests/test_smart_turn.py)."""
+    sample = spoken("How can I sound more confident?")
+    gate_ms = sample.speech_end_ms + 300
+    events = await recognize_gated(
+        asr_channel, sample.audio, {gate_ms: "speech_ended"}, **ADAPTIVE, turn_detector="smart_turn"
+    )
+    (ended,), (final,) = of(events, "speech_ended"), of(events, "final")
+    assert ended.reason == asr_pb2.SpeechEnded.REASON_SILENCE
+    assert ended.decision_offset_ms <= gate_ms < ended.offset_ms + 700, kinds(events)
+    assert final.reused and word_error_rate(sample.text, final.text) <= 0.2, final.text
+    assert all(paused.complete for paused in of(events, "paused"))
+
+
+async def test_both_detectors_wait_out_a_mid_sentence_pause(asr_channel: grpc.aio.Channel) -> None:
+    """turn_detector both: a pause after "I would like to" is incomplete (both say so), one turn."""
+    sample = speak_with_pauses(("I would like to", "sound more confident"))
+    gates = {sample.pauses[0][0] + 250: "paused"}
+    events = await recognize_gated(asr_channel, sample.audio, gates, **ADAPTIVE, turn_detector="both")
+    paused = of(events, "paused")
+    assert paused and not paused[0].complete, (kinds(events), [p.transcript.text for p in paused])
+    assert_one_turn(sample, events)
+
+
 def assert_one_turn(sample: PausedSample, events: list[asr_pb2.RecognizeResponse]) -> None:
     ended, finals = of(events, "speech_ended"), of(events, "final")
     assert len(ended) == len(finals) == 1, (sample.text, [f.text for f in finals])
@@ -245,5 +270,7 @@ def test_the_documented_defaults() -> None:
     plain = settings()
     assert not (plain.speculative_transcripts or plain.reuse_pause_transcript or plain.adaptive_endpointing)
     assert (plain.pause_ms, plain.incomplete_silence_ms) == (64, 700)
+    assert plain.turn_detector == "text"  # the measured winner (docs/performance.md, End of turn)
+    assert settings(turn_detector="both").turn_detector == "both"
     assert settings(min_silence_ms=1000).incomplete_silence_ms == 1000  # never shorter than the base wait
     assert settings(**ADAPTIVE, pause_ms=32, incomplete_silence_ms=5000).incomplete_silence_ms == 5000

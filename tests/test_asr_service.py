@@ -154,6 +154,7 @@ BAD_STREAMS = {
         [_config(adaptive_endpointing=True)],
         "adaptive_endpointing needs speculative_transcripts",
     ),
+    "unknown turn detector": ([_config(turn_detector="vibes")], "turn_detector 'vibes'"),
     "odd byte count": ([_config(), _audio(321)], "odd byte count"),
     "chunk over one second": ([_config(), _audio(32_002)], "at most 1000 ms"),
     "second config": ([_config(), _audio(320), _config()], "second RecognitionConfig"),

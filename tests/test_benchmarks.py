@@ -164,6 +164,19 @@ def test_sharing_the_cores(tmp_path: Path) -> None:
         assert report["failed"] == 0 and report["e2e_ms"]["n"] == 1 and report["tts_ttfa_ms"]["n"] == 1
 
 
+def test_end_of_turn_detectors(tmp_path: Path) -> None:
+    # Offline and in-process: --quick judges 2 sentences of the pause set at each pause length and 2
+    # complete sentences of each set, with every detector.
+    result = bench("turn_end", tmp_path)
+    assert list(result["detectors"]) == ["text", "smart_turn", "both", "either"]
+    for report in result["detectors"].values():
+        assert report["pause_utterances"] == 6 and report["complete_utterances"] == 4
+        assert 0 <= report["false_ends"] <= 6 and 0 <= report["misses"] <= 4
+        assert report["vad_wait_ms"]["p50"] >= result["settings"]["min_silence_ms"]
+        assert report["decision_ms"]["n"] >= 10 and report["decision_ms"]["p50"] > 0
+    assert set(result["smart_turn_thresholds"]) == {"0.3", "0.5", "0.7", "0.9"}
+
+
 def test_two_gateways_side_by_side(tmp_path: Path) -> None:
     # The base is this very commit: the two gateways run the same code, on one set of backends.
     result = bench("gateway_ab", tmp_path, "--base", "HEAD", "--questions", "2")

@@ -139,7 +139,15 @@ def test_say_against_the_wrong_engine_fails_clearly(cli_env: dict[str, str], tts
 
 def test_models_are_the_embedded_ones(cli_env: dict[str, str]) -> None:
     models = voice_agent("models", env=cli_env)["models"]
-    assert set(models) == {"asr.whisper", "asr.vad", "tts.kokoro", "tts.kokoro.voices", "tts.piper", "llm.gemma"}
+    assert set(models) == {
+        "asr.whisper",
+        "asr.vad",
+        "asr.smart_turn",
+        "tts.kokoro",
+        "tts.kokoro.voices",
+        "tts.piper",
+        "llm.gemma",
+    }
     assert all(info["bytes"] > 1_000_000 for info in models.values())
 
 

@@ -23,11 +23,12 @@ WORKDIR /src
 # Dependencies first, in a layer of their own, so that a code change does not reinstall them.
 # Every dependency ships a manylinux wheel: --only-binary keeps it so (this stage has no compilers).
 # silero-vad without its dependencies (as in the Makefile): they pull a multi-GB torch that the
-# service never imports; only the package's ONNX file is used.
+# service never imports; only the package's ONNX file is used. pipecat-ai likewise, for its
+# Smart Turn v3.2 ONNX file only (turn_detector smart_turn or both).
 COPY pyproject.toml README.md ./
 RUN mkdir voice_agent services gateway \
  && pip install --only-binary=:all: '.[asr]' \
- && pip install --only-binary=:all: --no-deps 'silero-vad==6.2.3'
+ && pip install --only-binary=:all: --no-deps 'silero-vad==6.2.3' 'pipecat-ai==1.14.0'
 COPY voice_agent/ voice_agent/
 COPY services/ services/
 COPY gateway/ gateway/

@@ -8,6 +8,7 @@ from voice_agent.config import ServerConfig, setting
 from voice_agent.service_spec import ServiceSpec
 
 ENCODER_WINDOWS = ("fit", "full")
+TURN_DETECTORS = ("text", "smart_turn", "both")
 
 
 @dataclasses.dataclass
@@ -46,6 +47,15 @@ class AsrConfig(ServerConfig):
         " speech lost its first words ('Oh,', 'Well,'); it costs no latency (benchmarks/asr.py).",
     )
     vad_model: str = setting("", "Silero VAD ONNX file. Empty: the one in the silero-vad package.")
+    turn_detector: str = setting(
+        "text",
+        "What judges a pause complete when a stream does not say (RecognitionConfig.turn_detector): 'text' (the"
+        " pause transcript's words), 'smart_turn' (Smart Turn v3.2 on the audio) or 'both' (complete only when"
+        " both say so). 'text' wins on the pause set and complete sentences (docs/performance.md, End of turn).",
+    )
+    smart_turn_model: str = setting(
+        "", "Smart Turn ONNX file. Empty: smart-turn-v3.2-cpu.onnx from the pipecat-ai package."
+    )
     warmup: bool = setting(True, "Run one inference at start, so the first stream is not slow.")
 
     def describe(self) -> dict[str, object]:
@@ -60,6 +70,8 @@ class AsrConfig(ServerConfig):
             raise ValueError("max_utterance_s must be between 1 and 30 (Whisper's window)")
         if not 0 <= self.onset_pad_ms <= 1000:
             raise ValueError("onset_pad_ms must be in 0..1000")
+        if self.turn_detector not in TURN_DETECTORS:
+            raise ValueError(f"turn_detector must be one of {TURN_DETECTORS}, got {self.turn_detector!r}")
         if self.workers < 1 or self.beam_size < 1 or self.cpu_threads < 0:
             raise ValueError("workers and beam_size must be at least 1, cpu_threads at least 0")
 

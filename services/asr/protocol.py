@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.asr.config import TURN_DETECTORS
 from voice_agent.audio import ASR_INPUT_RATES, check_format
 from voice_agent.contract import DEFAULT_INCOMPLETE_SILENCE_MS
 from voice_agent.errors import InvalidArgument, quoted
@@ -14,6 +15,7 @@ DEFAULT_MIN_SILENCE_MS = 200  # the design's silence wait
 DEFAULT_SPEECH_PAD_MS = 100
 DEFAULT_INTERIM_INTERVAL_MS = 500
 DEFAULT_PAUSE_MS = 64  # two 32 ms frames of silence
+DEFAULT_TURN_DETECTOR = "text"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class StreamSettings:
     reuse_pause_transcript: bool = False
     adaptive_endpointing: bool = False
     incomplete_silence_ms: int = DEFAULT_INCOMPLETE_SILENCE_MS
+    turn_detector: str = DEFAULT_TURN_DETECTOR
 
 
 def _in_range(name: str, value: float, low: float, high: float, *, open_ends: bool = False) -> None:
@@ -41,7 +44,10 @@ def _in_range(name: str, value: float, low: float, high: float, *, open_ends: bo
 
 
 def settings_from_request(
-    request: asr_pb2.RecognizeRequest, default_language: str, languages: list[str]
+    request: asr_pb2.RecognizeRequest,
+    default_language: str,
+    languages: list[str],
+    default_turn_detector: str = DEFAULT_TURN_DETECTOR,
 ) -> StreamSettings:
     """Validates the stream's first message; raises InvalidArgument naming the problem."""
     if request.WhichOneof("request") != "config":
@@ -64,6 +70,7 @@ def settings_from_request(
         interim_interval_ms=(
             config.interim_interval_ms if config.HasField("interim_interval_ms") else DEFAULT_INTERIM_INTERVAL_MS
         ),
+        turn_detector=config.turn_detector if config.HasField("turn_detector") else default_turn_detector,
         **_latency_settings(config),
     )
     _in_range("vad_threshold", settings.vad_threshold, 0.0, 1.0, open_ends=True)
@@ -92,6 +99,10 @@ def _latency_settings(config: asr_pb2.RecognitionConfig) -> dict[str, bool | int
 
 def _check_latency_settings(settings: StreamSettings) -> None:
     _in_range("pause_ms", settings.pause_ms, 32, 1000)
+    if settings.turn_detector not in TURN_DETECTORS:
+        raise InvalidArgument(
+            f"turn_detector {quoted(settings.turn_detector)} is not one of {', '.join(TURN_DETECTORS)}"
+        )
     _in_range("incomplete_silence_ms", settings.incomplete_silence_ms, settings.min_silence_ms, 5000)
     for name in ("reuse_pause_transcript", "adaptive_endpointing"):
         if getattr(settings, name) and not settings.speculative_transcripts:

@@ -12,6 +12,10 @@ SpeechPause) is transcribed at once, with the audio the final would have if
 the speech ended there, and sent as SpeechPaused; speech after it sends
 SpeechResumed. The final can reuse the pause's transcript (the same audio),
 and the adaptive end of turn waits longer after one that ends mid-sentence.
+The stream's turn_detector says what judges a pause complete: its transcript's
+words (``text``), Smart Turn v3.2 on its audio (``smart_turn``: run in the pool
+before the transcript, and the end of turn does not wait for the transcript),
+or ``both`` (complete only when both say so).
 
 Event order, per utterance: speech_started, then interims and pairs of
 paused/resumed, then at most one more paused, speech_ended and the final.
@@ -34,6 +38,7 @@ import numpy as np
 from prometheus_client import Counter
 
 from services.asr.protocol import StreamSettings
+from services.asr.smart_turn import DEFAULT_THRESHOLD, SmartTurn
 from services.asr.transcriber import Transcription, WhisperTranscriber
 from services.asr.turn_end import reads_complete
 from services.asr.vad import (
@@ -49,6 +54,7 @@ from services.asr.vad import (
 )
 from voice_agent.audio import ASR_SAMPLE_RATE, StreamResampler, check_pcm16_chunk, pcm16_to_float, samples_to_ms
 from voice_agent.contract import MAX_CHUNK_MS
+from voice_agent.errors import InvalidArgument
 from voice_agent.inference import InferencePool
 from voice_agent.metrics import init_labels, latency_histogram
 from voice_agent.telemetry import context_from, tracer, wall_ns
@@ -73,6 +79,12 @@ PAUSE_TRANSCRIPTS = Counter(
     ["outcome"],
 )
 init_labels(PAUSE_TRANSCRIPTS, ("reused",), ("resumed",), ("unused",))
+TURN_VERDICTS = Counter(
+    "voice_asr_turn_verdicts_total",
+    "Pauses judged by the end-of-turn detector (RecognitionConfig.turn_detector), by verdict.",
+    ["detector", "verdict"],
+)
+init_labels(TURN_VERDICTS, *((d, v) for d in ("text", "smart_turn", "both") for v in ("complete", "incomplete")))
 
 _REASONS = {
     EndReason.SILENCE: asr_pb2.SpeechEnded.REASON_SILENCE,
@@ -121,12 +133,18 @@ class _Pause:
     started: threading.Event = field(default_factory=threading.Event)
     sent: bool = False  # SpeechPaused went out
     job: asyncio.Task[Transcription | None] = field(init=False)
+    # Smart Turn's verdict on the same audio (turn_detector smart_turn or both); None if it failed.
+    audio_verdict: asyncio.Task[bool | None] | None = None
+    audio_started: threading.Event = field(default_factory=threading.Event)
+    judged: bool = False  # the detector's verdict was counted
 
     def drop(self) -> None:
         """Not needed any more: a job still waiting in the queue never runs; a running one is left to
         finish (cancelling it would free its pool slot while the model is still busy)."""
         if not self.started.is_set():
             self.job.cancel()
+        if self.audio_verdict is not None and not self.audio_started.is_set():
+            self.audio_verdict.cancel()
 
 
 class RecognitionStream:
@@ -140,10 +158,18 @@ class RecognitionStream:
         emit: Callable[[asr_pb2.RecognizeResponse], None],
         *,
         onset_pad_ms: int = 0,
+        smart_turn: SmartTurn | None = None,
     ) -> None:
         """``onset_pad_ms``: audio before the speech start that transcriptions get (AsrConfig.onset_pad_ms);
-        never less than the stream's speech_pad_ms."""
+        never less than the stream's speech_pad_ms. ``smart_turn``: the loaded model, needed by the
+        turn detectors smart_turn and both."""
+        if settings.turn_detector != "text" and smart_turn is None:
+            raise InvalidArgument(
+                f"turn_detector {settings.turn_detector!r} needs Smart Turn, which this ASR service did not load "
+                "(the pipecat-ai package is not installed)"
+            )
         self._settings = settings
+        self._smart_turn = smart_turn
         self._vad = vad.stream()
         self._endpointer = Endpointer(
             settings.vad_threshold, settings.min_silence_ms, max_utterance_ms, **_endpointing(settings)
@@ -269,6 +295,8 @@ class RecognitionStream:
     def _on_pause(self, event: SpeechPause) -> None:
         window = self._window(event.start, event.silence_from, event.at)
         pause = _Pause(event, window, self._history.slice(*window), time.perf_counter())
+        if self._settings.turn_detector != "text":  # queued first: the end of turn should not wait for Whisper
+            pause.audio_verdict = self._spawn(self._audio_verdict(pause))
         pause.job = self._spawn(self._pause_transcript(pause))
         self._pause = pause
 
@@ -291,23 +319,59 @@ class RecognitionStream:
         except Exception:
             log.exception("pause transcription failed")
             return None
+        if self._pause is pause and pause.audio_verdict is not None:
+            await asyncio.wait({pause.audio_verdict})  # never raises, even if the verdict was cancelled
         if self._pause is pause:
             self._send_paused(pause, result)
         return result
 
+    async def _audio_verdict(self, pause: _Pause) -> bool | None:
+        """Smart Turn on the pause's audio. With turn_detector smart_turn, its verdict decides the end of
+        turn at once, without waiting for the transcript. None if inference failed (the text decides)."""
+        assert self._smart_turn is not None
+        try:
+            probability = await self._pool.run(
+                PAUSE_PRIORITY, _predict_in_worker, self._smart_turn, pause.audio, pause.audio_started
+            )
+        except Exception:
+            log.exception("Smart Turn failed")
+            return None
+        complete = probability >= DEFAULT_THRESHOLD
+        if self._settings.turn_detector == "smart_turn" and self._pause is pause:
+            self._judge(pause, complete)
+        return complete
+
+    def _verdict(self, pause: _Pause, text_complete: bool) -> bool:
+        """The stream's detector's verdict on the pause, its transcript's and its audio's known."""
+        verdict = pause.audio_verdict
+        known = verdict is not None and verdict.done() and not verdict.cancelled()
+        audio_complete = verdict.result() if known and verdict is not None else None
+        if audio_complete is None:  # text only, or Smart Turn failed
+            return text_complete
+        if self._settings.turn_detector == "smart_turn":
+            return audio_complete
+        return text_complete and audio_complete
+
+    def _judge(self, pause: _Pause, complete: bool) -> None:
+        """The adaptive end of turn's verdict on the pause (once counted per pause)."""
+        if not pause.judged:
+            pause.judged = True
+            TURN_VERDICTS.labels(self._settings.turn_detector, "complete" if complete else "incomplete").inc()
+        if self._settings.adaptive_endpointing:
+            end = self._endpointer.judge(pause.event, complete)
+            if end is not None:  # the silence was already long enough: it was waiting for this verdict
+                self._on_end(end)
+
     def _send_paused(self, pause: _Pause, result: Transcription) -> None:
         event = pause.event
-        complete = reads_complete(result.text)
+        complete = self._verdict(pause, reads_complete(result.text))
         transcript = self._transcript(event.utterance_id, event.start, event.silence_from, result, pause.requested)
         paused = asr_pb2.SpeechPaused(
             utterance_id=event.utterance_id, offset_ms=_ms(event.silence_from), transcript=transcript, complete=complete
         )
         pause.sent = True
         self._emit(asr_pb2.RecognizeResponse(paused=paused))
-        if self._settings.adaptive_endpointing:
-            end = self._endpointer.judge(event, complete)
-            if end is not None:  # the silence was already long enough: it was waiting for this verdict
-                self._on_end(end)
+        self._judge(pause, complete)
 
     def _window(self, start: int, end: int, available: int) -> tuple[int, int]:
         """The audio transcribed for speech from ``start`` to ``end``: from the onset pad before it to
@@ -416,6 +480,14 @@ def _transcribe_in_worker(
     if started is not None:
         started.set()
     return transcriber.transcribe(audio, language, greedy=greedy)
+
+
+def _predict_in_worker(smart_turn: SmartTurn, audio: np.ndarray, started: threading.Event) -> float:
+    started.set()
+    started_at = time.perf_counter()
+    probability = smart_turn.predict(audio)
+    INFERENCE_SECONDS.labels("smart_turn").observe(time.perf_counter() - started_at)
+    return probability
 
 
 def _endpointing(settings: StreamSettings) -> dict[str, int | None]:

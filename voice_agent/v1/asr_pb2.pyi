@@ -34,7 +34,7 @@ class TraceContext(_message.Message):
     def __init__(self, utterance_id: _Optional[int] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RecognitionConfig(_message.Message):
-    __slots__ = ("audio", "language", "vad_threshold", "min_silence_ms", "speech_pad_ms", "interim_results", "interim_interval_ms", "speculative_transcripts", "pause_ms", "reuse_pause_transcript", "adaptive_endpointing", "incomplete_silence_ms")
+    __slots__ = ("audio", "language", "vad_threshold", "min_silence_ms", "speech_pad_ms", "interim_results", "interim_interval_ms", "speculative_transcripts", "pause_ms", "reuse_pause_transcript", "adaptive_endpointing", "incomplete_silence_ms", "turn_detector")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     VAD_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,7 @@ class RecognitionConfig(_message.Message):
     REUSE_PAUSE_TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
     ADAPTIVE_ENDPOINTING_FIELD_NUMBER: _ClassVar[int]
     INCOMPLETE_SILENCE_MS_FIELD_NUMBER: _ClassVar[int]
+    TURN_DETECTOR_FIELD_NUMBER: _ClassVar[int]
     audio: _audio_pb2.AudioFormat
     language: str
     vad_threshold: float
@@ -59,7 +60,8 @@ class RecognitionConfig(_message.Message):
     reuse_pause_transcript: bool
     adaptive_endpointing: bool
     incomplete_silence_ms: int
-    def __init__(self, audio: _Optional[_Union[_audio_pb2.AudioFormat, _Mapping]] = ..., language: _Optional[str] = ..., vad_threshold: _Optional[float] = ..., min_silence_ms: _Optional[int] = ..., speech_pad_ms: _Optional[int] = ..., interim_results: _Optional[bool] = ..., interim_interval_ms: _Optional[int] = ..., speculative_transcripts: _Optional[bool] = ..., pause_ms: _Optional[int] = ..., reuse_pause_transcript: _Optional[bool] = ..., adaptive_endpointing: _Optional[bool] = ..., incomplete_silence_ms: _Optional[int] = ...) -> None: ...
+    turn_detector: str
+    def __init__(self, audio: _Optional[_Union[_audio_pb2.AudioFormat, _Mapping]] = ..., language: _Optional[str] = ..., vad_threshold: _Optional[float] = ..., min_silence_ms: _Optional[int] = ..., speech_pad_ms: _Optional[int] = ..., interim_results: _Optional[bool] = ..., interim_interval_ms: _Optional[int] = ..., speculative_transcripts: _Optional[bool] = ..., pause_ms: _Optional[int] = ..., reuse_pause_transcript: _Optional[bool] = ..., adaptive_endpointing: _Optional[bool] = ..., incomplete_silence_ms: _Optional[int] = ..., turn_detector: _Optional[str] = ...) -> None: ...
 
 class RecognizeResponse(_message.Message):
     __slots__ = ("speech_started", "interim", "speech_ended", "final", "paused", "resumed")
