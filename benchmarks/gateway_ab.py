@@ -34,6 +34,7 @@ from benchmarks.common import (
     BREAKDOWN,
     QUESTIONS,
     START_TIMEOUT_S,
+    CpuMeter,
     arg_parser,
     progress,
     results_path,
@@ -92,25 +93,39 @@ async def side_by_side(
             channel = await stack.enter_async_context(grpc.aio.insecure_channel(address))
             talks[label] = await stack.enter_async_context(Conversation(channel, **options))
         for turn, question in enumerate(questions):
-            for label in GATEWAYS if turn % 2 == 0 else reversed(GATEWAYS):
+            for position, label in enumerate(GATEWAYS if turn % 2 == 0 else reversed(GATEWAYS)):
                 result = await talks[label].speak(spoken(question))
                 metrics = result.metrics()
                 progress(f"  {name} {label} turn {turn + 1}: e2e_ms {metrics.get('e2e_ms')}")
                 if "e2e_ms" in metrics and not result.errors:
-                    rows.append({"config": name, "gateway": label, "turn": turn, **metrics})
+                    rows.append({"config": name, "gateway": label, "turn": turn, "position": position, **metrics})
     return rows
 
 
 def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per configuration and gateway, the p50/p95 of e2e and each stage (the first turn left out: warm-up)."""
+    """Per configuration and gateway, the p50/p95 of e2e and each stage (the first turn left out: warm-up),
+    and e2e's p50 by position in the pair of turns.
+
+    The position matters: llama.cpp keeps one prompt, so the gateway that speaks second in a pair finds
+    the other's prompt there and prefills its whole history again, while the first one (which also spoke
+    last) finds its own. Positions alternate, but the second speaker's turns come later on odd and even
+    turns alike only on average; so the verdict, new against base, is the mean of the two positions'
+    ratios, each new against base in the same position."""
     out: dict[str, Any] = {}
     for name in dict.fromkeys(row["config"] for row in rows):
-        per = {}
+        per: dict[str, Any] = {}
         for label in GATEWAYS:
             warm = [r for r in rows if r["config"] == name and r["gateway"] == label and r["turn"] > 0]
             per[label] = {key: summary([r[key] for r in warm]) for key in (*BREAKDOWN, "e2e_ms")}
-        base, new = per["base"]["e2e_ms"]["p50"], per["new"]["e2e_ms"]["p50"]
-        per["e2e_p50_ratio_new_to_base"] = round(new / base, 3) if base else None
+            for position in (0, 1):
+                values = [r["e2e_ms"] for r in warm if r["position"] == position]
+                per[label][f"e2e_ms_position_{position + 1}"] = summary(values)
+        ratios = [
+            per["new"][key]["p50"] / per["base"][key]["p50"]
+            for key in ("e2e_ms_position_1", "e2e_ms_position_2")
+            if per["base"][key]["n"] and per["new"][key]["n"] and per["base"][key]["p50"]
+        ]
+        per["e2e_p50_ratio_new_to_base"] = round(sum(ratios) / len(ratios), 3) if ratios else None
         out[name] = per
     return out
 
@@ -137,21 +152,32 @@ def main() -> None:
             for label, code in (("base", base_code), ("new", REPO)):
                 started.append(start_gateway(code, backend_args, logs / f"gateway-{label}.log"))
             gateways = {label: s.address for label, s in zip(GATEWAYS, started[-2:], strict=True)}
+            # Each gateway's own CPU: on 2 cores, a gateway's cycles are the LLM's (it runs at nice 10).
+            meter = CpuMeter({label: s.process.pid for label, s in zip(GATEWAYS, started[-2:], strict=True)})
             rows = []
             for name, latency in configs.items():
                 progress(f"{name}: {len(questions)} questions to each gateway, alternating ...")
                 rows += asyncio.run(side_by_side(gateways, name, latency, questions))
+            cpu = meter.stop()
         finally:
             for server in reversed(started):
                 server.stop()
     base_commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", args.base], capture_output=True, text=True)
-    results = {**run_info(), "base": base_commit.stdout.strip(), "tts_engine": engine, "report": report(rows)}
+    results = {
+        **run_info(),
+        "base": base_commit.stdout.strip(),
+        "tts_engine": engine,
+        "report": report(rows),
+        "gateway_cpu": cpu,
+    }
     write_results(results_path(args.out, "gateway_ab"), results)
     for name, per in results["report"].items():
         cells = ", ".join(
             f"{label} p50 {per[label]['e2e_ms']['p50']:.0f} p95 {per[label]['e2e_ms']['p95']:.0f}" for label in GATEWAYS
         )
         print(f"{name}: e2e_ms {cells}; new/base p50 {per['e2e_p50_ratio_new_to_base']}")
+    used = results["gateway_cpu"]["processes"]  # type: ignore[index]
+    print("gateway CPU: " + ", ".join(f"{label} {used[label]['cpu_s']} s" for label in GATEWAYS if label in used))
 
 
 if __name__ == "__main__":
