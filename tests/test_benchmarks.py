@@ -179,12 +179,15 @@ def test_end_of_turn_detectors(tmp_path: Path) -> None:
 
 def test_two_gateways_side_by_side(tmp_path: Path) -> None:
     # The base is this very commit: the two gateways run the same code, on one set of backends.
-    result = bench("gateway_ab", tmp_path, "--base", "HEAD", "--questions", "2")
+    # Three questions each, the first one uncounted (warm-up): each gateway speaks first once and second once.
+    result = bench("gateway_ab", tmp_path, "--base", "HEAD", "--questions", "3")
     default = result["report"]["default"]
     assert list(result["report"]) == ["default"] and result["base"]
     for label in ("base", "new"):
-        assert default[label]["e2e_ms"]["n"] == 1  # two questions each, the first one uncounted (warm-up)
+        assert default[label]["e2e_ms"]["n"] == 2
+        assert default[label]["e2e_ms_position_1"]["n"] == default[label]["e2e_ms_position_2"]["n"] == 1
     assert default["e2e_p50_ratio_new_to_base"] > 0
+    assert set(result["gateway_cpu"]["processes"]) == {"base", "new"}
 
 
 def test_realtime_against_converse(tmp_path: Path, stack_args: list[str], gateway_server: ServiceProcess) -> None:
