@@ -100,6 +100,11 @@ class StreamAdmission:
         self._tasks: set[asyncio.Task[object]] = set()
         self._ending = False
         self._idle = asyncio.Event()
+        # Streams whose status is being sent (the last event, then the abort): their slot is already free,
+        # but the server must not stop before they are done, or the client gets grpc's "Cancelling all calls".
+        self._failing = 0
+        self._failed = asyncio.Event()
+        self._failed.set()
         metrics.init_service_metrics(label)
 
     @contextlib.asynccontextmanager
@@ -204,15 +209,27 @@ class StreamAdmission:
         self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, trailing: Metadata = ()
     ) -> None:
         self.count_error(code, message)
-        if self.last_event is not None:
-            # grpc/grpc#36066: a client still writing when the stream ends may get a made-up
-            # INTERNAL instead of this status; a response sent before it arrives either way.
-            # Bounded: a client that stopped reading must not hold the status back.
-            try:
-                await asyncio.wait_for(context.write(self.last_event(code, message, dict(trailing))), 1.0)
-            except Exception as error:  # the client is gone or stuck: the status below is all there is to do
-                log.debug("%s: the last event was not sent: %s", self.label, error)
-        await context.abort(code, message, trailing_metadata=trailing)
+        self._failing += 1
+        self._failed.clear()
+        try:
+            if self.last_event is not None:
+                # grpc/grpc#36066: a client still writing when the stream ends may get a made-up
+                # INTERNAL instead of this status; a response sent before it arrives either way.
+                # Bounded: a client that stopped reading must not hold the status back.
+                try:
+                    await asyncio.wait_for(context.write(self.last_event(code, message, dict(trailing))), 1.0)
+                except Exception as error:  # the client is gone or stuck: the status below is all there is to do
+                    log.debug("%s: the last event was not sent: %s", self.label, error)
+            await context.abort(code, message, trailing_metadata=trailing)
+        finally:
+            self._failing -= 1
+            if not self._failing:
+                self._failed.set()
+
+    async def wait_statuses_sent(self, timeout_s: float) -> None:
+        """Waits, up to the timeout, until every stream being ended has been sent its status."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._failed.wait(), timeout_s)
 
 
 class ModelService:
@@ -484,6 +501,7 @@ async def _drain(
         log.warning("%s: %d streams still open after %.1f s; ending them", admission.label, admission.active, grace_s)
         admission.end_remaining()
         await admission.wait_idle(2.0)
+    await admission.wait_statuses_sent(2.0)
     await server.stop(1.0)
 
 
