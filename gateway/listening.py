@@ -2,8 +2,8 @@
 
 A Listener forwards the user's audio to one ASR stream (reconnecting when it fails, at once when the
 ASR drained it between utterances), passes what the ASR hears on to the client as events, and reports
-the user's turn to the conversation through typed hooks: speech started, paused (with its transcript),
-resumed, and ended with its final transcript and timing. It knows nothing of agent turns.
+the user's turn to the conversation through typed hooks: speech started, interim transcripts, paused
+(with its transcript), resumed, and ended with its final transcript and timing. It knows nothing of agent turns.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class UserTurnHooks(Protocol):
     """What the conversation hears of the user's turn. Each comes after the client's event for it."""
 
     def on_speech_started(self, utterance_id: int, started_at: float) -> None: ...
+
+    def on_interim(self, text: str) -> None: ...
 
     def on_paused(self, text: str) -> None: ...
 
@@ -198,6 +200,7 @@ class Listener:
             self._hooks.on_resumed()
         elif kind == "interim":
             self._emit(_transcript(event.interim, final=False))
+            self._hooks.on_interim(event.interim.text.strip())
         elif kind == "final":
             self._awaiting_final = False
             self._emit(_transcript(event.final, final=True))
