@@ -1,0 +1,120 @@
+"""The interruption decision (gateway/turn_taking): typed cases, no models."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.turn_taking import (
+    InterruptionDecider,
+    Kind,
+    Lexicon,
+    Techniques,
+    en,
+    is_echo,
+    words,
+)
+
+AGENT = (
+    "Feeling nervous before an interview is normal. Prepare three short stories about your work,"
+    " and practise them out loud so they feel natural."
+)
+
+
+@pytest.mark.parametrize("phrase", en.BACKCHANNELS)
+def test_each_backchannel_does_not_interrupt(phrase: str) -> None:
+    decider = InterruptionDecider()
+    said = phrase.capitalize() + "."
+    assert decider.heard(said, AGENT).kind is Kind.BACKCHANNEL
+    assert not decider.decision.final  # the user may go on: "yeah, but ..."
+    final = decider.ended(said, AGENT)
+    assert final.kind is Kind.BACKCHANNEL and final.final
+
+
+@pytest.mark.parametrize("said", ["Mm-hmm.", "Uh-huh", "yeah, yeah", "Okay, I see.", "Right, right.", "Got it, sure"])
+def test_repeated_and_combined_backchannels(said: str) -> None:
+    assert InterruptionDecider().classify(said, AGENT) is Kind.BACKCHANNEL
+
+
+@pytest.mark.parametrize("phrase", en.INTENTS)
+def test_each_intent_word_interrupts_alone(phrase: str) -> None:
+    decision = InterruptionDecider().heard(phrase, AGENT)
+    assert decision.kind is Kind.INTERRUPTION and decision.final
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Wait.",
+        "Stop!",
+        "No.",
+        "Hold on.",
+        "Sorry, but",
+        "Excuse me",
+        "Yes?",
+        "Okay?",
+        "Yeah, but what about salary?",
+        "Right, no",
+        "Tell me more about the first one",
+        "I disagree",
+    ],
+)
+def test_intents_and_questions_interrupt(said: str) -> None:
+    assert InterruptionDecider().classify(said, AGENT) is Kind.INTERRUPTION
+
+
+def test_a_backchannel_that_goes_on_becomes_an_interruption() -> None:
+    decider = InterruptionDecider()
+    assert decider.heard("Yeah", AGENT).kind is Kind.BACKCHANNEL
+    assert decider.heard("Yeah, but wait", AGENT).interrupts
+    assert decider.ended("Yeah, but wait, I have a question", AGENT).interrupts  # decided once: it stays
+
+
+@pytest.mark.parametrize("final", ["", "  ", "...", "-"])
+def test_no_words_is_noise(final: str) -> None:
+    decider = InterruptionDecider()
+    assert decider.heard(final, AGENT).pending
+    decision = decider.ended(final, AGENT)
+    assert decision.kind is Kind.NOISE and decision.final
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Feeling nervous before an interview is normal.",
+        "prepare three short stories about your work",
+        "Practice them out loud so they feel natural.",  # Whisper's spelling, not the agent's
+        "stories about you work and practise",
+    ],
+)
+def test_the_agents_own_words_are_echo(said: str) -> None:
+    decision = InterruptionDecider().ended(said, AGENT)
+    assert decision.kind is Kind.ECHO and not decision.interrupts
+
+
+def test_echo_needs_most_words_to_match() -> None:
+    assert not is_echo("Wait, what about my salary, is that normal?", AGENT)
+    assert not is_echo("normal", AGENT)  # one word matches by chance
+    assert is_echo("normal", "Normal.")  # unless the agent said little more
+    assert not is_echo("", AGENT)
+
+
+def test_an_interruption_over_the_echo_interrupts() -> None:
+    """The user speaks over the agent's echo: the transcript mixes both, and its own words win."""
+    mixed = "Prepare three short stories. Wait, stop, I have a different question about money."
+    assert InterruptionDecider().classify(mixed, AGENT) is Kind.INTERRUPTION
+
+
+def test_techniques_switch_off() -> None:
+    no_backchannels = InterruptionDecider(Techniques(backchannels=False))
+    assert no_backchannels.classify("yeah", AGENT) is Kind.INTERRUPTION
+    no_echo = InterruptionDecider(Techniques(echo=False))
+    assert no_echo.classify("prepare three short stories about your work", AGENT) is Kind.INTERRUPTION
+
+
+def test_words_and_lexicon() -> None:
+    assert words("Mm-hmm, OK. I'm sure!") == ["mm", "hmm", "ok", "i'm", "sure"]
+    lexicon = Lexicon("xx")  # an unknown language falls back to English
+    assert lexicon.only_backchannels(["i", "see", "yeah"])
+    assert not lexicon.only_backchannels(["i", "see", "why"])
+    assert lexicon.has_intent(["well", "hold", "on"])
+    assert not set(map(tuple, map(words, en.BACKCHANNELS))) & set(map(tuple, map(words, en.INTENTS)))
