@@ -160,12 +160,23 @@ class Conversation:
             self._maybe_barge_in()
 
     def on_interim(self, text: str) -> None:
+        self._heard(text)
+
+    def _heard(self, text: str) -> None:
+        """An interim or pause transcript of speech over the agent."""
         if self._decider is not None and text:
-            self._act(self._decider.heard(text, self._agent_words()))
+            speech_ms = (time.perf_counter() - self._decision_started_at) * 1000
+            self._act(self._decider.heard(text, self._agent_words(), speech_ms))
+
+    def is_echo(self, text: str) -> bool:
+        if not text or not self._settings.turn_taking.echo_rejection or self._interrupted_by_speech:
+            return False
+        if self._decider is not None:
+            return self._decider.classify(text, self._agent_words()) is Kind.ECHO
+        return self._echo_of_agent(text)
 
     def on_paused(self, text: str) -> None:
-        if self._decider is not None and text:
-            self._act(self._decider.heard(text, self._agent_words()))
+        self._heard(text)
         if self._settings.plan.preemptive_generation and text and not self._agent_active():  # off without auto replies
             self._preemptor.start(text)
 

@@ -40,6 +40,10 @@ class UserTurnHooks(Protocol):
 
     def on_interim(self, text: str) -> None: ...
 
+    def is_echo(self, text: str) -> bool:
+        """Whether a transcript is the agent's own voice: the client gets no transcript event for it."""
+        ...
+
     def on_paused(self, text: str) -> None: ...
 
     def on_resumed(self) -> None: ...
@@ -199,11 +203,14 @@ class Listener:
         elif kind == "resumed":
             self._hooks.on_resumed()
         elif kind == "interim":
-            self._emit(_transcript(event.interim, final=False))
-            self._hooks.on_interim(event.interim.text.strip())
+            text = event.interim.text.strip()
+            if not self._hooks.is_echo(text):
+                self._emit(_transcript(event.interim, final=False))
+            self._hooks.on_interim(text)
         elif kind == "final":
             self._awaiting_final = False
-            self._emit(_transcript(event.final, final=True))
+            if not self._hooks.is_echo(event.final.text.strip()):
+                self._emit(_transcript(event.final, final=True))
             timing = TurnTiming(
                 final_at=time.perf_counter(),
                 end_decided_at=self._end_decided_at,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.turn_taking import (
+    WORDS_MIN_MS,
     InterruptionDecider,
     Kind,
     Lexicon,
@@ -93,7 +94,7 @@ def test_the_agents_own_words_are_echo(said: str) -> None:
 
 def test_echo_needs_most_words_to_match() -> None:
     assert not is_echo("Wait, what about my salary, is that normal?", AGENT)
-    assert not is_echo("normal", AGENT)  # one word matches by chance
+    assert not is_echo("work", AGENT)  # one short word matches by chance
     assert is_echo("normal", "Normal.")  # unless the agent said little more
     assert not is_echo("", AGENT)
 
@@ -118,3 +119,19 @@ def test_words_and_lexicon() -> None:
     assert not lexicon.only_backchannels(["i", "see", "why"])
     assert lexicon.has_intent(["well", "hold", "on"])
     assert not set(map(tuple, map(words, en.BACKCHANNELS))) & set(map(tuple, map(words, en.INTENTS)))
+
+
+def test_early_interims_decide_only_on_a_leading_intent() -> None:
+    """Whisper's first guess at a fraction of a second of the agent's echo ("Bye.", "I can't wait.") does not
+    interrupt; a leading intent does at once; other words once the speech has lasted WORDS_MIN_MS."""
+    decider = InterruptionDecider()
+    assert decider.heard("Bye.", AGENT, speech_ms=220).pending
+    assert decider.heard("I can't wait.", AGENT, speech_ms=450).pending
+    assert decider.heard("I can't wait to say", AGENT, speech_ms=WORDS_MIN_MS).interrupts
+    for said in ("Wait", "No, that's", "Yeah, but", "Sorry, I", "What do you"):
+        assert InterruptionDecider().heard(said, AGENT, speech_ms=200).interrupts, said
+
+
+def test_an_echo_that_the_user_speaks_over_is_no_longer_echo() -> None:
+    assert is_echo("prepare three short stories about your work", AGENT)
+    assert not is_echo("prepare three short stories about your work I want a different topic", AGENT)

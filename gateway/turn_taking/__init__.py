@@ -9,6 +9,11 @@ pause transcript, its final) and the agent's recent words; it answers with a typ
 - ``noise``: the utterance ended with no words (a cough, a knock);
 - ``echo``: its words repeat what the agent just said (its own voice through the user's speaker).
 
+Whisper's first interims of an utterance are often wrong (a fraction of a second of audio: "Bye.", "I can't
+wait." for the agent's own echo), so an interim decides an interruption at once only when it *starts* with
+an intent ("wait", "no, ...", "sorry, but", a question word; after acknowledgements at most: "yeah, but");
+other words decide it once the speech has lasted ``WORDS_MIN_MS``, or at the final transcript.
+
 Until it decides, ``pending`` (no words yet) or a provisional kind (an interim said "yeah" or repeated the
 agent: the agent's audio may go on, but a later transcript can still make it an interruption) is
 returned; a final transcript always decides. Pure logic: no clock of its own, no models, no I/O.
@@ -60,6 +65,8 @@ class Decision:
 
 PENDING = Decision(None, final=False)
 
+#: Speech an interim must have heard before words without a leading intent decide an interruption.
+WORDS_MIN_MS = 900.0
 #: Share of an utterance's words found, in order, in the agent's recent words for it to be echo.
 ECHO_OVERLAP = 0.7
 #: Words the agent said most recently that an echo may repeat.
@@ -79,6 +86,21 @@ class Lexicon:
         self.backchannels = {tuple(words(p)) for p in module.BACKCHANNELS}
         self.intents = {tuple(words(p)) for p in module.INTENTS}
         self._longest = max(len(p) for p in self.backchannels | self.intents)
+
+    def leading_intent(self, said: list[str]) -> bool:
+        """Whether ``said`` starts with an intent, after acknowledgements at most ("yeah, but wait")."""
+        i = 0
+        while i < len(said):
+            for n in range(min(self._longest, len(said) - i), 0, -1):
+                if tuple(said[i : i + n]) in self.intents:
+                    return True
+            for n in range(min(self._longest, len(said) - i), 0, -1):
+                if tuple(said[i : i + n]) in self.backchannels:
+                    i += n
+                    break
+            else:
+                return False
+        return False
 
     def has_intent(self, said: list[str]) -> bool:
         return any(
@@ -107,21 +129,35 @@ def echo_overlap(said: list[str], agent: list[str]) -> float:
     matched = sum(block.size for block in matcher.get_matching_blocks())
     if matched < len(said):  # Whisper mishears an echo's words: count close ones
         agent_set = set(agent)
-        matched = max(
-            matched,
-            sum(1 for w in said if w in agent_set or difflib.get_close_matches(w, agent_set, n=1, cutoff=0.75)),
-        )
+        matched = max(matched, sum(1 for w in said if _matches(w, agent_set)))
     return matched / len(said)
 
 
+#: Words at the end of a transcript that the agent did not say: the user speaking over its echo.
+ECHO_TAIL_WORDS = 3
+
+
+def _matches(word: str, agent_set: set[str]) -> bool:
+    return word in agent_set or bool(difflib.get_close_matches(word, agent_set, n=1, cutoff=0.75))
+
+
 def is_echo(text: str, agent_text: str) -> bool:
-    """Whether ``text`` repeats the agent's recent words: most of its words in the last ECHO_WINDOW_WORDS."""
+    """Whether ``text`` repeats the agent's recent words: most of its words in the last ECHO_WINDOW_WORDS,
+    and not ending in words of the user's own (someone speaking over the echo)."""
     said = words(text)
     agent = words(agent_text)[-ECHO_WINDOW_WORDS:]
     if not said:
         return False
-    # One word alone matches by chance too easily, unless the agent's words are that few.
-    if len(said) == 1 and len(agent) > 3:
+    agent_set = set(agent)
+    # One short word alone matches by chance too easily, unless the agent's words are that few.
+    if len(said) == 1 and len(agent) > 3 and (len(said[0]) < 5 or not _matches(said[0], agent_set)):
+        return False
+    tail = 0
+    for word in reversed(said):
+        if _matches(word, agent_set):
+            break
+        tail += 1
+    if tail >= ECHO_TAIL_WORDS:
         return False
     return echo_overlap(said, agent) >= ECHO_OVERLAP
 
@@ -147,14 +183,20 @@ class InterruptionDecider:
             return Kind.BACKCHANNEL
         return Kind.INTERRUPTION
 
-    def heard(self, text: str, agent_text: str) -> Decision:
-        """An interim or pause transcript of the utterance so far. An interruption is final at once;
+    def heard(self, text: str, agent_text: str, speech_ms: float = WORDS_MIN_MS) -> Decision:
+        """An interim or pause transcript of the first ``speech_ms`` of the utterance. An interruption is
+        final (at once if the words start with an intent, else once ``speech_ms`` reaches WORDS_MIN_MS);
         a backchannel or echo is provisional (the user may go on: "yeah, but ...")."""
         if self.decision.final:
             return self.decision
         kind = self.classify(text, agent_text)
-        if kind is not None:
-            self.decision = Decision(kind, final=kind is Kind.INTERRUPTION, text=text)
+        if kind is Kind.INTERRUPTION:
+            sure = speech_ms >= WORDS_MIN_MS or self._lexicon.leading_intent(words(text)) or not self._techniques.echo
+            if sure:
+                self.decision = Decision(kind, final=True, text=text)
+            # else: maybe Whisper's first guess at the agent's echo; keep what was decided so far
+        elif kind is not None:
+            self.decision = Decision(kind, final=False, text=text)
         return self.decision
 
     def ended(self, text: str, agent_text: str) -> Decision:
