@@ -207,7 +207,6 @@ async def test_the_agents_own_echo_neither_interrupts_nor_speaks_for_the_user(
         await asyncio.sleep(4)  # the echo's last words, and a final for them, would come now
     events = [e for _, e in conversation.events]
     said = [(e.WhichOneof("event"), str(e)[:200]) for e in events if e.WhichOneof("event") != "agent_audio"]
-    print("\n".join(map(str, said)))  # DEBUG
     assert not [e for e in events if e.WhichOneof("event") == "interruption"], said
     finals = [e.final_transcript.text for e in events if e.WhichOneof("event") == "final_transcript"]
     assert len(finals) == 1 and word_error_rate(QUESTION, finals[0]) <= 0.2, finals

@@ -68,7 +68,7 @@ PENDING = Decision(None, final=False)
 #: Speech an interim must have heard before words without a leading intent decide an interruption.
 WORDS_MIN_MS = 900.0
 #: Share of an utterance's words found, in order, in the agent's recent words for it to be echo.
-ECHO_OVERLAP = 0.7
+ECHO_OVERLAP = 0.6
 #: Words the agent said most recently that an echo may repeat.
 ECHO_WINDOW_WORDS = 80
 
@@ -76,6 +76,30 @@ ECHO_WINDOW_WORDS = 80
 def words(text: str) -> list[str]:
     """Lower case words, punctuation dropped; hyphenated ones split ("mm-hmm": "mm", "hmm")."""
     return _NOT_WORD.sub(" ", text.lower().replace("-", " ")).split()
+
+
+#: Words Whisper writes for one another when it hears the agent's voice: one spelling each, for echo.
+_HOMOPHONES = {
+    w: group[0]
+    for group in (
+        ("two", "to", "too"),
+        ("four", "for"),
+        ("their", "there", "they're"),
+        ("your", "you're"),
+        ("its", "it's"),
+        ("know", "no"),
+        ("bye", "by", "buy"),
+        ("one", "won"),
+        ("eight", "ate"),
+        ("right", "write"),
+        ("practise", "practice"),
+    )
+    for w in group
+}
+
+
+def _sounds(said: list[str]) -> list[str]:
+    return [_HOMOPHONES.get(w, w) for w in said]
 
 
 class Lexicon:
@@ -144,8 +168,8 @@ def _matches(word: str, agent_set: set[str]) -> bool:
 def is_echo(text: str, agent_text: str) -> bool:
     """Whether ``text`` repeats the agent's recent words: most of its words in the last ECHO_WINDOW_WORDS,
     and not ending in words of the user's own (someone speaking over the echo)."""
-    said = words(text)
-    agent = words(agent_text)[-ECHO_WINDOW_WORDS:]
+    said = _sounds(words(text))
+    agent = _sounds(words(agent_text)[-ECHO_WINDOW_WORDS:])
     if not said:
         return False
     agent_set = set(agent)
