@@ -74,7 +74,7 @@ def _outcome(events: list[gateway_pb2.ConverseResponse], set_name: str) -> dict[
     return {
         "set": set_name,
         "interrupted": "interruption" in kinds,
-        "decisions": [d.kind for d in decisions],
+        "decisions": [[d.kind, round(d.decision_ms), d.text] for d in decisions],
         "decision_ms": round(first.decision_ms, 1) if first is not None else None,
         "decided_on": first.text if first is not None else "",
         "user_turns": len(finals),  # the question's, and any more
@@ -94,7 +94,7 @@ async def _case(channel: grpc.aio.Channel, question: str, over: Pcm16Audio | Non
     return [event for _, event in session.events]
 
 
-async def run_sets(stack: Stack, count: int) -> list[dict[str, Any]]:
+async def run_sets(stack: Stack, count: int, sets: set[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     async with grpc.aio.insecure_channel(stack.gateway) as channel:
         cases: list[tuple[str, Pcm16Audio | None, dict | None]] = []
@@ -105,6 +105,7 @@ async def run_sets(stack: Stack, count: int) -> list[dict[str, Any]]:
             echo = {"delay_ms": DELAYS_MS[i % 3], "gain_db": GAINS_DB[(i // 3) % 3], "reverb": i % 2 == 1}
             cases.append(("echo", None, echo))
             cases.append(("echo_intent", _padded(utterance(INTENTS[(i + 3) % len(INTENTS)], i + 1)), echo))
+        cases = [case for case in cases if case[0] in sets]
         for number, (name, over, echo) in enumerate(cases):
             question = QUESTIONS[number % len(QUESTIONS)]
             row = _outcome(await _case(channel, question, over, echo), name)
@@ -146,9 +147,9 @@ def rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def plot(report: dict[str, Any], cost: dict[str, Any], results: Path) -> None:
     plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [2, 1]})
-    names = list(report)
+    names = [n for n in report if report[n]["cases"]]
     share = [report[n]["interrupted"] / max(1, report[n]["cases"]) for n in names]
-    left.bar(names, share, color=["tab:green", "tab:red", "tab:green", "tab:green", "tab:red"])
+    left.bar(names, share, color=["tab:red" if "intent" in n else "tab:green" for n in names])
     left.set_ylim(0, 1.05)
     left.set_ylabel("share of cases that interrupted the agent")
     left.set_title("Speech over the agent")
@@ -163,6 +164,8 @@ def main() -> None:
     parser = arg_parser(__doc__, "turns")
     add_stack_arguments(parser)
     parser.add_argument("--cases", type=int, help="cases per set (default 20; --quick 2)")
+    parser.add_argument("--sets", default=",".join(TARGETS), help="which sets, comma-separated (default: all)")
+    parser.add_argument("--no-cost", action="store_true", help="skip the e2e_ms on/off comparison")
     args = parser.parse_args()
     count = args.cases or (2 if args.quick else 20)
     out = results_path(args.out, "turns")
@@ -171,9 +174,9 @@ def main() -> None:
         spoken(question, tail_ms=1000)
     with tempfile.TemporaryDirectory() as logs, stack_from_args(args, Path(logs)) as stack:
         progress(f"{count} cases per set ...")
-        rows = asyncio.run(run_sets(stack, count))
+        rows = asyncio.run(run_sets(stack, count, set(args.sets.split(","))))
         progress("e2e_ms with the decision on and off ...")
-        cost = asyncio.run(e2e_cost(stack, max(2, count // 2)))
+        cost = {} if args.no_cost else asyncio.run(e2e_cost(stack, max(2, count // 2)))
         description = stack.describe()
     report = rates(rows)
     results = {

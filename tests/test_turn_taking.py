@@ -123,11 +123,13 @@ def test_words_and_lexicon() -> None:
 
 def test_early_interims_decide_only_on_a_leading_intent() -> None:
     """Whisper's first guess at a fraction of a second of the agent's echo ("Bye.", "I can't wait.") does not
-    interrupt; a leading intent does at once; other words once the speech has lasted WORDS_MIN_MS."""
+    interrupt; a leading intent does at once; other words once the speech has lasted WORDS_MIN_MS, two interims
+    in a row."""
     decider = InterruptionDecider()
     assert decider.heard("Bye.", AGENT, speech_ms=220).pending
     assert decider.heard("I can't wait.", AGENT, speech_ms=450).pending
-    assert decider.heard("I can't wait to say", AGENT, speech_ms=WORDS_MIN_MS).interrupts
+    assert decider.heard("I'll be able to interview", AGENT, speech_ms=WORDS_MIN_MS).pending  # one guess: not yet
+    assert decider.heard("I can't wait to say", AGENT, speech_ms=WORDS_MIN_MS + 220).interrupts  # two in a row
     for said in ("Wait", "No, that's", "Yeah, but", "Sorry, I", "What do you"):
         assert InterruptionDecider().heard(said, AGENT, speech_ms=200).interrupts, said
 

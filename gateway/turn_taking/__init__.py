@@ -12,7 +12,8 @@ pause transcript, its final) and the agent's recent words; it answers with a typ
 Whisper's first interims of an utterance are often wrong (a fraction of a second of audio: "Bye.", "I can't
 wait." for the agent's own echo), so an interim decides an interruption at once only when it *starts* with
 an intent ("wait", "no, ...", "sorry, but", a question word; after acknowledgements at most: "yeah, but");
-other words decide it once the speech has lasted ``WORDS_MIN_MS``, or at the final transcript.
+other words decide it once the speech has lasted ``WORDS_MIN_MS`` and two interims in a row were neither
+acknowledgements nor echo, or at the final transcript.
 
 Until it decides, ``pending`` (no words yet) or a provisional kind (an interim said "yeah" or repeated the
 agent: the agent's audio may go on, but a later transcript can still make it an interruption) is
@@ -193,6 +194,7 @@ class InterruptionDecider:
         self._techniques = techniques
         self._lexicon = Lexicon(language)
         self.decision = PENDING
+        self._streak = 0  # interims in a row whose words were neither acknowledgements nor echo
 
     def classify(self, text: str, agent_text: str) -> Kind | None:
         """What ``text`` is, by its words alone; None if it has none."""
@@ -214,9 +216,10 @@ class InterruptionDecider:
         if self.decision.final:
             return self.decision
         kind = self.classify(text, agent_text)
+        self._streak = self._streak + 1 if kind is Kind.INTERRUPTION else 0
         if kind is Kind.INTERRUPTION:
-            sure = speech_ms >= WORDS_MIN_MS or self._lexicon.leading_intent(words(text)) or not self._techniques.echo
-            if sure:
+            settled = speech_ms >= WORDS_MIN_MS and self._streak >= 2
+            if settled or self._lexicon.leading_intent(words(text)) or not self._techniques.echo:
                 self.decision = Decision(kind, final=True, text=text)
             # else: maybe Whisper's first guess at the agent's echo; keep what was decided so far
         elif kind is not None:

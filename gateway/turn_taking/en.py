@@ -46,6 +46,9 @@ BACKCHANNELS: tuple[str, ...] = (
     "interesting",
     "good",
     "fine",
+    "uh",
+    "um",
+    "er",
 )
 
 #: Words that always mean the user wants the turn, however short the utterance.
