@@ -128,8 +128,9 @@ def test_early_interims_decide_only_on_a_leading_intent() -> None:
     decider = InterruptionDecider()
     assert decider.heard("Bye.", AGENT, speech_ms=220).pending
     assert decider.heard("I can't wait.", AGENT, speech_ms=450).pending
-    assert decider.heard("I'll be able to interview", AGENT, speech_ms=WORDS_MIN_MS).pending  # one guess: not yet
-    assert decider.heard("I can't wait to say", AGENT, speech_ms=WORDS_MIN_MS + 220).interrupts  # two in a row
+    fresh = InterruptionDecider()
+    assert fresh.heard("I'll be able to interview", AGENT, speech_ms=WORDS_MIN_MS).pending  # one guess: not yet
+    assert fresh.heard("I'll be able to interview next", AGENT, speech_ms=WORDS_MIN_MS + 220).interrupts  # two
     for said in ("Wait", "No, that's", "Yeah, but", "Sorry, I", "What do you"):
         assert InterruptionDecider().heard(said, AGENT, speech_ms=200).interrupts, said
 
