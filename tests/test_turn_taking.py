@@ -138,3 +138,23 @@ def test_early_interims_decide_only_on_a_leading_intent() -> None:
 def test_an_echo_that_the_user_speaks_over_is_no_longer_echo() -> None:
     assert is_echo("prepare three short stories about your work", AGENT)
     assert not is_echo("prepare three short stories about your work I want a different topic", AGENT)
+
+
+def test_turn_taking_settings_per_gateway_and_per_session() -> None:
+    from gateway.config import GatewayConfig
+    from gateway.protocol import session_settings
+    from voice_agent.client.converse import session_config
+    from voice_agent.v1 import gateway_pb2
+
+    config = GatewayConfig()
+    on = session_settings(gateway_pb2.ConverseRequest(config=session_config(16_000)), config)
+    assert on.turn_taking.interruption_decision and on.turn_taking.backchannels and on.turn_taking.echo_rejection
+    assert on.recognition.interim_interval_ms == config.decision_interim_ms
+    options = gateway_pb2.TurnTakingOptions(interruption_decision=False, echo_rejection=False)
+    chosen = session_settings(gateway_pb2.ConverseRequest(config=session_config(16_000, turn_taking=options)), config)
+    assert not chosen.turn_taking.interruption_decision and not chosen.turn_taking.echo_rejection
+    assert chosen.turn_taking.backchannels  # unset: the gateway's
+    assert not chosen.recognition.HasField("interim_interval_ms")  # the ASR's own interval
+    config.backchannel_words = False
+    off = session_settings(gateway_pb2.ConverseRequest(config=session_config(16_000)), config)
+    assert not off.turn_taking.techniques.backchannels
