@@ -176,7 +176,7 @@ def main() -> None:
         progress(f"{count} cases per set ...")
         rows = asyncio.run(run_sets(stack, count, set(args.sets.split(","))))
         progress("e2e_ms with the decision on and off ...")
-        cost = {} if args.no_cost else asyncio.run(e2e_cost(stack, max(2, count // 2)))
+        cost = {} if args.no_cost else asyncio.run(e2e_cost(stack, max(1, count // 2)))
         description = stack.describe()
     report = rates(rows)
     results = {
