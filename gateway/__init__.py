@@ -9,6 +9,7 @@ Layout, from the wire inwards:
   events.py        the core's typed inputs and events, which any front converts to its own wire format
   conversation.py  one conversation: user turns in, agent turns out, barge-in, history
   limits.py        what ends a conversation its client does not end: length, idleness, the drain
+  turn_taking/     speech over the agent: interruption, backchannel, noise or echo (pure; word lists per language)
   listening.py     the user's side: the ASR stream, the audio clock, the user's turn (typed hooks)
   preemption.py    a reply started on a pause's transcript, kept or discarded
   turn.py          one agent turn: LLM tokens into TTS, paced audio out, cancellable

@@ -58,6 +58,25 @@ class GatewayConfig(ServerConfig):
     barge_in_min_speech_ms: int = setting(
         0, "Speech needed before it interrupts the agent; more ignores coughs and 'mm-hmm' but stops later."
     )
+    interruption_decision: bool = setting(
+        True,
+        "Speech over the agent holds its audio (cancelling nothing) until its transcript says whether it is an"
+        " interruption; a backchannel, noise or echo resumes it where it stopped. Off: any speech interrupts.",
+    )
+    backchannel_words: bool = setting(
+        True, "With interruption_decision: acknowledgements ('mm-hmm', 'yeah', 'right') do not interrupt the agent."
+    )
+    echo_rejection: bool = setting(
+        True,
+        "Speech whose transcript repeats the agent's recent words is its echo: it neither interrupts nor starts a"
+        " user turn (also a final that comes within echo_window_ms after the agent's audio ended).",
+    )
+    echo_window_ms: int = setting(2500, "How long after the agent's audio ended a final is still checked for echo.")
+    decision_interim_ms: int = setting(
+        200,
+        "With interruption_decision: the ASR's interim interval (ms, >= 100), so that words over the agent are"
+        " heard soon; the ASR's own default (500) when off.",
+    )
     audio_lead_ms: int = setting(
         500, "Agent audio sent ahead of the client's playback; less stops sooner on barge-in, more rides out jitter."
     )
@@ -151,6 +170,8 @@ class GatewayConfig(ServerConfig):
             raise ValueError("min_silence_ms and incomplete_silence_ms must be in 0..5000")
         if not 1 <= self.first_phrase_words <= 50:
             raise ValueError("first_phrase_words must be in 1..50")
+        if not 100 <= self.decision_interim_ms <= 10_000 or not 0 <= self.echo_window_ms <= 60_000:
+            raise ValueError("decision_interim_ms must be in 100..10000, echo_window_ms in 0..60000")
         if self.max_sessions_per_caller < 0 or self.retry_after_ms < 0:
             raise ValueError("max_sessions_per_caller and retry_after_ms must not be negative")
         self._validate_http()

@@ -3,7 +3,9 @@
 The core of the gateway, whatever the front: it takes typed inputs (gateway/events.py) and emits typed
 events. The user's side (the ASR stream, the user's turn) is the Listener's; this reacts to what it
 reports. A final transcript (or typed text) starts an agent turn; speech that starts while a turn is
-thinking or speaking interrupts it. A backend that fails gives the client an error event and the
+thinking or speaking holds its audio while gateway/turn_taking decides whether it interrupts it (words
+with intent) or not (a backchannel, noise, the agent's echo: the audio resumes where it stopped); with
+that decision off, it interrupts at once. A backend that fails gives the client an error event and the
 conversation goes on: the Listener reconnects to the ASR, and the next turn tries the LLM and TTS again.
 """
 
@@ -18,7 +20,19 @@ from opentelemetry import trace
 
 from gateway.backends import Backends, TurnPaths, cold_paths, warm_paths
 from gateway.config import GatewayConfig
-from gateway.events import AudioIn, CancelReply, Commit, Emit, EndOfInput, Error, Input, Interruption, Respond, TextIn
+from gateway.events import (
+    AudioIn,
+    CancelReply,
+    Commit,
+    Emit,
+    EndOfInput,
+    Error,
+    Input,
+    Interruption,
+    InterruptionDecision,
+    Respond,
+    TextIn,
+)
 from gateway.history import History
 from gateway.limits import Limits
 from gateway.listening import Listener
@@ -26,6 +40,7 @@ from gateway.observer import ConversationObserver
 from gateway.preemption import Preemption, Preemptor
 from gateway.protocol import SessionSettings
 from gateway.turn import AgentTurn, TtsFailure, TurnTiming
+from gateway.turn_taking import Decision, InterruptionDecider, Kind, is_echo
 from voice_agent.errors import ServiceError
 from voice_agent.telemetry import trace_headers
 
@@ -57,6 +72,13 @@ class Conversation:
         self._turn_task: asyncio.Task[None] | None = None
         self._turn_ids = 0
         self._barge_in_timer: asyncio.Task[None] | None = None
+        # Speech over the agent being decided: the decider, the turn whose audio it holds, its speech start.
+        self._decider: InterruptionDecider | None = None
+        self._held: AgentTurn | None = None
+        self._decision_started_at = 0.0
+        self._backchannels: list[str] = []  # said over the agent: join the history after its reply
+        self._last_turn: AgentTurn | None = None  # the latest turn, whose words an echo would repeat
+        self._interrupted_by_speech = False  # the utterance in progress was decided an interruption
 
     async def run(self, inputs: AsyncIterator[Input]) -> None:
         """Serves the conversation until the client ends it, then finishes the turn in flight;
@@ -132,9 +154,29 @@ class Conversation:
         span = self._observer.user_started(started_at)
         if span.is_recording():
             self._listener.join_trace(utterance_id, trace_headers(span))
-        self._maybe_barge_in()
+        if self._deciding():
+            self._begin_decision(started_at)
+        else:
+            self._maybe_barge_in()
+
+    def on_interim(self, text: str) -> None:
+        self._heard(text)
+
+    def _heard(self, text: str) -> None:
+        """An interim or pause transcript of speech over the agent."""
+        if self._decider is not None and text:
+            speech_ms = (time.perf_counter() - self._decision_started_at) * 1000
+            self._act(self._decider.heard(text, self._agent_words(), speech_ms))
+
+    def is_echo(self, text: str) -> bool:
+        if not text or not self._settings.turn_taking.echo_rejection or self._interrupted_by_speech:
+            return False
+        if self._decider is not None:
+            return self._decider.classify(text, self._agent_words()) is Kind.ECHO
+        return self._echo_of_agent(text)
 
     def on_paused(self, text: str) -> None:
+        self._heard(text)
         if self._settings.plan.preemptive_generation and text and not self._agent_active():  # off without auto replies
             self._preemptor.start(text)
 
@@ -142,6 +184,19 @@ class Conversation:
         self._preemptor.discard()  # the user went on: the reply to the pause is out of date
 
     def on_turn_ended(self, text: str, timing: TurnTiming) -> None:
+        interrupted, self._interrupted_by_speech = self._interrupted_by_speech, False
+        if self._decider is not None:
+            decision = self._decider.ended(text, self._agent_words())
+            self._act(decision)
+            if not decision.interrupts:
+                self._observer.no_speech(self._observer.take_user_span(), decision.kind.value)  # type: ignore[union-attr]
+                self._preemptor.discard()
+                return
+        elif text and not interrupted and self._echo_of_agent(text):
+            self._observer.echo_rejected()
+            self._observer.no_speech(self._observer.take_user_span(), "echo")
+            self._preemptor.discard()
+            return
         span = self._observer.take_user_span()
         preemption = self._preemptor.take(text)
         if not text:
@@ -161,6 +216,78 @@ class Conversation:
 
     def _agent_active(self) -> bool:
         return self._turn_task is not None and not self._turn_task.done()
+
+    # ---- deciding speech over the agent (gateway/turn_taking)
+
+    def _deciding(self) -> bool:
+        return self._settings.barge_in and self._settings.turn_taking.interruption_decision and self._agent_active()
+
+    def _begin_decision(self, started_at: float) -> None:
+        """Holds the agent's audio, cancelling nothing, until the speech's words decide."""
+        if self._held is not None:
+            self._held.resume_audio()  # an earlier utterance never got its final (the ASR reconnected)
+        self._held = self._turn
+        if self._held is not None:
+            self._held.hold_audio()
+        self._decider = InterruptionDecider(self._settings.turn_taking.techniques)
+        self._decision_started_at = started_at
+
+    def _act(self, decision: Decision) -> None:
+        """What the decider said: interrupt now, let the audio go on (a provisional backchannel or echo:
+        the words so far), or, once final, report it and record a backchannel."""
+        if decision.pending:
+            return
+        held = self._held
+        if not decision.final and held is not None:
+            held.resume_audio()
+            return
+        self._decider, self._held = None, None
+        assert decision.kind is not None
+        decision_ms = (time.perf_counter() - self._decision_started_at) * 1000
+        turn_id = held.turn_id if held is not None else self._turn_ids
+        self._emit(InterruptionDecision(turn_id, decision.kind.value, decision_ms, decision.text))
+        if decision.kind is Kind.INTERRUPTION:
+            self._interrupted_by_speech = True
+            self._observer.interruption_decided(decision.kind.value, decision_ms, resumed=False)
+            self._interrupt()
+            if held is not None:
+                held.resume_audio()  # a cancelled turn sends nothing more
+            return
+        resumed = held is not None and self._turn is held and self._agent_active()
+        self._observer.interruption_decided(decision.kind.value, decision_ms, resumed=resumed)
+        if held is not None:
+            held.resume_audio()
+        if decision.kind is Kind.BACKCHANNEL:
+            if self._agent_active():
+                self._backchannels.append(decision.text)  # after the reply it was said over
+            else:
+                self._history.add_user(decision.text)
+
+    def _agent_words(self) -> str:
+        """What the agent said lately (its reply before this one, and this one so far): what an echo repeats."""
+        turn = self._held or self._turn
+        earlier = self._last_turn.reply.text if self._last_turn is not None and self._last_turn is not turn else ""
+        return f"{earlier} {turn.heard_text() if turn is not None else ''}"
+
+    def _echo_of_agent(self, text: str) -> bool:
+        """A final outside any decision (the agent had stopped, or barge-in is off) that repeats the agent's
+        words while it speaks or within echo_window_ms after its audio ended."""
+        if not self._settings.turn_taking.echo_rejection:
+            return False
+        turn = self._turn if self._agent_active() else self._last_turn
+        if turn is None:
+            return False
+        ended_ms = (time.perf_counter() - turn.playback_end) * 1000
+        if not self._agent_active() and ended_ms > self._config.echo_window_ms:
+            return False
+        return is_echo(text, turn.heard_text())
+
+    def _add_agent(self, text: str) -> None:
+        """The agent's words into the history, then the backchannels said over them."""
+        self._history.add_agent(text)
+        for said in self._backchannels:
+            self._history.add_user(said)
+        self._backchannels.clear()
 
     def _maybe_barge_in(self) -> None:
         if not (self._settings.barge_in and self._agent_active()):
@@ -182,7 +309,7 @@ class Conversation:
             return
         task.cancel()  # no audio of this turn is sent after this line
         heard = turn.heard_text()
-        self._history.add_agent(heard)
+        self._add_agent(heard)
         self._end_turn(turn, "interrupted")
         self._emit(Interruption(turn.turn_id, heard))
         self._emit(turn.metrics(interrupted=True))
@@ -196,6 +323,7 @@ class Conversation:
         self._turn_ids += 1
         span.set_attribute("turn_id", self._turn_ids)
         self._turn, close = self._new_turn(self._turn_ids, self._history.messages(), timing, span, self._emit)
+        self._last_turn = self._turn
         self._turn_task = asyncio.create_task(self._run_turn(self._turn, close))
 
     def _launch_preemptive(self, text: str, emit: Emit, kept: asyncio.Event) -> tuple[AgentTurn, asyncio.Task[None]]:
@@ -219,6 +347,7 @@ class Conversation:
         turn.timing.speech_end_at = timing.speech_end_at
         turn.timing.vad_wait_ms = timing.vad_wait_ms
         self._turn, self._turn_task = turn, preemption.task
+        self._last_turn = turn
         self._preemptor.keep(preemption)
 
     def _new_turn(
@@ -273,10 +402,10 @@ class Conversation:
         if failure is not None:
             backend, code, message = failure
             self._report(backend, code, message, turn.turn_id)
-            self._history.add_agent(turn.heard_text())
+            self._add_agent(turn.heard_text())
             self._end_turn(turn, "failed", message)
             return
-        self._history.add_agent(turn.reply.text)
+        self._add_agent(turn.reply.text)
         self._end_turn(turn, "completed")
         self._emit(turn.metrics(interrupted=False))
 

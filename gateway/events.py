@@ -103,6 +103,16 @@ class Interruption:
 
 
 @dataclass(frozen=True)
+class InterruptionDecision:
+    """What speech that began over the agent was: interruption, backchannel, noise or echo."""
+
+    turn_id: int
+    kind: str
+    decision_ms: float  # from the speech's start, by the audio's clock, to the decision
+    text: str = ""  # the transcript it was decided on
+
+
+@dataclass(frozen=True)
 class TurnMetrics:
     """A turn's timings under the names of docs/architecture.md, as the gateway measures them."""
 
@@ -127,5 +137,15 @@ class Error:
     turn_id: int = 0  # the turn it failed; 0: none
 
 
-Event = SpeechStarted | SpeechEnded | Transcript | AgentText | AgentAudio | Interruption | TurnMetrics | Error
+Event = (
+    SpeechStarted
+    | SpeechEnded
+    | Transcript
+    | AgentText
+    | AgentAudio
+    | Interruption
+    | InterruptionDecision
+    | TurnMetrics
+    | Error
+)
 Emit = Callable[[Event], None]

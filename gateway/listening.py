@@ -2,8 +2,8 @@
 
 A Listener forwards the user's audio to one ASR stream (reconnecting when it fails, at once when the
 ASR drained it between utterances), passes what the ASR hears on to the client as events, and reports
-the user's turn to the conversation through typed hooks: speech started, paused (with its transcript),
-resumed, and ended with its final transcript and timing. It knows nothing of agent turns.
+the user's turn to the conversation through typed hooks: speech started, interim transcripts, paused
+(with its transcript), resumed, and ended with its final transcript and timing. It knows nothing of agent turns.
 """
 
 from __future__ import annotations
@@ -37,6 +37,12 @@ class UserTurnHooks(Protocol):
     """What the conversation hears of the user's turn. Each comes after the client's event for it."""
 
     def on_speech_started(self, utterance_id: int, started_at: float) -> None: ...
+
+    def on_interim(self, text: str) -> None: ...
+
+    def is_echo(self, text: str) -> bool:
+        """Whether a transcript is the agent's own voice: the client gets no transcript event for it."""
+        ...
 
     def on_paused(self, text: str) -> None: ...
 
@@ -197,10 +203,14 @@ class Listener:
         elif kind == "resumed":
             self._hooks.on_resumed()
         elif kind == "interim":
-            self._emit(_transcript(event.interim, final=False))
+            text = event.interim.text.strip()
+            if not self._hooks.is_echo(text):
+                self._emit(_transcript(event.interim, final=False))
+            self._hooks.on_interim(text)
         elif kind == "final":
             self._awaiting_final = False
-            self._emit(_transcript(event.final, final=True))
+            if not self._hooks.is_echo(event.final.text.strip()):
+                self._emit(_transcript(event.final, final=True))
             timing = TurnTiming(
                 final_at=time.perf_counter(),
                 end_decided_at=self._end_decided_at,

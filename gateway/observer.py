@@ -34,6 +34,25 @@ PREEMPTIONS = Counter(
     "Replies started on a pause's transcript, by what became of them: kept (the final matched) or discarded.",
     ["outcome"],
 )
+DECISIONS = Counter(
+    "voice_gateway_interruption_decisions_total",
+    "Speech over the agent, by what it was decided to be: interruption, backchannel, noise, echo.",
+    ["kind"],
+)
+FALSE_INTERRUPTIONS_RESUMED = Counter(
+    "voice_gateway_false_interruptions_resumed_total",
+    "Agent audio held for speech over it that was not an interruption (backchannel, noise, echo), then resumed.",
+)
+ECHO_REJECTED = Counter(
+    "voice_gateway_echo_rejected_total",
+    "Transcripts dropped as the agent's own echo: over its speech, or a final just after it.",
+)
+DECISION_SECONDS = latency_histogram(
+    "voice_gateway_interruption_decision_seconds",
+    "Start of speech over the agent to the decision on it, by kind.",
+    ("kind",),
+)
+DECISION_KINDS = ("interruption", "backchannel", "noise", "echo")
 LLM_TOKENS = Counter("voice_gateway_llm_tokens_total", "Content tokens streamed from the LLM.")
 STAGE_SECONDS = latency_histogram("voice_gateway_stage_seconds", "Stages of completed turns.", ("stage",))
 E2E_SECONDS = latency_histogram(
@@ -42,6 +61,8 @@ E2E_SECONDS = latency_histogram(
 STAGES = ("vad_wait", "asr", "llm_ttft", "tts_ttfa", "overhead")
 init_labels(TURNS, *((outcome,) for outcome in ("completed", "interrupted", "failed", "cancelled")))
 init_labels(PREEMPTIONS, ("kept",), ("discarded",))
+init_labels(DECISIONS, *((kind,) for kind in DECISION_KINDS))
+init_labels(DECISION_SECONDS, *((kind,) for kind in DECISION_KINDS))
 init_labels(STAGE_SECONDS, *((stage,) for stage in STAGES))
 init_labels(BACKEND_ERRORS, *((backend, code) for backend in ("asr", "tts", "llm") for code in COMMON_ERROR_CODES))
 
@@ -114,6 +135,19 @@ class ConversationObserver:
             INTERRUPTIONS.inc()
         if outcome == "completed":
             self._observe_stages(turn)
+
+    def interruption_decided(self, kind: str, decision_ms: float, *, resumed: bool) -> None:
+        """Speech over the agent was decided; ``resumed``: its held audio went on."""
+        DECISIONS.labels(kind).inc()
+        DECISION_SECONDS.labels(kind).observe(max(decision_ms, 0.0) / 1000)
+        if resumed:
+            FALSE_INTERRUPTIONS_RESUMED.inc()
+        if kind == "echo":
+            ECHO_REJECTED.inc()
+
+    def echo_rejected(self) -> None:
+        """A final transcript just after the agent's audio repeated it: dropped, not answered."""
+        ECHO_REJECTED.inc()
 
     def preemption(self, outcome: str) -> None:
         PREEMPTIONS.labels(outcome).inc()

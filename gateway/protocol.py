@@ -8,11 +8,12 @@ SessionConfig here (``session_settings``), the Realtime API's session in gateway
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 from gateway.config import GatewayConfig
 from gateway.history import estimate_tokens
 from gateway.latency import LatencyPlan
+from gateway.turn_taking import Techniques
 from voice_agent.audio import ASR_INPUT_RATES, TTS_OUTPUT_RATES, check_format
 from voice_agent.errors import InvalidArgument
 from voice_agent.v1 import asr_pb2, audio_pb2, gateway_pb2, tts_pb2
@@ -36,6 +37,21 @@ class SessionChoices:
     respond_automatically: bool = True
     #: True: the client ends each utterance itself (Commit); the silence does not.
     push_to_talk: bool = False
+    #: TurnTaking fields (interruption_decision, backchannels, echo_rejection); unset: the gateway's.
+    turn_taking: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TurnTaking:
+    """How speech over the agent is judged (gateway/turn_taking)."""
+
+    interruption_decision: bool = True
+    backchannels: bool = True
+    echo_rejection: bool = True
+
+    @property
+    def techniques(self) -> Techniques:
+        return Techniques(backchannels=self.backchannels, echo=self.echo_rejection)
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,7 @@ class SessionSettings:
     recognition: asr_pb2.RecognitionConfig
     #: What each of its turns' TTS streams is opened with: voice, output rate, first phrase.
     synthesis: tts_pb2.SynthesisConfig
+    turn_taking: TurnTaking = TurnTaking()
 
     @property
     def voice(self) -> str:
@@ -70,11 +87,20 @@ def settings_for(choices: SessionChoices, config: GatewayConfig) -> SessionSetti
     if not choices.respond_automatically:
         latency |= {"preemptive_generation": False}  # no reply starts before the client asks for one
     plan = config.latency_plan().with_options(**latency)
-    audio = audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM16LE, sample_rate_hz=choices.input_sample_rate)
-    recognition = asr_pb2.RecognitionConfig(
-        audio=audio,
-        **plan.recognition_options(config.incomplete_silence_ms),  # type: ignore[arg-type]
+    turn_taking = TurnTaking(
+        interruption_decision=config.interruption_decision,
+        backchannels=config.backchannel_words,
+        echo_rejection=config.echo_rejection,
     )
+    unknown = set(choices.turn_taking) - {f.name for f in fields(TurnTaking)}
+    if unknown:
+        raise InvalidArgument(f"unknown turn-taking options: {', '.join(sorted(unknown))}")
+    turn_taking = replace(turn_taking, **choices.turn_taking)
+    audio = audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM16LE, sample_rate_hz=choices.input_sample_rate)
+    options = plan.recognition_options(config.incomplete_silence_ms)
+    if turn_taking.interruption_decision:
+        options["interim_interval_ms"] = config.decision_interim_ms  # words over the agent, soon
+    recognition = asr_pb2.RecognitionConfig(audio=audio, **options)  # type: ignore[arg-type]
     synthesis = tts_pb2.SynthesisConfig(
         voice=choices.voice or config.voice,
         sample_rate_hz=choices.output_sample_rate,
@@ -88,6 +114,7 @@ def settings_for(choices: SessionChoices, config: GatewayConfig) -> SessionSetti
         respond_automatically=choices.respond_automatically,
         recognition=recognition,
         synthesis=synthesis,
+        turn_taking=turn_taking,
     )
 
 
@@ -105,12 +132,13 @@ def session_settings(request: gateway_pb2.ConverseRequest, config: GatewayConfig
         output_sample_rate=chosen.output_sample_rate_hz,
         barge_in=chosen.barge_in if chosen.HasField("barge_in") else None,
         latency=latency_choices(chosen.latency),
+        turn_taking=latency_choices(chosen.turn_taking),  # type: ignore[arg-type]
     )
     return settings_for(choices, config)
 
 
-def latency_choices(options: gateway_pb2.LatencyOptions) -> dict[str, bool | int]:
-    """The techniques a session set, by name; an unset one keeps the gateway's mode."""
+def latency_choices(options: gateway_pb2.LatencyOptions | gateway_pb2.TurnTakingOptions) -> dict[str, bool | int]:
+    """The techniques a session set, by name; an unset one keeps the gateway's."""
     return {
         field.name: getattr(options, field.name) for field in options.DESCRIPTOR.fields if options.HasField(field.name)
     }

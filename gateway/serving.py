@@ -168,6 +168,9 @@ def to_response(event: events.Event) -> gateway_pb2.ConverseResponse:
             return gateway_pb2.ConverseResponse(agent_audio=gateway_pb2.AgentAudio(**_fields(event)))
         case events.Interruption():
             return gateway_pb2.ConverseResponse(interruption=gateway_pb2.Interruption(**_fields(event)))
+        case events.InterruptionDecision():
+            decision = gateway_pb2.InterruptionDecision(**_fields(event))
+            return gateway_pb2.ConverseResponse(interruption_decision=decision)
         case events.TurnMetrics():
             return gateway_pb2.ConverseResponse(turn_metrics=gateway_pb2.TurnMetrics(**_fields(event)))
         case events.Error():

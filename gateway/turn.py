@@ -82,6 +82,8 @@ class AgentTurn:
         self._sequence = 0
         self._playback_end = 0.0  # when the audio sent so far ends playing at the client
         self._played: list[tuple[float, int]] = []  # (play start, text end) per chunk sent
+        self._sending = asyncio.Event()  # cleared: audio is held (an interruption being decided), not sent
+        self._sending.set()
 
     async def run(self) -> None:
         with trace.use_span(self.span, end_on_exit=False):
@@ -122,6 +124,23 @@ class AgentTurn:
                 self.timing.tts_first_text_at = time.perf_counter()
             fragments.put_nowait(delta)
         fragments.put_nowait(None)
+
+    def hold_audio(self) -> None:
+        """Stops sending audio (the client plays what it has, up to the lead), cancelling nothing."""
+        self._sending.clear()
+
+    def resume_audio(self) -> None:
+        """Sends again from where it stopped: nothing is lost, and no gap if the client's lead lasted."""
+        self._sending.set()
+
+    @property
+    def holding(self) -> bool:
+        return not self._sending.is_set()
+
+    @property
+    def playback_end(self) -> float:
+        """When the audio sent so far ends playing at the client (perf_counter)."""
+        return self._playback_end
 
     def heard_text(self) -> str:
         """The reply up to the end of the last chunk that has started playing."""
@@ -206,6 +225,9 @@ class AgentTurn:
         # Keep at most the lead ahead of playback: wait, then send.
         if self._playback_end - now > self._lead_s:
             await asyncio.sleep(self._playback_end - now - self._lead_s)
+            now = time.perf_counter()
+        if not self._sending.is_set():
+            await self._sending.wait()  # held while an interruption is decided
             now = time.perf_counter()
         play_start = max(now, self._playback_end)
         self._playback_end = play_start + len(chunk.audio) / 2 / chunk.sample_rate_hz

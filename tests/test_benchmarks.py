@@ -197,3 +197,13 @@ def test_realtime_against_converse(tmp_path: Path, stack_args: list[str], gatewa
     for front in ("converse", "realtime"):
         assert result[front]["first_turn"]["e2e_ms"] > 0, result[front]
         assert result[front]["warm_turns"]["e2e_ms"]["n"] == 1
+
+
+def test_turn_taking(tmp_path: Path, stack_args: list[str]) -> None:
+    result = bench("turns", tmp_path, *stack_args)
+    sets = result["sets"]
+    assert set(sets) == {"backchannel", "intent", "noise", "echo", "echo_intent"}
+    assert all(entry["cases"] == 2 for entry in sets.values())
+    assert sets["intent"]["interrupted"] >= 1  # rates are the benchmark's; one "wait" interrupts
+    assert set(result["e2e_ms_by_decision"]) == {"on", "off"}
+    assert is_png(tmp_path / "turns.png")

@@ -19,6 +19,7 @@ from voice_agent.client.converse import Conversation, session_config, talk
 from voice_agent.v1 import gateway_pb2, gateway_pb2_grpc
 from voice_ops.samples import word_error_rate
 from voice_ops.stack import launch, service
+from voice_ops.turn_sets import EchoConversation, utterance
 
 QUESTION = "I have a job interview next week and I feel nervous"
 INTERRUPTION = "Wait I have a different question"
@@ -171,3 +172,43 @@ async def test_streams_are_spread_over_every_address_of_a_backend(
     second.stop()
     assert "error" not in _kinds(events)
     assert sum(served) == 4 and min(served) >= 1, served  # (a pod still connecting gets none until ready)
+
+
+# ---- turn-taking over the agent (issue 17): espeak voices that differ from the agent's (Piper)
+
+
+def _decisions(result) -> list[str]:
+    return [e.interruption_decision.kind for _, e in result.of("interruption_decision")]
+
+
+async def test_a_backchannel_over_the_reply_does_not_interrupt_it(gateway_channel: grpc.aio.Channel) -> None:
+    over = Pcm16Audio(utterance("yeah", 1).data + b"\0" * 16_000, 16_000)
+    result = await talk(gateway_channel, spoken(QUESTION).audio, barge_in_audio=over)
+    assert not result.of("interruption"), _decisions(result)
+    metrics = [e.turn_metrics for _, e in result.of("turn_metrics")]
+    assert len(metrics) == 1 and not metrics[0].interrupted
+    assert "interruption" not in _decisions(result)
+
+
+async def test_an_intent_over_the_reply_interrupts_it(gateway_channel: grpc.aio.Channel) -> None:
+    over = Pcm16Audio(utterance("wait", 2).data + b"\0" * 16_000, 16_000)
+    result = await talk(gateway_channel, spoken(QUESTION).audio, barge_in_audio=over)
+    assert _decisions(result)[:1] == ["interruption"]
+    assert len(result.of("interruption")) == 1
+    assert next(e.turn_metrics.interrupted for _, e in result.of("turn_metrics"))
+
+
+async def test_the_agents_own_echo_neither_interrupts_nor_speaks_for_the_user(
+    gateway_channel: grpc.aio.Channel,
+) -> None:
+    """The reply, played back into the microphone 150 ms late at -12 dB (a phone on speaker)."""
+    async with EchoConversation(gateway_channel, delay_ms=150, gain_db=-12) as conversation:
+        await conversation.speak(spoken(QUESTION).audio)
+        await asyncio.sleep(4)  # the echo's last words, and a final for them, would come now
+    events = [e for _, e in conversation.events]
+    said = [(e.WhichOneof("event"), str(e)[:200]) for e in events if e.WhichOneof("event") != "agent_audio"]
+    assert not [e for e in events if e.WhichOneof("event") == "interruption"], said
+    finals = [e.final_transcript.text for e in events if e.WhichOneof("event") == "final_transcript"]
+    assert len(finals) == 1 and word_error_rate(QUESTION, finals[0]) <= 0.2, finals
+    metrics = [e.turn_metrics for e in events if e.WhichOneof("event") == "turn_metrics"]
+    assert len(metrics) == 1 and not metrics[0].interrupted

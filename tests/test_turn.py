@@ -129,3 +129,18 @@ async def test_held_events_are_sent_in_order_once_released_and_never_otherwise()
     kept.release()
     kept.put(AgentText(1, "c"))
     assert [e.delta for e in emitted if isinstance(e, AgentText)] == ["a", "b", "c"]
+
+
+async def test_held_audio_is_sent_on_resume_with_nothing_lost() -> None:
+    """Speech over the agent holds its audio (an interruption being decided); resuming sends the
+    chunk it stopped at, and the client's clock goes on from where its buffer ends."""
+    sent: list[float] = []
+    turn = _turn(sent, seconds=0.3)
+    turn.hold_audio()
+    assert turn.holding
+    task = asyncio.create_task(turn.run())
+    await asyncio.sleep(0.3)
+    assert not sent and not task.done()  # held: nothing sent, nothing cancelled
+    turn.resume_audio()
+    await asyncio.wait_for(task, timeout=5)
+    assert len(sent) == 1 and turn.heard_text() == turn.reply.text

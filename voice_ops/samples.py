@@ -69,10 +69,17 @@ COMPLETE_QUESTIONS: tuple[str, ...] = (
 
 
 def speak(
-    text: str, *, sample_rate: int = 16_000, lead_ms: int = 500, tail_ms: int = 1000, words_per_minute: int = 165
+    text: str,
+    *,
+    sample_rate: int = 16_000,
+    lead_ms: int = 500,
+    tail_ms: int = 1000,
+    words_per_minute: int = 165,
+    voice: str = "en-us",
 ) -> SpokenSample:
-    """``text`` spoken by espeak-ng, trimmed, then padded with silence."""
-    speech = _speech(text, sample_rate, words_per_minute)
+    """``text`` spoken by espeak-ng (``voice``: any of ``espeak-ng --voices``, with a +variant such as
+    "en-gb+f3"), trimmed, then padded with silence."""
+    speech = _speech(text, sample_rate, words_per_minute, voice)
     silence = b"\0" * PCM16_SAMPLE_BYTES
     lead = silence * (sample_rate * lead_ms // 1000)
     tail = silence * (sample_rate * tail_ms // 1000)
@@ -109,12 +116,12 @@ def speak_with_pauses(
     return PausedSample(text, audio, lead_ms, speech_end_ms, parts=tuple(parts), pauses=tuple(pauses))
 
 
-def _speech(text: str, sample_rate: int, words_per_minute: int) -> bytes:
+def _speech(text: str, sample_rate: int, words_per_minute: int, voice: str = "en-us") -> bytes:
     """espeak-ng's PCM16 for ``text``, with the silence at each end trimmed off."""
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp) / "raw.wav", Path(tmp) / "out.wav"
         subprocess.run(
-            ["espeak-ng", "-v", "en-us", "-s", str(words_per_minute), "-w", str(raw), text],
+            ["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(raw), text],
             check=True,
             capture_output=True,
         )

@@ -296,6 +296,20 @@ def overview() -> dashboard.Dashboard:
                     "Share of turns the user barged in on.",
                 ),
                 series(
+                    "Speech over the agent, by decision /s",
+                    "short",
+                    [
+                        target(rate("voice_gateway_interruption_decisions_total", GW, ("kind",)), "{{kind}}"),
+                        target(
+                            f"sum(rate(voice_gateway_false_interruptions_resumed_total{{{GW}}}{RATE}))",
+                            "resumed (not an interruption)",
+                        ),
+                        target(f"sum(rate(voice_gateway_echo_rejected_total{{{GW}}}{RATE}))", "echo rejected"),
+                    ],
+                    "What speech that began while the agent talked was decided to be (gateway/turn_taking):"
+                    " interruption, backchannel, noise, echo; and how often held agent audio resumed.",
+                ),
+                series(
                     "Sessions refused /s",
                     "short",
                     [

@@ -431,6 +431,8 @@ class Translator:
                 if response is not None:
                     response.heard = event.heard_text
                 return out
+            case events.InterruptionDecision():
+                return []  # the Realtime API has no such event: the decision shows in the metrics only
             case events.TurnMetrics():
                 out, response = self._open(event.turn_id)
                 if response is None:

@@ -8,20 +8,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SessionConfig(_message.Message):
-    __slots__ = ("system_prompt", "voice", "input_audio", "output_sample_rate_hz", "barge_in", "latency")
+    __slots__ = ("system_prompt", "voice", "input_audio", "output_sample_rate_hz", "barge_in", "latency", "turn_taking")
     SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
     INPUT_AUDIO_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
     BARGE_IN_FIELD_NUMBER: _ClassVar[int]
     LATENCY_FIELD_NUMBER: _ClassVar[int]
+    TURN_TAKING_FIELD_NUMBER: _ClassVar[int]
     system_prompt: str
     voice: str
     input_audio: _audio_pb2.AudioFormat
     output_sample_rate_hz: int
     barge_in: bool
     latency: LatencyOptions
-    def __init__(self, system_prompt: _Optional[str] = ..., voice: _Optional[str] = ..., input_audio: _Optional[_Union[_audio_pb2.AudioFormat, _Mapping]] = ..., output_sample_rate_hz: _Optional[int] = ..., barge_in: _Optional[bool] = ..., latency: _Optional[_Union[LatencyOptions, _Mapping]] = ...) -> None: ...
+    turn_taking: TurnTakingOptions
+    def __init__(self, system_prompt: _Optional[str] = ..., voice: _Optional[str] = ..., input_audio: _Optional[_Union[_audio_pb2.AudioFormat, _Mapping]] = ..., output_sample_rate_hz: _Optional[int] = ..., barge_in: _Optional[bool] = ..., latency: _Optional[_Union[LatencyOptions, _Mapping]] = ..., turn_taking: _Optional[_Union[TurnTakingOptions, _Mapping]] = ...) -> None: ...
+
+class TurnTakingOptions(_message.Message):
+    __slots__ = ("interruption_decision", "backchannels", "echo_rejection")
+    INTERRUPTION_DECISION_FIELD_NUMBER: _ClassVar[int]
+    BACKCHANNELS_FIELD_NUMBER: _ClassVar[int]
+    ECHO_REJECTION_FIELD_NUMBER: _ClassVar[int]
+    interruption_decision: bool
+    backchannels: bool
+    echo_rejection: bool
+    def __init__(self, interruption_decision: _Optional[bool] = ..., backchannels: _Optional[bool] = ..., echo_rejection: _Optional[bool] = ...) -> None: ...
 
 class LatencyOptions(_message.Message):
     __slots__ = ("preemptive_generation", "reuse_pause_transcript", "short_first_phrase", "warm_paths", "adaptive_endpointing", "min_silence_ms")
@@ -55,7 +67,7 @@ class ConverseRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[SessionConfig, _Mapping]] = ..., audio: _Optional[bytes] = ..., text: _Optional[str] = ..., end: _Optional[_Union[ConverseRequest.EndSession, _Mapping]] = ...) -> None: ...
 
 class ConverseResponse(_message.Message):
-    __slots__ = ("speech_started", "speech_ended", "interim_transcript", "final_transcript", "agent_text", "agent_audio", "interruption", "turn_metrics", "error")
+    __slots__ = ("speech_started", "speech_ended", "interim_transcript", "final_transcript", "agent_text", "agent_audio", "interruption", "turn_metrics", "error", "interruption_decision")
     SPEECH_STARTED_FIELD_NUMBER: _ClassVar[int]
     SPEECH_ENDED_FIELD_NUMBER: _ClassVar[int]
     INTERIM_TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +77,7 @@ class ConverseResponse(_message.Message):
     INTERRUPTION_FIELD_NUMBER: _ClassVar[int]
     TURN_METRICS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTION_DECISION_FIELD_NUMBER: _ClassVar[int]
     speech_started: _asr_pb2.SpeechStarted
     speech_ended: _asr_pb2.SpeechEnded
     interim_transcript: _asr_pb2.Transcript
@@ -74,7 +87,20 @@ class ConverseResponse(_message.Message):
     interruption: Interruption
     turn_metrics: TurnMetrics
     error: ErrorEvent
-    def __init__(self, speech_started: _Optional[_Union[_asr_pb2.SpeechStarted, _Mapping]] = ..., speech_ended: _Optional[_Union[_asr_pb2.SpeechEnded, _Mapping]] = ..., interim_transcript: _Optional[_Union[_asr_pb2.Transcript, _Mapping]] = ..., final_transcript: _Optional[_Union[_asr_pb2.Transcript, _Mapping]] = ..., agent_text: _Optional[_Union[AgentText, _Mapping]] = ..., agent_audio: _Optional[_Union[AgentAudio, _Mapping]] = ..., interruption: _Optional[_Union[Interruption, _Mapping]] = ..., turn_metrics: _Optional[_Union[TurnMetrics, _Mapping]] = ..., error: _Optional[_Union[ErrorEvent, _Mapping]] = ...) -> None: ...
+    interruption_decision: InterruptionDecision
+    def __init__(self, speech_started: _Optional[_Union[_asr_pb2.SpeechStarted, _Mapping]] = ..., speech_ended: _Optional[_Union[_asr_pb2.SpeechEnded, _Mapping]] = ..., interim_transcript: _Optional[_Union[_asr_pb2.Transcript, _Mapping]] = ..., final_transcript: _Optional[_Union[_asr_pb2.Transcript, _Mapping]] = ..., agent_text: _Optional[_Union[AgentText, _Mapping]] = ..., agent_audio: _Optional[_Union[AgentAudio, _Mapping]] = ..., interruption: _Optional[_Union[Interruption, _Mapping]] = ..., turn_metrics: _Optional[_Union[TurnMetrics, _Mapping]] = ..., error: _Optional[_Union[ErrorEvent, _Mapping]] = ..., interruption_decision: _Optional[_Union[InterruptionDecision, _Mapping]] = ...) -> None: ...
+
+class InterruptionDecision(_message.Message):
+    __slots__ = ("turn_id", "kind", "decision_ms", "text")
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DECISION_MS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    turn_id: int
+    kind: str
+    decision_ms: float
+    text: str
+    def __init__(self, turn_id: _Optional[int] = ..., kind: _Optional[str] = ..., decision_ms: _Optional[float] = ..., text: _Optional[str] = ...) -> None: ...
 
 class AgentText(_message.Message):
     __slots__ = ("turn_id", "delta")

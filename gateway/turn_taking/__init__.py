@@ -1,0 +1,235 @@
+"""Turn-taking over the agent's speech: is speech that starts while the agent talks an interruption?
+
+An ``InterruptionDecider`` is fed one utterance that began over the agent (its speech start, each interim or
+pause transcript, its final) and the agent's recent words; it answers with a typed ``Decision``:
+
+- ``interruption``: words with intent ("wait", "no", a question, anything that is not an acknowledgement);
+- ``backchannel``: only acknowledgements ("mm-hmm", "yeah, right"): the agent goes on, the words join the
+  history as the user's without starting a turn;
+- ``noise``: the utterance ended with no words (a cough, a knock);
+- ``echo``: its words repeat what the agent just said (its own voice through the user's speaker).
+
+Whisper's first interims of an utterance are often wrong (a fraction of a second of audio: "Bye.", "I can't
+wait." for the agent's own echo), so an interim decides an interruption at once only when it *starts* with
+an intent ("wait", "no, ...", "sorry, but", a question word; after acknowledgements at most: "yeah, but");
+other words decide it once the speech has lasted ``WORDS_MIN_MS`` and two interims in a row were neither
+acknowledgements nor echo, or at the final transcript.
+
+Until it decides, ``pending`` (no words yet) or a provisional kind (an interim said "yeah" or repeated the
+agent: the agent's audio may go on, but a later transcript can still make it an interruption) is
+returned; a final transcript always decides. Pure logic: no clock of its own, no models, no I/O.
+The word lists live per language in this package (en.py).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from gateway.turn_taking import en
+
+LANGUAGES = {"en": en}
+_NOT_WORD = re.compile(r"[^\w\s']+")
+
+
+class Kind(Enum):
+    INTERRUPTION = "interruption"
+    BACKCHANNEL = "backchannel"
+    NOISE = "noise"
+    ECHO = "echo"
+
+
+@dataclass(frozen=True)
+class Techniques:
+    """Which checks run; each switchable per gateway and per session."""
+
+    backchannels: bool = True
+    echo: bool = True
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: Kind | None  # None: no words yet (pending)
+    final: bool  # False: provisional, a later transcript may change it
+    text: str = ""
+
+    @property
+    def pending(self) -> bool:
+        return self.kind is None
+
+    @property
+    def interrupts(self) -> bool:
+        return self.kind is Kind.INTERRUPTION
+
+
+PENDING = Decision(None, final=False)
+
+#: Speech an interim must have heard before words without a leading intent decide an interruption.
+WORDS_MIN_MS = 900.0
+#: Share of an utterance's words found, in order, in the agent's recent words for it to be echo.
+ECHO_OVERLAP = 0.6
+#: Words the agent said most recently that an echo may repeat.
+ECHO_WINDOW_WORDS = 80
+
+
+def words(text: str) -> list[str]:
+    """Lower case words, punctuation dropped; hyphenated ones split ("mm-hmm": "mm", "hmm")."""
+    return _NOT_WORD.sub(" ", text.lower().replace("-", " ")).split()
+
+
+#: Words Whisper writes for one another when it hears the agent's voice: one spelling each, for echo.
+_HOMOPHONES = {
+    w: group[0]
+    for group in (
+        ("two", "to", "too"),
+        ("four", "for"),
+        ("their", "there", "they're"),
+        ("your", "you're"),
+        ("its", "it's"),
+        ("know", "no"),
+        ("bye", "by", "buy"),
+        ("one", "won"),
+        ("eight", "ate"),
+        ("right", "write"),
+        ("practise", "practice"),
+    )
+    for w in group
+}
+
+
+def _sounds(said: list[str]) -> list[str]:
+    return [_HOMOPHONES.get(w, w) for w in said]
+
+
+class Lexicon:
+    """One language's backchannel and intent phrases, as word tuples."""
+
+    def __init__(self, language: str = "en") -> None:
+        module = LANGUAGES.get(language, en)
+        self.backchannels = {tuple(words(p)) for p in module.BACKCHANNELS}
+        self.intents = {tuple(words(p)) for p in module.INTENTS}
+        self._longest = max(len(p) for p in self.backchannels | self.intents)
+
+    def leading_intent(self, said: list[str]) -> bool:
+        """Whether ``said`` starts with an intent, after acknowledgements at most ("yeah, but wait")."""
+        i = 0
+        while i < len(said):
+            for n in range(min(self._longest, len(said) - i), 0, -1):
+                if tuple(said[i : i + n]) in self.intents:
+                    return True
+            for n in range(min(self._longest, len(said) - i), 0, -1):
+                if tuple(said[i : i + n]) in self.backchannels:
+                    i += n
+                    break
+            else:
+                return False
+        return False
+
+    def has_intent(self, said: list[str]) -> bool:
+        return any(
+            tuple(said[i : i + n]) in self.intents for n in range(1, self._longest + 1) for i in range(len(said))
+        )
+
+    def only_backchannels(self, said: list[str]) -> bool:
+        """Whether ``said`` splits wholly into backchannel phrases (longest first)."""
+        i = 0
+        while i < len(said):
+            for n in range(min(self._longest, len(said) - i), 0, -1):
+                if tuple(said[i : i + n]) in self.backchannels:
+                    i += n
+                    break
+            else:
+                return False
+        return bool(said)
+
+
+def echo_overlap(said: list[str], agent: list[str]) -> float:
+    """The share of ``said`` that matches the agent's words in order (difflib's longest matches),
+    with near-misses of one word ("gonna" for "going") counted through a fuzzy per-word match."""
+    if not said or not agent:
+        return 0.0
+    matcher = difflib.SequenceMatcher(None, said, agent, autojunk=False)
+    matched = sum(block.size for block in matcher.get_matching_blocks())
+    if matched < len(said):  # Whisper mishears an echo's words: count close ones
+        agent_set = set(agent)
+        matched = max(matched, sum(1 for w in said if _matches(w, agent_set)))
+    return matched / len(said)
+
+
+#: Words at the end of a transcript that the agent did not say: the user speaking over its echo.
+ECHO_TAIL_WORDS = 3
+
+
+def _matches(word: str, agent_set: set[str]) -> bool:
+    return word in agent_set or bool(difflib.get_close_matches(word, agent_set, n=1, cutoff=0.75))
+
+
+def is_echo(text: str, agent_text: str) -> bool:
+    """Whether ``text`` repeats the agent's recent words: most of its words in the last ECHO_WINDOW_WORDS,
+    and not ending in words of the user's own (someone speaking over the echo)."""
+    said = _sounds(words(text))
+    agent = _sounds(words(agent_text)[-ECHO_WINDOW_WORDS:])
+    if not said:
+        return False
+    agent_set = set(agent)
+    # One short word alone matches by chance too easily, unless the agent's words are that few.
+    if len(said) == 1 and len(agent) > 3 and (len(said[0]) < 5 or not _matches(said[0], agent_set)):
+        return False
+    tail = 0
+    for word in reversed(said):
+        if _matches(word, agent_set):
+            break
+        tail += 1
+    if tail >= ECHO_TAIL_WORDS:
+        return False
+    return echo_overlap(said, agent) >= ECHO_OVERLAP
+
+
+class InterruptionDecider:
+    """Decides one utterance spoken over the agent. Feed it transcripts; read ``decision``."""
+
+    def __init__(self, techniques: Techniques = Techniques(), language: str = "en") -> None:
+        self._techniques = techniques
+        self._lexicon = Lexicon(language)
+        self.decision = PENDING
+        self._streak = 0  # interims in a row whose words were neither acknowledgements nor echo
+
+    def classify(self, text: str, agent_text: str) -> Kind | None:
+        """What ``text`` is, by its words alone; None if it has none."""
+        said = words(text)
+        if not said:
+            return None
+        if self._techniques.echo and is_echo(text, agent_text):
+            return Kind.ECHO
+        question = text.rstrip().endswith("?")
+        backchannels = self._techniques.backchannels and not question
+        if backchannels and not self._lexicon.has_intent(said) and self._lexicon.only_backchannels(said):
+            return Kind.BACKCHANNEL
+        return Kind.INTERRUPTION
+
+    def heard(self, text: str, agent_text: str, speech_ms: float = WORDS_MIN_MS) -> Decision:
+        """An interim or pause transcript of the first ``speech_ms`` of the utterance. An interruption is
+        final (at once if the words start with an intent, else once ``speech_ms`` reaches WORDS_MIN_MS);
+        a backchannel or echo is provisional (the user may go on: "yeah, but ...")."""
+        if self.decision.final:
+            return self.decision
+        kind = self.classify(text, agent_text)
+        self._streak = self._streak + 1 if kind is Kind.INTERRUPTION else 0
+        if kind is Kind.INTERRUPTION:
+            settled = speech_ms >= WORDS_MIN_MS and self._streak >= 2
+            if settled or self._lexicon.leading_intent(words(text)) or not self._techniques.echo:
+                self.decision = Decision(kind, final=True, text=text)
+            # else: maybe Whisper's first guess at the agent's echo; keep what was decided so far
+        elif kind is not None:
+            self.decision = Decision(kind, final=False, text=text)
+        return self.decision
+
+    def ended(self, text: str, agent_text: str) -> Decision:
+        """The utterance's final transcript: it decides, no words being noise."""
+        if self.decision.final:
+            return self.decision
+        kind = self.classify(text, agent_text)
+        self.decision = Decision(kind or Kind.NOISE, final=True, text=text)
+        return self.decision

@@ -1,0 +1,160 @@
+"""The interruption decision (gateway/turn_taking): typed cases, no models."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.turn_taking import (
+    WORDS_MIN_MS,
+    InterruptionDecider,
+    Kind,
+    Lexicon,
+    Techniques,
+    en,
+    is_echo,
+    words,
+)
+
+AGENT = (
+    "Feeling nervous before an interview is normal. Prepare three short stories about your work,"
+    " and practise them out loud so they feel natural."
+)
+
+
+@pytest.mark.parametrize("phrase", en.BACKCHANNELS)
+def test_each_backchannel_does_not_interrupt(phrase: str) -> None:
+    decider = InterruptionDecider()
+    said = phrase.capitalize() + "."
+    assert decider.heard(said, AGENT).kind is Kind.BACKCHANNEL
+    assert not decider.decision.final  # the user may go on: "yeah, but ..."
+    final = decider.ended(said, AGENT)
+    assert final.kind is Kind.BACKCHANNEL and final.final
+
+
+@pytest.mark.parametrize("said", ["Mm-hmm.", "Uh-huh", "yeah, yeah", "Okay, I see.", "Right, right.", "Got it, sure"])
+def test_repeated_and_combined_backchannels(said: str) -> None:
+    assert InterruptionDecider().classify(said, AGENT) is Kind.BACKCHANNEL
+
+
+@pytest.mark.parametrize("phrase", en.INTENTS)
+def test_each_intent_word_interrupts_alone(phrase: str) -> None:
+    decision = InterruptionDecider().heard(phrase, AGENT)
+    assert decision.kind is Kind.INTERRUPTION and decision.final
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Wait.",
+        "Stop!",
+        "No.",
+        "Hold on.",
+        "Sorry, but",
+        "Excuse me",
+        "Yes?",
+        "Okay?",
+        "Yeah, but what about salary?",
+        "Right, no",
+        "Tell me more about the first one",
+        "I disagree",
+    ],
+)
+def test_intents_and_questions_interrupt(said: str) -> None:
+    assert InterruptionDecider().classify(said, AGENT) is Kind.INTERRUPTION
+
+
+def test_a_backchannel_that_goes_on_becomes_an_interruption() -> None:
+    decider = InterruptionDecider()
+    assert decider.heard("Yeah", AGENT).kind is Kind.BACKCHANNEL
+    assert decider.heard("Yeah, but wait", AGENT).interrupts
+    assert decider.ended("Yeah, but wait, I have a question", AGENT).interrupts  # decided once: it stays
+
+
+@pytest.mark.parametrize("final", ["", "  ", "...", "-"])
+def test_no_words_is_noise(final: str) -> None:
+    decider = InterruptionDecider()
+    assert decider.heard(final, AGENT).pending
+    decision = decider.ended(final, AGENT)
+    assert decision.kind is Kind.NOISE and decision.final
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Feeling nervous before an interview is normal.",
+        "prepare three short stories about your work",
+        "Practice them out loud so they feel natural.",  # Whisper's spelling, not the agent's
+        "stories about you work and practise",
+    ],
+)
+def test_the_agents_own_words_are_echo(said: str) -> None:
+    decision = InterruptionDecider().ended(said, AGENT)
+    assert decision.kind is Kind.ECHO and not decision.interrupts
+
+
+def test_echo_needs_most_words_to_match() -> None:
+    assert not is_echo("Wait, what about my salary, is that normal?", AGENT)
+    assert not is_echo("work", AGENT)  # one short word matches by chance
+    assert is_echo("normal", "Normal.")  # unless the agent said little more
+    assert not is_echo("", AGENT)
+
+
+def test_an_interruption_over_the_echo_interrupts() -> None:
+    """The user speaks over the agent's echo: the transcript mixes both, and its own words win."""
+    mixed = "Prepare three short stories. Wait, stop, I have a different question about money."
+    assert InterruptionDecider().classify(mixed, AGENT) is Kind.INTERRUPTION
+
+
+def test_techniques_switch_off() -> None:
+    no_backchannels = InterruptionDecider(Techniques(backchannels=False))
+    assert no_backchannels.classify("yeah", AGENT) is Kind.INTERRUPTION
+    no_echo = InterruptionDecider(Techniques(echo=False))
+    assert no_echo.classify("prepare three short stories about your work", AGENT) is Kind.INTERRUPTION
+
+
+def test_words_and_lexicon() -> None:
+    assert words("Mm-hmm, OK. I'm sure!") == ["mm", "hmm", "ok", "i'm", "sure"]
+    lexicon = Lexicon("xx")  # an unknown language falls back to English
+    assert lexicon.only_backchannels(["i", "see", "yeah"])
+    assert not lexicon.only_backchannels(["i", "see", "why"])
+    assert lexicon.has_intent(["well", "hold", "on"])
+    assert not set(map(tuple, map(words, en.BACKCHANNELS))) & set(map(tuple, map(words, en.INTENTS)))
+
+
+def test_early_interims_decide_only_on_a_leading_intent() -> None:
+    """Whisper's first guess at a fraction of a second of the agent's echo ("Bye.", "I can't wait.") does not
+    interrupt; a leading intent does at once; other words once the speech has lasted WORDS_MIN_MS, two interims
+    in a row."""
+    decider = InterruptionDecider()
+    assert decider.heard("Bye.", AGENT, speech_ms=220).pending
+    assert decider.heard("I can't wait.", AGENT, speech_ms=450).pending
+    fresh = InterruptionDecider()
+    assert fresh.heard("I'll be able to interview", AGENT, speech_ms=WORDS_MIN_MS).pending  # one guess: not yet
+    assert fresh.heard("I'll be able to interview next", AGENT, speech_ms=WORDS_MIN_MS + 220).interrupts  # two
+    for said in ("Wait", "No, that's", "Yeah, but", "Sorry, I", "What do you"):
+        assert InterruptionDecider().heard(said, AGENT, speech_ms=200).interrupts, said
+
+
+def test_an_echo_that_the_user_speaks_over_is_no_longer_echo() -> None:
+    assert is_echo("prepare three short stories about your work", AGENT)
+    assert not is_echo("prepare three short stories about your work I want a different topic", AGENT)
+
+
+def test_turn_taking_settings_per_gateway_and_per_session() -> None:
+    from gateway.config import GatewayConfig
+    from gateway.protocol import session_settings
+    from voice_agent.client.converse import session_config
+    from voice_agent.v1 import gateway_pb2
+
+    config = GatewayConfig()
+    on = session_settings(gateway_pb2.ConverseRequest(config=session_config(16_000)), config)
+    assert on.turn_taking.interruption_decision and on.turn_taking.backchannels and on.turn_taking.echo_rejection
+    assert on.recognition.interim_interval_ms == config.decision_interim_ms
+    options = gateway_pb2.TurnTakingOptions(interruption_decision=False, echo_rejection=False)
+    chosen = session_settings(gateway_pb2.ConverseRequest(config=session_config(16_000, turn_taking=options)), config)
+    assert not chosen.turn_taking.interruption_decision and not chosen.turn_taking.echo_rejection
+    assert chosen.turn_taking.backchannels  # unset: the gateway's
+    assert not chosen.recognition.HasField("interim_interval_ms")  # the ASR's own interval
+    config.backchannel_words = False
+    off = session_settings(gateway_pb2.ConverseRequest(config=session_config(16_000)), config)
+    assert not off.turn_taking.techniques.backchannels
