@@ -263,6 +263,12 @@ class Conversation:
             else:
                 self._history.add_user(decision.text)
 
+    def _listen_over_agent(self, agent_active: bool) -> None:
+        """Frequent interims only while an agent turn runs: the words of speech over it decide, soon; the
+        user's own turns keep the ASR's interval, and the CPU its shorter transcriptions would take."""
+        if self._settings.barge_in and self._settings.turn_taking.interruption_decision:
+            self._listener.interims_every(self._config.decision_interim_ms if agent_active else 0)
+
     def _agent_words(self) -> str:
         """What the agent said lately (its reply before this one, and this one so far): what an echo repeats."""
         turn = self._held or self._turn
@@ -325,6 +331,7 @@ class Conversation:
         self._turn, close = self._new_turn(self._turn_ids, self._history.messages(), timing, span, self._emit)
         self._last_turn = self._turn
         self._turn_task = asyncio.create_task(self._run_turn(self._turn, close))
+        self._listen_over_agent(True)
 
     def _launch_preemptive(self, text: str, emit: Emit, kept: asyncio.Event) -> tuple[AgentTurn, asyncio.Task[None]]:
         """A reply to a pause's transcript: its events held, its audio waiting for ``kept``."""
@@ -349,6 +356,7 @@ class Conversation:
         self._turn, self._turn_task = turn, preemption.task
         self._last_turn = turn
         self._preemptor.keep(preemption)
+        self._listen_over_agent(True)
 
     def _new_turn(
         self,
@@ -411,6 +419,8 @@ class Conversation:
 
     def _end_turn(self, turn: AgentTurn, outcome: str, error: str | None = None) -> None:
         self._limits.activity()
+        if turn is self._turn:
+            self._listen_over_agent(False)
         if turn.end(outcome, error):
             self._observer.turn_ended(turn, outcome)
 

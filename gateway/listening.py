@@ -109,6 +109,7 @@ class Listener:
         self._end_decided_at: float | None = None  # the ASR's end-of-turn decision reached the gateway
         self._speech_end_at: float | None = None  # the speech ended, by the clock of the audio received
         self._vad_wait_ms = 0.0
+        self._interim_interval_ms = 0  # asked of the ASR by a RecognitionUpdate; 0: the config's
 
     @property
     def user_active(self) -> bool:
@@ -126,6 +127,16 @@ class Listener:
         context = asr_pb2.TraceContext(utterance_id=utterance_id, headers=headers)
         with contextlib.suppress(asyncio.QueueFull):
             self._outgoing.put_nowait((asr_pb2.RecognizeRequest(trace_context=context), 0.0))
+
+    def interims_every(self, interval_ms: int) -> None:
+        """Asks the ASR for an interim transcript every ``interval_ms`` of speech from now on (0: the
+        RecognitionConfig's interval); nothing is sent when that is already the interval."""
+        if interval_ms == self._interim_interval_ms:
+            return
+        self._interim_interval_ms = interval_ms
+        update = asr_pb2.RecognitionUpdate(interim_interval_ms=interval_ms)
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outgoing.put_nowait((asr_pb2.RecognizeRequest(update=update), 0.0))
 
     def commit(self) -> None:
         """Ends the utterance in progress now (push to talk): the ASR stream is half-closed, which finishes
@@ -174,6 +185,9 @@ class Listener:
         self._writer = asyncio.current_task()  # grpc's task that writes them: run() stops it
         self._clock.restart()
         yield asr_pb2.RecognizeRequest(config=self._recognition)
+        if self._interim_interval_ms:  # a new stream (reconnect, commit) keeps what was asked of the last
+            update = asr_pb2.RecognitionUpdate(interim_interval_ms=self._interim_interval_ms)
+            yield asr_pb2.RecognizeRequest(update=update)
         while (item := await self._outgoing.get()) is not None:
             request, received_at = item
             if request.audio:

@@ -98,8 +98,6 @@ def settings_for(choices: SessionChoices, config: GatewayConfig) -> SessionSetti
     turn_taking = replace(turn_taking, **choices.turn_taking)
     audio = audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM16LE, sample_rate_hz=choices.input_sample_rate)
     options = plan.recognition_options(config.incomplete_silence_ms)
-    if turn_taking.interruption_decision:
-        options["interim_interval_ms"] = config.decision_interim_ms  # words over the agent, soon
     recognition = asr_pb2.RecognitionConfig(audio=audio, **options)  # type: ignore[arg-type]
     synthesis = tts_pb2.SynthesisConfig(
         voice=choices.voice or config.voice,

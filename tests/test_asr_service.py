@@ -64,6 +64,32 @@ async def test_interims_can_be_turned_off(asr_channel: grpc.aio.Channel) -> None
     assert len(result.finals) == 1
 
 
+async def test_an_update_changes_the_interim_interval_mid_stream(asr_channel: grpc.aio.Channel) -> None:
+    """The gateway asks for frequent interims only while its agent speaks (RecognitionUpdate)."""
+    sample = spoken(MANAGER)
+
+    config = recognition_config(16_000, interim_interval_ms=5000)
+
+    async def requests(*intervals_ms: int):
+        async for request in paced_requests(config, sample.audio, realtime=True):
+            yield request
+            if request.HasField("config"):
+                for interval in intervals_ms:
+                    yield asr_pb2.RecognizeRequest(update=asr_pb2.RecognitionUpdate(interim_interval_ms=interval))
+
+    async def interims(*intervals_ms: int) -> tuple[int, str]:
+        call = asr_pb2_grpc.AsrStub(asr_channel).Recognize(requests(*intervals_ms), timeout=60)
+        events = [event async for event in call]
+        finals = [e.final.text for e in events if e.WhichOneof("event") == "final"]
+        return sum(e.WhichOneof("event") == "interim" for e in events), " ".join(finals)
+
+    (slow, _), (fast, fast_text), (back, _) = await asyncio.gather(interims(), interims(300), interims(300, 0))
+    assert slow == 0, "one interim every 5 s of a 4 s utterance: none"
+    assert back == 0, "0 goes back to the config's interval"
+    assert fast >= 3, f"an interim about every 300 ms of 4 s of speech (best effort on 2 cores): {fast}"
+    assert word_error_rate(MANAGER, fast_text) <= MAX_WER, fast_text
+
+
 async def test_two_concurrent_streams_get_their_own_transcripts(asr_channel: grpc.aio.Channel) -> None:
     first, second = spoken(FEEDBACK), spoken(INTERVIEW)
     results = await asyncio.gather(
@@ -140,6 +166,10 @@ BAD_STREAMS = {
     "silence wait too long": ([_config(min_silence_ms=60_000)], "min_silence_ms"),
     "padding too long": ([_config(speech_pad_ms=5_000)], "speech_pad_ms"),
     "interim interval too short": ([_config(interim_interval_ms=10)], "interim_interval_ms"),
+    "update's interim interval too short": (
+        [_config(), asr_pb2.RecognizeRequest(update=asr_pb2.RecognitionUpdate(interim_interval_ms=50))],
+        "interim_interval_ms",
+    ),
     "unknown language": ([_config(language="xx")], "language 'xx'"),
     "pause too short": ([_config(speculative_transcripts=True, pause_ms=10)], "pause_ms"),
     "incomplete silence under the silence wait": (

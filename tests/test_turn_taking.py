@@ -121,13 +121,25 @@ def test_words_and_lexicon() -> None:
     assert not set(map(tuple, map(words, en.BACKCHANNELS))) & set(map(tuple, map(words, en.INTENTS)))
 
 
+@pytest.mark.parametrize("said", ["I'm close.", "And likely.", "Unclores.", "Thank you."])
+def test_two_words_with_no_intent_are_a_backchannel(said: str) -> None:
+    """Whisper's spellings of espeak's "I see", "exactly", "of course" over the agent; a noise heard as words."""
+    assert InterruptionDecider().ended(said, AGENT).kind is Kind.BACKCHANNEL
+
+
+@pytest.mark.parametrize("said", ["Stop.", "No way.", "Hey!", "Really?", "Not now", "I disagree", "it back please"])
+def test_short_words_with_intent_or_three_words_interrupt(said: str) -> None:
+    assert InterruptionDecider().ended(said, AGENT).interrupts
+
+
 def test_early_interims_decide_only_on_a_leading_intent() -> None:
     """Whisper's first guess at a fraction of a second of the agent's echo ("Bye.", "I can't wait.") does not
     interrupt; a leading intent does at once; other words once the speech has lasted WORDS_MIN_MS, two interims
     in a row."""
     decider = InterruptionDecider()
-    assert decider.heard("Bye.", AGENT, speech_ms=220).pending
-    assert decider.heard("I can't wait.", AGENT, speech_ms=450).pending
+    early = decider.heard("Bye.", AGENT, speech_ms=220)
+    assert early.kind is Kind.BACKCHANNEL and not early.final  # one word, no intent: the audio may go on
+    assert decider.heard("I can't wait.", AGENT, speech_ms=450) == early  # a guess with no leading intent: kept
     fresh = InterruptionDecider()
     assert fresh.heard("I'll be able to interview", AGENT, speech_ms=WORDS_MIN_MS).pending  # one guess: not yet
     assert fresh.heard("I'll be able to interview next", AGENT, speech_ms=WORDS_MIN_MS + 220).interrupts  # two
@@ -149,12 +161,11 @@ def test_turn_taking_settings_per_gateway_and_per_session() -> None:
     config = GatewayConfig()
     on = session_settings(gateway_pb2.ConverseRequest(config=session_config(16_000)), config)
     assert on.turn_taking.interruption_decision and on.turn_taking.backchannels and on.turn_taking.echo_rejection
-    assert on.recognition.interim_interval_ms == config.decision_interim_ms
+    assert not on.recognition.HasField("interim_interval_ms")  # frequent interims only while the agent speaks
     options = gateway_pb2.TurnTakingOptions(interruption_decision=False, echo_rejection=False)
     chosen = session_settings(gateway_pb2.ConverseRequest(config=session_config(16_000, turn_taking=options)), config)
     assert not chosen.turn_taking.interruption_decision and not chosen.turn_taking.echo_rejection
     assert chosen.turn_taking.backchannels  # unset: the gateway's
-    assert not chosen.recognition.HasField("interim_interval_ms")  # the ASR's own interval
     config.backchannel_words = False
     off = session_settings(gateway_pb2.ConverseRequest(config=session_config(16_000)), config)
     assert not off.turn_taking.techniques.backchannels

@@ -4,8 +4,8 @@ An ``InterruptionDecider`` is fed one utterance that began over the agent (its s
 pause transcript, its final) and the agent's recent words; it answers with a typed ``Decision``:
 
 - ``interruption``: words with intent ("wait", "no", a question, anything that is not an acknowledgement);
-- ``backchannel``: only acknowledgements ("mm-hmm", "yeah, right"): the agent goes on, the words join the
-  history as the user's without starting a turn;
+- ``backchannel``: only acknowledgements ("mm-hmm", "yeah, right"), or at most SHORT_WORDS words with no
+  intent: the agent goes on, the words join the history as the user's without starting a turn;
 - ``noise``: the utterance ended with no words (a cough, a knock);
 - ``echo``: its words repeat what the agent just said (its own voice through the user's speaker).
 
@@ -68,6 +68,10 @@ PENDING = Decision(None, final=False)
 
 #: Speech an interim must have heard before words without a leading intent decide an interruption.
 WORDS_MIN_MS = 900.0
+#: Words at most that, with no intent among them and no question, count as a backchannel whatever they are:
+#: Whisper spells a short acknowledgement over the agent's voice as anything ("I see" as "I'm close."), and
+#: two words with no intent do not take the turn (Pipecat and LiveKit interrupt on a word count too).
+SHORT_WORDS = 2
 #: Share of an utterance's words found, in order, in the agent's recent words for it to be echo.
 ECHO_OVERLAP = 0.6
 #: Words the agent said most recently that an echo may repeat.
@@ -205,7 +209,8 @@ class InterruptionDecider:
             return Kind.ECHO
         question = text.rstrip().endswith("?")
         backchannels = self._techniques.backchannels and not question
-        if backchannels and not self._lexicon.has_intent(said) and self._lexicon.only_backchannels(said):
+        acknowledged = self._lexicon.only_backchannels(said) or len(said) <= SHORT_WORDS
+        if backchannels and acknowledged and not self._lexicon.has_intent(said):
             return Kind.BACKCHANNEL
         return Kind.INTERRUPTION
 

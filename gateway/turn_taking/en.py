@@ -51,7 +51,8 @@ BACKCHANNELS: tuple[str, ...] = (
     "er",
 )
 
-#: Words that always mean the user wants the turn, however short the utterance.
+#: Words that always mean the user wants the turn, however short the utterance (an utterance of at most two
+#: words with none of these is taken as an acknowledgement: gateway/turn_taking.SHORT_WORDS).
 INTENTS: tuple[str, ...] = (
     "wait",
     "stop",
@@ -74,4 +75,14 @@ INTENTS: tuple[str, ...] = (
     "can",
     "could",
     "question",
+    "hey",
+    "listen",
+    "hello",
+    "nope",
+    "not",
+    "don't",
+    "let me",
+    "disagree",
+    "wrong",
+    "please",
 )

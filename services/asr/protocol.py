@@ -107,3 +107,13 @@ def _check_latency_settings(settings: StreamSettings) -> None:
     for name in ("reuse_pause_transcript", "adaptive_endpointing"):
         if getattr(settings, name) and not settings.speculative_transcripts:
             raise InvalidArgument(f"{name} needs speculative_transcripts: it works on the pause transcripts")
+
+
+def interim_interval_from_update(update: asr_pb2.RecognitionUpdate, settings: StreamSettings) -> int | None:
+    """The interim interval a RecognitionUpdate asks for (0: the stream's own), or None when it leaves it."""
+    if not update.HasField("interim_interval_ms"):
+        return None
+    if update.interim_interval_ms == 0:
+        return settings.interim_interval_ms
+    _in_range("interim_interval_ms", update.interim_interval_ms, 100, 10_000)
+    return update.interim_interval_ms

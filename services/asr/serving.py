@@ -109,8 +109,11 @@ async def _feed(requests: AsyncIterator[asr_pb2.RecognizeRequest], stream: Recog
     is still transcribed and sent before the error."""
     try:
         async for request in requests:
-            if request.WhichOneof("request") == "trace_context":
+            kind = request.WhichOneof("request")
+            if kind == "trace_context":
                 stream.join_trace(request.trace_context)
+            elif kind == "update":
+                stream.update(request.update)
             else:
                 stream.feed(_audio_of(request))
     except ServiceError:

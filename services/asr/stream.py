@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import numpy as np
 from prometheus_client import Counter
 
-from services.asr.protocol import StreamSettings
+from services.asr.protocol import StreamSettings, interim_interval_from_update
 from services.asr.smart_turn import DEFAULT_THRESHOLD, SmartTurn
 from services.asr.transcriber import Transcription, WhisperTranscriber
 from services.asr.turn_end import reads_complete
@@ -195,6 +195,14 @@ class RecognitionStream:
         """The utterance's spans will join the caller's trace (its turn began at SpeechStarted)."""
         if len(self._trace_headers) < 16:  # a caller that never lets an utterance end cannot grow this
             self._trace_headers[context.utterance_id] = dict(context.headers)
+
+    def update(self, update: asr_pb2.RecognitionUpdate) -> None:
+        """Applies a RecognitionUpdate; raises InvalidArgument for a value out of range."""
+        interval = interim_interval_from_update(update, self._settings)
+        if interval is not None:
+            self._interim_step = interval * ASR_SAMPLE_RATE // 1000
+            # a shorter interval applies to the utterance in progress at once, a longer one from its next interim
+            self._next_interim_at = min(self._next_interim_at, self._history.end + self._interim_step)
 
     def feed(self, pcm: bytes) -> None:
         """Takes one audio message; raises InvalidArgument for a malformed one."""

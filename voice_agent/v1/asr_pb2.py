@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from voice_agent.v1 import audio_pb2 as voice__agent_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18voice_agent/v1/asr.proto\x12\x0evoice_agent.v1\x1a\x1avoice_agent/v1/audio.proto\"\x9a\x01\n\x10RecognizeRequest\x12\x33\n\x06\x63onfig\x18\x01 \x01(\x0b\x32!.voice_agent.v1.RecognitionConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x12\x35\n\rtrace_context\x18\x03 \x01(\x0b\x32\x1c.voice_agent.v1.TraceContextH\x00\x42\t\n\x07request\"\x90\x01\n\x0cTraceContext\x12\x14\n\x0cutterance_id\x18\x01 \x01(\r\x12:\n\x07headers\x18\x02 \x03(\x0b\x32).voice_agent.v1.TraceContext.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x05\n\x11RecognitionConfig\x12*\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x1b.voice_agent.v1.AudioFormat\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x1a\n\rvad_threshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0emin_silence_ms\x18\x04 \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rspeech_pad_ms\x18\x05 \x01(\rH\x02\x88\x01\x01\x12\x1c\n\x0finterim_results\x18\x06 \x01(\x08H\x03\x88\x01\x01\x12 \n\x13interim_interval_ms\x18\x07 \x01(\rH\x04\x88\x01\x01\x12$\n\x17speculative_transcripts\x18\x08 \x01(\x08H\x05\x88\x01\x01\x12\x15\n\x08pause_ms\x18\t \x01(\rH\x06\x88\x01\x01\x12#\n\x16reuse_pause_transcript\x18\n \x01(\x08H\x07\x88\x01\x01\x12!\n\x14\x61\x64\x61ptive_endpointing\x18\x0b \x01(\x08H\x08\x88\x01\x01\x12\"\n\x15incomplete_silence_ms\x18\x0c \x01(\rH\t\x88\x01\x01\x12\x1a\n\rturn_detector\x18\r \x01(\tH\n\x88\x01\x01\x42\x10\n\x0e_vad_thresholdB\x11\n\x0f_min_silence_msB\x10\n\x0e_speech_pad_msB\x12\n\x10_interim_resultsB\x16\n\x14_interim_interval_msB\x1a\n\x18_speculative_transcriptsB\x0b\n\t_pause_msB\x19\n\x17_reuse_pause_transcriptB\x17\n\x15_adaptive_endpointingB\x18\n\x16_incomplete_silence_msB\x10\n\x0e_turn_detector\"\xc8\x02\n\x11RecognizeResponse\x12\x37\n\x0espeech_started\x18\x01 \x01(\x0b\x32\x1d.voice_agent.v1.SpeechStartedH\x00\x12-\n\x07interim\x18\x02 \x01(\x0b\x32\x1a.voice_agent.v1.TranscriptH\x00\x12\x33\n\x0cspeech_ended\x18\x03 \x01(\x0b\x32\x1b.voice_agent.v1.SpeechEndedH\x00\x12+\n\x05\x66inal\x18\x04 \x01(\x0b\x32\x1a.voice_agent.v1.TranscriptH\x00\x12.\n\x06paused\x18\x05 \x01(\x0b\x32\x1c.voice_agent.v1.SpeechPausedH\x00\x12\x30\n\x07resumed\x18\x06 \x01(\x0b\x32\x1d.voice_agent.v1.SpeechResumedH\x00\x42\x07\n\x05\x65vent\"y\n\x0cSpeechPaused\x12\x14\n\x0cutterance_id\x18\x01 \x01(\r\x12\x11\n\toffset_ms\x18\x02 \x01(\r\x12.\n\ntranscript\x18\x03 \x01(\x0b\x32\x1a.voice_agent.v1.Transcript\x12\x10\n\x08\x63omplete\x18\x04 \x01(\x08\"8\n\rSpeechResumed\x12\x14\n\x0cutterance_id\x18\x01 \x01(\r\x12\x11\n\toffset_ms\x18\x02 \x01(\r\"8\n\rSpeechStarted\x12\x14\n\x0cutterance_id\x18\x01 \x01(\r\x12\x11\n\toffset_ms\x18\x02 \x01(\r\"\xef\x01\n\x0bSpeechEnded\x12\x14\n\x0cutterance_id\x18\x01 \x01(\r\x12\x11\n\toffset_ms\x18\x02 \x01(\r\x12\x1a\n\x12\x64\x65\x63ision_offset_ms\x18\x03 \x01(\r\x12\x32\n\x06reason\x18\x04 \x01(\x0e\x32\".voice_agent.v1.SpeechEnded.Reason\"g\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x12\n\x0eREASON_SILENCE\x10\x01\x12\x17\n\x13REASON_MAX_DURATION\x10\x02\x12\x18\n\x14REASON_END_OF_STREAM\x10\x03\"\x8f\x01\n\nTranscript\x12\x14\n\x0cutterance_id\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x10\n\x08start_ms\x18\x03 \x01(\r\x12\x0e\n\x06\x65nd_ms\x18\x04 \x01(\r\x12\x15\n\rprocessing_ms\x18\x05 \x01(\x02\x12\x14\n\x0cinference_ms\x18\x06 \x01(\x02\x12\x0e\n\x06reused\x18\x07 \x01(\x08\x32[\n\x03\x41sr\x12T\n\tRecognize\x12 .voice_agent.v1.RecognizeRequest\x1a!.voice_agent.v1.RecognizeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18voice_agent/v1/asr.proto\x12\x0evoice_agent.v1\x1a\x1avoice_agent/v1/audio.proto\"\xcf\x01\n\x10RecognizeRequest\x12\x33\n\x06\x63onfig\x18\x01 \x01(\x0b\x32!.voice_agent.v1.RecognitionConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x12\x35\n\rtrace_context\x18\x03 \x01(\x0b\x32\x1c.voice_agent.v1.TraceContextH\x00\x12\x33\n\x06update\x18\x04 \x01(\x0b\x32!.voice_agent.v1.RecognitionUpdateH\x00\x42\t\n\x07request\"M\n\x11RecognitionUpdate\x12 \n\x13interim_interval_ms\x18\x01 \x01(\rH\x00\x88\x01\x01\x42\x16\n\x14_interim_interval_ms\"\x90\x01\n\x0cTraceContext\x12\x14\n\x0cutterance_id\x18\x01 \x01(\r\x12:\n\x07headers\x18\x02 \x03(\x0b\x32).voice_agent.v1.TraceContext.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x05\n\x11RecognitionConfig\x12*\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x1b.voice_agent.v1.AudioFormat\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x1a\n\rvad_threshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0emin_silence_ms\x18\x04 \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rspeech_pad_ms\x18\x05 \x01(\rH\x02\x88\x01\x01\x12\x1c\n\x0finterim_results\x18\x06 \x01(\x08H\x03\x88\x01\x01\x12 \n\x13interim_interval_ms\x18\x07 \x01(\rH\x04\x88\x01\x01\x12$\n\x17speculative_transcripts\x18\x08 \x01(\x08H\x05\x88\x01\x01\x12\x15\n\x08pause_ms\x18\t \x01(\rH\x06\x88\x01\x01\x12#\n\x16reuse_pause_transcript\x18\n \x01(\x08H\x07\x88\x01\x01\x12!\n\x14\x61\x64\x61ptive_endpointing\x18\x0b \x01(\x08H\x08\x88\x01\x01\x12\"\n\x15incomplete_silence_ms\x18\x0c \x01(\rH\t\x88\x01\x01\x12\x1a\n\rturn_detector\x18\r \x01(\tH\n\x88\x01\x01\x42\x10\n\x0e_vad_thresholdB\x11\n\x0f_min_silence_msB\x10\n\x0e_speech_pad_msB\x12\n\x10_interim_resultsB\x16\n\x14_interim_interval_msB\x1a\n\x18_speculative_transcriptsB\x0b\n\t_pause_msB\x19\n\x17_reuse_pause_transcriptB\x17\n\x15_adaptive_endpointingB\x18\n\x16_incomplete_silence_msB\x10\n\x0e_turn_detector\"\xc8\x02\n\x11RecognizeResponse\x12\x37\n\x0espeech_started\x18\x01 \x01(\x0b\x32\x1d.voice_agent.v1.SpeechStartedH\x00\x12-\n\x07interim\x18\x02 \x01(\x0b\x32\x1a.voice_agent.v1.TranscriptH\x00\x12\x33\n\x0cspeech_ended\x18\x03 \x01(\x0b\x32\x1b.voice_agent.v1.SpeechEndedH\x00\x12+\n\x05\x66inal\x18\x04 \x01(\x0b\x32\x1a.voice_agent.v1.TranscriptH\x00\x12.\n\x06paused\x18\x05 \x01(\x0b\x32\x1c.voice_agent.v1.SpeechPausedH\x00\x12\x30\n\x07resumed\x18\x06 \x01(\x0b\x32\x1d.voice_agent.v1.SpeechResumedH\x00\x42\x07\n\x05\x65vent\"y\n\x0cSpeechPaused\x12\x14\n\x0cutterance_id\x18\x01 \x01(\r\x12\x11\n\toffset_ms\x18\x02 \x01(\r\x12.\n\ntranscript\x18\x03 \x01(\x0b\x32\x1a.voice_agent.v1.Transcript\x12\x10\n\x08\x63omplete\x18\x04 \x01(\x08\"8\n\rSpeechResumed\x12\x14\n\x0cutterance_id\x18\x01 \x01(\r\x12\x11\n\toffset_ms\x18\x02 \x01(\r\"8\n\rSpeechStarted\x12\x14\n\x0cutterance_id\x18\x01 \x01(\r\x12\x11\n\toffset_ms\x18\x02 \x01(\r\"\xef\x01\n\x0bSpeechEnded\x12\x14\n\x0cutterance_id\x18\x01 \x01(\r\x12\x11\n\toffset_ms\x18\x02 \x01(\r\x12\x1a\n\x12\x64\x65\x63ision_offset_ms\x18\x03 \x01(\r\x12\x32\n\x06reason\x18\x04 \x01(\x0e\x32\".voice_agent.v1.SpeechEnded.Reason\"g\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x12\n\x0eREASON_SILENCE\x10\x01\x12\x17\n\x13REASON_MAX_DURATION\x10\x02\x12\x18\n\x14REASON_END_OF_STREAM\x10\x03\"\x8f\x01\n\nTranscript\x12\x14\n\x0cutterance_id\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x10\n\x08start_ms\x18\x03 \x01(\r\x12\x0e\n\x06\x65nd_ms\x18\x04 \x01(\r\x12\x15\n\rprocessing_ms\x18\x05 \x01(\x02\x12\x14\n\x0cinference_ms\x18\x06 \x01(\x02\x12\x0e\n\x06reused\x18\x07 \x01(\x08\x32[\n\x03\x41sr\x12T\n\tRecognize\x12 .voice_agent.v1.RecognizeRequest\x1a!.voice_agent.v1.RecognizeResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,27 +35,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRACECONTEXT_HEADERSENTRY']._loaded_options = None
   _globals['_TRACECONTEXT_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_RECOGNIZEREQUEST']._serialized_start=73
-  _globals['_RECOGNIZEREQUEST']._serialized_end=227
-  _globals['_TRACECONTEXT']._serialized_start=230
-  _globals['_TRACECONTEXT']._serialized_end=374
-  _globals['_TRACECONTEXT_HEADERSENTRY']._serialized_start=328
-  _globals['_TRACECONTEXT_HEADERSENTRY']._serialized_end=374
-  _globals['_RECOGNITIONCONFIG']._serialized_start=377
-  _globals['_RECOGNITIONCONFIG']._serialized_end=1040
-  _globals['_RECOGNIZERESPONSE']._serialized_start=1043
-  _globals['_RECOGNIZERESPONSE']._serialized_end=1371
-  _globals['_SPEECHPAUSED']._serialized_start=1373
-  _globals['_SPEECHPAUSED']._serialized_end=1494
-  _globals['_SPEECHRESUMED']._serialized_start=1496
-  _globals['_SPEECHRESUMED']._serialized_end=1552
-  _globals['_SPEECHSTARTED']._serialized_start=1554
-  _globals['_SPEECHSTARTED']._serialized_end=1610
-  _globals['_SPEECHENDED']._serialized_start=1613
-  _globals['_SPEECHENDED']._serialized_end=1852
-  _globals['_SPEECHENDED_REASON']._serialized_start=1749
-  _globals['_SPEECHENDED_REASON']._serialized_end=1852
-  _globals['_TRANSCRIPT']._serialized_start=1855
-  _globals['_TRANSCRIPT']._serialized_end=1998
-  _globals['_ASR']._serialized_start=2000
-  _globals['_ASR']._serialized_end=2091
+  _globals['_RECOGNIZEREQUEST']._serialized_end=280
+  _globals['_RECOGNITIONUPDATE']._serialized_start=282
+  _globals['_RECOGNITIONUPDATE']._serialized_end=359
+  _globals['_TRACECONTEXT']._serialized_start=362
+  _globals['_TRACECONTEXT']._serialized_end=506
+  _globals['_TRACECONTEXT_HEADERSENTRY']._serialized_start=460
+  _globals['_TRACECONTEXT_HEADERSENTRY']._serialized_end=506
+  _globals['_RECOGNITIONCONFIG']._serialized_start=509
+  _globals['_RECOGNITIONCONFIG']._serialized_end=1172
+  _globals['_RECOGNIZERESPONSE']._serialized_start=1175
+  _globals['_RECOGNIZERESPONSE']._serialized_end=1503
+  _globals['_SPEECHPAUSED']._serialized_start=1505
+  _globals['_SPEECHPAUSED']._serialized_end=1626
+  _globals['_SPEECHRESUMED']._serialized_start=1628
+  _globals['_SPEECHRESUMED']._serialized_end=1684
+  _globals['_SPEECHSTARTED']._serialized_start=1686
+  _globals['_SPEECHSTARTED']._serialized_end=1742
+  _globals['_SPEECHENDED']._serialized_start=1745
+  _globals['_SPEECHENDED']._serialized_end=1984
+  _globals['_SPEECHENDED_REASON']._serialized_start=1881
+  _globals['_SPEECHENDED_REASON']._serialized_end=1984
+  _globals['_TRANSCRIPT']._serialized_start=1987
+  _globals['_TRANSCRIPT']._serialized_end=2130
+  _globals['_ASR']._serialized_start=2132
+  _globals['_ASR']._serialized_end=2223
 # @@protoc_insertion_point(module_scope)

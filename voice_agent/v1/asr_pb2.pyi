@@ -9,14 +9,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RecognizeRequest(_message.Message):
-    __slots__ = ("config", "audio", "trace_context")
+    __slots__ = ("config", "audio", "trace_context", "update")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
     config: RecognitionConfig
     audio: bytes
     trace_context: TraceContext
-    def __init__(self, config: _Optional[_Union[RecognitionConfig, _Mapping]] = ..., audio: _Optional[bytes] = ..., trace_context: _Optional[_Union[TraceContext, _Mapping]] = ...) -> None: ...
+    update: RecognitionUpdate
+    def __init__(self, config: _Optional[_Union[RecognitionConfig, _Mapping]] = ..., audio: _Optional[bytes] = ..., trace_context: _Optional[_Union[TraceContext, _Mapping]] = ..., update: _Optional[_Union[RecognitionUpdate, _Mapping]] = ...) -> None: ...
+
+class RecognitionUpdate(_message.Message):
+    __slots__ = ("interim_interval_ms",)
+    INTERIM_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    interim_interval_ms: int
+    def __init__(self, interim_interval_ms: _Optional[int] = ...) -> None: ...
 
 class TraceContext(_message.Message):
     __slots__ = ("utterance_id", "headers")
