@@ -1,12 +1,12 @@
 """Server-side echo cancellation, offline (`make bench-aec`, issue 17): WebRTC AEC3 (livekit) against
 speexdsp's echo canceller and no cancellation, on the agent's own voice coming back into the microphone.
 
-In process, no stack. The agent's replies are Piper (the agent's voice, 22.05 kHz, resampled to 16 kHz); the
-microphone hears each reply `delay` late (50/150/300 ms), `gain` down (-6/-12/-20 dB), dry or through sox's
-reverb (voice_ops/turn_sets.py room_impulse), over white noise at -60 dBFS. The canceller's reference is the
-reply as the gateway sent it, placed where the client starts playing it: the echo path's delay is the
-canceller's to find ("hint" rows are told it). Each case is a fresh canceller (the first reply of a session:
-the cold, worst case).
+In process, no stack. The agent's replies are Piper (the agent's voice, 22.05 kHz, resampled to 16 kHz; its
+noise scales at 0, so that every run has the same audio); the microphone hears each reply `delay` late
+(50/150/300 ms), `gain` down (-6/-12/-20 dB), dry or through sox's reverb (voice_ops/turn_sets.py
+room_impulse), over white noise at -60 dBFS. The canceller's reference is the reply as the gateway sent it,
+placed where the client starts playing it: the echo path's delay is the canceller's to find ("hint" rows are
+told it). Each case is a fresh canceller (the first reply of a session: the cold, worst case) unless "warm".
 
 - echo: the echo alone. ERLE (mic power / output power, over where the echo is) in its first 500 ms, from
   500 ms to 1.5 s, and after; speech starts of the repo's VAD endpointer (Silero, threshold 0.5, the fast
@@ -16,6 +16,9 @@ the cold, worst case).
 - double talk: the same echo with an interruption ("wait", "stop talking please", ...; espeak voices, not
   the agent's) 1.5 s into the reply: word recall of the intent in what the pipeline transcribes, and the
   other words transcribed (echo that leaked into the user's turn).
+- early interruption: the same 0.3 s into the reply, on a fresh canceller ("cold": it has not converged yet)
+  and on one that heard another reply (and its echo) 1 s before ("warm": as a session's canceller is from
+  its second reply on).
 - near end only: the interruption with the agent silent (reference all zeros): what the canceller does to a
   plain user turn.
 - CPU: thread CPU per second of audio, one session on one thread; added latency (frames, buffering).
@@ -41,7 +44,7 @@ from benchmarks.stats import run_info, write_results
 from services.asr.protocol import DEFAULT_SPEECH_PAD_MS, DEFAULT_VAD_THRESHOLD
 from services.asr.transcriber import WhisperTranscriber
 from services.asr.vad import FRAME_SAMPLES, Endpointer, SileroVad, SpeechEnd
-from services.tts.engines.piper import PiperEngine
+from services.tts.models import embedded_piper_model
 from voice_agent.audio import ASR_SAMPLE_RATE, float_to_pcm16, pcm16_to_float, resample
 from voice_ops.samples import normalize, word_error_rate
 from voice_ops.turn_sets import room_impulse, utterance
@@ -62,6 +65,8 @@ QUICK_CONDITIONS = ((50, -6, False), (150, -12, True), (300, -20, False), (300, 
 LEAD_S = 0.5  # silence before the client starts playing the reply
 TAIL_S = 1.0  # after the echo ends
 INTERRUPT_AT_S = 1.5  # after the reply starts playing
+EARLY_AT_S = 0.3  # an early interruption: before a fresh canceller has converged
+WARM_GAP_S = 1.0  # between the warm case's first reply and the measured one
 NOISE_DBFS = -60.0
 USER_DBFS = -20.0  # the interruption's RMS level: the replies' (Piper) is about -20.5 dBFS
 SPEEX_FILTER = 4096  # 256 ms of taps (speexdsp's default 2048 is 128 ms); longer converges slower
@@ -80,12 +85,17 @@ class Case:
     reverb: bool
     interruption: str | None = None
     agent: bool = True  # False: the near-end-only case (no echo, reference zeros)
+    interrupt_at_s: float = INTERRUPT_AT_S
+    warm: bool = False  # another reply (and its echo) first, WARM_GAP_S before this one: a canceller mid-session
 
     @property
     def name(self) -> str:
         if not self.agent:
             return f"near-end r{self.reply}"
-        return f"r{self.reply} {self.delay_ms}ms {self.gain_db:+g}dB{' reverb' if self.reverb else ''}"
+        name = f"r{self.reply} {self.delay_ms}ms {self.gain_db:+g}dB{' reverb' if self.reverb else ''}"
+        if self.interruption is not None:
+            name += f" @{self.interrupt_at_s:g}s"
+        return name + (" warm" if self.warm else "")
 
 
 @dataclass
@@ -93,8 +103,8 @@ class Material:
     """One case's signals at 16 kHz, same length: what the canceller gets, and what the metrics need."""
 
     mic: np.ndarray
-    reference: np.ndarray  # the reply where the client starts playing it (no echo path delay)
-    reply_22k: np.ndarray  # the reply as Piper made it (for the component row)
+    reference: np.ndarray  # the replies where the client starts playing them (no echo path delay)
+    plays: list[tuple[np.ndarray, int]]  # (the reply as Piper made it, where it starts): for the component row
     echo_from: int  # where the echo starts in the mic
     echo_to: int
     user: tuple[int, int] | None  # where the interruption is
@@ -155,35 +165,60 @@ CANDIDATES: dict[str, Callable[[Case], Canceller] | None] = {
 }
 
 
+def agent_replies(count: int) -> tuple[list[np.ndarray], int]:
+    """The first ``count`` REPLIES in the agent's voice (Piper, en_US joe medium), and their rate. Piper samples
+    noise in its model (two runs differ); its noise scales at 0 make the same audio every run."""
+    from piper import PiperVoice, SynthesisConfig
+
+    model = embedded_piper_model()
+    voice = PiperVoice.load(model, f"{model}.json")
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    replies = [np.concatenate([c.audio_float_array for c in voice.synthesize(t, config)]) for t in REPLIES[:count]]
+    return replies, voice.config.sample_rate
+
+
 def _rms_db(x: np.ndarray) -> float:
     return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
 
 
 def make_material(case: Case, replies: list[np.ndarray], reply_rate: int) -> Material:
-    reply_22k = replies[case.reply]
-    reply = resample(reply_22k, reply_rate, RATE)
-    start = int(LEAD_S * RATE)
     delay = case.delay_ms * RATE // 1000
-    echo = reply * np.float32(10 ** (case.gain_db / 20))
-    if case.reverb:
-        echo = np.convolve(echo, room_impulse(RATE)).astype(np.float32)
-    total = start + delay + len(echo) + int(TAIL_S * RATE)
+    gain = np.float32(10 ** (case.gain_db / 20))
+    order = [(case.reply + 1) % len(replies), case.reply] if case.warm else [case.reply]
+    plays: list[tuple[np.ndarray, int]] = []
+    start = int(LEAD_S * RATE)
+    for index in order:
+        plays.append((replies[index], start))
+        start += len(resample(replies[index], reply_rate, RATE)) + int(WARM_GAP_S * RATE)
+    start = plays[-1][1]  # the measured reply's
+    last_echo_end = 0
+    pieces = []
+    for reply_22k, at in plays:
+        reply = resample(reply_22k, reply_rate, RATE)
+        echo = reply * gain
+        if case.reverb:
+            echo = np.convolve(echo, room_impulse(RATE)).astype(np.float32)
+        pieces.append((at, reply, echo))
+        last_echo_end = at + delay + len(echo)
+    total = last_echo_end + int(TAIL_S * RATE)
     total += -total % FRAME
     mic = np.zeros(total, np.float32)
     reference = np.zeros(total, np.float32)
     if case.agent:
-        mic[start + delay : start + delay + len(echo)] = echo
-        reference[start : start + len(reply)] = reply
+        for at, reply, echo in pieces:
+            mic[at + delay : at + delay + len(echo)] += echo
+            reference[at : at + len(reply)] = reply
     user = None
     if case.interruption is not None:
         speech = pcm16_to_float(utterance(case.interruption, case.reply + 1).data)
         speech = speech * np.float32(10 ** ((USER_DBFS - _rms_db(speech)) / 20))
-        at = start + int(INTERRUPT_AT_S * RATE)
+        at = start + int(case.interrupt_at_s * RATE)
         mic[at : at + len(speech)] += speech
         user = (at, at + len(speech))
     noise = np.random.default_rng(case.reply).normal(0, 10 ** (NOISE_DBFS / 20), total)
     mic += noise.astype(np.float32)
-    return Material(mic, reference, reply_22k, start + delay, start + delay + len(echo), user)
+    echo_len = len(pieces[-1][2])
+    return Material(mic, reference, plays if case.agent else [], start + delay, start + delay + echo_len, user)
 
 
 def run_canceller(name: str, case: Case, material: Material, reply_rate: int) -> tuple[np.ndarray, float]:
@@ -196,13 +231,11 @@ def run_canceller(name: str, case: Case, material: Material, reply_rate: int) ->
         component = EchoCanceller(RATE)
         out = []
         started = time.thread_time()
-        if case.agent:
-            pcm = float_to_pcm16(material.reply_22k)
+        for reply_22k, at in material.plays:  # all before the mic: the gateway sends faster than real time
+            pcm = float_to_pcm16(reply_22k)
             step = int(reply_rate * REPLY_CHUNK_S) * 2
-            for offset in range(0, len(pcm), step):  # all before the mic: the gateway sends faster than real time
-                component.play(
-                    pcm[offset : offset + step], reply_rate, int(LEAD_S * RATE) + offset // 2 * RATE // reply_rate
-                )
+            for offset in range(0, len(pcm), step):
+                component.play(pcm[offset : offset + step], reply_rate, at + offset // 2 * RATE // reply_rate)
         chunk = MIC_CHUNK_MS * RATE // 1000 * 2
         out = [component.process(mic[i : i + chunk]) for i in range(0, len(mic), chunk)]
         cpu = time.thread_time() - started
@@ -316,6 +349,8 @@ def aggregate(rows: list[dict[str, Any]], latency: dict[str, float]) -> dict[str
         echo = [r for r in mine if r["set"] == "echo"]
         talk = [r for r in mine if r["set"] == "double_talk"]
         near = [r for r in mine if r["set"] == "near_end"]
+        cold = [r for r in mine if r["set"] == "early_cold"]
+        warm = [r for r in mine if r["set"] == "early_warm"]
         report[name] = {
             "erle_first_500ms_db": _mean([r["erle_first_500ms_db"] for r in echo]),
             "erle_500ms_1500ms_db": _mean([r["erle_500ms_1500ms_db"] for r in echo]),
@@ -332,6 +367,10 @@ def aggregate(rows: list[dict[str, Any]], latency: dict[str, float]) -> dict[str
             "double_talk_all_words": sum(r["recall"] == 1.0 for r in talk),
             "double_talk_wer": _mean([r["wer"] for r in talk]),
             "double_talk_other_words": sum(r["other_words"] for r in talk),
+            "early_cases": len(cold),
+            "early_cold_recall": _mean([r["recall"] for r in cold]),
+            "early_warm_recall": _mean([r["recall"] for r in warm]),
+            "early_warm_other_words": sum(r["other_words"] for r in warm),
             "near_end_recall": _mean([r["recall"] for r in near]),
             "near_end_level_change_db": _mean([r["user_level_change_db"] for r in near]),
             "cpu_ms_per_s": _mean([r["cpu_ms_per_s"] for r in mine]),
@@ -345,7 +384,7 @@ def by_condition(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     starts and words heard on the echo, recall on double talk."""
     table: dict[str, dict[str, Any]] = {}
     for row in rows:
-        if row["set"] == "near_end":
+        if row["set"] not in ("echo", "double_talk"):
             continue
         key = f"{row['candidate']} | {row['condition']}"
         entry = table.setdefault(key, {"erle_after_1500ms_db": [], "speech_starts": 0, "words_heard": 0, "recall": []})
@@ -371,6 +410,8 @@ COLUMNS = (
     ("echo_words_whole_output", "words(all)", 10),
     ("double_talk_recall", "DT recall", 9),
     ("double_talk_other_words", "DT other", 8),
+    ("early_cold_recall", "early cold", 10),
+    ("early_warm_recall", "early warm", 10),
     ("near_end_recall", "NE recall", 9),
     ("cpu_ms_per_s", "CPU ms/s", 8),
 )
@@ -414,8 +455,7 @@ def main() -> None:
     out = results_path(args.out, "aec")
 
     progress(f"the agent's {count} replies with Piper, the interruptions with espeak-ng ...")
-    piper = PiperEngine(None)
-    replies = [piper.synthesize(text, piper.default_voice, 1.0) for text in REPLIES[:count]]
+    replies, reply_rate = agent_replies(count)
     pipeline = Pipeline()
 
     cases: list[tuple[str, Case]] = []
@@ -424,22 +464,29 @@ def main() -> None:
     for number, (reply, (delay, gain, reverb)) in enumerate(itertools.product(range(count), conditions)):
         spoken = INTERRUPTIONS[number % len(INTERRUPTIONS)]
         cases.append(("double_talk", Case(reply, delay, gain, reverb, interruption=spoken)))
+    # The early interruption, on a fresh canceller and on one that already heard a reply: one reply per
+    # condition (the replies in turn), to keep the run short.
+    for number, (delay, gain, reverb) in enumerate(conditions):
+        spoken = INTERRUPTIONS[(number + 2) % len(INTERRUPTIONS)]
+        for warm in (False, True):
+            case = Case(number % count, delay, gain, reverb, spoken, interrupt_at_s=EARLY_AT_S, warm=warm)
+            cases.append(("early_warm" if warm else "early_cold", case))
     for reply in range(count):
         cases.append(("near_end", Case(reply, 0, 0, False, interruption=INTERRUPTIONS[reply], agent=False)))
 
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     for number, (set_name, case) in enumerate(cases):
-        material = make_material(case, replies, piper.sample_rate)
+        material = make_material(case, replies, reply_rate)
         for name in names:
-            row = measure(pipeline, name, case, material, piper.sample_rate)
+            row = measure(pipeline, name, case, material, reply_rate)
             condition = f"{case.delay_ms}ms {case.gain_db:+g}dB{' reverb' if case.reverb else ''}"
             rows.append({"set": set_name, "condition": condition, **row})
         progress(f"  {number + 1}/{len(cases)} {set_name} {case.name} ({time.perf_counter() - started:.0f} s)")
 
     near_case = cases[-1][1]
-    near = make_material(near_case, replies, piper.sample_rate)
-    latency = {name: added_latency_ms(near, name, near_case, piper.sample_rate) for name in names}
+    near = make_material(near_case, replies, reply_rate)
+    latency = {name: added_latency_ms(near, name, near_case, reply_rate) for name in names}
     report = aggregate(rows, latency)
     results = {
         **run_info(),
@@ -450,6 +497,8 @@ def main() -> None:
             "noise_dbfs": NOISE_DBFS,
             "user_dbfs": USER_DBFS,
             "interrupt_at_s": INTERRUPT_AT_S,
+            "early_interrupt_at_s": EARLY_AT_S,
+            "warm_gap_s": WARM_GAP_S,
             "speex_filter_taps": SPEEX_FILTER,
             "vad": {"threshold": DEFAULT_VAD_THRESHOLD, "min_silence_ms": VAD_MIN_SILENCE_MS},
             "asr": {"model": "tiny.en int8 (embedded)", "beam_size": BEAM_SIZE, "onset_pad_ms": ONSET_PAD_MS},
