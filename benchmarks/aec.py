@@ -309,9 +309,8 @@ def measure(pipeline: Pipeline, name: str, case: Case, material: Material, reply
             "erle_all_db": erle_db(material.mic, out, a, b),
             "residual_dbfs": round(_rms_db(out[a + one_five : b]), 1),
             "words_heard": len(_words(heard)),
-            "whole_output": pipeline.words(out),
+            "words_whole_output": len(_words(pipeline.words(out))),
         }
-        row["words_whole_output"] = len(_words(row["whole_output"]))
         return row
     assert case.interruption is not None and material.user is not None
     said = _words(case.interruption)
