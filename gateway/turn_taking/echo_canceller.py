@@ -1,0 +1,209 @@
+"""Server-side acoustic echo cancellation (issue 17): the agent's own voice, played by the client's speaker
+and picked up again by its microphone, removed from the microphone audio before VAD and ASR.
+
+The gateway knows what the client plays: each agent audio chunk, from the mic-timeline sample at which the
+client starts playing it. ``EchoCanceller.play`` places that reference on the microphone's timeline
+(resampled to the mic rate), and ``EchoCanceller.process`` cleans the next microphone chunk against it; where
+the agent is silent the reference is zeros. The echo path's own delay (the client's output and input buffers,
+the room: 50-300 ms) is found by the canceller; ``delay_hint_ms`` can tell it a known one.
+
+The canceller is WebRTC's AEC3, through LiveKit's Python SDK (``livekit.rtc.AudioProcessingModule``): it won
+the comparison with speexdsp's echo canceller and with no cancellation (benchmarks/aec.py,
+docs/performance.md "Echo cancellation: AEC3 vs speexdsp"). Its calls are synchronous FFI calls into the
+native library on the calling thread (no event loop needed), on 10 ms frames; about 0.1 ms of CPU per 10 ms
+of audio. One canceller per session, not thread-safe; cheap enough to call from the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import soxr
+
+log = logging.getLogger(__name__)
+
+FRAME_MS = 10  # AEC3 processes 10 ms frames only
+#: Mic rates the canceller takes (AEC3 runs natively at 8, 16, 32 and 48 kHz, and resamples 24 kHz itself).
+MIC_RATES = (8_000, 16_000, 24_000, 32_000, 48_000)
+_SAMPLE_BYTES = 2
+# Two play() chunks are one stream (resampled without a seam) when the second starts within a sample of
+# where the first ended.
+_CONTIGUOUS_SAMPLES = 1
+
+
+class EchoCancellerUnavailable(RuntimeError):
+    """The echo canceller's library (livekit) is not installed or its native library does not load."""
+
+
+def _rtc() -> Any:
+    try:
+        from livekit import rtc
+    except ImportError as error:  # the package, or its native liblivekit_ffi.so
+        raise EchoCancellerUnavailable(
+            f"echo cancellation needs the livekit package (pip install 'livekit==1.2.0'): {error}"
+        ) from error
+    return rtc
+
+
+class _ReferenceStream:
+    """One run of contiguous agent audio at one rate, resampled to the mic rate without seams."""
+
+    def __init__(self, in_rate: int, out_rate: int, at_sample: int) -> None:
+        self.in_rate = in_rate
+        self._resampler = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
+        self._out_rate = out_rate
+        self._start = at_sample
+        self._in_total = 0
+        self.write_at = at_sample  # where its next output sample goes on the mic timeline
+
+    def next_at(self) -> int:
+        """Where the next contiguous chunk would start, on the mic timeline."""
+        return self._start + round(self._in_total * self._out_rate / self.in_rate)
+
+    def push(self, samples: np.ndarray, *, last: bool = False) -> tuple[int, np.ndarray]:
+        self._in_total += len(samples)
+        out = self._resampler.resample_chunk(samples, last=last)
+        at = self.write_at
+        self.write_at += len(out)
+        return at, out
+
+
+class EchoCanceller:
+    """Removes the agent's echo from one session's microphone audio (PCM16 mono at ``mic_rate``).
+
+    ``play(pcm, sample_rate, at_sample)``: agent audio the client plays from mic-timeline sample ``at_sample``
+    (the count of mic samples passed to ``process`` before it); any rate, resampled here; overlapping audio is
+    mixed; audio before the samples already processed is dropped.
+    ``process(pcm)``: the next mic chunk, cleaned, the same length. Chunks of whole 10 ms frames come back
+    with no delay; other lengths (an even number of bytes) are buffered, and the output then lags the input
+    by the largest remainder seen (under 10 ms), constant from then on.
+    """
+
+    def __init__(
+        self,
+        mic_rate: int = 16_000,
+        *,
+        delay_hint_ms: int | None = None,
+        noise_suppression: bool = False,
+        high_pass_filter: bool = False,
+    ) -> None:
+        if mic_rate not in MIC_RATES:
+            raise ValueError(f"mic_rate must be one of {MIC_RATES}, got {mic_rate}")
+        if delay_hint_ms is not None and not 0 <= delay_hint_ms <= 500:
+            raise ValueError("delay_hint_ms must be in 0..500")
+        rtc = _rtc()
+        self._frame_cls = rtc.AudioFrame
+        try:
+            self._apm = rtc.AudioProcessingModule(
+                echo_cancellation=True,
+                noise_suppression=noise_suppression,
+                high_pass_filter=high_pass_filter,
+                auto_gain_control=False,
+            )
+        except (ImportError, OSError) as error:
+            raise EchoCancellerUnavailable(f"livekit's native audio processing did not load: {error}") from error
+        self.mic_rate = mic_rate
+        self._frame = mic_rate * FRAME_MS // 1000
+        self._delay_hint = delay_hint_ms
+        self._position = 0  # mic samples handed to AEC3 so far
+        self._reference = np.zeros(0, np.float32)  # the reference from self._position on
+        self._stream: _ReferenceStream | None = None
+        self._pending = bytearray()  # mic bytes short of a whole frame
+        self._cleaned = bytearray()  # cleaned bytes not yet returned
+        self._lag = 0  # bytes of silence the output was started with (see process)
+
+    @property
+    def position(self) -> int:
+        """Mic samples received by ``process`` so far."""
+        return self._position + len(self._pending) // _SAMPLE_BYTES
+
+    @property
+    def lag_samples(self) -> int:
+        """How far the output lags the input (0 while every chunk was whole 10 ms frames)."""
+        return self._lag // _SAMPLE_BYTES
+
+    def play(self, pcm: bytes, sample_rate: int, at_sample: int) -> None:
+        samples = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
+        if sample_rate == self.mic_rate:
+            self._close_stream()
+            self._mix(at_sample, samples)
+            return
+        stream = self._stream
+        if stream is None or stream.in_rate != sample_rate or abs(stream.next_at() - at_sample) > _CONTIGUOUS_SAMPLES:
+            self._close_stream()
+            stream = self._stream = _ReferenceStream(sample_rate, self.mic_rate, at_sample)
+        self._mix(*stream.push(samples))
+
+    def process(self, pcm: bytes) -> bytes:
+        if len(pcm) % _SAMPLE_BYTES:
+            raise ValueError("PCM16 audio has an even number of bytes")
+        self._pending += pcm
+        frame_bytes = self._frame * _SAMPLE_BYTES
+        whole = len(self._pending) // frame_bytes * frame_bytes
+        if whole:
+            self._cleaned += self._cancel(bytes(self._pending[:whole]))
+            del self._pending[:whole]
+        if len(self._cleaned) < len(pcm):  # a remainder is held back: start the output that much later
+            deficit = len(pcm) - len(self._cleaned)
+            self._cleaned[:0] = bytes(deficit)
+            self._lag += deficit
+        out = bytes(self._cleaned[: len(pcm)])
+        del self._cleaned[: len(pcm)]
+        return out
+
+    def close(self) -> None:
+        """Releases the native canceller now (it is also released when garbage-collected)."""
+        self._apm._ffi_handle.dispose()
+
+    def _cancel(self, mic: bytes) -> bytes:
+        """``mic`` (whole frames) cleaned, each frame after its reference frame."""
+        samples = len(mic) // _SAMPLE_BYTES
+        if self._stream is not None and self._stream.write_at < self._position + samples:
+            self._close_stream()  # the reference runs dry: flush what the resampler holds back
+        reference = self._take_reference(samples)
+        step = self._frame * _SAMPLE_BYTES
+        cleaned = []
+        for start in range(0, len(mic), step):
+            far = bytearray(reference[start : start + step])
+            self._apm.process_reverse_stream(self._frame_cls(far, self.mic_rate, 1, self._frame))
+            if self._delay_hint is not None:
+                self._apm.set_stream_delay_ms(self._delay_hint)
+            near = bytearray(mic[start : start + step])
+            self._apm.process_stream(self._frame_cls(near, self.mic_rate, 1, self._frame))  # in place
+            cleaned.append(near)
+        self._position += samples
+        return b"".join(cleaned)
+
+    def _take_reference(self, samples: int) -> bytes:
+        taken = self._reference[:samples]
+        self._reference = self._reference[samples:]
+        pcm = np.zeros(samples, "<i2")
+        pcm[: len(taken)] = np.clip(taken * 32768, -32768, 32767).astype("<i2")
+        return pcm.tobytes()
+
+    def _mix(self, at_sample: int, samples: np.ndarray) -> None:
+        offset = at_sample - self._position
+        if offset < 0:  # already past: only the part still to come
+            samples, offset = samples[-offset:], 0
+        if not len(samples):
+            return
+        end = offset + len(samples)
+        if end > len(self._reference):
+            self._reference = np.concatenate([self._reference, np.zeros(end - len(self._reference), np.float32)])
+        self._reference[offset:end] += samples
+
+    def _close_stream(self) -> None:
+        if self._stream is not None:
+            self._mix(*self._stream.push(np.zeros(0, np.float32), last=True))
+            self._stream = None
+
+
+def create_echo_canceller(mic_rate: int = 16_000, **options: Any) -> EchoCanceller | None:
+    """An ``EchoCanceller``, or None (logged once per call) when livekit is not installed."""
+    try:
+        return EchoCanceller(mic_rate, **options)
+    except EchoCancellerUnavailable as error:
+        log.warning("no echo cancellation: %s", error)
+        return None
