@@ -13,9 +13,11 @@ spoken by an espeak-ng voice that is not the agent's (voice_ops/turn_sets.py):
   half of it through sox's reverb (target: no interruption and no user turn from the agent's words);
 - echo + intent: the same echo with a real interruption spoken over it (target: at least 19 in 20).
 
-The same questions are also answered with the decision off (the session's TurnTakingOptions), to set the
-cost in e2e_ms (the gateway's turn metrics: its figure less the network) of the technique beside it: its
-shorter ASR interim interval while the user speaks. Writes benchmarks/results/turns.json and turns.png.
+For a held reply that resumed, the client's playout is modelled (each chunk plays from its arrival or the
+end of the one before) and the longest gap in it reported, beside the same for replies nobody spoke over.
+The same questions are also answered with the techniques switched on one by one (the session's
+TurnTakingOptions), to set the cost in e2e_ms (the gateway's turn metrics: its figure less the network) of
+each beside the others. Writes benchmarks/results/turns.json and turns.png.
 A benchmark, not a test: it asserts nothing.
 """
 
@@ -65,7 +67,32 @@ def _padded(audio: Pcm16Audio, tail_ms: int = 1500) -> Pcm16Audio:
     return Pcm16Audio(audio.data + b"\0" * (audio.sample_rate * tail_ms // 1000 * 2), audio.sample_rate)
 
 
-def _outcome(events: list[gateway_pb2.ConverseResponse], set_name: str) -> dict[str, Any]:
+def playout_gaps(arrivals: list[tuple[float, gateway_pb2.ConverseResponse]]) -> tuple[float, float]:
+    """The client's playout, modelled: each agent audio chunk plays from when it arrives or when the one
+    before it ends, whichever is later. Returns the longest gap (ms) between two chunks of the first reply
+    and their total: silence the user hears inside the reply (a held reply resumed too late, or a TTS
+    slower than real time)."""
+    longest = total = 0.0
+    play_end: float | None = None
+    turn_id = None
+    for arrived, event in arrivals:
+        if event.WhichOneof("event") != "agent_audio":
+            continue
+        chunk = event.agent_audio
+        if turn_id is None:
+            turn_id = chunk.turn_id
+        if chunk.turn_id != turn_id:
+            break
+        start = arrived if play_end is None else max(arrived, play_end)
+        if play_end is not None and start > play_end:
+            gap = (start - play_end) * 1000
+            longest, total = max(longest, gap), total + gap
+        play_end = start + len(chunk.audio) / 2 / chunk.sample_rate_hz
+    return round(longest, 1), round(total, 1)
+
+
+def _outcome(arrivals: list[tuple[float, gateway_pb2.ConverseResponse]], set_name: str) -> dict[str, Any]:
+    events = [event for _, event in arrivals]
     kinds = [e.WhichOneof("event") for e in events]
     decisions = [e.interruption_decision for e in events if e.WhichOneof("event") == "interruption_decision"]
     metrics = [e.turn_metrics for e in events if e.WhichOneof("event") == "turn_metrics"]
@@ -80,6 +107,9 @@ def _outcome(events: list[gateway_pb2.ConverseResponse], set_name: str) -> dict[
         "user_turns": len(finals),  # the question's, and any more
         "turns": len(metrics),
         "errors": kinds.count("error"),
+        # the first reply's playout, modelled as the client plays it: longest gap and total (ms)
+        "gap_ms": playout_gaps(arrivals),
+        "resumed": any(d.kind != "interruption" for d in decisions),
     }
 
 
@@ -91,7 +121,7 @@ async def _case(channel: grpc.aio.Channel, question: str, over: Pcm16Audio | Non
     async with session:
         await session.speak(spoken(question, tail_ms=1000), barge_in=over, max_wait_s=90)
         await asyncio.sleep(2.5)  # a late echo final, or a backchannel's, would come now
-    return [event for _, event in session.events]
+    return list(session.events)
 
 
 async def run_sets(stack: Stack, count: int, sets: set[str]) -> list[dict[str, Any]]:
@@ -115,19 +145,34 @@ async def run_sets(stack: Stack, count: int, sets: set[str]) -> list[dict[str, A
     return rows
 
 
-async def e2e_cost(stack: Stack, count: int) -> dict[str, Any]:
-    """The same questions with the decision on and off, alternately: the gateway's e2e_ms per turn."""
-    e2e: dict[str, list[float]] = {"on": [], "off": []}
+#: Each technique added on top of the one before, measured side by side on the same questions.
+COST_STEPS: dict[str, dict[str, bool]] = {
+    "off": {"interruption_decision": False, "backchannels": False, "echo_rejection": False},
+    "decision": {"interruption_decision": True, "backchannels": False, "echo_rejection": False},
+    "decision+backchannels": {"interruption_decision": True, "backchannels": True, "echo_rejection": False},
+    "all (default)": {"interruption_decision": True, "backchannels": True, "echo_rejection": True},
+}
+
+
+async def e2e_cost(stack: Stack, count: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The same questions with each step of COST_STEPS in turn, the order rotating each round (llama.cpp
+    keeps one prompt: whoever asks first in a round prefills anew): the gateway's e2e_ms per turn.
+    The decision's only work outside speech over the agent is the ASR's interim interval, and that is
+    shortened only while an agent turn runs, so the steps should measure the same."""
+    e2e: dict[str, list[float]] = {name: [] for name in COST_STEPS}
+    gaps: list[float] = []  # the control for the resumed replies' gaps: replies nobody spoke over
+    names = list(COST_STEPS)
     async with grpc.aio.insecure_channel(stack.gateway) as channel:
         for i in range(count):
-            for name, on in (("on", True), ("off", False)):
-                options = gateway_pb2.TurnTakingOptions(interruption_decision=on)
+            for name in names[i % len(names) :] + names[: i % len(names)]:
+                options = gateway_pb2.TurnTakingOptions(**COST_STEPS[name])
                 async with Conversation(channel, turn_taking=options) as session:
                     result = await session.speak(spoken(QUESTIONS[i % len(QUESTIONS)], tail_ms=1000), max_wait_s=90)
                 value = result.metrics().get("e2e_ms", 0.0)
                 if value > 0:
                     e2e[name].append(value)
-    return {name: summary(values) for name, values in e2e.items()}
+                gaps.append(playout_gaps(session.events)[0])
+    return {name: summary(values) for name, values in e2e.items()}, summary(gaps)
 
 
 def rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -140,6 +185,9 @@ def rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
         entry["decision_ms"] = summary(decided) if decided else None
         if name == "echo":
             entry["extra_user_turns"] = sum(max(0, r["user_turns"] - 1) for r in of_set)
+        resumed = [r["gap_ms"][0] for r in of_set if r["resumed"] and not r["interrupted"]]
+        entry["resumed"] = len(resumed)
+        entry["longest_gap_ms_when_resumed"] = summary(resumed) if resumed else None
         report[name] = entry
     return report
 
@@ -155,7 +203,8 @@ def plot(report: dict[str, Any], cost: dict[str, Any], results: Path) -> None:
     left.set_title("Speech over the agent")
     right.bar(list(cost), [cost[k]["p50"] for k in cost], color="tab:blue")
     right.set_ylabel("e2e_ms p50 (gateway)")
-    right.set_title("interruption decision on / off")
+    right.set_title("e2e_ms by technique (cumulative)")
+    right.tick_params(axis="x", labelrotation=20)
     figure.tight_layout()
     figure.savefig(results)
 
@@ -165,7 +214,7 @@ def main() -> None:
     add_stack_arguments(parser)
     parser.add_argument("--cases", type=int, help="cases per set (default 20; --quick 2)")
     parser.add_argument("--sets", default=",".join(TARGETS), help="which sets, comma-separated (default: all)")
-    parser.add_argument("--no-cost", action="store_true", help="skip the e2e_ms on/off comparison")
+    parser.add_argument("--no-cost", action="store_true", help="skip the e2e_ms comparison of the techniques")
     args = parser.parse_args()
     count = args.cases or (2 if args.quick else 20)
     out = results_path(args.out, "turns")
@@ -175,8 +224,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as logs, stack_from_args(args, Path(logs)) as stack:
         progress(f"{count} cases per set ...")
         rows = asyncio.run(run_sets(stack, count, set(args.sets.split(","))))
-        progress("e2e_ms with the decision on and off ...")
-        cost = {} if args.no_cost else asyncio.run(e2e_cost(stack, max(1, count // 2)))
+        progress("e2e_ms with each technique, side by side ...")
+        cost, gaps = ({}, None) if args.no_cost else asyncio.run(e2e_cost(stack, max(1, count // 2)))
         description = stack.describe()
     report = rates(rows)
     results = {
@@ -184,7 +233,8 @@ def main() -> None:
         "stack": description,
         "settings": {"cases_per_set": count, "quick": args.quick},
         "sets": report,
-        "e2e_ms_by_decision": cost,
+        "e2e_ms_by_technique": cost,
+        "longest_gap_ms_uninterrupted": gaps,
         "per_case": rows,
     }
     write_results(out, results)

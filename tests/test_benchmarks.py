@@ -24,10 +24,10 @@ BREAKDOWN = {*STAGES, "overhead_ms"}
 PNG = b"\x89PNG"
 
 
-def bench(name: str, out: Path, *args: str) -> dict:
+def bench(name: str, out: Path, *args: str, timeout_s: int = 300) -> dict:
     """Runs ``python -m benchmarks.<name> --quick --out <out>``; returns its JSON."""
     command = [sys.executable, "-m", f"benchmarks.{name}", "--quick", "--out", str(out), *args]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
     assert done.returncode == 0, done.stderr[-5000:]
     return json.loads((out / f"{name}.json").read_text())
 
@@ -200,10 +200,12 @@ def test_realtime_against_converse(tmp_path: Path, stack_args: list[str], gatewa
 
 
 def test_turn_taking(tmp_path: Path, stack_args: list[str]) -> None:
-    result = bench("turns", tmp_path, *stack_args)
+    result = bench("turns", tmp_path, *stack_args, timeout_s=480)  # 10 spoken cases and 4 turns: ~5 minutes
     sets = result["sets"]
     assert set(sets) == {"backchannel", "intent", "noise", "echo", "echo_intent"}
     assert all(entry["cases"] == 2 for entry in sets.values())
     assert sets["intent"]["interrupted"] >= 1  # rates are the benchmark's; one "wait" interrupts
-    assert set(result["e2e_ms_by_decision"]) == {"on", "off"}
+    assert set(result["e2e_ms_by_technique"]) == {"off", "decision", "decision+backchannels", "all (default)"}
+    assert all(cost["n"] == 1 for cost in result["e2e_ms_by_technique"].values())
+    assert result["longest_gap_ms_uninterrupted"]["n"] == 4
     assert is_png(tmp_path / "turns.png")
