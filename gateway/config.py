@@ -71,6 +71,11 @@ class GatewayConfig(ServerConfig):
         "Speech whose transcript repeats the agent's recent words is its echo: it neither interrupts nor starts a"
         " user turn (also a final that comes within echo_window_ms after the agent's audio ended).",
     )
+    echo_cancellation: bool = setting(
+        True,
+        "Cancel the agent's echo in the user's audio (WebRTC AEC3, the audio the gateway sent being the reference)"
+        " before the ASR hears it; the client's own echo cancellation stays on, this takes what gets past it.",
+    )
     echo_window_ms: int = setting(2500, "How long after the agent's audio ended a final is still checked for echo.")
     decision_interim_ms: int = setting(
         200,

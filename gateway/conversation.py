@@ -21,12 +21,14 @@ from opentelemetry import trace
 from gateway.backends import Backends, TurnPaths, cold_paths, warm_paths
 from gateway.config import GatewayConfig
 from gateway.events import (
+    AgentAudio,
     AudioIn,
     CancelReply,
     Commit,
     Emit,
     EndOfInput,
     Error,
+    Event,
     Input,
     Interruption,
     InterruptionDecision,
@@ -59,14 +61,21 @@ class Conversation:
     ) -> None:
         self._config = config
         self._settings = settings
-        self._emit = emit
+        self._emit = emit = self._watch_output(emit)
         self._limits = Limits(config, draining or asyncio.Event())
         self._history = History(settings.system_prompt, config.history_tokens)
         self._paths: Callable[[int, list[dict[str, str]]], TurnPaths] = (
             warm_paths(backends) if settings.plan.warm_paths else cold_paths(backends)
         )
         self._observer = ConversationObserver(settings.voice, backends.llm.settings.model)
-        self._listener = Listener(backends.asr, settings.recognition, self, emit, max_chunk_ms=config.max_chunk_ms)
+        self._listener = Listener(
+            backends.asr,
+            settings.recognition,
+            self,
+            emit,
+            max_chunk_ms=config.max_chunk_ms,
+            echo_cancellation=settings.turn_taking.echo_cancellation,
+        )
         self._preemptor = Preemptor(self._launch_preemptive, emit, self._observer.preemption)
         self._turn: AgentTurn | None = None
         self._turn_task: asyncio.Task[None] | None = None
@@ -79,6 +88,19 @@ class Conversation:
         self._backchannels: list[str] = []  # said over the agent: join the history after its reply
         self._last_turn: AgentTurn | None = None  # the latest turn, whose words an echo would repeat
         self._interrupted_by_speech = False  # the utterance in progress was decided an interruption
+
+    def _watch_output(self, emit: Emit) -> Emit:
+        """``emit``, telling the Listener what the client plays: the agent's audio (the echo canceller's
+        reference), and when an interruption stops it."""
+
+        def send(event: Event) -> None:
+            if isinstance(event, AgentAudio):
+                self._listener.played(event.audio, event.sample_rate_hz)
+            elif isinstance(event, Interruption):
+                self._listener.playback_stopped()
+            emit(event)
+
+        return send
 
     async def run(self, inputs: AsyncIterator[Input]) -> None:
         """Serves the conversation until the client ends it, then finishes the turn in flight;

@@ -3,7 +3,9 @@
 A Listener forwards the user's audio to one ASR stream (reconnecting when it fails, at once when the
 ASR drained it between utterances), passes what the ASR hears on to the client as events, and reports
 the user's turn to the conversation through typed hooks: speech started, interim transcripts, paused
-(with its transcript), resumed, and ended with its final transcript and timing. It knows nothing of agent turns.
+(with its transcript), resumed, and ended with its final transcript and timing. It knows nothing of agent turns,
+only the agent audio the client was sent (``played``): the reference from which its echo canceller removes the
+agent's voice from the user's audio before the ASR hears it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import grpc
 
 from gateway.events import Emit, SpeechEnded, SpeechStarted, Transcript
 from gateway.turn import TurnTiming
+from gateway.turn_taking.echo_canceller import MIC_RATES, EchoCanceller, create_echo_canceller
 from voice_agent.audio import check_pcm16_chunk
 from voice_agent.call_status import ServerStatus
 from voice_agent.errors import DRAINED_KEY
@@ -31,6 +34,8 @@ log = logging.getLogger(__name__)
 # Audio held while the ASR stream reconnects (100 ms chunks: ~5 s); newer audio is dropped past it.
 AUDIO_BACKLOG = 50
 RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
+# Agent audio queued as the echo canceller's reference ahead of the microphone audio, at most.
+MAX_REFERENCE_AHEAD_S = 30
 
 
 class UserTurnHooks(Protocol):
@@ -92,6 +97,7 @@ class Listener:
         emit: Emit,
         *,
         max_chunk_ms: int,
+        echo_cancellation: bool = False,
     ) -> None:
         self._asr = asr
         self._recognition = recognition
@@ -110,6 +116,8 @@ class Listener:
         self._speech_end_at: float | None = None  # the speech ended, by the clock of the audio received
         self._vad_wait_ms = 0.0
         self._interim_interval_ms = 0  # asked of the ASR by a RecognitionUpdate; 0: the config's
+        self._canceller = _echo_canceller(self._sample_rate) if echo_cancellation else None
+        self._play_end = 0  # where the client's playback of the agent's audio ends, in microphone samples
 
     @property
     def user_active(self) -> bool:
@@ -119,6 +127,8 @@ class Listener:
     def audio(self, pcm: bytes) -> None:
         """Raises InvalidArgument on a chunk that is not PCM16 of at most max_chunk_ms."""
         check_pcm16_chunk(pcm, self._sample_rate, self._max_chunk_ms)
+        if self._canceller is not None:
+            pcm = self._canceller.process(pcm)
         with contextlib.suppress(asyncio.QueueFull):  # ASR down for long: drop, rather than grow without bound
             self._outgoing.put_nowait((asr_pb2.RecognizeRequest(audio=pcm), time.perf_counter()))
 
@@ -127,6 +137,26 @@ class Listener:
         context = asr_pb2.TraceContext(utterance_id=utterance_id, headers=headers)
         with contextlib.suppress(asyncio.QueueFull):
             self._outgoing.put_nowait((asr_pb2.RecognizeRequest(trace_context=context), 0.0))
+
+    def played(self, pcm: bytes, sample_rate: int) -> None:
+        """Agent audio sent to the client: the echo canceller's reference. The client plays each chunk from
+        when it arrives or when the one before it ends; the microphone audio received so far marks "now"
+        (the echo path's own delay, network and device, is AEC3's to find)."""
+        canceller = self._canceller
+        if canceller is None:
+            return
+        now = canceller.position
+        if self._play_end - now > MAX_REFERENCE_AHEAD_S * self._sample_rate:
+            return  # the client sends no microphone audio while the agent talks: nothing to clean
+        start = max(now, self._play_end)
+        canceller.play(pcm, sample_rate, start)
+        self._play_end = start + len(pcm) // 2 * self._sample_rate // sample_rate
+
+    def playback_stopped(self) -> None:
+        """The client was told to stop playing (an interruption): no more echo to expect."""
+        if self._canceller is not None:
+            self._canceller.stop_playing()
+            self._play_end = self._canceller.position
 
     def interims_every(self, interval_ms: int) -> None:
         """Asks the ASR for an interim transcript every ``interval_ms`` of speech from now on (0: the
@@ -154,6 +184,9 @@ class Listener:
     def close(self) -> None:
         self._ending = True
         self._stop_writer()
+        if self._canceller is not None:
+            self._canceller.close()
+            self._canceller = None
 
     async def run(self) -> None:
         """Holds an ASR stream open until end(); reports a failure and reconnects with backoff."""
@@ -241,6 +274,13 @@ class Listener:
         self._vad_wait_ms = float(ended.decision_offset_ms - ended.offset_ms)
         reason = asr_pb2.SpeechEnded.Reason.Name(ended.reason).removeprefix("REASON_").lower()
         self._emit(SpeechEnded(ended.utterance_id, ended.offset_ms, ended.decision_offset_ms, reason))
+
+
+def _echo_canceller(sample_rate: int) -> EchoCanceller | None:
+    if sample_rate not in MIC_RATES:
+        log.info("session: no echo cancellation at %d Hz input (AEC3 takes %s)", sample_rate, MIC_RATES)
+        return None
+    return create_echo_canceller(sample_rate)
 
 
 def _transcript(transcript: asr_pb2.Transcript, *, final: bool) -> Transcript:

@@ -37,7 +37,8 @@ class SessionChoices:
     respond_automatically: bool = True
     #: True: the client ends each utterance itself (Commit); the silence does not.
     push_to_talk: bool = False
-    #: TurnTaking fields (interruption_decision, backchannels, echo_rejection); unset: the gateway's.
+    #: TurnTaking fields (interruption_decision, backchannels, echo_rejection, echo_cancellation); unset: the
+    #: gateway's.
     turn_taking: dict[str, bool] = field(default_factory=dict)
 
 
@@ -48,6 +49,7 @@ class TurnTaking:
     interruption_decision: bool = True
     backchannels: bool = True
     echo_rejection: bool = True
+    echo_cancellation: bool = True
 
     @property
     def techniques(self) -> Techniques:
@@ -91,6 +93,7 @@ def settings_for(choices: SessionChoices, config: GatewayConfig) -> SessionSetti
         interruption_decision=config.interruption_decision,
         backchannels=config.backchannel_words,
         echo_rejection=config.echo_rejection,
+        echo_cancellation=config.echo_cancellation,
     )
     unknown = set(choices.turn_taking) - {f.name for f in fields(TurnTaking)}
     if unknown:

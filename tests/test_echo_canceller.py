@@ -175,6 +175,38 @@ def test_with_the_agent_silent_the_user_passes_through(whisper: WhisperTranscrib
     assert normalize(whisper.transcribe(out, "en").text) == "what do you mean"
 
 
+@pytest.mark.parametrize("at_s", [0.3, 1.5])
+def test_with_no_echo_the_user_over_the_agent_passes_untouched(reply, at_s: float) -> None:
+    """A headset, or a client whose own echo cancellation worked: the agent plays, no echo comes back. A fresh
+    AEC3 would still take the user's words for echo and cut them by ~40 dB; the echo detector lets them by."""
+    samples, rate = reply
+    user = pcm16_to_float(utterance("stop talking please", 2).data)
+    start = LEAD + int(at_s * MIC)
+    mic = np.random.default_rng(1).normal(0, 1e-3, LEAD + len(samples) * MIC // rate + MIC).astype(np.float32)
+    mic[start : start + len(user)] += user
+    canceller = EchoCanceller(MIC)
+    _played(canceller, samples, rate)
+    out = _cleaned(canceller, mic)
+    span = slice(start, start + len(user))
+    assert abs(_db(out[span]) - _db(mic[span])) < 1
+    assert not canceller.echo_found
+
+
+def test_the_echo_detector_switches_the_canceller_in(reply) -> None:
+    samples, rate = reply
+    mic = _echo(samples, rate, 150, -20, reverb=True)
+    canceller = EchoCanceller(MIC)
+    _played(canceller, samples, rate)
+    pcm = float_to_pcm16(mic)
+    found_at = None
+    for offset in range(0, len(pcm), 640):
+        canceller.process(pcm[offset : offset + 640])
+        if canceller.echo_found and found_at is None:
+            found_at = offset // 2
+    assert found_at is not None
+    assert found_at - LEAD < 1.5 * MIC, "found within 1.5 s of the reply's start"
+
+
 def test_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="mic_rate"):
         EchoCanceller(44_100)

@@ -4,6 +4,7 @@ and TTS (Piper) server processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -181,6 +182,10 @@ def _decisions(result) -> list[str]:
     return [e.interruption_decision.kind for _, e in result.of("interruption_decision")]
 
 
+def _decided(result) -> list[tuple[str, str]]:
+    return [(e.interruption_decision.kind, e.interruption_decision.text) for _, e in result.of("interruption_decision")]
+
+
 async def test_a_backchannel_over_the_reply_does_not_interrupt_it(gateway_channel: grpc.aio.Channel) -> None:
     over = Pcm16Audio(utterance("yeah", 1).data + b"\0" * 16_000, 16_000)
     result = await talk(gateway_channel, spoken(QUESTION).audio, barge_in_audio=over)
@@ -193,18 +198,43 @@ async def test_a_backchannel_over_the_reply_does_not_interrupt_it(gateway_channe
 async def test_an_intent_over_the_reply_interrupts_it(gateway_channel: grpc.aio.Channel) -> None:
     over = Pcm16Audio(utterance("wait", 2).data + b"\0" * 16_000, 16_000)
     result = await talk(gateway_channel, spoken(QUESTION).audio, barge_in_audio=over)
-    assert _decisions(result)[:1] == ["interruption"]
+    assert _decisions(result)[:1] == ["interruption"], _decided(result)
     assert len(result.of("interruption")) == 1
     assert next(e.turn_metrics.interrupted for _, e in result.of("turn_metrics"))
 
 
-async def test_the_agents_own_echo_neither_interrupts_nor_speaks_for_the_user(
-    gateway_channel: grpc.aio.Channel,
-) -> None:
-    """The reply, played back into the microphone 150 ms late at -12 dB (a phone on speaker)."""
-    async with EchoConversation(gateway_channel, delay_ms=150, gain_db=-12) as conversation:
+ECHO_DEFENCES = {
+    "all": gateway_pb2.TurnTakingOptions(),
+    # the transcript alone: the echo reaches the ASR, and its words are recognised as the agent's
+    "rejection only": gateway_pb2.TurnTakingOptions(echo_cancellation=False),
+}
+NO_DEFENCE = gateway_pb2.TurnTakingOptions(
+    echo_cancellation=False, echo_rejection=False, interruption_decision=False, backchannels=False
+)
+
+
+async def _echoed_turn(channel: grpc.aio.Channel, options: gateway_pb2.TurnTakingOptions) -> EchoConversation:
+    async with EchoConversation(channel, delay_ms=150, gain_db=-12, turn_taking=options) as conversation:
         await conversation.speak(spoken(QUESTION).audio)
         await asyncio.sleep(4)  # the echo's last words, and a final for them, would come now
+    return conversation
+
+
+async def test_with_no_defence_the_agents_echo_interrupts_it(gateway_channel: grpc.aio.Channel) -> None:
+    """The control for the test below: this echo is loud enough to matter (the agent interrupts itself, and
+    answers its own words: no reply ever ends uninterrupted, so the wait for one runs out)."""
+    async with EchoConversation(gateway_channel, delay_ms=150, gain_db=-12, turn_taking=NO_DEFENCE) as conversation:
+        with contextlib.suppress(TimeoutError):
+            await conversation.speak(spoken(QUESTION).audio, max_wait_s=20)
+    assert [e for _, e in conversation.events if e.WhichOneof("event") == "interruption"]
+
+
+@pytest.mark.parametrize("defence", list(ECHO_DEFENCES))
+async def test_the_agents_own_echo_neither_interrupts_nor_speaks_for_the_user(
+    gateway_channel: grpc.aio.Channel, defence: str
+) -> None:
+    """The reply, played back into the microphone 150 ms late at -12 dB (a phone on speaker)."""
+    conversation = await _echoed_turn(gateway_channel, ECHO_DEFENCES[defence])
     events = [e for _, e in conversation.events]
     said = [(e.WhichOneof("event"), str(e)[:200]) for e in events if e.WhichOneof("event") != "agent_audio"]
     assert not [e for e in events if e.WhichOneof("event") == "interruption"], said

@@ -363,6 +363,14 @@ def backends() -> dashboard.Dashboard:
                     p50_p95("voice_asr_final_latency_seconds", 'job="voice-asr"'),
                 ),
                 series(
+                    "ASR: silence waited for the end of turn, by detector",
+                    "s",
+                    p50_p95("voice_asr_end_of_turn_seconds", 'job="voice-asr"', ("detector",)),
+                    "From the end of speech to the end-of-turn decision, in audio time: text (the pause"
+                    " transcript), smart_turn, both (RecognitionConfig.turn_detector with the adaptive end of"
+                    " turn), or silence (the fixed wait).",
+                ),
+                series(
                     "TTS: engine time per phrase",
                     "s",
                     p50_p95("voice_tts_inference_seconds", 'job="voice-tts"', ("engine",)),

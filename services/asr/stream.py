@@ -86,6 +86,14 @@ TURN_VERDICTS = Counter(
 )
 init_labels(TURN_VERDICTS, *((d, v) for d in ("text", "smart_turn", "both") for v in ("complete", "incomplete")))
 
+END_OF_TURN_SECONDS = latency_histogram(
+    "voice_asr_end_of_turn_seconds",
+    "Silence waited from the end of speech to the end-of-turn decision (audio time), by what decided it: the"
+    " turn detector with the adaptive end of turn (text, smart_turn, both), or the fixed silence wait.",
+    ("detector",),
+)
+init_labels(END_OF_TURN_SECONDS, *((d,) for d in ("text", "smart_turn", "both", "silence")))
+
 _REASONS = {
     EndReason.SILENCE: asr_pb2.SpeechEnded.REASON_SILENCE,
     EndReason.MAX_DURATION: asr_pb2.SpeechEnded.REASON_MAX_DURATION,
@@ -269,6 +277,9 @@ class RecognitionStream:
 
     def _on_end(self, event: SpeechEnd) -> None:
         decided = time.perf_counter()
+        if event.reason is EndReason.SILENCE:
+            detector = self._settings.turn_detector if self._settings.adaptive_endpointing else "silence"
+            END_OF_TURN_SECONDS.labels(detector).observe(_ms(event.decided_at - event.end) / 1000)
         self._emit(
             asr_pb2.RecognizeResponse(
                 speech_ended=asr_pb2.SpeechEnded(

@@ -26,14 +26,16 @@ class SessionConfig(_message.Message):
     def __init__(self, system_prompt: _Optional[str] = ..., voice: _Optional[str] = ..., input_audio: _Optional[_Union[_audio_pb2.AudioFormat, _Mapping]] = ..., output_sample_rate_hz: _Optional[int] = ..., barge_in: _Optional[bool] = ..., latency: _Optional[_Union[LatencyOptions, _Mapping]] = ..., turn_taking: _Optional[_Union[TurnTakingOptions, _Mapping]] = ...) -> None: ...
 
 class TurnTakingOptions(_message.Message):
-    __slots__ = ("interruption_decision", "backchannels", "echo_rejection")
+    __slots__ = ("interruption_decision", "backchannels", "echo_rejection", "echo_cancellation")
     INTERRUPTION_DECISION_FIELD_NUMBER: _ClassVar[int]
     BACKCHANNELS_FIELD_NUMBER: _ClassVar[int]
     ECHO_REJECTION_FIELD_NUMBER: _ClassVar[int]
+    ECHO_CANCELLATION_FIELD_NUMBER: _ClassVar[int]
     interruption_decision: bool
     backchannels: bool
     echo_rejection: bool
-    def __init__(self, interruption_decision: _Optional[bool] = ..., backchannels: _Optional[bool] = ..., echo_rejection: _Optional[bool] = ...) -> None: ...
+    echo_cancellation: bool
+    def __init__(self, interruption_decision: _Optional[bool] = ..., backchannels: _Optional[bool] = ..., echo_rejection: _Optional[bool] = ..., echo_cancellation: _Optional[bool] = ...) -> None: ...
 
 class LatencyOptions(_message.Message):
     __slots__ = ("preemptive_generation", "reuse_pause_transcript", "short_first_phrase", "warm_paths", "adaptive_endpointing", "min_silence_ms")
