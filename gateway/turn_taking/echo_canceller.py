@@ -72,31 +72,47 @@ class _ReferenceStream:
 
 class EchoDetector:
     """Whether the agent's voice comes back in the microphone: GCC-PHAT of the last WINDOW_S of reference
-    against the microphone audio up to MAX_DELAY_S after it, every STEP_S while the reference is not silent.
+    against the last WINDOW_S of microphone audio, at delays up to MAX_DELAY_S, every STEP_S while the
+    reference is not silent. ON_AFTER checks in a row that find the echo switch it on, OFF_AFTER that do not
+    switch it off; while the agent is silent the verdict stays. ``converged`` says the echo has been there
+    for CONVERGE_S of the agent's speech: AEC3 has learnt its path.
 
     Why: a fresh AEC3 assumes an echo until it has learnt the echo path, and with no echo to learn from
     (a headset, or a client whose own echo cancellation already worked) it suppresses the user's speech over
     the agent by about 40 dB for seconds, which would swallow every barge-in. So AEC3's output is used only
-    while the echo is there to cancel; otherwise the microphone audio passes untouched. The phase-transform
-    peak stands 20-80 times above the correlation's spread for an echo at -12 to -40 dB, dry or through a
-    room, even under an interruption; 4-10 for speech that is not the reference (measured, 16 kHz)."""
+    while there is an echo to cancel; otherwise the microphone audio passes untouched. Measured at 16 kHz on
+    espeak speech: the phase-transform peak stands 20-80 times above the correlation's spread for an echo at
+    -6 to -30 dB, dry or through a room, found 0.1-0.5 s after the reply starts (its delay, plus one step);
+    speech that is not the reference reaches 15 at most, once in a while, never twice in a row."""
 
     WINDOW_S = 1.0
     MAX_DELAY_S = 0.5  # AEC3 itself finds no longer echo path
-    STEP_S = 0.25
-    PEAK_RATIO = 15.0  # the peak over the correlation's standard deviation that means echo
+    STEP_S = 0.1
+    PEAK_RATIO = 20.0  # the peak over the correlation's standard deviation that means echo
+    ON_AFTER = 2
+    OFF_AFTER = 10  # an echo path seldom goes mid-reply; a check that misses it under double talk is common
     SILENT_RMS = 10 ** (-50 / 20)  # a reference quieter than this has nothing to find
+    # Before this much of the agent's speech with its echo, AEC3 still cuts the user's words over the echo by
+    # ~40 dB (at 0.3 s into the first reply) where after it keeps them within 2 dB (at 1.5 s): until then
+    # the raw audio goes on, its echo left to the transcript's echo rejection.
+    CONVERGE_S = 1.0
 
     def __init__(self, rate: int) -> None:
         self._window = int(rate * self.WINDOW_S)
         self._max_lag = int(rate * self.MAX_DELAY_S)
         self._step = int(rate * self.STEP_S)
-        keep = self._window + self._max_lag
-        self._far = np.zeros(keep, np.float32)
-        self._near = np.zeros(keep, np.float32)
+        self._far = np.zeros(self._window, np.float32)
+        self._near = np.zeros(self._window, np.float32)
         self._since = 0  # samples since the last check
-        self._fft = 1 << (2 * keep - 1).bit_length()
+        self._fft = 1 << (2 * self._window - 1).bit_length()
+        self._streak = 0  # checks in a row that disagreed with the verdict
+        self._with_echo = 0  # samples of the agent's speech checked while the echo was found
+        self._converge = int(rate * self.CONVERGE_S)
         self.echo = False
+
+    @property
+    def converged(self) -> bool:
+        return self.echo and self._with_echo >= self._converge
 
     def push(self, far: bytes | bytearray, near: bytes) -> None:
         """One frame of reference and the raw microphone frame at the same position."""
@@ -110,12 +126,16 @@ class EchoDetector:
             self._check()
 
     def _check(self) -> None:
-        far = self._far[: self._window]  # the reference whose echo has had MAX_DELAY_S to arrive
-        if np.sqrt(np.mean(far**2)) < self.SILENT_RMS:
-            return  # the agent was silent: nothing to learn; keep the last verdict
-        spectrum = np.fft.rfft(self._near, self._fft) * np.conj(np.fft.rfft(far, self._fft))
+        if np.sqrt(np.mean(self._far**2)) < self.SILENT_RMS:
+            return  # the agent was silent: nothing to learn; keep the verdict
+        spectrum = np.fft.rfft(self._near, self._fft) * np.conj(np.fft.rfft(self._far, self._fft))
         correlation = np.fft.irfft(spectrum / (np.abs(spectrum) + 1e-9), self._fft)[: self._max_lag]
-        self.echo = bool(np.max(np.abs(correlation)) > self.PEAK_RATIO * (np.std(correlation) + 1e-12))
+        found = bool(np.max(np.abs(correlation)) > self.PEAK_RATIO * (np.std(correlation) + 1e-12))
+        self._streak = 0 if found == self.echo else self._streak + 1
+        if self._streak >= (self.ON_AFTER if found else self.OFF_AFTER):
+            self.echo, self._streak = found, 0
+        if self.echo:
+            self._with_echo += self._step
 
 
 class EchoCanceller:
@@ -170,8 +190,9 @@ class EchoCanceller:
 
     @property
     def echo_found(self) -> bool:
-        """Whether the agent's voice was found in the microphone lately (AEC3's output is being used)."""
-        return self._detector.echo
+        """Whether the agent's voice was found in the microphone lately, for long enough that AEC3's output is
+        what ``process`` returns."""
+        return self._detector.converged
 
     @property
     def lag_samples(self) -> int:
@@ -240,7 +261,7 @@ class EchoCanceller:
             near = bytearray(raw)
             self._apm.process_stream(self._frame_cls(near, self.mic_rate, 1, self._frame))  # in place
             self._detector.push(far, raw)
-            cleaned.append(near if self._detector.echo else raw)
+            cleaned.append(near if self._detector.converged else raw)
         self._position += samples
         return b"".join(cleaned)
 
