@@ -128,6 +128,7 @@ class Listener:
         """Raises InvalidArgument on a chunk that is not PCM16 of at most max_chunk_ms."""
         check_pcm16_chunk(pcm, self._sample_rate, self._max_chunk_ms)
         if self._canceller is not None:
+            self._canceller.may_switch = not self.in_speech
             pcm = self._canceller.process(pcm)
         with contextlib.suppress(asyncio.QueueFull):  # ASR down for long: drop, rather than grow without bound
             self._outgoing.put_nowait((asr_pb2.RecognizeRequest(audio=pcm), time.perf_counter()))

@@ -182,6 +182,11 @@ class EchoCanceller:
         self._cleaned = bytearray()  # cleaned bytes not yet returned
         self._lag = 0  # bytes of silence the output was started with (see process)
         self._detector = EchoDetector(mic_rate)
+        self._cancelling = False  # AEC3's output is what process returns
+        #: Whether the output may change between the raw audio and AEC3's now. The caller clears it while the
+        #: VAD hears speech: an utterance that began on the raw audio (the echo, the user over it) and went on
+        #: in AEC3's would be cut into pieces Whisper garbles, neither the agent's words nor the user's.
+        self.may_switch = True
 
     @property
     def position(self) -> int:
@@ -190,9 +195,9 @@ class EchoCanceller:
 
     @property
     def echo_found(self) -> bool:
-        """Whether the agent's voice was found in the microphone lately, for long enough that AEC3's output is
-        what ``process`` returns."""
-        return self._detector.converged
+        """Whether AEC3's output is what ``process`` returns: the agent's voice was found in the microphone,
+        for long enough that AEC3 has learnt its path."""
+        return self._cancelling
 
     @property
     def lag_samples(self) -> int:
@@ -261,7 +266,9 @@ class EchoCanceller:
             near = bytearray(raw)
             self._apm.process_stream(self._frame_cls(near, self.mic_rate, 1, self._frame))  # in place
             self._detector.push(far, raw)
-            cleaned.append(near if self._detector.converged else raw)
+            if self.may_switch:
+                self._cancelling = self._detector.converged
+            cleaned.append(near if self._cancelling else raw)
         self._position += samples
         return b"".join(cleaned)
 
