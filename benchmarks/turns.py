@@ -147,10 +147,14 @@ async def run_sets(stack: Stack, count: int, sets: set[str]) -> list[dict[str, A
 
 #: Each technique added on top of the one before, measured side by side on the same questions.
 COST_STEPS: dict[str, dict[str, bool]] = {
-    "off": {"interruption_decision": False, "backchannels": False, "echo_rejection": False},
-    "decision": {"interruption_decision": True, "backchannels": False, "echo_rejection": False},
-    "decision+backchannels": {"interruption_decision": True, "backchannels": True, "echo_rejection": False},
-    "all (default)": {"interruption_decision": True, "backchannels": True, "echo_rejection": True},
+    name: dict(zip(("interruption_decision", "backchannels", "echo_rejection", "echo_cancellation"), on, strict=True))
+    for name, on in (
+        ("off", (False, False, False, False)),
+        ("decision", (True, False, False, False)),
+        ("decision+backchannels", (True, True, False, False)),
+        ("all (default)", (True, True, True, False)),
+        ("all + echo cancellation", (True, True, True, True)),
+    )
 }
 
 

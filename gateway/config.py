@@ -72,9 +72,10 @@ class GatewayConfig(ServerConfig):
         " user turn (also a final that comes within echo_window_ms after the agent's audio ended).",
     )
     echo_cancellation: bool = setting(
-        True,
-        "Cancel the agent's echo in the user's audio (WebRTC AEC3, the audio the gateway sent being the reference)"
-        " before the ASR hears it; the client's own echo cancellation stays on, this takes what gets past it.",
+        False,
+        "Cancel the agent's echo in the user's audio (WebRTC AEC3, the audio the gateway sent being the reference,"
+        " once an echo is found in it) before the ASR hears it. Off by default: in a session's first reply it"
+        " made the echo sets of bench-turns worse (docs/performance.md); for clients with no echo cancellation.",
     )
     echo_window_ms: int = setting(2500, "How long after the agent's audio ended a final is still checked for echo.")
     decision_interim_ms: int = setting(

@@ -49,7 +49,7 @@ class TurnTaking:
     interruption_decision: bool = True
     backchannels: bool = True
     echo_rejection: bool = True
-    echo_cancellation: bool = True
+    echo_cancellation: bool = False
 
     @property
     def techniques(self) -> Techniques:

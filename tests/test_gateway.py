@@ -204,9 +204,10 @@ async def test_an_intent_over_the_reply_interrupts_it(gateway_channel: grpc.aio.
 
 
 ECHO_DEFENCES = {
-    "all": gateway_pb2.TurnTakingOptions(),
-    # the transcript alone: the echo reaches the ASR, and its words are recognised as the agent's
-    "rejection only": gateway_pb2.TurnTakingOptions(echo_cancellation=False),
+    # the default: the transcript's echo rejection (the echo reaches the ASR; its words are the agent's)
+    "default": gateway_pb2.TurnTakingOptions(),
+    # and AEC3 on the user's audio, once the echo detector finds the echo
+    "with echo cancellation": gateway_pb2.TurnTakingOptions(echo_cancellation=True),
 }
 NO_DEFENCE = gateway_pb2.TurnTakingOptions(
     echo_cancellation=False, echo_rejection=False, interruption_decision=False, backchannels=False
