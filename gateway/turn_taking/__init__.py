@@ -118,18 +118,8 @@ class Lexicon:
 
     def leading_intent(self, said: list[str]) -> bool:
         """Whether ``said`` starts with an intent, after acknowledgements at most ("yeah, but wait")."""
-        i = 0
-        while i < len(said):
-            for n in range(min(self._longest, len(said) - i), 0, -1):
-                if tuple(said[i : i + n]) in self.intents:
-                    return True
-            for n in range(min(self._longest, len(said) - i), 0, -1):
-                if tuple(said[i : i + n]) in self.backchannels:
-                    i += n
-                    break
-            else:
-                return False
-        return False
+        i = self._after_backchannels(said)
+        return any(tuple(said[i : i + n]) in self.intents for n in range(1, self._longest + 1) if i + n <= len(said))
 
     def has_intent(self, said: list[str]) -> bool:
         return any(
@@ -138,6 +128,10 @@ class Lexicon:
 
     def only_backchannels(self, said: list[str]) -> bool:
         """Whether ``said`` splits wholly into backchannel phrases (longest first)."""
+        return bool(said) and self._after_backchannels(said) == len(said)
+
+    def _after_backchannels(self, said: list[str]) -> int:
+        """Where the leading run of backchannel phrases in ``said`` ends (longest phrase first)."""
         i = 0
         while i < len(said):
             for n in range(min(self._longest, len(said) - i), 0, -1):
@@ -145,8 +139,8 @@ class Lexicon:
                     i += n
                     break
             else:
-                return False
-        return bool(said)
+                return i
+        return i
 
 
 def echo_overlap(said: list[str], agent: list[str]) -> float:
