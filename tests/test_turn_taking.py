@@ -147,6 +147,37 @@ def test_early_interims_decide_only_on_a_leading_intent() -> None:
         assert InterruptionDecider().heard(said, AGENT, speech_ms=200).interrupts, said
 
 
+@pytest.mark.parametrize(
+    ("heard", "agent"),
+    [
+        # Whisper's transcripts of an intent said over the first reply's echo (bench-turns, echo + intent)
+        (
+            "That is what do you need to do next calm take too slow breaths and rehearse your first minute",
+            "That is normal. Take two slow breaths and rehearse your first minute until it feels easy.",
+        ),
+        (
+            "Okay, don't do your story that shows why your topic matters to the audience.",
+            "Open with a short story that shows why your topic matters to the audience.",
+        ),
+    ],
+)
+def test_an_intent_inside_the_echo_is_the_user_over_it(heard: str, agent: str) -> None:
+    assert not is_echo(heard, agent)
+    assert InterruptionDecider().ended(heard, agent).interrupts
+
+
+@pytest.mark.parametrize(
+    "heard",
+    [
+        "That is normal, take two slow breaths and rehearse your first minute until it feels easy.",
+        "That is didn't use me take too slow breaths and rehearse your first minute",  # no intent in the run
+        "That is normal. Take it.",
+    ],
+)
+def test_echo_with_misheard_words_but_no_intent_stays_echo(heard: str) -> None:
+    assert is_echo(heard, "That is normal. Take two slow breaths and rehearse your first minute until it feels easy.")
+
+
 def test_an_echo_that_the_user_speaks_over_is_no_longer_echo() -> None:
     assert is_echo("prepare three short stories about your work", AGENT)
     assert not is_echo("prepare three short stories about your work I want a different topic", AGENT)

@@ -24,6 +24,7 @@ The word lists live per language in this package (en.py).
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -164,9 +165,11 @@ def _matches(word: str, agent_set: set[str]) -> bool:
     return word in agent_set or bool(difflib.get_close_matches(word, agent_set, n=1, cutoff=0.75))
 
 
-def is_echo(text: str, agent_text: str) -> bool:
+def is_echo(text: str, agent_text: str, language: str = "en") -> bool:
     """Whether ``text`` repeats the agent's recent words: most of its words in the last ECHO_WINDOW_WORDS,
-    and not ending in words of the user's own (someone speaking over the echo)."""
+    and neither ending in words of the user's own nor holding an intent among them (someone speaking over
+    the echo: "That is what do you need to do next ... take two slow breaths" for "what do you mean?"
+    said over "That is normal. Take two slow breaths ...")."""
     said = _sounds(words(text))
     agent = _sounds(words(agent_text)[-ECHO_WINDOW_WORDS:])
     if not said:
@@ -182,7 +185,33 @@ def is_echo(text: str, agent_text: str) -> bool:
         tail += 1
     if tail >= ECHO_TAIL_WORDS:
         return False
+    lexicon = _lexicon(language)
+    runs = _runs_not_said_by_agent(said, agent_set)
+    if any(len(run) >= INTENT_RUN_WORDS and lexicon.has_intent(run) for run in runs):
+        return False
     return echo_overlap(said, agent) >= ECHO_OVERLAP
+
+
+#: Words in a row, none of them the agent's, that with an intent among them are the user's over the echo.
+INTENT_RUN_WORDS = 2
+
+
+def _runs_not_said_by_agent(said: list[str], agent_set: set[str]) -> list[list[str]]:
+    """The runs of consecutive words in ``said`` that the agent did not say. Exactly, not by the near-miss
+    match the echo's overlap allows: that takes "what" for "that" and "you" for "your"."""
+    runs: list[list[str]] = [[]]
+    for word in said:
+        if word in agent_set:
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append(word)
+    return [run for run in runs if run]
+
+
+@functools.cache
+def _lexicon(language: str) -> Lexicon:
+    return Lexicon(language)
 
 
 class InterruptionDecider:
@@ -190,7 +219,8 @@ class InterruptionDecider:
 
     def __init__(self, techniques: Techniques = Techniques(), language: str = "en") -> None:
         self._techniques = techniques
-        self._lexicon = Lexicon(language)
+        self._language = language
+        self._lexicon = _lexicon(language)
         self.decision = PENDING
         self._streak = 0  # interims in a row whose words were neither acknowledgements nor echo
 
@@ -199,7 +229,7 @@ class InterruptionDecider:
         said = words(text)
         if not said:
             return None
-        if self._techniques.echo and is_echo(text, agent_text):
+        if self._techniques.echo and is_echo(text, agent_text, self._language):
             return Kind.ECHO
         question = text.rstrip().endswith("?")
         backchannels = self._techniques.backchannels and not question
