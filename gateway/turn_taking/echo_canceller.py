@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import soxr
 
+from voice_agent.audio import pcm16_to_float
+
 log = logging.getLogger(__name__)
 
 FRAME_MS = 10  # AEC3 processes 10 ms frames only
@@ -116,8 +118,7 @@ class EchoDetector:
 
     def push(self, far: bytes | bytearray, near: bytes) -> None:
         """One frame of reference and the raw microphone frame at the same position."""
-        f = np.frombuffer(bytes(far), "<i2").astype(np.float32) / 32768
-        n = np.frombuffer(near, "<i2").astype(np.float32) / 32768
+        f, n = pcm16_to_float(bytes(far)), pcm16_to_float(near)
         self._far = np.concatenate([self._far[len(f) :], f])
         self._near = np.concatenate([self._near[len(n) :], n])
         self._since += len(f)
@@ -205,7 +206,7 @@ class EchoCanceller:
         return self._lag // _SAMPLE_BYTES
 
     def play(self, pcm: bytes, sample_rate: int, at_sample: int) -> None:
-        samples = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
+        samples = pcm16_to_float(pcm)
         if sample_rate == self.mic_rate:
             self._close_stream()
             self._mix(at_sample, samples)
@@ -221,11 +222,6 @@ class EchoCanceller:
         Left in, AEC3 would take the user's speech over that silence for double talk and suppress it."""
         self._close_stream()
         self._reference = np.zeros(0, np.float32)
-
-    @property
-    def reference_ahead(self) -> int:
-        """Samples of reference queued beyond what ``process`` has reached."""
-        return len(self._reference)
 
     def process(self, pcm: bytes) -> bytes:
         if len(pcm) % _SAMPLE_BYTES:

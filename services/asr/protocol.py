@@ -14,6 +14,7 @@ DEFAULT_VAD_THRESHOLD = 0.5
 DEFAULT_MIN_SILENCE_MS = 200  # the design's silence wait
 DEFAULT_SPEECH_PAD_MS = 100
 DEFAULT_INTERIM_INTERVAL_MS = 500
+INTERIM_INTERVAL_RANGE_MS = (100, 10_000)  # in the RecognitionConfig and in a RecognitionUpdate
 DEFAULT_PAUSE_MS = 64  # two 32 ms frames of silence
 DEFAULT_TURN_DETECTOR = "text"
 
@@ -76,7 +77,7 @@ def settings_from_request(
     _in_range("vad_threshold", settings.vad_threshold, 0.0, 1.0, open_ends=True)
     _in_range("min_silence_ms", settings.min_silence_ms, 0, 5000)
     _in_range("speech_pad_ms", settings.speech_pad_ms, 0, 1000)
-    _in_range("interim_interval_ms", settings.interim_interval_ms, 100, 10_000)
+    _in_range("interim_interval_ms", settings.interim_interval_ms, *INTERIM_INTERVAL_RANGE_MS)
     _check_latency_settings(settings)
     return settings
 
@@ -115,5 +116,5 @@ def interim_interval_from_update(update: asr_pb2.RecognitionUpdate, settings: St
         return None
     if update.interim_interval_ms == 0:
         return settings.interim_interval_ms
-    _in_range("interim_interval_ms", update.interim_interval_ms, 100, 10_000)
+    _in_range("interim_interval_ms", update.interim_interval_ms, *INTERIM_INTERVAL_RANGE_MS)
     return update.interim_interval_ms

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import numpy as np
 from prometheus_client import Counter
 
+from services.asr.config import TURN_DETECTORS
 from services.asr.protocol import StreamSettings, interim_interval_from_update
 from services.asr.smart_turn import DEFAULT_THRESHOLD, SmartTurn
 from services.asr.transcriber import Transcription, WhisperTranscriber
@@ -84,7 +85,7 @@ TURN_VERDICTS = Counter(
     "Pauses judged by the end-of-turn detector (RecognitionConfig.turn_detector), by verdict.",
     ["detector", "verdict"],
 )
-init_labels(TURN_VERDICTS, *((d, v) for d in ("text", "smart_turn", "both") for v in ("complete", "incomplete")))
+init_labels(TURN_VERDICTS, *((d, v) for d in TURN_DETECTORS for v in ("complete", "incomplete")))
 
 END_OF_TURN_SECONDS = latency_histogram(
     "voice_asr_end_of_turn_seconds",
@@ -92,7 +93,7 @@ END_OF_TURN_SECONDS = latency_histogram(
     " turn detector with the adaptive end of turn (text, smart_turn, both), or the fixed silence wait.",
     ("detector",),
 )
-init_labels(END_OF_TURN_SECONDS, *((d,) for d in ("text", "smart_turn", "both", "silence")))
+init_labels(END_OF_TURN_SECONDS, *((d,) for d in (*TURN_DETECTORS, "silence")))
 
 _REASONS = {
     EndReason.SILENCE: asr_pb2.SpeechEnded.REASON_SILENCE,
