@@ -34,6 +34,7 @@ from gateway.events import (
     InterruptionDecision,
     Respond,
     TextIn,
+    Transcript,
 )
 from gateway.history import History
 from gateway.limits import Limits
@@ -42,7 +43,7 @@ from gateway.observer import ConversationObserver
 from gateway.preemption import Preemption, Preemptor
 from gateway.protocol import SessionSettings
 from gateway.turn import AgentTurn, TtsFailure, TurnTiming
-from gateway.turn_taking import Decision, InterruptionDecider, Kind, is_echo
+from gateway.turn_taking import OVER_ECHO_CHECK_MS, Decision, InterruptionDecider, Kind, is_echo
 from voice_agent.errors import ServiceError
 from voice_agent.telemetry import trace_headers
 
@@ -75,6 +76,7 @@ class Conversation:
             emit,
             max_chunk_ms=config.max_chunk_ms,
             echo_cancellation=settings.turn_taking.echo_cancellation,
+            speech_over_echo=self._deciding_enabled() and settings.turn_taking.echo_rejection,
         )
         self._preemptor = Preemptor(self._launch_preemptive, emit, self._observer.preemption)
         self._turn: AgentTurn | None = None
@@ -86,6 +88,10 @@ class Conversation:
         self._held: AgentTurn | None = None
         self._decision_started_at = 0.0
         self._backchannels: list[str] = []  # said over the agent: join the history after its reply
+        self._echo_checks: set[asyncio.Task[None]] = set()  # utterances taken for echo, heard again
+        self._over_echo_check: asyncio.Task[None] | None = None  # the utterance in progress's
+        self._over_echo_checked_ms = 0.0  # of its speech, when it was last heard again
+        self._over_echo_words: str | None = None  # what the user said over the echo, when that interrupted
         self._last_turn: AgentTurn | None = None  # the latest turn, whose words an echo would repeat
         self._interrupted_by_speech = False  # the utterance in progress was decided an interruption
 
@@ -128,7 +134,7 @@ class Conversation:
     def close(self) -> None:
         self._preemptor.discard()
         self._listener.close()
-        for task in (self._turn_task, self._barge_in_timer):
+        for task in (self._turn_task, self._barge_in_timer, *self._echo_checks):
             if task is not None:
                 task.cancel()
 
@@ -188,9 +194,14 @@ class Conversation:
         """An interim or pause transcript of speech over the agent."""
         if self._decider is not None and text:
             speech_ms = (time.perf_counter() - self._decision_started_at) * 1000
-            self._act(self._decider.heard(text, self._agent_words(), speech_ms))
+            decision = self._decider.heard(text, self._agent_words(), speech_ms)
+            self._act(decision)
+            if decision.kind is Kind.ECHO and not decision.final:
+                self._check_over_echo(speech_ms)
 
     def is_echo(self, text: str) -> bool:
+        if self._over_echo_words is not None:
+            return True  # the echo's transcript, where the words over it were the user's: see on_turn_ended
         if not text or not self._settings.turn_taking.echo_rejection or self._interrupted_by_speech:
             return False
         if self._decider is not None:
@@ -207,9 +218,16 @@ class Conversation:
 
     def on_turn_ended(self, text: str, timing: TurnTiming) -> None:
         interrupted, self._interrupted_by_speech = self._interrupted_by_speech, False
+        words_over_echo, self._over_echo_words = self._over_echo_words, None
+        if words_over_echo is not None:  # the transcript was the echo's; the user's words are what it hid
+            text = words_over_echo
+            self._emit(Transcript(utterance_id=self._listener.utterance_id, text=text, final=True))
         if self._decider is not None:
             decision = self._decider.ended(text, self._agent_words())
-            self._act(decision)
+            if decision.kind is Kind.ECHO:
+                self._check_echo_after(decision)
+            else:
+                self._act(decision)
             if not decision.interrupts:
                 self._observer.no_speech(self._observer.take_user_span(), decision.kind.value)  # type: ignore[union-attr]
                 self._preemptor.discard()
@@ -241,8 +259,11 @@ class Conversation:
 
     # ---- deciding speech over the agent (gateway/turn_taking)
 
+    def _deciding_enabled(self) -> bool:
+        return self._settings.barge_in and self._settings.turn_taking.interruption_decision
+
     def _deciding(self) -> bool:
-        return self._settings.barge_in and self._settings.turn_taking.interruption_decision and self._agent_active()
+        return self._deciding_enabled() and self._agent_active()
 
     def _begin_decision(self, started_at: float) -> None:
         """Holds the agent's audio, cancelling nothing, until the speech's words decide."""
@@ -253,6 +274,7 @@ class Conversation:
             self._held.hold_audio()
         self._decider = InterruptionDecider(self._settings.turn_taking.techniques)
         self._decision_started_at = started_at
+        self._over_echo_check, self._over_echo_checked_ms, self._over_echo_words = None, 0.0, None
 
     def _act(self, decision: Decision) -> None:
         """What the decider said: interrupt now, let the audio go on (a provisional backchannel or echo:
@@ -264,12 +286,83 @@ class Conversation:
             held.resume_audio()
             return
         self._decider, self._held = None, None
+        self._conclude(decision, held, self._decision_started_at)
+
+    # Speech over the agent that its transcript takes for the agent's echo is heard again with the echo removed
+    # (the Listener's words_over_echo): an interruption said as the echo starts is often missing from the
+    # transcript of the two together. While the utterance goes on, every OVER_ECHO_CHECK_MS of it; once more
+    # when its final transcript reads as echo.
+
+    def _check_over_echo(self, speech_ms: float) -> None:
+        """During an utterance whose interims read as echo: the words over the echo, if any, interrupt."""
+        running = self._over_echo_check is not None and not self._over_echo_check.done()
+        if running or speech_ms < self._over_echo_checked_ms + OVER_ECHO_CHECK_MS:
+            return
+        self._over_echo_checked_ms = speech_ms
+        decider, agent_words = self._decider, self._agent_words()
+
+        async def check() -> None:
+            words = await self._words_over_echo(agent_words)
+            if words and self._decider is decider:  # still deciding this utterance
+                self._over_echo_words = words
+                self._act(Decision(Kind.INTERRUPTION, final=True, text=words))
+
+        self._over_echo_check = self._spawn(check())
+
+    def _check_echo_after(self, echo: Decision) -> None:
+        """An utterance whose final transcript was the agent's echo: the agent's audio goes on while it is
+        heard again; the words over the echo, if any, interrupt then and are the user's turn."""
+        held, started_at = self._held, self._decision_started_at
+        self._decider, self._held = None, None
+        if held is not None:
+            held.resume_audio()
+        agent_words = self._agent_words()
+
+        async def check() -> None:
+            words = await self._words_over_echo(agent_words)
+            decision = Decision(Kind.INTERRUPTION, final=True, text=words) if words else echo
+            self._conclude(decision, held, started_at, during_utterance=False)
+            if words:
+                self._user_turn_over_echo(words)
+
+        self._spawn(check())
+
+    async def _words_over_echo(self, agent_words: str) -> str:
+        """The user's words over the echo in the last utterance, if they interrupt; else ""."""
+        heard = await self._listener.words_over_echo(self._config.backend_timeout_s)
+        outcome, words = heard.outcome, heard.words
+        if words:
+            decision = InterruptionDecider(self._settings.turn_taking.techniques).ended(words, agent_words)
+            outcome, words = ("interruption", words) if decision.interrupts else ("not_an_interruption", "")
+        self._observer.heard_over_echo(outcome)
+        return words
+
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        self._echo_checks.add(task)
+        task.add_done_callback(self._echo_checks.discard)
+        return task
+
+    def _user_turn_over_echo(self, text: str) -> None:
+        """The words said over the echo are the user's turn, as a final transcript's would be."""
+        now = time.perf_counter()
+        self._emit(Transcript(utterance_id=self._listener.utterance_id, text=text, final=True))
+        if self._settings.respond_automatically:
+            self._start_turn(text, TurnTiming(final_at=now), self._observer.open_turn_span(now))
+        else:
+            self._history.add_user(text)
+
+    def _conclude(
+        self, decision: Decision, held: AgentTurn | None, started_at: float, *, during_utterance: bool = True
+    ) -> None:
+        """A final decision on speech over the agent: report it; interrupt, or resume the held audio (and
+        record a backchannel)."""
         assert decision.kind is not None
-        decision_ms = (time.perf_counter() - self._decision_started_at) * 1000
+        decision_ms = (time.perf_counter() - started_at) * 1000
         turn_id = held.turn_id if held is not None else self._turn_ids
         self._emit(InterruptionDecision(turn_id, decision.kind.value, decision_ms, decision.text))
         if decision.kind is Kind.INTERRUPTION:
-            self._interrupted_by_speech = True
+            self._interrupted_by_speech = during_utterance  # its final transcript is the user's turn
             self._observer.interruption_decided(decision.kind.value, decision_ms, resumed=False)
             self._interrupt()
             if held is not None:

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
@@ -24,7 +25,8 @@ import grpc
 from gateway.events import Emit, SpeechEnded, SpeechStarted, Transcript
 from gateway.turn import TurnTiming
 from gateway.turn_taking.echo_canceller import MIC_RATES, EchoCanceller, create_echo_canceller
-from voice_agent.audio import check_pcm16_chunk
+from gateway.turn_taking.echo_path import EchoTimeline
+from voice_agent.audio import check_pcm16_chunk, float_to_pcm16
 from voice_agent.call_status import ServerStatus
 from voice_agent.errors import DRAINED_KEY
 from voice_agent.v1 import asr_pb2, asr_pb2_grpc
@@ -36,6 +38,21 @@ AUDIO_BACKLOG = 50
 RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
 # Agent audio queued as the echo canceller's reference ahead of the microphone audio, at most.
 MAX_REFERENCE_AHEAD_S = 30
+#: The residual's power over the microphone's, over an utterance the transcript took for the agent's echo,
+#: above which the user spoke over the echo: measured offline (benchmarks/aec.py material, 18 echo conditions)
+#: the echo alone leaves -4.2 dB at most (-11 dB and less but for its quietest), speech over it -3.6 dB at least.
+OVER_ECHO_LEVEL_DB = -4.0
+# Audio before the ASR's speech start that is transcribed too (the ASR's own onset pad, services/asr/config.py).
+OVER_ECHO_ONSET_S = 0.3
+
+
+@dataclass(frozen=True)
+class HeardOverEcho:
+    """What ``Listener.words_over_echo`` found: ``no_echo`` (the agent's audio is not in the microphone),
+    ``echo_only`` (nothing more than it), ``words`` (the user's, in ``words``), ``no_words``, ``failed``."""
+
+    outcome: str
+    words: str = ""
 
 
 class UserTurnHooks(Protocol):
@@ -98,6 +115,7 @@ class Listener:
         *,
         max_chunk_ms: int,
         echo_cancellation: bool = False,
+        speech_over_echo: bool = False,
     ) -> None:
         self._asr = asr
         self._recognition = recognition
@@ -106,8 +124,9 @@ class Listener:
         self._max_chunk_ms = max_chunk_ms
         self._sample_rate = recognition.audio.sample_rate_hz
         self._clock = AudioClock(self._sample_rate)
-        # ASR requests waiting to be sent, with when their audio arrived; None ends the stream.
-        self._outgoing: asyncio.Queue[tuple[asr_pb2.RecognizeRequest, float] | None] = asyncio.Queue(AUDIO_BACKLOG)
+        # ASR requests waiting to be sent, with when their audio arrived and the mic sample it starts at;
+        # None ends the stream.
+        self._outgoing: asyncio.Queue[tuple[asr_pb2.RecognizeRequest, float, int] | None] = asyncio.Queue(AUDIO_BACKLOG)
         self._writer: asyncio.Task[None] | None = None  # grpc's task writing _outgoing to the call of the moment
         self._ending = False
         self.in_speech = False
@@ -117,7 +136,12 @@ class Listener:
         self._vad_wait_ms = 0.0
         self._interim_interval_ms = 0  # asked of the ASR by a RecognitionUpdate; 0: the config's
         self._canceller = _echo_canceller(self._sample_rate) if echo_cancellation else None
+        self._timeline = EchoTimeline(self._sample_rate) if speech_over_echo else None
+        self._mic_samples = 0  # microphone samples received
         self._play_end = 0  # where the client's playback of the agent's audio ends, in microphone samples
+        self._stream_origin: int | None = None  # the mic sample the ASR stream's offset 0 is
+        self._utterance = (0, 0)  # the last utterance's speech, in mic samples (start, end)
+        self.utterance_id = 0  # the last utterance's, as the ASR numbered it
 
     @property
     def user_active(self) -> bool:
@@ -127,37 +151,90 @@ class Listener:
     def audio(self, pcm: bytes) -> None:
         """Raises InvalidArgument on a chunk that is not PCM16 of at most max_chunk_ms."""
         check_pcm16_chunk(pcm, self._sample_rate, self._max_chunk_ms)
+        at = self._mic_samples
+        self._mic_samples += len(pcm) // 2
+        if self._timeline is not None:
+            self._timeline.heard(pcm)
         if self._canceller is not None:
             self._canceller.may_switch = not self.in_speech
             pcm = self._canceller.process(pcm)
         with contextlib.suppress(asyncio.QueueFull):  # ASR down for long: drop, rather than grow without bound
-            self._outgoing.put_nowait((asr_pb2.RecognizeRequest(audio=pcm), time.perf_counter()))
+            self._outgoing.put_nowait((asr_pb2.RecognizeRequest(audio=pcm), time.perf_counter(), at))
 
     def join_trace(self, utterance_id: int, headers: dict[str, str]) -> None:
         """Tells the ASR which trace the utterance's transcription joins."""
         context = asr_pb2.TraceContext(utterance_id=utterance_id, headers=headers)
         with contextlib.suppress(asyncio.QueueFull):
-            self._outgoing.put_nowait((asr_pb2.RecognizeRequest(trace_context=context), 0.0))
+            self._outgoing.put_nowait((asr_pb2.RecognizeRequest(trace_context=context), 0.0, 0))
 
     def played(self, pcm: bytes, sample_rate: int) -> None:
-        """Agent audio sent to the client: the echo canceller's reference. The client plays each chunk from
-        when it arrives or when the one before it ends; the microphone audio received so far marks "now"
-        (the echo path's own delay, network and device, is AEC3's to find)."""
-        canceller = self._canceller
-        if canceller is None:
+        """Agent audio sent to the client: the reference for its echo (the canceller's, and the timeline's).
+        The client plays each chunk from when it arrives or when the one before it ends; the microphone audio
+        received so far marks "now" (the echo path's own delay, network and device, is found from the audio)."""
+        if self._canceller is None and self._timeline is None:
             return
-        now = canceller.position
+        now = self._mic_samples
         if self._play_end - now > MAX_REFERENCE_AHEAD_S * self._sample_rate:
             return  # the client sends no microphone audio while the agent talks: nothing to clean
         start = max(now, self._play_end)
-        canceller.play(pcm, sample_rate, start)
+        if self._canceller is not None:
+            self._canceller.play(pcm, sample_rate, start)
+        if self._timeline is not None:
+            self._timeline.play(pcm, sample_rate, start)
         self._play_end = start + len(pcm) // 2 * self._sample_rate // sample_rate
 
     def playback_stopped(self) -> None:
         """The client was told to stop playing (an interruption): no more echo to expect."""
         if self._canceller is not None:
             self._canceller.stop_playing()
-            self._play_end = self._canceller.position
+        if self._timeline is not None:
+            self._timeline.stop_playing()
+        self._play_end = self._mic_samples
+
+    async def words_over_echo(self, timeout_s: float) -> HeardOverEcho:
+        """The last utterance (so far, if it goes on), which its transcript took for the agent's echo, with the
+        echo removed (gateway/turn_taking/echo_path.py) and transcribed again when more than the echo was heard
+        in it: the user's words over the echo."""
+        if self._timeline is None:
+            return HeardOverEcho("no_echo")
+        start, end = self._utterance
+        if self.in_speech:
+            end = self._mic_samples
+        onset = int(OVER_ECHO_ONSET_S * self._sample_rate)
+        removed = await asyncio.to_thread(self._timeline.over_echo, start - onset, end)
+        if removed is None:
+            return HeardOverEcho("no_echo")
+        if removed.level_db < OVER_ECHO_LEVEL_DB:
+            return HeardOverEcho("echo_only")
+        log.info(
+            "session: speech over the echo (%.1f dB left once the %.0f ms echo path is removed): transcribing it",
+            removed.level_db,
+            removed.delay_ms,
+        )
+        try:
+            words = await asyncio.wait_for(self._transcribe(float_to_pcm16(removed.residual)), timeout_s)
+        except (TimeoutError, grpc.aio.AioRpcError) as error:
+            log.warning("session: transcribing the speech over the echo failed: %s", error)
+            return HeardOverEcho("failed")
+        return HeardOverEcho("words" if words else "no_words", words)
+
+    async def _transcribe(self, pcm: bytes) -> str:
+        """``pcm`` through a Recognize stream of its own, at once: its final transcripts, joined."""
+        config = asr_pb2.RecognitionConfig()
+        config.CopyFrom(self._recognition)
+        config.interim_results = False
+        step = self._sample_rate * 2 // 10  # 100 ms
+
+        async def requests() -> AsyncIterator[asr_pb2.RecognizeRequest]:
+            yield asr_pb2.RecognizeRequest(config=config)
+            for offset in range(0, len(pcm), step):
+                yield asr_pb2.RecognizeRequest(audio=pcm[offset : offset + step])
+
+        texts = []
+        async for event in self._asr.Recognize(requests()):
+            if event.WhichOneof("event") == "final" and event.final.text.strip():
+                texts.append(event.final.text.strip())
+        return " ".join(texts)
 
     def interims_every(self, interval_ms: int) -> None:
         """Asks the ASR for an interim transcript every ``interval_ms`` of speech from now on (0: the
@@ -167,7 +244,7 @@ class Listener:
         self._interim_interval_ms = interval_ms
         update = asr_pb2.RecognitionUpdate(interim_interval_ms=interval_ms)
         with contextlib.suppress(asyncio.QueueFull):
-            self._outgoing.put_nowait((asr_pb2.RecognizeRequest(update=update), 0.0))
+            self._outgoing.put_nowait((asr_pb2.RecognizeRequest(update=update), 0.0, 0))
 
     def commit(self) -> None:
         """Ends the utterance in progress now (push to talk): the ASR stream is half-closed, which finishes
@@ -222,9 +299,12 @@ class Listener:
         if self._interim_interval_ms:  # a new stream (reconnect, commit) keeps what was asked of the last
             update = asr_pb2.RecognitionUpdate(interim_interval_ms=self._interim_interval_ms)
             yield asr_pb2.RecognizeRequest(update=update)
+        self._stream_origin = None
         while (item := await self._outgoing.get()) is not None:
-            request, received_at = item
+            request, received_at, at = item
             if request.audio:
+                if self._stream_origin is None:
+                    self._stream_origin = at
                 self._clock.sent(request.audio, received_at)
             yield request
 
@@ -240,6 +320,8 @@ class Listener:
         if kind == "speech_started":
             started = event.speech_started
             self.in_speech = True
+            self._utterance = (self._mic_sample(started.offset_ms), self._mic_samples)
+            self.utterance_id = started.utterance_id
             self._emit(SpeechStarted(started.utterance_id, started.offset_ms))
             self._hooks.on_speech_started(
                 started.utterance_id, self._clock.at(started.offset_ms) or time.perf_counter()
@@ -269,12 +351,17 @@ class Listener:
 
     def _on_speech_ended(self, ended: asr_pb2.SpeechEnded) -> None:
         self.in_speech = False
+        self._utterance = (self._utterance[0], self._mic_sample(ended.offset_ms))
         self._awaiting_final = True
         self._end_decided_at = time.perf_counter()
         self._speech_end_at = self._clock.at(ended.offset_ms)
         self._vad_wait_ms = float(ended.decision_offset_ms - ended.offset_ms)
         reason = asr_pb2.SpeechEnded.Reason.Name(ended.reason).removeprefix("REASON_").lower()
         self._emit(SpeechEnded(ended.utterance_id, ended.offset_ms, ended.decision_offset_ms, reason))
+
+    def _mic_sample(self, offset_ms: int) -> int:
+        """The mic sample at the ASR stream's ``offset_ms``."""
+        return (self._stream_origin or 0) + offset_ms * self._sample_rate // 1000
 
 
 def _echo_canceller(sample_rate: int) -> EchoCanceller | None:

@@ -47,12 +47,21 @@ ECHO_REJECTED = Counter(
     "voice_gateway_echo_rejected_total",
     "Transcripts dropped as the agent's own echo: over its speech, or a final just after it.",
 )
+HEARD_OVER_ECHO = Counter(
+    "voice_gateway_speech_over_echo_total",
+    "Speech over the agent that read as its echo, heard again with the echo removed, by outcome: no_echo,"
+    " echo_only, interruption (the user's words), not_an_interruption, no_words, failed.",
+    ["outcome"],
+)
 DECISION_SECONDS = latency_histogram(
     "voice_gateway_interruption_decision_seconds",
     "Start of speech over the agent to the decision on it, by kind.",
     ("kind",),
 )
 DECISION_KINDS = ("interruption", "backchannel", "noise", "echo")
+#: What became of speech over the agent heard again with its echo removed (gateway/listening.py's HeardOverEcho,
+#: and the decision on its words).
+OVER_ECHO_OUTCOMES = ("no_echo", "echo_only", "interruption", "not_an_interruption", "no_words", "failed")
 LLM_TOKENS = Counter("voice_gateway_llm_tokens_total", "Content tokens streamed from the LLM.")
 STAGE_SECONDS = latency_histogram("voice_gateway_stage_seconds", "Stages of completed turns.", ("stage",))
 E2E_SECONDS = latency_histogram(
@@ -63,6 +72,7 @@ init_labels(TURNS, *((outcome,) for outcome in ("completed", "interrupted", "fai
 init_labels(PREEMPTIONS, ("kept",), ("discarded",))
 init_labels(DECISIONS, *((kind,) for kind in DECISION_KINDS))
 init_labels(DECISION_SECONDS, *((kind,) for kind in DECISION_KINDS))
+init_labels(HEARD_OVER_ECHO, *((outcome,) for outcome in OVER_ECHO_OUTCOMES))
 init_labels(STAGE_SECONDS, *((stage,) for stage in STAGES))
 init_labels(BACKEND_ERRORS, *((backend, code) for backend in ("asr", "tts", "llm") for code in COMMON_ERROR_CODES))
 
@@ -144,6 +154,10 @@ class ConversationObserver:
             FALSE_INTERRUPTIONS_RESUMED.inc()
         if kind == "echo":
             ECHO_REJECTED.inc()
+
+    def heard_over_echo(self, outcome: str) -> None:
+        """Speech over the agent that read as its echo was heard again with the echo removed."""
+        HEARD_OVER_ECHO.labels(outcome).inc()
 
     def echo_rejected(self) -> None:
         """A final transcript just after the agent's audio repeated it: dropped, not answered."""

@@ -10,11 +10,17 @@ import os
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
+import numpy as np
 import pytest
 from collectors import OtlpReceiver
 from support import ServiceProcess, running
 
+from services.asr.transcriber import WhisperTranscriber
+from services.tts.models import embedded_piper_model
 from voice_ops.stack import gateway_backend_args
+
+#: The agent's reply that the echo tests play back into the microphone.
+REPLY = "Prepare three short stories about your work, and practise them out loud so they sound natural."
 
 
 @pytest.fixture(scope="session")
@@ -95,3 +101,20 @@ def gateway_server(
 async def gateway_channel(gateway_server: ServiceProcess) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(gateway_server.address) as channel:
         yield channel
+
+
+@pytest.fixture(scope="session")
+def reply() -> tuple[np.ndarray, int]:
+    """REPLY as Piper (the agent's voice) makes it: float32 at 22.05 kHz; the same every run (noise scales 0)."""
+    from piper import PiperVoice, SynthesisConfig
+
+    model = embedded_piper_model()
+    voice = PiperVoice.load(model, f"{model}.json")
+    chunks = voice.synthesize(REPLY, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
+    return np.concatenate([chunk.audio_float_array for chunk in chunks]), voice.config.sample_rate
+
+
+@pytest.fixture(scope="session")
+def whisper() -> WhisperTranscriber:
+    """The embedded Whisper, in process (beam 5, as the ASR service)."""
+    return WhisperTranscriber(beam_size=5)

@@ -11,31 +11,13 @@ import pytest
 
 from gateway.turn_taking.echo_canceller import EchoCanceller, create_echo_canceller
 from services.asr.transcriber import WhisperTranscriber
-from services.tts.models import embedded_piper_model
 from voice_agent.audio import float_to_pcm16, pcm16_to_float, resample
 from voice_ops.samples import normalize
 from voice_ops.turn_sets import room_impulse, utterance
 
 MIC = 16_000
 LEAD = MIC // 2  # the client starts playing the reply 0.5 s into the microphone's audio
-REPLY = "Prepare three short stories about your work, and practise them out loud so they sound natural."
 AEC3_DELAY = 128  # samples: AEC3's own algorithmic delay at 16 kHz (two 64-sample blocks)
-
-
-@pytest.fixture(scope="module")
-def reply() -> tuple[np.ndarray, int]:
-    """The agent's reply as Piper makes it: float32 at 22.05 kHz; the same every run (noise scales 0)."""
-    from piper import PiperVoice, SynthesisConfig
-
-    model = embedded_piper_model()
-    voice = PiperVoice.load(model, f"{model}.json")
-    chunks = voice.synthesize(REPLY, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
-    return np.concatenate([chunk.audio_float_array for chunk in chunks]), voice.config.sample_rate
-
-
-@pytest.fixture(scope="module")
-def whisper() -> WhisperTranscriber:
-    return WhisperTranscriber(beam_size=5)
 
 
 def _echo(reply: np.ndarray, rate: int, delay_ms: int, gain_db: float, reverb: bool) -> np.ndarray:

@@ -243,3 +243,21 @@ async def test_the_agents_own_echo_neither_interrupts_nor_speaks_for_the_user(
     assert len(finals) == 1 and word_error_rate(QUESTION, finals[0]) <= 0.2, finals
     metrics = [e.turn_metrics for e in events if e.WhichOneof("event") == "turn_metrics"]
     assert len(metrics) == 1 and not metrics[0].interrupted
+
+
+@pytest.mark.parametrize(("delay_ms", "intent"), [(300, "sorry, but"), (150, "what do you mean?")])
+async def test_an_interruption_said_as_the_echo_starts_interrupts(
+    gateway_channel: grpc.aio.Channel, delay_ms: int, intent: str
+) -> None:
+    """The loudest echo of the set (-6 dB), with an intent said as the agent's first audio arrives: Whisper
+    often writes the two together as the agent's words alone; heard again with the echo removed
+    (gateway/turn_taking/echo_path.py), the user's words interrupt, and are the user's turn."""
+    over = Pcm16Audio(utterance(intent, 3).data + bytes(16_000 * 3), 16_000)  # 1.5 s of silence after it
+    async with EchoConversation(gateway_channel, delay_ms=delay_ms, gain_db=-6) as conversation:
+        await conversation.speak(spoken(QUESTION).audio, barge_in=over, max_wait_s=60)
+        await asyncio.sleep(2)
+    events = [e for _, e in conversation.events]
+    said = [(e.WhichOneof("event"), str(e)[:200]) for e in events if e.WhichOneof("event") != "agent_audio"]
+    assert [e for e in events if e.WhichOneof("event") == "interruption"], said
+    decisions = [e.interruption_decision for e in events if e.WhichOneof("event") == "interruption_decision"]
+    assert decisions[0].kind == "interruption", said

@@ -305,9 +305,14 @@ def overview() -> dashboard.Dashboard:
                             "resumed (not an interruption)",
                         ),
                         target(f"sum(rate(voice_gateway_echo_rejected_total{{{GW}}}{RATE}))", "echo rejected"),
+                        target(
+                            rate("voice_gateway_speech_over_echo_total", GW, ("outcome",)),
+                            "heard over echo: {{outcome}}",
+                        ),
                     ],
                     "What speech that began while the agent talked was decided to be (gateway/turn_taking):"
-                    " interruption, backchannel, noise, echo; and how often held agent audio resumed.",
+                    " interruption, backchannel, noise, echo; how often held agent audio resumed; and speech that"
+                    " read as echo heard again with the echo removed (interruption: the user's words over it).",
                 ),
                 series(
                     "Sessions refused /s",

@@ -20,8 +20,8 @@ import logging
 from typing import Any
 
 import numpy as np
-import soxr
 
+from gateway.turn_taking.echo_path import CONTIGUOUS_SAMPLES, PEAK_RATIO, ReferenceStream, find_echo
 from voice_agent.audio import pcm16_to_float
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,6 @@ FRAME_MS = 10  # AEC3 processes 10 ms frames only
 #: Mic rates the canceller takes (AEC3 runs natively at 8, 16, 32 and 48 kHz, and resamples 24 kHz itself).
 MIC_RATES = (8_000, 16_000, 24_000, 32_000, 48_000)
 _SAMPLE_BYTES = 2
-# Two play() chunks are one stream (resampled without a seam) when the second starts within a sample of
-# where the first ended.
-_CONTIGUOUS_SAMPLES = 1
 
 
 class EchoCancellerUnavailable(RuntimeError):
@@ -47,29 +44,6 @@ def _rtc() -> Any:
             f"echo cancellation needs the livekit package (pip install 'livekit==1.2.0'): {error}"
         ) from error
     return rtc
-
-
-class _ReferenceStream:
-    """One run of contiguous agent audio at one rate, resampled to the mic rate without seams."""
-
-    def __init__(self, in_rate: int, out_rate: int, at_sample: int) -> None:
-        self.in_rate = in_rate
-        self._resampler = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
-        self._out_rate = out_rate
-        self._start = at_sample
-        self._in_total = 0
-        self.write_at = at_sample  # where its next output sample goes on the mic timeline
-
-    def next_at(self) -> int:
-        """Where the next contiguous chunk would start, on the mic timeline."""
-        return self._start + round(self._in_total * self._out_rate / self.in_rate)
-
-    def push(self, samples: np.ndarray, *, last: bool = False) -> tuple[int, np.ndarray]:
-        self._in_total += len(samples)
-        out = self._resampler.resample_chunk(samples, last=last)
-        at = self.write_at
-        self.write_at += len(out)
-        return at, out
 
 
 class EchoDetector:
@@ -90,7 +64,6 @@ class EchoDetector:
     WINDOW_S = 1.0
     MAX_DELAY_S = 0.5  # AEC3 itself finds no longer echo path
     STEP_S = 0.1
-    PEAK_RATIO = 20.0  # the peak over the correlation's standard deviation that means echo
     ON_AFTER = 2
     OFF_AFTER = 10  # an echo path seldom goes mid-reply; a check that misses it under double talk is common
     SILENT_RMS = 10 ** (-50 / 20)  # a reference quieter than this has nothing to find
@@ -106,7 +79,6 @@ class EchoDetector:
         self._far = np.zeros(self._window, np.float32)
         self._near = np.zeros(self._window, np.float32)
         self._since = 0  # samples since the last check
-        self._fft = 1 << (2 * self._window - 1).bit_length()
         self._streak = 0  # checks in a row that disagreed with the verdict
         self._with_echo = 0  # samples of the agent's speech checked while the echo was found
         self._converge = int(rate * self.CONVERGE_S)
@@ -129,9 +101,7 @@ class EchoDetector:
     def _check(self) -> None:
         if np.sqrt(np.mean(self._far**2)) < self.SILENT_RMS:
             return  # the agent was silent: nothing to learn; keep the verdict
-        spectrum = np.fft.rfft(self._near, self._fft) * np.conj(np.fft.rfft(self._far, self._fft))
-        correlation = np.fft.irfft(spectrum / (np.abs(spectrum) + 1e-9), self._fft)[: self._max_lag]
-        found = bool(np.max(np.abs(correlation)) > self.PEAK_RATIO * (np.std(correlation) + 1e-12))
+        found = find_echo(self._near, self._far, self._max_lag)[1] > PEAK_RATIO
         self._streak = 0 if found == self.echo else self._streak + 1
         if self._streak >= (self.ON_AFTER if found else self.OFF_AFTER):
             self.echo, self._streak = found, 0
@@ -178,7 +148,7 @@ class EchoCanceller:
         self._delay_hint = delay_hint_ms
         self._position = 0  # mic samples handed to AEC3 so far
         self._reference = np.zeros(0, np.float32)  # the reference from self._position on
-        self._stream: _ReferenceStream | None = None
+        self._stream: ReferenceStream | None = None
         self._pending = bytearray()  # mic bytes short of a whole frame
         self._cleaned = bytearray()  # cleaned bytes not yet returned
         self._lag = 0  # bytes of silence the output was started with (see process)
@@ -212,9 +182,9 @@ class EchoCanceller:
             self._mix(at_sample, samples)
             return
         stream = self._stream
-        if stream is None or stream.in_rate != sample_rate or abs(stream.next_at() - at_sample) > _CONTIGUOUS_SAMPLES:
+        if stream is None or stream.in_rate != sample_rate or abs(stream.next_at() - at_sample) > CONTIGUOUS_SAMPLES:
             self._close_stream()
-            stream = self._stream = _ReferenceStream(sample_rate, self.mic_rate, at_sample)
+            stream = self._stream = ReferenceStream(sample_rate, self.mic_rate, at_sample)
         self._mix(*stream.push(samples))
 
     def stop_playing(self) -> None:

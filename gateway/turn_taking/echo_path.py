@@ -1,0 +1,237 @@
+"""The agent's echo as a signal: where its voice comes back in the microphone, and the microphone without it.
+
+The gateway knows what the client plays (every agent audio chunk), so it has the reference from which an echo
+in the user's audio can be found (``find_echo``: GCC-PHAT) and, once found, fitted and removed
+(``remove_echo``: a least-squares estimate of the echo path, fitted on the whole window at once).
+
+``EchoTimeline`` keeps the last HISTORY_S of a session's microphone audio and of the agent's audio placed
+where the client plays it, for ``over_echo``: given an utterance that the transcript took for the agent's
+echo, is there more in it than the echo (the user speaking over it), and what is left once the echo is gone?
+
+Why not cancel the echo as it comes (echo_canceller.py, AEC3)? An interruption said as the agent's first
+reply starts is over before any canceller has learnt the echo path: WebRTC's AEC3 suppresses it with the
+echo, and a linear canceller that must adapt as it goes leaks the echo's first half-second, which Whisper
+then hears with the user's words (docs/performance.md, "Speech over the echo"). Fitted afterwards on the
+whole utterance, the same echo path is well determined (the user's speech does not correlate with the
+reference), so the echo's words go and the user's stay. Pure numpy, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+from voice_agent.audio import pcm16_to_float
+
+#: Longest echo path delay looked for (the client's buffers, the network back, the room).
+MAX_DELAY_S = 0.5
+#: How much earlier than its reference the echo may seem to come: the gateway places the reference where the
+#: microphone audio received so far ends, and the microphone's chunks reach it later than the client plays.
+MAX_LEAD_S = 0.2
+#: GCC-PHAT's peak over the correlation's standard deviation that means the reference is in the microphone:
+#: 20-80 for an echo at -6..-40 dB over 1 s (other speech: 15 at most, seldom).
+PEAK_RATIO = 20.0
+#: Echo path taps fitted: 64 ms from just before the delay found (a room's early reflections; the reverb
+#: tail after it is left, 15 dB or more under the echo in sox's reverb).
+TAPS_S = 0.064
+PRE_TAPS = 32  # taps before the delay found: its peak may sit a sample or two early
+_SEGMENT = 2048  # the least-squares fit's segments (Hann window, 75 % overlap)
+_HOP = 512
+_REGULARISATION = 1e-5  # of the reference's mean power, per frequency: bins it barely excites stay near 0
+#: Reference quieter than this (RMS) has nothing to find.
+SILENT_RMS = 10 ** (-50 / 20)
+
+
+def find_echo(near: np.ndarray, far: np.ndarray, max_lag: int, max_lead: int = 0) -> tuple[int, float]:
+    """GCC-PHAT of ``near`` (microphone) against ``far`` (reference), same length: the lag (samples,
+    ``-max_lead`` to ``max_lag``) at which ``far`` best explains ``near``, and the correlation peak over its
+    standard deviation (PEAK_RATIO and more: an echo)."""
+    size = 1 << (2 * len(near) - 1).bit_length()
+    spectrum = np.fft.rfft(near, size) * np.conj(np.fft.rfft(far, size))
+    circular = np.fft.irfft(spectrum / (np.abs(spectrum) + 1e-9), size)
+    correlation = np.concatenate([circular[size - max_lead :], circular[:max_lag]]) if max_lead else circular[:max_lag]
+    index = int(np.argmax(np.abs(correlation)))
+    return index - max_lead, float(np.abs(correlation[index]) / (np.std(correlation) + 1e-12))
+
+
+def fit_echo_path(near: np.ndarray, far: np.ndarray, taps: int) -> np.ndarray:
+    """The filter ``h`` (``taps`` long) that best maps ``far`` onto ``near`` (same length, ``far`` already
+    shifted by the echo's delay): per frequency, the cross-spectrum over the reference's power, averaged over
+    Hann-windowed segments."""
+    segment = min(_SEGMENT, 1 << (len(near).bit_length() - 1))
+    hop = max(1, segment // 4)
+    window = np.hanning(segment).astype(np.float32)
+    size = 2 * segment
+    power = np.zeros(size // 2 + 1)
+    cross = np.zeros(size // 2 + 1, complex)
+    for start in range(0, len(near) - segment + 1, hop):
+        x = np.fft.rfft(far[start : start + segment] * window, size)
+        d = np.fft.rfft(near[start : start + segment] * window, size)
+        power += np.abs(x) ** 2
+        cross += np.conj(x) * d
+    response = cross / (power + _REGULARISATION * np.mean(power) + 1e-12)
+    h = np.fft.irfft(response, size)[: min(taps, size)]
+    fade = min(32, len(h))
+    h[-fade:] *= np.linspace(1, 0, fade)  # no step at the filter's end
+    return h.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class EchoRemoved:
+    """The microphone with the echo fitted and subtracted."""
+
+    residual: np.ndarray  # the microphone less the echo, over the window asked for
+    delay_ms: float  # the echo path's delay found
+    peak_ratio: float  # how clearly (find_echo)
+    level_db: float  # the residual's power over the microphone's, over the span asked about
+
+
+def remove_echo(near: np.ndarray, far: np.ndarray, rate: int, span: tuple[int, int]) -> EchoRemoved | None:
+    """Fits the echo of ``far`` in ``near`` (the same window of the mic timeline; ``far`` may go on past its
+    end, for an echo that seems to come early) and subtracts it; ``span`` (indices into the window) is the
+    part whose level is reported and returned. None when the reference is silent there or not found."""
+    start, end = span
+    heard = far[: len(near)]
+    if end - start < rate // 10 or np.sqrt(np.mean(heard**2)) < SILENT_RMS:
+        return None
+    lag, ratio = find_echo(near, heard, min(int(MAX_DELAY_S * rate), len(near)), int(MAX_LEAD_S * rate))
+    if ratio < PEAK_RATIO:
+        return None
+    shift = lag - PRE_TAPS  # the reference moved later by this much (earlier, when negative)
+    padded = np.concatenate([np.zeros(max(0, shift), np.float32), far, np.zeros(len(near), np.float32)])
+    aligned = padded[max(0, -shift) : max(0, -shift) + len(near)]
+    h = fit_echo_path(near, aligned, int(TAPS_S * rate))
+    residual = near - np.convolve(aligned, h)[: len(near)]
+    part = residual[start:end]
+    level = 10 * np.log10(_power(part) / _power(near[start:end]))
+    return EchoRemoved(part.astype(np.float32), lag * 1000 / rate, ratio, float(level))
+
+
+def _power(samples: np.ndarray) -> float:
+    return float(np.mean(np.square(samples, dtype=np.float64))) + 1e-20
+
+
+class ReferenceStream:
+    """One run of contiguous agent audio at one rate, resampled to the mic rate without seams."""
+
+    def __init__(self, in_rate: int, out_rate: int, at_sample: int) -> None:
+        self.in_rate = in_rate
+        self._resampler = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
+        self._out_rate = out_rate
+        self._start = at_sample
+        self._in_total = 0
+        self.write_at = at_sample  # where its next output sample goes on the mic timeline
+
+    def next_at(self) -> int:
+        """Where the next contiguous chunk would start, on the mic timeline."""
+        return self._start + round(self._in_total * self._out_rate / self.in_rate)
+
+    def push(self, samples: np.ndarray, *, last: bool = False) -> tuple[int, np.ndarray]:
+        self._in_total += len(samples)
+        out = self._resampler.resample_chunk(samples, last=last)
+        at = self.write_at
+        self.write_at += len(out)
+        return at, out
+
+
+# Two play() chunks are one stream (resampled without a seam) when the second starts within a sample of
+# where the first ended.
+CONTIGUOUS_SAMPLES = 1
+
+
+class _Track:
+    """Float samples on the mic timeline, from ``base`` on (what is older has been forgotten)."""
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.data = np.zeros(0, np.float32)
+
+    def add(self, at: int, samples: np.ndarray) -> None:
+        if at < self.base:
+            samples, at = samples[self.base - at :], self.base
+        if not len(samples):
+            return
+        end = at - self.base + len(samples)
+        if end > len(self.data):
+            grown = np.zeros(max(end, 2 * len(self.data)), np.float32)
+            grown[: len(self.data)] = self.data
+            self.data = grown
+        self.data[at - self.base : end] += samples
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        out = np.zeros(end - start, np.float32)
+        lo, hi = max(start, self.base), min(end, self.base + len(self.data))
+        if hi > lo:
+            out[lo - start : hi - start] = self.data[lo - self.base : hi - self.base]
+        return out
+
+    def clear_from(self, at: int) -> None:
+        if at - self.base < len(self.data):
+            self.data[max(0, at - self.base) :] = 0
+
+    def forget_before(self, at: int) -> None:
+        drop = at - self.base
+        if drop > len(self.data) // 2 and drop > 0:  # in big steps: the copy is amortised
+            self.data = self.data[drop:].copy()
+            self.base = at
+
+
+class EchoTimeline:
+    """A session's last HISTORY_S of microphone audio and of the agent's audio, on the mic's timeline.
+
+    ``heard(pcm)``: the next microphone chunk (raw: before any echo cancellation). ``play(pcm, rate, at)``:
+    agent audio the client plays from mic sample ``at``. ``stop_playing()``: the client flushed what it had
+    not played yet (an interruption). ``over_echo(start, end)``: the utterance between those mic samples,
+    with the agent's echo removed (``remove_echo``), when there was an echo to remove.
+    """
+
+    HISTORY_S = 12.0
+    #: Audio before the utterance that the echo path is fitted on too: the echo alone, most often.
+    LEAD_S = 1.5
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.position = 0  # mic samples heard
+        self._mic = _Track()
+        self._reference = _Track()
+        self._stream: ReferenceStream | None = None
+
+    def heard(self, pcm: bytes) -> None:
+        self._mic.add(self.position, pcm16_to_float(pcm))
+        self.position += len(pcm) // 2
+        keep_from = self.position - int(self.HISTORY_S * self.rate)
+        self._mic.forget_before(keep_from)
+        self._reference.forget_before(keep_from)
+
+    def play(self, pcm: bytes, sample_rate: int, at_sample: int) -> None:
+        samples = pcm16_to_float(pcm)
+        if sample_rate == self.rate:
+            self._close_stream()
+            self._reference.add(at_sample, samples)
+            return
+        stream = self._stream
+        if stream is None or stream.in_rate != sample_rate or abs(stream.next_at() - at_sample) > CONTIGUOUS_SAMPLES:
+            self._close_stream()
+            stream = self._stream = ReferenceStream(sample_rate, self.rate, at_sample)
+        self._reference.add(*stream.push(samples))
+
+    def stop_playing(self) -> None:
+        self._close_stream()
+        self._reference.clear_from(self.position)
+
+    def over_echo(self, start: int, end: int) -> EchoRemoved | None:
+        """The microphone from ``start`` to ``end`` with the agent's echo removed, fitted on that and the
+        LEAD_S before it; None when the agent's audio is not found in it."""
+        end = min(end, self.position)
+        start = max(start, self._mic.base, end - int(self.HISTORY_S * self.rate) + int(self.LEAD_S * self.rate))
+        window_start = max(self._mic.base, start - int(self.LEAD_S * self.rate))
+        near = self._mic.read(window_start, end)
+        far = self._reference.read(window_start, end + int(MAX_LEAD_S * self.rate) + PRE_TAPS)
+        return remove_echo(near, far, self.rate, (start - window_start, end - window_start))
+
+    def _close_stream(self) -> None:
+        if self._stream is not None:
+            self._reference.add(*self._stream.push(np.zeros(0, np.float32), last=True))
+            self._stream = None
