@@ -9,7 +9,7 @@ import pytest
 from test_echo_canceller import LEAD, MIC, _echo
 
 from gateway.listening import OVER_ECHO_LEVEL_DB
-from gateway.turn_taking.echo_path import EchoTimeline
+from gateway.turn_taking.echo_path import EchoTimeline, _Track
 from services.asr.transcriber import WhisperTranscriber
 from voice_agent.audio import float_to_pcm16, pcm16_to_float
 from voice_ops.samples import word_error_rate
@@ -106,5 +106,5 @@ def test_the_history_stays_bounded() -> None:
         timeline.play(second, MIC, at * MIC)
         timeline.heard(second)
     kept = timeline._mic.data.size + timeline._reference.data.size
-    assert kept <= 4 * EchoTimeline.HISTORY_S * MIC
+    assert kept <= 2 * (EchoTimeline.HISTORY_S * MIC + 2 * _Track.SPARE)  # each: the history, spare both ways
     assert timeline.position == 60 * MIC

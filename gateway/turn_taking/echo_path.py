@@ -4,7 +4,7 @@ The gateway knows what the client plays (every agent audio chunk), so it has the
 in the user's audio can be found (``find_echo``: GCC-PHAT) and, once found, fitted and removed
 (``remove_echo``: a least-squares estimate of the echo path, fitted on the whole window at once).
 
-``EchoTimeline`` keeps the last HISTORY_S of a session's microphone audio and of the agent's audio placed
+``EchoTimeline`` keeps the last HISTORY_S (8 s) of a session's microphone audio and of the agent's audio placed
 where the client plays it, for ``over_echo``: given an utterance that the transcript took for the agent's
 echo, is there more in it than the echo (the user speaking over it), and what is left once the echo is gone?
 
@@ -144,6 +144,8 @@ CONTIGUOUS_SAMPLES = 1
 class _Track:
     """Float samples on the mic timeline, from ``base`` on (what is older has been forgotten)."""
 
+    SPARE = 32_000  # samples allocated ahead, and forgotten at once: a copy every 2 s of 16 kHz audio
+
     def __init__(self) -> None:
         self.base = 0
         self.data = np.zeros(0, np.float32)
@@ -155,7 +157,7 @@ class _Track:
             return
         end = at - self.base + len(samples)
         if end > len(self.data):
-            grown = np.zeros(max(end, 2 * len(self.data)), np.float32)
+            grown = np.zeros(end + self.SPARE, np.float32)
             grown[: len(self.data)] = self.data
             self.data = grown
         self.data[at - self.base : end] += samples
@@ -173,7 +175,7 @@ class _Track:
 
     def forget_before(self, at: int) -> None:
         drop = at - self.base
-        if drop > len(self.data) // 2 and drop > 0:  # in big steps: the copy is amortised
+        if drop >= self.SPARE:  # in steps: one copy per SPARE samples
             self.data = self.data[drop:].copy()
             self.base = at
 
@@ -187,7 +189,7 @@ class EchoTimeline:
     with the agent's echo removed (``remove_echo``), when there was an echo to remove.
     """
 
-    HISTORY_S = 12.0
+    HISTORY_S = 8.0  # about 0.5 MB per track at 16 kHz
     #: Audio before the utterance that the echo path is fitted on too: the echo alone, most often.
     LEAD_S = 1.5
 
