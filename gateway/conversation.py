@@ -179,6 +179,7 @@ class Conversation:
 
     def on_speech_started(self, utterance_id: int, started_at: float) -> None:
         self._preemptor.discard()  # the user went on: a reply to the pause is out of date
+        self._over_echo_words = None  # an utterance whose final never came (the ASR reconnected) left them
         span = self._observer.user_started(started_at)
         if span.is_recording():
             self._listener.join_trace(utterance_id, trace_headers(span))
@@ -274,7 +275,7 @@ class Conversation:
             self._held.hold_audio()
         self._decider = InterruptionDecider(self._settings.turn_taking.techniques)
         self._decision_started_at = started_at
-        self._over_echo_check, self._over_echo_checked_ms, self._over_echo_words = None, 0.0, None
+        self._over_echo_check, self._over_echo_checked_ms = None, 0.0
 
     def _act(self, decision: Decision) -> None:
         """What the decider said: interrupt now, let the audio go on (a provisional backchannel or echo:
@@ -316,14 +317,14 @@ class Conversation:
         self._decider, self._held = None, None
         if held is not None:
             held.resume_audio()
-        agent_words = self._agent_words()
+        agent_words, utterance_id = self._agent_words(), self._listener.utterance_id
 
         async def check() -> None:
             words = await self._words_over_echo(agent_words)
             decision = Decision(Kind.INTERRUPTION, final=True, text=words) if words else echo
             self._conclude(decision, held, started_at, during_utterance=False)
             if words:
-                self._user_turn_over_echo(words)
+                self._user_turn_over_echo(words, utterance_id)
 
         self._spawn(check())
 
@@ -343,10 +344,10 @@ class Conversation:
         task.add_done_callback(self._echo_checks.discard)
         return task
 
-    def _user_turn_over_echo(self, text: str) -> None:
+    def _user_turn_over_echo(self, text: str, utterance_id: int) -> None:
         """The words said over the echo are the user's turn, as a final transcript's would be."""
         now = time.perf_counter()
-        self._emit(Transcript(utterance_id=self._listener.utterance_id, text=text, final=True))
+        self._emit(Transcript(utterance_id=utterance_id, text=text, final=True))
         if self._settings.respond_automatically:
             self._start_turn(text, TurnTiming(final_at=now), self._observer.open_turn_span(now))
         else:
