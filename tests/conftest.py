@@ -17,10 +17,25 @@ from support import ServiceProcess, running
 
 from services.asr.transcriber import WhisperTranscriber
 from services.tts.models import embedded_piper_model
+from voice_agent.audio import resample
 from voice_ops.stack import gateway_backend_args
+from voice_ops.turn_sets import room_impulse
 
-#: The agent's reply that the echo tests play back into the microphone.
+#: The agent's reply that the echo tests play back into the microphone, and that microphone.
 REPLY = "Prepare three short stories about your work, and practise them out loud so they sound natural."
+MIC = 16_000
+LEAD = MIC // 2  # the client starts playing the reply 0.5 s into the microphone's audio
+
+
+def echoed(reply: np.ndarray, rate: int, delay_ms: int, gain_db: float, reverb: bool) -> np.ndarray:
+    """The microphone: the reply from LEAD + delay, gain_db down, optionally through a room, over -60 dBFS noise."""
+    echo = resample(reply, rate, MIC) * np.float32(10 ** (gain_db / 20))
+    if reverb:
+        echo = np.convolve(echo, room_impulse(MIC)).astype(np.float32)
+    start = LEAD + delay_ms * MIC // 1000
+    mic = np.zeros(start + len(echo) + MIC, np.float32)
+    mic[start : start + len(echo)] = echo
+    return mic + np.random.default_rng(0).normal(0, 1e-3, len(mic)).astype(np.float32)
 
 
 @pytest.fixture(scope="session")

@@ -8,27 +8,15 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import LEAD, MIC, echoed
 
 from gateway.turn_taking.echo_canceller import EchoCanceller, create_echo_canceller
 from services.asr.transcriber import WhisperTranscriber
 from voice_agent.audio import float_to_pcm16, pcm16_to_float, resample
 from voice_ops.samples import normalize
-from voice_ops.turn_sets import room_impulse, utterance
+from voice_ops.turn_sets import utterance
 
-MIC = 16_000
-LEAD = MIC // 2  # the client starts playing the reply 0.5 s into the microphone's audio
 AEC3_DELAY = 128  # samples: AEC3's own algorithmic delay at 16 kHz (two 64-sample blocks)
-
-
-def _echo(reply: np.ndarray, rate: int, delay_ms: int, gain_db: float, reverb: bool) -> np.ndarray:
-    """The microphone: the reply from LEAD + delay, gain_db down, optionally through a room, over -60 dBFS noise."""
-    echo = resample(reply, rate, MIC) * np.float32(10 ** (gain_db / 20))
-    if reverb:
-        echo = np.convolve(echo, room_impulse(MIC)).astype(np.float32)
-    start = LEAD + delay_ms * MIC // 1000
-    mic = np.zeros(start + len(echo) + MIC, np.float32)
-    mic[start : start + len(echo)] = echo
-    return mic + np.random.default_rng(0).normal(0, 1e-3, len(mic)).astype(np.float32)
 
 
 def _played(canceller: EchoCanceller, reply: np.ndarray, rate: int, chunk_s: float = 0.2) -> None:
@@ -62,7 +50,7 @@ def _late_erle(mic: np.ndarray, out: np.ndarray, delay_ms: int, reply_s: float) 
 )
 def test_echo_drops_once_converged(reply, delay_ms: int, gain_db: float, reverb: bool, at_least_db: float) -> None:
     samples, rate = reply
-    mic = _echo(samples, rate, delay_ms, gain_db, reverb)
+    mic = echoed(samples, rate, delay_ms, gain_db, reverb)
     canceller = EchoCanceller(MIC)
     _played(canceller, samples, rate)
     out = _cleaned(canceller, mic)
@@ -75,7 +63,7 @@ def test_a_misplaced_reference_cancels_nothing(reply) -> None:
     """The control: the same echo with the reference played 1.5 s too late is not cancelled (so the figures
     above come from the reference, not from suppressing everything)."""
     samples, rate = reply
-    mic = _echo(samples, rate, 150, -12, False)
+    mic = echoed(samples, rate, 150, -12, False)
     canceller = EchoCanceller(MIC)
     pcm = float_to_pcm16(samples)
     canceller.play(pcm, rate, LEAD + 3 * MIC // 2 + len(samples) * MIC // rate)  # after the echo is over
@@ -88,7 +76,7 @@ def test_interruption_over_the_echo_keeps_its_words_and_energy(reply, whisper: W
     into a cold start: "Let's top, top in please"; benchmarks/aec.py measures that.) The canceller's output is
     AEC3's from about 1.3 s on: the echo found within 0.3 s, then EchoDetector.CONVERGE_S."""
     samples, rate = reply
-    mic = _echo(samples, rate, 150, -12, True)
+    mic = echoed(samples, rate, 150, -12, True)
     user = pcm16_to_float(utterance("stop talking please", 1).data)
     at = LEAD + int(2.0 * MIC)
     mic[at : at + len(user)] += user
@@ -107,7 +95,7 @@ def test_interruption_over_the_echo_keeps_its_words_and_energy(reply, whisper: W
 @pytest.mark.parametrize("chunk_ms", [10, 30, 50, 70])
 def test_chunks_of_whole_frames_give_the_same_output_with_no_lag(reply, chunk_ms: int) -> None:
     samples, rate = reply
-    mic = _echo(samples, rate, 150, -12, False)[: 3 * MIC]
+    mic = echoed(samples, rate, 150, -12, False)[: 3 * MIC]
     reference = EchoCanceller(MIC)
     _played(reference, samples, rate)
     twenty = _cleaned(reference, mic, 20)
@@ -120,7 +108,7 @@ def test_chunks_of_whole_frames_give_the_same_output_with_no_lag(reply, chunk_ms
 
 def test_a_chunk_short_of_a_frame_is_held_back_as_a_constant_lag(reply) -> None:
     samples, rate = reply
-    mic = _echo(samples, rate, 150, -12, False)[: 3 * MIC]
+    mic = echoed(samples, rate, 150, -12, False)[: 3 * MIC]
     whole = EchoCanceller(MIC)
     _played(whole, samples, rate)
     expected = _cleaned(whole, mic, 10)
@@ -138,7 +126,7 @@ def test_the_reference_is_resampled_to_the_mic_rate(reply, play_rate: int) -> No
     """Piper's 22.05 kHz, Kokoro's 24 kHz: handed over in odd-sized chunks, resampled without seams."""
     samples, rate = reply
     at_rate = resample(samples, rate, play_rate)
-    mic = _echo(samples, rate, 150, -12, False)
+    mic = echoed(samples, rate, 150, -12, False)
     canceller = EchoCanceller(MIC)
     _played(canceller, at_rate, play_rate, chunk_s=0.137)
     out = _cleaned(canceller, mic)
@@ -173,7 +161,7 @@ def test_with_no_echo_the_user_over_the_agent_passes_untouched(reply, at_s: floa
 
 def test_the_echo_detector_switches_the_canceller_in(reply) -> None:
     samples, rate = reply
-    mic = _echo(samples, rate, 150, -20, reverb=True)
+    mic = echoed(samples, rate, 150, -20, reverb=True)
     canceller = EchoCanceller(MIC)
     _played(canceller, samples, rate)
     pcm = float_to_pcm16(mic)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_echo_canceller import LEAD, MIC, _echo
+from conftest import LEAD, MIC, echoed
 
 from gateway.listening import OVER_ECHO_LEVEL_DB
 from gateway.turn_taking.echo_path import EchoTimeline, _Track
@@ -43,7 +43,7 @@ def _user(text: str, at: int, length: int) -> np.ndarray:
 
 @pytest.mark.parametrize(("delay_ms", "gain_db", "reverb"), [(50, -6, False), (300, -6, True), (150, -20, True)])
 def test_the_echo_alone_is_found_and_leaves_little(reply, delay_ms: int, gain_db: float, reverb: bool) -> None:
-    mic = _echo(*reply, delay_ms, gain_db, reverb)
+    mic = echoed(*reply, delay_ms, gain_db, reverb)
     start = LEAD + delay_ms * MIC // 1000
     removed = _timeline(reply, mic).over_echo(start, start + 2 * MIC)
     assert removed is not None
@@ -58,7 +58,7 @@ def test_an_interruption_said_as_the_echo_starts_is_kept(
     """Said as the reply starts playing, before its echo: what a canceller adapting as it goes cannot keep.
     Whisper on the microphone itself writes "Stop it, don't get your lead, or you", "Stop talking news story",
     "start talking please" for these three."""
-    echo = _echo(*reply, delay_ms, gain_db, reverb)
+    echo = echoed(*reply, delay_ms, gain_db, reverb)
     mic = echo + _user("stop talking please", LEAD, len(echo))
     start = LEAD
     removed = _timeline(reply, mic).over_echo(start, start + int(1.5 * MIC))
@@ -70,7 +70,7 @@ def test_an_interruption_said_as_the_echo_starts_is_kept(
 def test_an_echo_that_seems_to_come_before_its_reference_is_found(reply) -> None:
     """The gateway places the reference where the microphone audio it has ends; the microphone's own latency
     can put the echo ahead of it."""
-    mic = _echo(*reply, 50, -6, False)
+    mic = echoed(*reply, 50, -6, False)
     removed = _timeline(reply, mic, late_ms=150).over_echo(LEAD, LEAD + 2 * MIC)
     assert removed is not None and abs(removed.delay_ms + 100) <= 3, removed
     assert removed.level_db < OVER_ECHO_LEVEL_DB - 5
@@ -83,7 +83,7 @@ def test_no_echo_in_the_microphone_is_none(reply) -> None:
 
 
 def test_a_silent_agent_is_none(reply) -> None:
-    mic = _echo(*reply, 150, -6, False)
+    mic = echoed(*reply, 150, -6, False)
     timeline = EchoTimeline(MIC)
     timeline.heard(float_to_pcm16(mic))
     assert timeline.over_echo(LEAD, LEAD + 2 * MIC) is None
@@ -95,7 +95,7 @@ def test_stopped_playback_drops_the_reference_still_to_come(reply) -> None:
     timeline.play(float_to_pcm16(audio), rate, LEAD)
     timeline.heard(bytes(LEAD * 2))
     timeline.stop_playing()  # at LEAD: the reply never played
-    timeline.heard(float_to_pcm16(_echo(*reply, 150, -6, False)[LEAD:]))
+    timeline.heard(float_to_pcm16(echoed(*reply, 150, -6, False)[LEAD:]))
     assert timeline.over_echo(LEAD, LEAD + 2 * MIC) is None
 
 
