@@ -9,7 +9,7 @@ import pytest
 from conftest import LEAD, MIC, echoed
 
 from gateway.listening import OVER_ECHO_LEVEL_DB
-from gateway.turn_taking.echo_path import EchoTimeline, _Track
+from gateway.turn_taking.echo_path import SPARE_SAMPLES, EchoTimeline
 from services.asr.transcriber import WhisperTranscriber
 from voice_agent.audio import float_to_pcm16, pcm16_to_float
 from voice_ops.samples import word_error_rate
@@ -105,6 +105,5 @@ def test_the_history_stays_bounded() -> None:
     for at in range(60):
         timeline.play(second, MIC, at * MIC)
         timeline.heard(second)
-    kept = timeline._mic.data.size + timeline._reference.data.size
-    assert kept <= 2 * (EchoTimeline.HISTORY_S * MIC + 2 * _Track.SPARE)  # each: the history, spare both ways
+    assert timeline.kept_samples <= 2 * (EchoTimeline.HISTORY_S * MIC + 2 * SPARE_SAMPLES)  # each: history, spare
     assert timeline.position == 60 * MIC

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.turn_taking.echo_path import CONTIGUOUS_SAMPLES, PEAK_RATIO, ReferenceStream, find_echo
+from gateway.turn_taking.echo_path import PEAK_RATIO, ReferenceTrack, find_echo
 from voice_agent.audio import pcm16_to_float
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,7 @@ class EchoCanceller:
         self._frame = mic_rate * FRAME_MS // 1000
         self._delay_hint = delay_hint_ms
         self._position = 0  # mic samples handed to AEC3 so far
-        self._reference = np.zeros(0, np.float32)  # the reference from self._position on
-        self._stream: ReferenceStream | None = None
+        self._reference = ReferenceTrack(mic_rate)  # read, and forgotten, up to self._position
         self._pending = bytearray()  # mic bytes short of a whole frame
         self._cleaned = bytearray()  # cleaned bytes not yet returned
         self._lag = 0  # bytes of silence the output was started with (see process)
@@ -176,22 +175,12 @@ class EchoCanceller:
         return self._lag // _SAMPLE_BYTES
 
     def play(self, pcm: bytes, sample_rate: int, at_sample: int) -> None:
-        samples = pcm16_to_float(pcm)
-        if sample_rate == self.mic_rate:
-            self._close_stream()
-            self._mix(at_sample, samples)
-            return
-        stream = self._stream
-        if stream is None or stream.in_rate != sample_rate or abs(stream.next_at() - at_sample) > CONTIGUOUS_SAMPLES:
-            self._close_stream()
-            stream = self._stream = ReferenceStream(sample_rate, self.mic_rate, at_sample)
-        self._mix(*stream.push(samples))
+        self._reference.play(pcm, sample_rate, at_sample)
 
     def stop_playing(self) -> None:
         """The client stopped playing (an interruption flushed its buffer): the reference still to come goes.
         Left in, AEC3 would take the user's speech over that silence for double talk and suppress it."""
-        self._close_stream()
-        self._reference = np.zeros(0, np.float32)
+        self._reference.stop_playing(self._position)
 
     def process(self, pcm: bytes) -> bytes:
         if len(pcm) % _SAMPLE_BYTES:
@@ -218,8 +207,7 @@ class EchoCanceller:
         """``mic`` (whole frames) through AEC3, each frame after its reference frame; AEC3's output is what
         comes back only while the echo detector finds the reference in the microphone (see EchoDetector)."""
         samples = len(mic) // _SAMPLE_BYTES
-        if self._stream is not None and self._stream.write_at < self._position + samples:
-            self._close_stream()  # the reference runs dry: flush what the resampler holds back
+        self._reference.flush_if_dry(self._position + samples)  # else the resampler would hold the last back
         reference = self._take_reference(samples)
         step = self._frame * _SAMPLE_BYTES
         cleaned = []
@@ -239,27 +227,10 @@ class EchoCanceller:
         return b"".join(cleaned)
 
     def _take_reference(self, samples: int) -> bytes:
-        taken = self._reference[:samples]
-        self._reference = self._reference[samples:]
-        pcm = np.zeros(samples, "<i2")
-        pcm[: len(taken)] = np.clip(taken * 32768, -32768, 32767).astype("<i2")
-        return pcm.tobytes()
-
-    def _mix(self, at_sample: int, samples: np.ndarray) -> None:
-        offset = at_sample - self._position
-        if offset < 0:  # already past: only the part still to come
-            samples, offset = samples[-offset:], 0
-        if not len(samples):
-            return
-        end = offset + len(samples)
-        if end > len(self._reference):
-            self._reference = np.concatenate([self._reference, np.zeros(end - len(self._reference), np.float32)])
-        self._reference[offset:end] += samples
-
-    def _close_stream(self) -> None:
-        if self._stream is not None:
-            self._mix(*self._stream.push(np.zeros(0, np.float32), last=True))
-            self._stream = None
+        end = self._position + samples
+        taken = self._reference.read(self._position, end)
+        self._reference.forget_before(end)
+        return np.clip(taken * 32768, -32768, 32767).astype("<i2").tobytes()
 
 
 def create_echo_canceller(mic_rate: int = 16_000, **options: Any) -> EchoCanceller | None:

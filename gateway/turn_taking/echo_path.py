@@ -141,10 +141,12 @@ class ReferenceStream:
 CONTIGUOUS_SAMPLES = 1
 
 
+#: Samples a track allocates ahead, and forgets at once: a copy every 2 s of 16 kHz audio.
+SPARE_SAMPLES = 32_000
+
+
 class _Track:
     """Float samples on the mic timeline, from ``base`` on (what is older has been forgotten)."""
-
-    SPARE = 32_000  # samples allocated ahead, and forgotten at once: a copy every 2 s of 16 kHz audio
 
     def __init__(self) -> None:
         self.base = 0
@@ -157,7 +159,7 @@ class _Track:
             return
         end = at - self.base + len(samples)
         if end > len(self.data):
-            grown = np.zeros(end + self.SPARE, np.float32)
+            grown = np.zeros(end + SPARE_SAMPLES, np.float32)
             grown[: len(self.data)] = self.data
             self.data = grown
         self.data[at - self.base : end] += samples
@@ -175,9 +177,58 @@ class _Track:
 
     def forget_before(self, at: int) -> None:
         drop = at - self.base
-        if drop >= self.SPARE:  # in steps: one copy per SPARE samples
+        if drop >= SPARE_SAMPLES:  # in steps: one copy per SPARE_SAMPLES
             self.data = self.data[drop:].copy()
             self.base = at
+
+
+class ReferenceTrack:
+    """The agent's audio on the mic timeline, at the mic rate: each chunk placed from the mic sample where the
+    client starts playing it, a contiguous run of chunks resampled without seams, overlapping audio mixed.
+    Shared by the echo canceller (which reads it frame by frame) and the EchoTimeline (which keeps it)."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._track = _Track()
+        self._stream: ReferenceStream | None = None
+
+    def play(self, pcm: bytes, sample_rate: int, at_sample: int) -> None:
+        samples = pcm16_to_float(pcm)
+        if sample_rate == self.rate:
+            self.flush()
+            self._track.add(at_sample, samples)
+            return
+        stream = self._stream
+        if stream is None or stream.in_rate != sample_rate or abs(stream.next_at() - at_sample) > CONTIGUOUS_SAMPLES:
+            self.flush()
+            stream = self._stream = ReferenceStream(sample_rate, self.rate, at_sample)
+        self._track.add(*stream.push(samples))
+
+    def flush(self) -> None:
+        """Ends the run in progress: what the resampler holds back goes onto the track."""
+        if self._stream is not None:
+            self._track.add(*self._stream.push(np.zeros(0, np.float32), last=True))
+            self._stream = None
+
+    def flush_if_dry(self, end: int) -> None:
+        """Flushes the run in progress if it has written nothing up to ``end`` yet: no more audio came for it."""
+        if self._stream is not None and self._stream.write_at < end:
+            self.flush()
+
+    def stop_playing(self, at: int) -> None:
+        """The client stopped playing at mic sample ``at``: the reference from there on goes."""
+        self.flush()
+        self._track.clear_from(at)
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        return self._track.read(start, end)
+
+    def forget_before(self, at: int) -> None:
+        self._track.forget_before(at)
+
+    @property
+    def kept_samples(self) -> int:
+        return self._track.data.size
 
 
 class EchoTimeline:
@@ -197,8 +248,7 @@ class EchoTimeline:
         self.rate = rate
         self.position = 0  # mic samples heard
         self._mic = _Track()
-        self._reference = _Track()
-        self._stream: ReferenceStream | None = None
+        self._reference = ReferenceTrack(rate)
 
     def heard(self, pcm: bytes) -> None:
         self._mic.add(self.position, pcm16_to_float(pcm))
@@ -208,20 +258,15 @@ class EchoTimeline:
         self._reference.forget_before(keep_from)
 
     def play(self, pcm: bytes, sample_rate: int, at_sample: int) -> None:
-        samples = pcm16_to_float(pcm)
-        if sample_rate == self.rate:
-            self._close_stream()
-            self._reference.add(at_sample, samples)
-            return
-        stream = self._stream
-        if stream is None or stream.in_rate != sample_rate or abs(stream.next_at() - at_sample) > CONTIGUOUS_SAMPLES:
-            self._close_stream()
-            stream = self._stream = ReferenceStream(sample_rate, self.rate, at_sample)
-        self._reference.add(*stream.push(samples))
+        self._reference.play(pcm, sample_rate, at_sample)
 
     def stop_playing(self) -> None:
-        self._close_stream()
-        self._reference.clear_from(self.position)
+        self._reference.stop_playing(self.position)
+
+    @property
+    def kept_samples(self) -> int:
+        """Samples held, microphone and reference together (history, and what is allocated ahead)."""
+        return self._mic.data.size + self._reference.kept_samples
 
     def over_echo(self, start: int, end: int) -> EchoRemoved | None:
         """The microphone from ``start`` to ``end`` with the agent's echo removed, fitted on that and the
@@ -232,8 +277,3 @@ class EchoTimeline:
         near = self._mic.read(window_start, end)
         far = self._reference.read(window_start, end + int(MAX_LEAD_S * self.rate) + PRE_TAPS)
         return remove_echo(near, far, self.rate, (start - window_start, end - window_start))
-
-    def _close_stream(self) -> None:
-        if self._stream is not None:
-            self._reference.add(*self._stream.push(np.zeros(0, np.float32), last=True))
-            self._stream = None
