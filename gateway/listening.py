@@ -26,7 +26,7 @@ from gateway.events import Emit, SpeechEnded, SpeechStarted, Transcript
 from gateway.turn import TurnTiming
 from gateway.turn_taking.echo_canceller import MIC_RATES, EchoCanceller, create_echo_canceller
 from gateway.turn_taking.echo_path import EchoTimeline
-from voice_agent.audio import check_pcm16_chunk, float_to_pcm16
+from voice_agent.audio import PCM16_SAMPLE_BYTES, check_pcm16_chunk, float_to_pcm16
 from voice_agent.call_status import ServerStatus
 from voice_agent.errors import DRAINED_KEY
 from voice_agent.v1 import asr_pb2, asr_pb2_grpc
@@ -225,7 +225,7 @@ class Listener:
         config = asr_pb2.RecognitionConfig()
         config.CopyFrom(self._recognition)
         config.interim_results = False
-        step = self._sample_rate * 2 // 10  # 100 ms
+        step = self._sample_rate // 10 * PCM16_SAMPLE_BYTES  # 100 ms, whole samples at any rate (11025 Hz too)
 
         async def requests() -> AsyncIterator[asr_pb2.RecognizeRequest]:
             yield asr_pb2.RecognizeRequest(config=config)

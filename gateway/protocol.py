@@ -14,7 +14,7 @@ from gateway.config import GatewayConfig
 from gateway.history import estimate_tokens
 from gateway.latency import LatencyPlan
 from gateway.turn_taking import Techniques
-from voice_agent.audio import ASR_INPUT_RATES, TTS_OUTPUT_RATES, check_format
+from voice_agent.audio import TTS_OUTPUT_RATES, check_format, check_input_rate
 from voice_agent.errors import InvalidArgument
 from voice_agent.v1 import asr_pb2, audio_pb2, gateway_pb2, tts_pb2
 
@@ -77,9 +77,7 @@ class SessionSettings:
 def settings_for(choices: SessionChoices, config: GatewayConfig) -> SessionSettings:
     """Raises InvalidArgument naming the first choice that cannot be."""
     _check_prompt(choices.system_prompt, config.history_tokens)
-    if choices.input_sample_rate not in ASR_INPUT_RATES:
-        rates = ", ".join(map(str, ASR_INPUT_RATES))
-        raise InvalidArgument(f"unsupported input rate {choices.input_sample_rate} Hz: use one of {rates}")
+    check_input_rate(choices.input_sample_rate)  # any in range: the ASR resamples it, the client need not
     if choices.output_sample_rate and choices.output_sample_rate not in TTS_OUTPUT_RATES:
         rates = ", ".join(map(str, TTS_OUTPUT_RATES))
         raise InvalidArgument(f"unsupported output rate {choices.output_sample_rate} Hz: use 0 or one of {rates}")
@@ -127,7 +125,7 @@ def session_settings(request: gateway_pb2.ConverseRequest, config: GatewayConfig
     if not chosen.HasField("input_audio"):
         raise InvalidArgument("SessionConfig.input_audio is required: give the encoding and sample_rate_hz")
     choices = SessionChoices(
-        input_sample_rate=check_format(chosen.input_audio, ASR_INPUT_RATES),
+        input_sample_rate=check_format(chosen.input_audio),
         system_prompt=chosen.system_prompt,
         voice=chosen.voice,
         output_sample_rate=chosen.output_sample_rate_hz,

@@ -12,8 +12,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from support import ServiceProcess, spoken, start_service
 
+from services.asr.protocol import settings_from_request
 from voice_agent.audio import Pcm16Audio
 from voice_agent.client.asr import paced_requests, recognition_config, recognize
+from voice_agent.errors import InvalidArgument
 from voice_agent.v1 import asr_pb2, asr_pb2_grpc, audio_pb2
 from voice_ops.samples import join, word_error_rate
 
@@ -110,7 +112,8 @@ async def test_several_utterances_in_one_stream(asr_channel: grpc.aio.Channel) -
         assert word_error_rate(text, final.text) <= MAX_WER, final.text
 
 
-@pytest.mark.parametrize("rate", [8_000, 24_000, 48_000])
+# 44.1 and 22.05 kHz: as people's files come (voice-agent talk --wav sends a file at its own rate).
+@pytest.mark.parametrize("rate", [8_000, 22_050, 24_000, 44_100, 48_000])
 async def test_other_input_rates_are_resampled(asr_channel: grpc.aio.Channel, rate: int) -> None:
     sample = spoken(PRESENTATION, sample_rate=rate)
     result = await recognize(asr_channel, sample.audio, realtime=False)
@@ -145,6 +148,10 @@ def _config(**overrides: object) -> asr_pb2.RecognizeRequest:
     return asr_pb2.RecognizeRequest(config=asr_pb2.RecognitionConfig(**fields))
 
 
+def _pcm16(sample_rate: int) -> audio_pb2.AudioFormat:
+    return audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM16LE, sample_rate_hz=sample_rate)
+
+
 def _audio(n_bytes: int) -> asr_pb2.RecognizeRequest:
     return asr_pb2.RecognizeRequest(audio=b"\0" * n_bytes)
 
@@ -157,10 +164,9 @@ BAD_STREAMS = {
         [_config(audio=audio_pb2.AudioFormat(sample_rate_hz=16_000))],
         "unsupported audio encoding",
     ),
-    "unsupported rate": (
-        [_config(audio=audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM16LE, sample_rate_hz=44_100))],
-        "44100",
-    ),
+    "rate over 48 kHz": ([_config(audio=_pcm16(48_001))], "48001 Hz: use any integer rate from 8000 to 48000 Hz"),
+    "rate under 8 kHz": ([_config(audio=_pcm16(7_999))], "7999 Hz: use any integer rate from 8000 to 48000 Hz"),
+    "no rate": ([_config(audio=_pcm16(0))], "0 Hz: use any integer rate from 8000 to 48000 Hz"),
     "vad threshold too high": ([_config(vad_threshold=1.5)], "vad_threshold"),
     "vad threshold zero": ([_config(vad_threshold=0.0)], "vad_threshold"),
     "silence wait too long": ([_config(min_silence_ms=60_000)], "min_silence_ms"),
@@ -217,6 +223,18 @@ async def test_bad_input_gets_invalid_argument(asr_channel: grpc.aio.Channel, ca
     assert message in error.details()
     reply = await health_pb2_grpc.HealthStub(asr_channel).Check(health_pb2.HealthCheckRequest())
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("rate", [8_000, 11_025, 22_050, 44_100, 48_000])
+def test_any_integer_input_rate_from_8_to_48_khz_is_taken(rate: int) -> None:
+    """No model: the stream's settings alone (services/asr/protocol.py)."""
+    assert settings_from_request(_config(audio=_pcm16(rate)), "en", ["en"]).sample_rate == rate
+
+
+@pytest.mark.parametrize("rate", [0, 7_999, 48_001])
+def test_input_rates_outside_8_to_48_khz_are_refused_naming_the_range(rate: int) -> None:
+    with pytest.raises(InvalidArgument, match=f"{rate} Hz: use any integer rate from 8000 to 48000 Hz"):
+        settings_from_request(_config(audio=_pcm16(rate)), "en", ["en"])
 
 
 async def test_garbage_bytes_on_the_wire_are_refused(asr_channel: grpc.aio.Channel) -> None:

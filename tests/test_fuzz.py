@@ -43,7 +43,7 @@ from hypothesis import strategies as st
 from support import ServiceProcess, running, spoken
 
 from services.tts.text import PhraseSegmenter
-from voice_agent.audio import ASR_INPUT_RATES, TTS_OUTPUT_RATES
+from voice_agent.audio import TTS_OUTPUT_RATES
 from voice_agent.v1 import asr_pb2, audio_pb2, gateway_pb2, tts_pb2, tts_pb2_grpc
 
 # A call still running after this is a hang: each example is a few seconds of work at most.
@@ -308,13 +308,18 @@ odd_texts = st.one_of(st.text(max_size=12), st.sampled_from(ODD_TEXTS))
 SHORT_SENTENCES = ["Hi.", "Take a breath.", "Good start, now slow down."]
 
 
-def audio_formats(rates: tuple[int, ...]) -> Values:
-    """An AudioFormat field: PCM16 at one of ``rates``, or anything, or none."""
+# Microphone rates the ASR and the gateway take (any integer from 8 to 48 kHz), and some they refuse.
+INPUT_RATES = st.one_of(
+    st.sampled_from([8_000, 11_025, 16_000, 22_050, 24_000, 44_100, 48_000]), st.integers(8_000, 48_000)
+)
+WILD_INPUT_RATES = st.one_of(st.sampled_from([0, 1, 7_999, 48_001, 96_000]), uint32s)
+
+
+def audio_formats() -> Values:
+    """An AudioFormat field: PCM16 at a microphone rate, or anything, or none."""
     fields = {
         "encoding": Values(st.just(audio_pb2.AUDIO_ENCODING_PCM16LE), st.one_of(st.sampled_from([0, 2, -1]), int32s)),
-        "sample_rate_hz": Values(
-            st.sampled_from(rates), st.one_of(st.sampled_from([0, 11_025, 22_050, 44_100, 96_000]), uint32s)
-        ),
+        "sample_rate_hz": Values(INPUT_RATES, WILD_INPUT_RATES),
     }
     wild = st.one_of(st.none(), configs(audio_pb2.AudioFormat, tame=False, **fields))
     return Values(configs(audio_pb2.AudioFormat, tame=True, **fields), wild)
@@ -437,7 +442,7 @@ def streams(
 
 recognition_configs = configs(
     asr_pb2.RecognitionConfig,
-    audio=audio_formats(ASR_INPUT_RATES),
+    audio=audio_formats(),
     language=Values(
         st.sampled_from(["", "en"]), st.one_of(odd_texts, st.sampled_from(["de", "xx", "EN", "en-US", "q" * 20_000]))
     ),
@@ -509,7 +514,7 @@ session_fields = {
     "voice": Values(
         st.sampled_from(["", PIPER_VOICE]), st.one_of(odd_texts, st.sampled_from(["nobody", "v" * 20_000]))
     ),
-    "input_audio": audio_formats(ASR_INPUT_RATES),
+    "input_audio": audio_formats(),
     "output_sample_rate_hz": Values(
         st.sampled_from((0, *TTS_OUTPUT_RATES)), st.one_of(st.sampled_from([1, 11_025]), uint32s)
     ),

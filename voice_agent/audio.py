@@ -1,7 +1,8 @@
 """Audio formats, written once: PCM16 conversion, validation, resampling, WAV I/O.
 
 Audio on the wire is PCM16 little-endian mono. Inside a process it is float32
-in [-1, 1]. Resampling uses libsoxr (the ``soxr`` package).
+in [-1, 1]. Resampling uses libsoxr (the ``soxr`` package); WAV files are read
+with libsndfile (the ``soundfile`` package), whatever their sample format.
 """
 
 from __future__ import annotations
@@ -9,16 +10,20 @@ from __future__ import annotations
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soxr
 
+from voice_agent.contract import MAX_INPUT_RATE_HZ, MIN_INPUT_RATE_HZ
 from voice_agent.errors import InvalidArgument
 from voice_agent.v1 import audio_pb2
 
+if TYPE_CHECKING:
+    import soundfile
+
 PCM16_SAMPLE_BYTES = 2
 ASR_SAMPLE_RATE = 16_000
-ASR_INPUT_RATES = (8_000, 16_000, 24_000, 48_000)
 TTS_OUTPUT_RATES = (8_000, 16_000, 22_050, 24_000, 44_100, 48_000)
 
 
@@ -34,8 +39,18 @@ def samples_to_ms(samples: int, sample_rate: int) -> int:
     return samples * 1000 // sample_rate
 
 
-def check_format(fmt: audio_pb2.AudioFormat, allowed_rates: tuple[int, ...]) -> int:
-    """Validates a stream's declared format; returns its sample rate."""
+def check_input_rate(sample_rate: int) -> int:
+    """Raises InvalidArgument for a microphone rate outside MIN_INPUT_RATE_HZ..MAX_INPUT_RATE_HZ."""
+    if not MIN_INPUT_RATE_HZ <= sample_rate <= MAX_INPUT_RATE_HZ:
+        raise InvalidArgument(
+            f"unsupported sample rate {sample_rate} Hz: use any integer rate from {MIN_INPUT_RATE_HZ} to"
+            f" {MAX_INPUT_RATE_HZ} Hz"
+        )
+    return sample_rate
+
+
+def check_format(fmt: audio_pb2.AudioFormat) -> int:
+    """Validates a stream's declared microphone format; returns its sample rate."""
     if fmt.encoding != audio_pb2.AUDIO_ENCODING_PCM16LE:
         name = (
             audio_pb2.AudioEncoding.Name(fmt.encoding)
@@ -43,11 +58,7 @@ def check_format(fmt: audio_pb2.AudioFormat, allowed_rates: tuple[int, ...]) -> 
             else fmt.encoding
         )
         raise InvalidArgument(f"unsupported audio encoding {name}: only AUDIO_ENCODING_PCM16LE is accepted")
-    if fmt.sample_rate_hz not in allowed_rates:
-        raise InvalidArgument(
-            f"unsupported sample rate {fmt.sample_rate_hz} Hz: use one of {', '.join(map(str, allowed_rates))}"
-        )
-    return fmt.sample_rate_hz
+    return check_input_rate(fmt.sample_rate_hz)
 
 
 def check_pcm16_chunk(data: bytes, sample_rate: int, max_ms: int) -> None:
@@ -110,20 +121,46 @@ class Pcm16Audio:
         return [data[i : i + step] for i in range(0, len(data), step)]
 
 
+# What read_wav takes: WAV (WAVEX: WAVE_FORMAT_EXTENSIBLE, which 24-bit and float files often are) holding
+# integer or float linear PCM. Compressed WAV (ADPCM, G.711, MP3) is refused with its name, not guessed at.
+WAV_FORMATS = ("WAV", "WAVEX")
+WAV_SUBTYPES = ("PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
+
+
 def read_wav(path: str | Path) -> Pcm16Audio:
-    """Reads a 16-bit WAV; stereo is mixed down to mono."""
-    with wave.open(str(path), "rb") as wav:
-        if wav.getsampwidth() != PCM16_SAMPLE_BYTES:
-            raise ValueError(f"{path}: {8 * wav.getsampwidth()}-bit samples; only 16-bit PCM WAV is supported")
-        frames = wav.readframes(wav.getnframes())
-        channels, rate = wav.getnchannels(), wav.getframerate()
-    if channels > 1:
-        mixed = np.frombuffer(frames, dtype="<i2").reshape(-1, channels).mean(axis=1)
-        frames = mixed.astype("<i2").tobytes()
-    return Pcm16Audio(frames, rate)
+    """Reads a WAV as people's files come: 8 to 48 kHz, 8-, 16-, 24- or 32-bit integer or 32/64-bit float
+    samples, mono or stereo (mixed down to mono). Raises ValueError naming what it cannot take."""
+    import soundfile  # here: only the CLI, tests and benchmarks read files; no server loads libsndfile
+
+    with open(path, "rb") as file:  # a missing file: FileNotFoundError, not libsndfile's "System error"
+        try:
+            wav = soundfile.SoundFile(file)
+        except soundfile.LibsndfileError as error:
+            raise ValueError(f"{path}: not a WAV file ({error.error_string.rstrip('.')})") from None
+        with wav:
+            _check_wav(path, wav)
+            samples = wav.read(dtype="float32", always_2d=True)
+    return Pcm16Audio(_to_pcm16(samples.mean(axis=1)), wav.samplerate)
+
+
+def _check_wav(path: str | Path, wav: soundfile.SoundFile) -> None:
+    if wav.format not in WAV_FORMATS:
+        raise ValueError(f"{path}: a {wav.format} file, not a WAV")
+    if wav.subtype not in WAV_SUBTYPES:
+        raise ValueError(
+            f"{path}: WAV of {wav.subtype} ({wav.subtype_info}) samples: use 16-, 24- or 32-bit integer or float PCM"
+        )
+    if not MIN_INPUT_RATE_HZ <= wav.samplerate <= MAX_INPUT_RATE_HZ:
+        raise ValueError(f"{path}: WAV at {wav.samplerate} Hz: use {MIN_INPUT_RATE_HZ} to {MAX_INPUT_RATE_HZ} Hz")
+
+
+def _to_pcm16(samples: np.ndarray) -> bytes:
+    # Scaled by 32768 and rounded (libsndfile's own scale), so that a 16-bit file comes back bit for bit.
+    return np.clip(np.round(samples * 32768.0), -32768, 32767).astype("<i2").tobytes()
 
 
 def write_wav(path: str | Path, audio: Pcm16Audio) -> None:
+    """Writes 16-bit PCM mono."""
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(PCM16_SAMPLE_BYTES)

@@ -15,18 +15,15 @@ from typing import Any
 import grpc
 
 from services.tts.config import ENGINES, TtsConfig
-from voice_agent.audio import (
-    ASR_INPUT_RATES,
-    ASR_SAMPLE_RATE,
-    Pcm16Audio,
-    read_wav,
-    write_wav,
-)
+from voice_agent.audio import read_wav, write_wav
 from voice_agent.client.asr import recognize
 from voice_agent.client.converse import TurnResult, connect, talk
 from voice_agent.client.tts import Synthesis, synthesize
 from voice_agent.v1 import asr_pb2
 from voice_ops import stack
+
+# What read_wav takes; the services resample whatever rate it is.
+WAV_HELP = "a WAV file at 8 to 48 kHz (44.1 and 22.05 too), 16-, 24- or 32-bit integer or float PCM, mono or stereo"
 
 
 def _default_address(service: str, port: int) -> str:
@@ -80,12 +77,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_for_asr(path: str) -> Pcm16Audio:
-    """Reads a WAV; a rate the service does not take is resampled to 16 kHz here."""
-    audio = read_wav(path)
-    return audio if audio.sample_rate in ASR_INPUT_RATES else audio.resampled(ASR_SAMPLE_RATE)
-
-
 def _describe(event: asr_pb2.RecognizeResponse) -> str:
     kind = event.WhichOneof("event")
     if kind == "speech_started":
@@ -98,7 +89,7 @@ def _describe(event: asr_pb2.RecognizeResponse) -> str:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    audio = _load_for_asr(args.file)
+    audio = read_wav(args.file)  # at its own rate: the service resamples it
     printer = None if args.json else (lambda event: print(_describe(event), flush=True))
 
     async def run() -> Any:
@@ -186,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         run=cmd_models
     )
     transcribe = command("transcribe", "stream a WAV file through the ASR service, in real time by default")
-    transcribe.add_argument("file", help="16-bit PCM WAV; other rates than 8/16/24/48 kHz are resampled")
+    transcribe.add_argument("file", help=f"the speech: {WAV_HELP}")
     transcribe.add_argument("--fast", action="store_true", help="send the audio as fast as possible")
     transcribe.add_argument("--asr", default=_default_address("asr", 50052), help="ASR address [env VOICE_ASR_ADDRESS]")
     transcribe.set_defaults(run=cmd_transcribe)
@@ -199,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--tts", default=_default_address("tts", 50053), help="TTS address [env VOICE_TTS_ADDRESS]")
     say.set_defaults(run=cmd_say)
     talk_ = command("talk", "one spoken turn through the gateway, in real time; writes the agent's reply")
-    talk_.add_argument("--wav", required=True, help="the user's turn: a 16-bit PCM WAV at 8/16/24/48 kHz")
+    talk_.add_argument("--wav", required=True, help=f"the user's turn: {WAV_HELP}")
     talk_.add_argument("--out", required=True, help="WAV file for the agent's reply")
     talk_.add_argument("--voice", help="TTS voice (default: the engine's)")
     talk_.add_argument("--rate", type=int, default=0, help="reply sample rate (default: the TTS engine's)")

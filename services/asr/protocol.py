@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.asr.config import TURN_DETECTORS
-from voice_agent.audio import ASR_INPUT_RATES, check_format
+from voice_agent.audio import check_format
 from voice_agent.contract import DEFAULT_INCOMPLETE_SILENCE_MS
 from voice_agent.errors import InvalidArgument, quoted
 from voice_agent.v1 import asr_pb2
@@ -56,7 +56,7 @@ def settings_from_request(
     config = request.config
     if not config.HasField("audio"):
         raise InvalidArgument("RecognitionConfig.audio is required: give the encoding and sample_rate_hz")
-    sample_rate = check_format(config.audio, ASR_INPUT_RATES)
+    sample_rate = check_format(config.audio)  # resampled to 16 kHz by the stream
     language = config.language or default_language
     if language not in languages:
         shown = ", ".join(languages[:20]) + (" ..." if len(languages) > 20 else "")
