@@ -37,7 +37,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         )
         self._channels: list[grpc.aio.Channel] = []
         self._backends: backends.Backends | None = None
-        self._voices: set[str] = set()  # the TTS's, as last listed
+        self._voices: set[str] = set()  # the TTS's voices and voice aliases, as last listed
         self._http: HttpServer | None = None
         # Read at start: a missing or empty key file stops the gateway rather than leave it open.
         self._auth = Authenticator.from_files(
@@ -85,10 +85,14 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             reply = await self._backends.tts.ListVoices(tts_pb2.ListVoicesRequest(), timeout=2.0)
         except grpc.aio.AioRpcError:
             return  # the TTS is away: its turns will say so
-        self._voices = set(reply.voices)
+        # A Realtime API voice name (the Agents SDK's default 'ash') is as good as a voice: the TTS maps it.
+        self._voices = set(reply.voices) | set(reply.voice_aliases)
         if voice not in self._voices:
-            voices = ", ".join(reply.voices)
-            raise InvalidArgument(f"unknown voice {quoted(voice)}: the TTS ({reply.engine}) has {voices}")
+            voices, aliases = ", ".join(reply.voices), ", ".join(sorted(reply.voice_aliases))
+            raise InvalidArgument(
+                f"unknown voice {quoted(voice)}: the TTS ({reply.engine}) has {voices}"
+                + (f"; or a Realtime API voice name, one of {aliases}" if aliases else "")
+            )
 
     async def close(self) -> None:
         if self._http is not None:

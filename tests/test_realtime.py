@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import signal
 import urllib.request
@@ -20,6 +21,7 @@ from typing import Any
 import grpc
 import pytest
 import websockets
+from agents.realtime import RealtimeAgent, RealtimeModelConfig, RealtimeRunner, RealtimeSession
 from conftest import gateway_args
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -180,6 +182,75 @@ async def test_wrong_key_is_refused(realtime_gateway: ServiceProcess) -> None:
         async with client(realtime_gateway, key="not-a-key").realtime.connect(model="voice-agent"):
             pass
     assert refused.value.response.status_code == 401
+
+
+# ---- the Realtime API's voice names, and the OpenAI Agents SDK's realtime runner
+
+
+@pytest.mark.parametrize("voice", ["ash", "coral"])
+async def test_realtime_voice_names_hold_a_turn_without_error(realtime_gateway: ServiceProcess, voice: str) -> None:
+    async with client(realtime_gateway).realtime.connect(model="voice-agent") as connection:
+        seen: list[Any] = []
+        await until(connection, "session.created", seen)
+        await connection.session.update(session={"type": "realtime", "audio": {"output": {"voice": voice}}})
+        updated = await until(connection, "session.updated", seen)
+        assert updated.session.audio.output.voice == voice  # what the client asked for, not the engine's name
+        await typed_turn(connection, "How do I prepare for an interview?")
+        done = await until(connection, "response.done", seen)
+    assert not of(seen, "error"), of(seen, "error")
+    assert done.response.status == "completed"
+    assert len(reply_audio(seen)) > RATE * 2 // 4
+
+
+async def test_unknown_voice_error_lists_voices_and_realtime_names(raw: websockets.ClientConnection) -> None:
+    update = {"type": "session.update", "event_id": "v", "session": {"audio": {"output": {"voice": "nobody"}}}}
+    await raw.send(json.dumps(update))
+    error = (await next_of(raw, "error"))["error"]
+    assert error["message"].startswith("unknown voice 'nobody'") and error["event_id"] == "v"
+    assert all(name in error["message"] for name in ("en_US-joe-medium", "ash", "coral", "cedar"))
+
+
+async def test_agents_sdk_realtime_runner_holds_a_turn_with_its_defaults(realtime_gateway: ServiceProcess) -> None:
+    """The Agents SDK as its users start it: its default session (voice 'ash', semantic_vad, input
+    transcription, tracing 'auto'), spoken audio in, and not one error event in the whole session."""
+    agent = RealtimeAgent(name="coach", instructions="You are a friendly speaking coach. Answer in one sentence.")
+    model_config: RealtimeModelConfig = {
+        "url": f"ws://127.0.0.1:{http_port(realtime_gateway)}/v1/realtime",
+        "api_key": KEY,
+    }
+    speech = spoken("What time does the meeting start tomorrow?", sample_rate=RATE).audio.data
+    seen: list[Any] = []
+    async with await RealtimeRunner(starting_agent=agent).run(model_config=model_config) as session:
+        talking = asyncio.create_task(_talk(session, speech))
+        await _events_until(session, "agent_end", seen, TURN_TIMEOUT_S)
+        await talking
+        with contextlib.suppress(TimeoutError):  # anything the session still says, an error above all
+            await _events_until(session, "never", seen, 1.0)
+    assert not of(seen, "error"), [event.error for event in of(seen, "error")]
+    assert len(b"".join(event.audio.data for event in of(seen, "audio"))) > RATE * 2 // 4
+    history = of(seen, "history_updated")[-1].history
+    assert "meeting" in _transcripts(history, "user").lower(), history
+    assert _transcripts(history, "assistant").strip(), history
+
+
+def _transcripts(history: list[Any], role: str) -> str:
+    """The transcripts of the audio parts of ``role``'s messages in the SDK's history."""
+    parts = [part for item in history if getattr(item, "role", None) == role for part in item.content]
+    return " ".join(getattr(part, "transcript", None) or "" for part in parts)
+
+
+async def _talk(session: RealtimeSession, pcm: bytes) -> None:
+    for start in range(0, len(pcm), CHUNK_BYTES):
+        await session.send_audio(pcm[start : start + CHUNK_BYTES])
+        await asyncio.sleep(0.02)
+
+
+async def _events_until(session: RealtimeSession, kind: str, seen: list[Any], timeout_s: float) -> None:
+    async with asyncio.timeout(timeout_s):
+        async for event in session:
+            seen.append(event)
+            if event.type == kind:
+                return
 
 
 # ---- the raw socket: bad input, the browser's credentials, close codes

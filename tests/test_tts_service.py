@@ -8,13 +8,19 @@ import itertools
 import urllib.request
 
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support import ServiceProcess
 
+from services.tts.config import TtsConfig
+from services.tts.engines import REALTIME_VOICES, TtsEngine
+from services.tts.engines.kokoro import REALTIME_VOICE_CHOICES, realtime_voice_aliases
+from services.tts.protocol import settings_from_config
 from voice_agent.audio import Pcm16Audio
 from voice_agent.client.asr import recognize
 from voice_agent.client.tts import synthesize, synthesize_stream, words
+from voice_agent.errors import InvalidArgument
 from voice_agent.v1 import tts_pb2, tts_pb2_grpc
 from voice_ops.samples import word_error_rate
 
@@ -171,6 +177,15 @@ async def test_output_rate_and_list_voices(tts_server: ServiceProcess, tts_chann
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def test_realtime_voice_names_speak_with_the_engines_voices(tts_channel: grpc.aio.Channel) -> None:
+    listed = await tts_pb2_grpc.TtsStub(tts_channel).ListVoices(tts_pb2.ListVoicesRequest())
+    assert set(listed.voice_aliases) == set(REALTIME_VOICES)
+    assert set(listed.voice_aliases.values()) <= set(listed.voices)
+    for name in ("ash", "coral"):  # the Agents SDK's default, and a female voice
+        result = await synthesize(tts_channel, "Hello there.", voice=name)
+        assert result.audio().duration_ms > 300, name
+
+
 async def _error_of(call) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         async for _ in call:
@@ -194,9 +209,9 @@ async def test_bad_configs_get_invalid_argument(tts_channel: grpc.aio.Channel, c
     request = tts_pb2.SynthesizeRequest(config=tts_pb2.SynthesisConfig(**config), text="Hello.")
     error = await _error_of(stub.Synthesize(request))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and message in error.details()
-    if case == "unknown voice":  # the message lists the valid voices
-        voices = (await stub.ListVoices(tts_pb2.ListVoicesRequest())).voices
-        assert all(voice in error.details() for voice in voices)
+    if case == "unknown voice":  # the message lists the valid voices, and the Realtime API's names
+        listed = await stub.ListVoices(tts_pb2.ListVoicesRequest())
+        assert all(voice in error.details() for voice in [*listed.voices, *listed.voice_aliases])
 
 
 async def test_text_over_the_limit_gets_invalid_argument(tts_channel: grpc.aio.Channel) -> None:
@@ -244,3 +259,48 @@ async def test_garbage_bytes_get_invalid_argument(tts_channel: grpc.aio.Channel)
     error = await _error_of(raw(b"\xff\xfe\xfd not a protobuf", timeout=10))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (await synthesize(tts_channel, "Still here.")).chunks
+
+
+# ---- the Realtime API's voice names, in-process: services/tts/protocol.py and the engines' tables
+
+
+class _TwoVoices(TtsEngine):
+    name = "two"
+    sample_rate = 24_000
+
+    def __init__(self) -> None:
+        self.voices, self.default_voice = ["deep", "light"], "deep"
+        self.voice_aliases = dict.fromkeys(REALTIME_VOICES, "deep") | {"coral": "light"}
+
+    def synthesize(self, text: str, voice: str, speed: float) -> np.ndarray:
+        return np.zeros(0, dtype=np.float32)
+
+
+@pytest.mark.parametrize(("asked", "voice"), [("ash", "deep"), ("coral", "light"), ("light", "light"), ("", "deep")])
+def test_a_realtime_voice_name_resolves_to_the_engines_voice(asked: str, voice: str) -> None:
+    settings = settings_from_config(tts_pb2.SynthesisConfig(voice=asked), _TwoVoices(), TtsConfig())
+    assert settings.voice == voice
+
+
+def test_a_name_neither_voice_nor_alias_is_refused_listing_both() -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        settings_from_config(tts_pb2.SynthesisConfig(voice="Ash"), _TwoVoices(), TtsConfig())
+    message = str(refused.value)
+    assert message.startswith("unknown voice 'Ash'")
+    assert all(name in message for name in ["deep", "light", *REALTIME_VOICES])
+
+
+def test_kokoros_table_maps_every_realtime_voice_name() -> None:
+    assert tuple(REALTIME_VOICE_CHOICES) == REALTIME_VOICES
+    embedded = ["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]
+    aliases = realtime_voice_aliases(embedded, "jm_kumo")
+    assert {aliases[name] for name in ("ash", "ballad", "echo", "verse", "cedar")} == {"jm_kumo"}
+    assert all(aliases[name].startswith("jf_") for name in ("coral", "sage", "shimmer", "marin"))
+    english = realtime_voice_aliases(["af_alloy", "af_heart", "am_echo", "am_michael", *embedded], "af_heart")
+    assert (english["alloy"], english["ash"], english["coral"], english["echo"]) == (
+        "af_alloy",
+        "am_michael",
+        "af_heart",
+        "am_echo",
+    )
+    assert set(realtime_voice_aliases(["other"], "other").values()) == {"other"}  # a voices file of its own

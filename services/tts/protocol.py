@@ -25,9 +25,7 @@ def settings_from_config(config: tts_pb2.SynthesisConfig, engine: TtsEngine, ser
     """Raises InvalidArgument naming the problem."""
     if config.engine and config.engine != engine.name:
         raise InvalidArgument(f"engine {quoted(config.engine)} was asked for, but this server runs {engine.name!r}")
-    voice = config.voice or service.voice or engine.default_voice
-    if voice not in engine.voices:
-        raise InvalidArgument(f"unknown voice {quoted(voice)}: {engine.name} has {', '.join(engine.voices)}")
+    voice = resolve_voice(config.voice or service.voice or engine.default_voice, engine)
     sample_rate = config.sample_rate_hz or engine.sample_rate
     if sample_rate not in TTS_OUTPUT_RATES:
         raise InvalidArgument(
@@ -41,6 +39,17 @@ def settings_from_config(config: tts_pb2.SynthesisConfig, engine: TtsEngine, ser
     if not 1 <= words <= 50:
         raise InvalidArgument(f"first_phrase_words {words} is out of range [1, 50]")
     return SynthesisSettings(voice, sample_rate, speed, words)
+
+
+def resolve_voice(name: str, engine: TtsEngine) -> str:
+    """The engine's voice that ``name`` (a voice, or a Realtime API voice name) stands for; InvalidArgument if none."""
+    voice = engine.resolve_voice(name)
+    if voice is None:
+        raise InvalidArgument(
+            f"unknown voice {quoted(name)}: {engine.name} has {', '.join(engine.voices)}; "
+            f"or a Realtime API voice name, one of {', '.join(engine.voice_aliases)}"
+        )
+    return voice
 
 
 def check_text_length(total_chars: int, limit: int) -> None:

@@ -36,8 +36,11 @@ class TtsService(ModelService, tts_pb2_grpc.TtsServicer):
 
     async def load(self) -> None:
         self._engine = await asyncio.to_thread(load_engine, self.config)
-        if self.config.voice and self.config.voice not in self._engine.voices:
-            raise SystemExit(f"VOICE_TTS_VOICE={self.config.voice!r} is not one of {self._engine.voices}")
+        if self.config.voice and self._engine.resolve_voice(self.config.voice) is None:
+            raise SystemExit(
+                f"VOICE_TTS_VOICE={self.config.voice!r} is not one of {self._engine.voices}"
+                f" nor a Realtime API voice name ({', '.join(self._engine.voice_aliases)})"
+            )
         if self.config.warmup:
             await asyncio.to_thread(self._engine.synthesize, WARMUP_TEXT, self._engine.default_voice, 1.0)
 
@@ -101,8 +104,9 @@ class TtsService(ModelService, tts_pb2_grpc.TtsServicer):
         return tts_pb2.ListVoicesResponse(
             engine=self._engine.name,
             voices=self._engine.voices,
-            default_voice=self.config.voice or self._engine.default_voice,
+            default_voice=self._engine.resolve_voice(self.config.voice) or self._engine.default_voice,
             sample_rate_hz=self._engine.sample_rate,
+            voice_aliases=self._engine.voice_aliases,
         )
 
 

@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18voice_agent/v1/tts.proto\x12\x0evoice_agent.v1\"\x8f\x01\n\x0fSynthesisConfig\x12\r\n\x05voice\x18\x01 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12\r\n\x05speed\x18\x03 \x01(\x02\x12\x1f\n\x12\x66irst_phrase_words\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x0e\n\x06\x65ngine\x18\x05 \x01(\tB\x15\n\x13_first_phrase_words\"R\n\x11SynthesizeRequest\x12/\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1f.voice_agent.v1.SynthesisConfig\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xf3\x01\n\x17SynthesizeStreamRequest\x12\x31\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1f.voice_agent.v1.SynthesisConfigH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12>\n\x05\x66lush\x18\x03 \x01(\x0b\x32-.voice_agent.v1.SynthesizeStreamRequest.FlushH\x00\x12:\n\x03\x65nd\x18\x04 \x01(\x0b\x32+.voice_agent.v1.SynthesizeStreamRequest.EndH\x00\x1a\x07\n\x05\x46lush\x1a\x05\n\x03\x45ndB\t\n\x07request\"B\n\x12SynthesizeResponse\x12,\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x1d.voice_agent.v1.TtsAudioChunk\"\x86\x02\n\rTtsAudioChunk\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12\x17\n\x0fsequence_number\x18\x03 \x01(\r\x12\x14\n\x0cphrase_index\x18\x04 \x01(\r\x12\x12\n\ntext_start\x18\x05 \x01(\r\x12\x10\n\x08text_end\x18\x06 \x01(\r\x12\x18\n\x10phrase_offset_ms\x18\x07 \x01(\r\x12\x1a\n\x12phrase_duration_ms\x18\x08 \x01(\r\x12\x12\n\nphrase_end\x18\t \x01(\x08\x12/\n\x06timing\x18\n \x01(\x0b\x32\x1f.voice_agent.v1.SynthesisTiming\"]\n\x0fSynthesisTiming\x12\x14\n\x0csynthesis_ms\x18\x01 \x01(\x02\x12\x19\n\x11phrase_latency_ms\x18\x02 \x01(\x02\x12\x19\n\x11stream_elapsed_ms\x18\x03 \x01(\x02\"\x13\n\x11ListVoicesRequest\"c\n\x12ListVoicesResponse\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\x0e\n\x06voices\x18\x02 \x03(\t\x12\x15\n\rdefault_voice\x18\x03 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\r2\x96\x02\n\x03Tts\x12U\n\nSynthesize\x12!.voice_agent.v1.SynthesizeRequest\x1a\".voice_agent.v1.SynthesizeResponse0\x01\x12\x63\n\x10SynthesizeStream\x12\'.voice_agent.v1.SynthesizeStreamRequest\x1a\".voice_agent.v1.SynthesizeResponse(\x01\x30\x01\x12S\n\nListVoices\x12!.voice_agent.v1.ListVoicesRequest\x1a\".voice_agent.v1.ListVoicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18voice_agent/v1/tts.proto\x12\x0evoice_agent.v1\"\x8f\x01\n\x0fSynthesisConfig\x12\r\n\x05voice\x18\x01 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12\r\n\x05speed\x18\x03 \x01(\x02\x12\x1f\n\x12\x66irst_phrase_words\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x0e\n\x06\x65ngine\x18\x05 \x01(\tB\x15\n\x13_first_phrase_words\"R\n\x11SynthesizeRequest\x12/\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1f.voice_agent.v1.SynthesisConfig\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xf3\x01\n\x17SynthesizeStreamRequest\x12\x31\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1f.voice_agent.v1.SynthesisConfigH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12>\n\x05\x66lush\x18\x03 \x01(\x0b\x32-.voice_agent.v1.SynthesizeStreamRequest.FlushH\x00\x12:\n\x03\x65nd\x18\x04 \x01(\x0b\x32+.voice_agent.v1.SynthesizeStreamRequest.EndH\x00\x1a\x07\n\x05\x46lush\x1a\x05\n\x03\x45ndB\t\n\x07request\"B\n\x12SynthesizeResponse\x12,\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x1d.voice_agent.v1.TtsAudioChunk\"\x86\x02\n\rTtsAudioChunk\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12\x17\n\x0fsequence_number\x18\x03 \x01(\r\x12\x14\n\x0cphrase_index\x18\x04 \x01(\r\x12\x12\n\ntext_start\x18\x05 \x01(\r\x12\x10\n\x08text_end\x18\x06 \x01(\r\x12\x18\n\x10phrase_offset_ms\x18\x07 \x01(\r\x12\x1a\n\x12phrase_duration_ms\x18\x08 \x01(\r\x12\x12\n\nphrase_end\x18\t \x01(\x08\x12/\n\x06timing\x18\n \x01(\x0b\x32\x1f.voice_agent.v1.SynthesisTiming\"]\n\x0fSynthesisTiming\x12\x14\n\x0csynthesis_ms\x18\x01 \x01(\x02\x12\x19\n\x11phrase_latency_ms\x18\x02 \x01(\x02\x12\x19\n\x11stream_elapsed_ms\x18\x03 \x01(\x02\"\x13\n\x11ListVoicesRequest\"\xe5\x01\n\x12ListVoicesResponse\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\x0e\n\x06voices\x18\x02 \x03(\t\x12\x15\n\rdefault_voice\x18\x03 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\r\x12K\n\rvoice_aliases\x18\x05 \x03(\x0b\x32\x34.voice_agent.v1.ListVoicesResponse.VoiceAliasesEntry\x1a\x33\n\x11VoiceAliasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\x96\x02\n\x03Tts\x12U\n\nSynthesize\x12!.voice_agent.v1.SynthesizeRequest\x1a\".voice_agent.v1.SynthesizeResponse0\x01\x12\x63\n\x10SynthesizeStream\x12\'.voice_agent.v1.SynthesizeStreamRequest\x1a\".voice_agent.v1.SynthesizeResponse(\x01\x30\x01\x12S\n\nListVoices\x12!.voice_agent.v1.ListVoicesRequest\x1a\".voice_agent.v1.ListVoicesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voice_agent.v1.tts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTVOICESRESPONSE_VOICEALIASESENTRY']._loaded_options = None
+  _globals['_LISTVOICESRESPONSE_VOICEALIASESENTRY']._serialized_options = b'8\001'
   _globals['_SYNTHESISCONFIG']._serialized_start=45
   _globals['_SYNTHESISCONFIG']._serialized_end=188
   _globals['_SYNTHESIZEREQUEST']._serialized_start=190
@@ -49,8 +51,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SYNTHESISTIMING']._serialized_end=946
   _globals['_LISTVOICESREQUEST']._serialized_start=948
   _globals['_LISTVOICESREQUEST']._serialized_end=967
-  _globals['_LISTVOICESRESPONSE']._serialized_start=969
-  _globals['_LISTVOICESRESPONSE']._serialized_end=1068
-  _globals['_TTS']._serialized_start=1071
-  _globals['_TTS']._serialized_end=1349
+  _globals['_LISTVOICESRESPONSE']._serialized_start=970
+  _globals['_LISTVOICESRESPONSE']._serialized_end=1199
+  _globals['_LISTVOICESRESPONSE_VOICEALIASESENTRY']._serialized_start=1148
+  _globals['_LISTVOICESRESPONSE_VOICEALIASESENTRY']._serialized_end=1199
+  _globals['_TTS']._serialized_start=1202
+  _globals['_TTS']._serialized_end=1480
 # @@protoc_insertion_point(module_scope)

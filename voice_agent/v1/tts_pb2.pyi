@@ -91,13 +91,22 @@ class ListVoicesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListVoicesResponse(_message.Message):
-    __slots__ = ("engine", "voices", "default_voice", "sample_rate_hz")
+    __slots__ = ("engine", "voices", "default_voice", "sample_rate_hz", "voice_aliases")
+    class VoiceAliasesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     VOICES_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_VOICE_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    VOICE_ALIASES_FIELD_NUMBER: _ClassVar[int]
     engine: str
     voices: _containers.RepeatedScalarFieldContainer[str]
     default_voice: str
     sample_rate_hz: int
-    def __init__(self, engine: _Optional[str] = ..., voices: _Optional[_Iterable[str]] = ..., default_voice: _Optional[str] = ..., sample_rate_hz: _Optional[int] = ...) -> None: ...
+    voice_aliases: _containers.ScalarMap[str, str]
+    def __init__(self, engine: _Optional[str] = ..., voices: _Optional[_Iterable[str]] = ..., default_voice: _Optional[str] = ..., sample_rate_hz: _Optional[int] = ..., voice_aliases: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -24,6 +24,32 @@ SAMPLE_RATE = 24_000
 # The first of these that the voices file has is the default: an English voice
 # in production, and the embedded voice that tiny.en understood best.
 PREFERRED_VOICES = ("af_heart", "af_bella", "jm_kumo")
+# The Realtime API's voice names → the Kokoro voices that speak for them: the first that the voices
+# file has, an English voice in production (kokoro-v1.0's voices-v1.0.bin), else one of the embedded
+# Japanese voices (all five speak English that tiny.en hears with 0-9% WER). OpenAI's ash, ballad,
+# echo, verse and cedar are male, so male here; coral, sage, shimmer and marin female; alloy is
+# neutral: Kokoro's own af_alloy (named after it), else the embedded default. A voices file with
+# none of a name's choices gives that name the engine's default voice. docs/architecture.md shows it.
+REALTIME_VOICE_CHOICES: dict[str, tuple[str, ...]] = {
+    "alloy": ("af_alloy", "jm_kumo"),
+    "ash": ("am_michael", "jm_kumo"),
+    "ballad": ("bm_george", "jm_kumo"),
+    "coral": ("af_heart", "jf_alpha"),
+    "echo": ("am_echo", "jm_kumo"),
+    "sage": ("af_sarah", "jf_tebukuro"),
+    "shimmer": ("af_nova", "jf_nezumi"),
+    "verse": ("am_puck", "jm_kumo"),
+    "marin": ("af_bella", "jf_gongitsune"),
+    "cedar": ("am_onyx", "jm_kumo"),
+}
+
+
+def realtime_voice_aliases(voices: list[str], default_voice: str) -> dict[str, str]:
+    """Each Realtime API voice name → its first choice that ``voices`` has, else ``default_voice``."""
+    return {
+        name: next((voice for voice in choices if voice in voices), default_voice)
+        for name, choices in REALTIME_VOICE_CHOICES.items()
+    }
 
 
 class KokoroEngine(TtsEngine):
@@ -50,6 +76,7 @@ class KokoroEngine(TtsEngine):
         self._kokoro = Kokoro.from_session(session, str(voices_path))
         self.voices = sorted(self._kokoro.get_voices())
         self.default_voice = next((v for v in PREFERRED_VOICES if v in self.voices), self.voices[0])
+        self.voice_aliases = realtime_voice_aliases(self.voices, self.default_voice)
         log.info("Kokoro %s, voices %s, on %s", model_path.name, voices_path.name, session.get_providers()[0])
 
     def synthesize(self, text: str, voice: str, speed: float) -> np.ndarray:

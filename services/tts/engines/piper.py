@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from piper import PiperVoice, SynthesisConfig
 
-from services.tts.engines import TtsEngine
+from services.tts.engines import REALTIME_VOICES, TtsEngine
 from services.tts.models import embedded_piper_model
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,9 @@ class PiperEngine(TtsEngine):
         self._speaker_ids: dict[str, int | None] = dict(speakers) or {model_path.name.removesuffix(".onnx"): None}
         self.voices = sorted(self._speaker_ids)
         self.default_voice = self.voices[0]
+        # The Realtime API's voice names: a Piper model is one voice (the embedded en_US-joe-medium), or
+        # speakers without a known gender, so every name speaks with the default.
+        self.voice_aliases = dict.fromkeys(REALTIME_VOICES, self.default_voice)
         log.info("Piper %s at %d Hz", model_path.name, self.sample_rate)
 
     def synthesize(self, text: str, voice: str, speed: float) -> np.ndarray:
