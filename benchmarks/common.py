@@ -23,15 +23,13 @@ from services.tts.config import ENGINES, TtsConfig
 from voice_agent.audio import Pcm16Audio
 from voice_agent.client.converse import STAGES, Conversation, TurnResult
 from voice_agent.client.tts import synthesize
-from voice_agent.config import ServerConfig
 from voice_agent.service_spec import ServiceSpec
 from voice_ops.samples import SpokenSample, speak
 from voice_ops.stack import (
     ServiceProcess,
     describe_settings,
-    free_port,
     gateway_backend_args,
-    launch,
+    launch_on_free_ports,
     service,
     tts_engine,
 )
@@ -223,8 +221,7 @@ def start_services(specs: list[tuple[str, ServiceSpec, list[str]]], logs: Path) 
     started: dict[str, ServiceProcess] = {}
     try:
         for key, spec, args in specs:
-            metrics_port = free_port() if issubclass(spec.config, ServerConfig) else None
-            started[key] = launch(spec, logs / f"{key}.log", *args, port=free_port(), metrics_port=metrics_port)
+            started[key] = launch_on_free_ports(spec, logs / f"{key}.log", *args)
         for server in started.values():
             server.wait_until_serving(START_TIMEOUT_S)
     except BaseException:

@@ -44,7 +44,7 @@ from benchmarks.common import (
 from benchmarks.stats import percentile, run_info, summary, write_results
 from services.tts.config import TtsConfig
 from voice_agent.client.converse import Conversation
-from voice_ops.stack import ServiceProcess, free_port, gateway_backend_args, launch, service
+from voice_ops.stack import ServiceProcess, gateway_backend_args, launch_on_free_ports, service
 
 READY_LINE = re.compile(r"ready in ([0-9.]+) s")
 POLL_S = 0.05
@@ -61,7 +61,7 @@ def cold_start(name: str, log: Path, *args: str) -> tuple[ServiceProcess, dict[s
     """Starts ``name`` and times it to listening and to healthy; returns the running process."""
     spec = service(name)
     started = time.perf_counter()
-    server = launch(spec, log, *args, port=free_port(), metrics_port=free_port())
+    server = launch_on_free_ports(spec, log, *args)
     listening_s = None
     try:
         while True:

@@ -13,11 +13,12 @@ Layout, from the wire inwards:
   listening.py     the user's side: the ASR stream, the audio clock, the user's turn (typed hooks)
   preemption.py    a reply started on a pause's transcript, kept or discarded
   turn.py          one agent turn: LLM tokens into TTS, paced audio out, cancellable
+  reply_text.py    what of the LLM's reply may be spoken: labels and turn markers cut
   observer.py      metrics and turn spans, reported to and never by the conversation logic
   backends.py      pooled backend channels, and the warm or cold paths a turn takes to them
   llm.py           the client of any OpenAI-compatible /v1/chat/completions server
   history.py       what was said, within a token budget
   latency.py       the latency techniques (fast / baseline mode, per-session choices)
   auth.py          bearer tokens: static API keys or JWTs from a JWKS
-  config.py        process settings (flags and VOICE_GATEWAY_* variables); persona.py the default prompt
+  config.py        process settings (flags and VOICE_GATEWAY_* variables); persona.py the default persona
 """

@@ -388,7 +388,7 @@ class Conversation:
     def _agent_words(self) -> str:
         """What the agent said lately (its reply before this one, and this one so far): what an echo repeats."""
         turn = self._held or self._turn
-        earlier = self._last_turn.reply.text if self._last_turn is not None and self._last_turn is not turn else ""
+        earlier = self._last_turn.text if self._last_turn is not None and self._last_turn is not turn else ""
         return f"{earlier} {turn.heard_text() if turn is not None else ''}"
 
     def _echo_of_agent(self, text: str) -> bool:
@@ -529,7 +529,7 @@ class Conversation:
             self._add_agent(turn.heard_text())
             self._end_turn(turn, "failed", message)
             return
-        self._add_agent(turn.reply.text)
+        self._add_agent(turn.text)
         self._end_turn(turn, "completed")
         self._emit(turn.metrics(interrupted=False))
 

@@ -62,6 +62,13 @@ DECISION_KINDS = ("interruption", "backchannel", "noise", "echo")
 #: What became of speech over the agent heard again with its echo removed (gateway/listening.py's HeardOverEcho,
 #: and the decision on its words).
 OVER_ECHO_OUTCOMES = ("no_echo", "echo_only", "interruption", "not_an_interruption", "no_words", "failed")
+EMPTY_REPLIES = Counter(
+    "voice_gateway_empty_replies_total",
+    "Turns whose LLM reply had nothing to say, by how the turn recovered: retry (asked again with the built-in"
+    " persona) or fallback (the fallback line was said).",
+    ["recovery"],
+)
+EMPTY_REPLY_RECOVERIES = ("retry", "fallback")
 LLM_TOKENS = Counter("voice_gateway_llm_tokens_total", "Content tokens streamed from the LLM.")
 STAGE_SECONDS = latency_histogram("voice_gateway_stage_seconds", "Stages of completed turns.", ("stage",))
 E2E_SECONDS = latency_histogram(
@@ -73,6 +80,7 @@ init_labels(PREEMPTIONS, ("kept",), ("discarded",))
 init_labels(DECISIONS, *((kind,) for kind in DECISION_KINDS))
 init_labels(DECISION_SECONDS, *((kind,) for kind in DECISION_KINDS))
 init_labels(HEARD_OVER_ECHO, *((outcome,) for outcome in OVER_ECHO_OUTCOMES))
+init_labels(EMPTY_REPLIES, *((recovery,) for recovery in EMPTY_REPLY_RECOVERIES))
 init_labels(STAGE_SECONDS, *((stage,) for stage in STAGES))
 init_labels(BACKEND_ERRORS, *((backend, code) for backend in ("asr", "tts", "llm") for code in COMMON_ERROR_CODES))
 
@@ -141,6 +149,8 @@ class ConversationObserver:
     def turn_ended(self, turn: AgentTurn, outcome: str) -> None:
         TURNS.labels(outcome).inc()
         LLM_TOKENS.inc(turn.reply.tokens)
+        if turn.empty_recovery is not None:
+            EMPTY_REPLIES.labels(turn.empty_recovery).inc()
         if outcome == "interrupted":
             INTERRUPTIONS.inc()
         if outcome == "completed":

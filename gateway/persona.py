@@ -1,20 +1,19 @@
-"""The coaching persona: the system prompt the gateway sends with every turn.
+"""The coaching persona, and what the coach says when the LLM gives it nothing to say.
 
-It is configuration (``VOICE_GATEWAY_SYSTEM_PROMPT`` once the gateway lands)
-and it stays byte-identical from turn to turn, so that the LLM server's prefix
-cache serves it. The default is written for the embedded base model: a few
-example exchanges in the dialogue format of services/llm/chat_template.jinja
-teach it the length and tone of a reply. An instruction-tuned production model
-(Llama 3.1 8B) follows it as an ordinary system prompt.
+The persona is the system prompt the gateway sends with every turn
+(``VOICE_GATEWAY_SYSTEM_PROMPT``, or a session's own), byte-identical from turn
+to turn so that the LLM server's prefix cache serves it. It is a plain
+description, for any model: an instruction-tuned production model (Llama 3.1 8B
+on vLLM) follows it as an ordinary system prompt, and the embedded base model's
+chat template (services/llm/chat_template.jinja) frames it, and any persona an
+operator writes, as a dialogue with example exchanges, which is what makes a base
+model answer.
 """
 
-DEFAULT_SYSTEM_PROMPT = """\
-The following is a conversation between a client and Sam, an experienced and warm public-speaking \
-and career coach. Sam answers in one or two short, practical sentences and stays on the client's topic.
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Sam, an experienced and warm public-speaking and career coach. Answer in one or two short, practical"
+    " sentences and stay on the client's topic."
+)
 
-Client: I get really nervous before presentations.
-Coach: That is normal. Take two slow breaths and rehearse your first minute until it feels easy.
-Client: How should I start my talk?
-Coach: Open with a short story that shows why your topic matters to the audience.
-Client: My manager keeps interrupting me in meetings.
-Coach: Ask to finish your point, calmly, then talk to your manager about it one to one."""
+#: Said when the LLM gave nothing to say twice (the persona's reply, then the built-in persona's).
+FALLBACK_REPLY = "Sorry, I lost my train of thought. Could you say that again?"

@@ -12,6 +12,7 @@ closes the LLM's HTTP stream (the server stops generating) and the TTS stream
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,9 +22,13 @@ from opentelemetry import trace
 
 from gateway.events import AgentAudio, AgentText, Emit, TurnMetrics
 from gateway.llm import ChatClient, Reply
+from gateway.persona import DEFAULT_SYSTEM_PROMPT, FALLBACK_REPLY
+from gateway.reply_text import SpokenReply, labels_in, speakable
 from voice_agent.call_status import ServerStatus
 from voice_agent.telemetry import tracer
 from voice_agent.v1 import tts_pb2, tts_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,7 +74,9 @@ class AgentTurn:
         self.timing = timing
         self.span = span  # voice.turn: the root of the turn's trace, opened when the user began
         self.outcome: str | None = None  # completed, interrupted, failed or cancelled, once it has ended
-        self.reply = Reply()
+        self.reply = Reply()  # the LLM's reply (the one spoken, after a retry)
+        self.spoken = SpokenReply(labels_in(messages[0]["content"]) if messages else ())
+        self.empty_recovery: str | None = None  # the LLM gave nothing to say: "retry" or "fallback" made the reply
         self.preemptive = False  # started before the final transcript, and kept
         self._messages = messages
         self._hold = hold
@@ -117,13 +124,35 @@ class AgentTurn:
             tts_span.end()
 
     async def _forward_text(self, fragments: asyncio.Queue[str | None]) -> None:
-        """LLM tokens to the client as text, and to the TTS stream."""
-        async for delta in self._llm.stream(self._messages, self.reply):
-            self._emit(AgentText(self.turn_id, delta))
-            if self.timing.tts_first_text_at is None:
-                self.timing.tts_first_text_at = time.perf_counter()
-            fragments.put_nowait(delta)
+        """The reply's words to the client as text, and to the TTS stream. A reply with nothing to say is
+        never a silent success: it is asked for once more with the built-in persona, then a fallback is said."""
+        await self._forward_reply(self._messages, fragments)
+        if not speakable(self.spoken.text):
+            self.empty_recovery = "retry"
+            self.spoken = SpokenReply(labels_in(DEFAULT_SYSTEM_PROMPT))
+            self.reply = Reply()
+            await self._forward_reply(_with_persona(self._messages, DEFAULT_SYSTEM_PROMPT), fragments)
+        if not speakable(self.spoken.text):
+            self.empty_recovery = "fallback"
+            self._forward(self.spoken.say(FALLBACK_REPLY), fragments)
+        if self.empty_recovery:
+            log.warning("turn %d: the LLM gave nothing to say; recovered by %s", self.turn_id, self.empty_recovery)
         fragments.put_nowait(None)
+
+    async def _forward_reply(self, messages: list[dict[str, str]], fragments: asyncio.Queue[str | None]) -> None:
+        async for delta in self._llm.stream(messages, self.reply):
+            self._forward(self.spoken.feed(delta), fragments)
+            if self.spoken.ended:
+                return  # another speaker's line follows: closing the stream stops the generation
+        self._forward(self.spoken.finish(), fragments)
+
+    def _forward(self, text: str, fragments: asyncio.Queue[str | None]) -> None:
+        if not text:
+            return
+        self._emit(AgentText(self.turn_id, text))
+        if self.timing.tts_first_text_at is None:
+            self.timing.tts_first_text_at = time.perf_counter()
+        fragments.put_nowait(text)
 
     def hold_audio(self) -> None:
         """Stops sending audio (the client plays what it has, up to the lead), cancelling nothing."""
@@ -142,11 +171,16 @@ class AgentTurn:
         """When the audio sent so far ends playing at the client (perf_counter)."""
         return self._playback_end
 
+    @property
+    def text(self) -> str:
+        """The reply as spoken: the LLM's, less labels, or the fallback."""
+        return self.spoken.text
+
     def heard_text(self) -> str:
         """The reply up to the end of the last chunk that has started playing."""
         now = time.perf_counter()
         heard_end = max((end for start, end in self._played if start <= now), default=0)
-        return self.reply.text[:heard_end]
+        return self.spoken.text[:heard_end]
 
     def stage_ms(self) -> dict[str, float]:
         """The turn's timings under the names of docs/architecture.md, as the gateway measures them; 0 where unknown.
@@ -244,6 +278,12 @@ class AgentTurn:
         )
         self._sequence += 1
         self._emit(audio)
+
+
+def _with_persona(messages: list[dict[str, str]], persona: str) -> list[dict[str, str]]:
+    """``messages`` with ``persona`` as the system prompt."""
+    rest = messages[1:] if messages and messages[0]["role"] == "system" else messages
+    return [{"role": "system", "content": persona}, *rest]
 
 
 def _ms(start: float | None, end: float | None) -> float:

@@ -6,8 +6,14 @@ the test process, so tracing is on for the whole suite, as in production.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import grpc
 import numpy as np
@@ -18,7 +24,7 @@ from support import ServiceProcess, running
 from services.asr.transcriber import WhisperTranscriber
 from services.tts.models import embedded_piper_model
 from voice_agent.audio import resample
-from voice_ops.stack import gateway_backend_args
+from voice_ops.stack import SERVICES, gateway_backend_args
 from voice_ops.turn_sets import room_impulse
 
 #: The agent's reply that the echo tests play back into the microphone, and that microphone.
@@ -133,3 +139,49 @@ def reply() -> tuple[np.ndarray, int]:
 def whisper() -> WhisperTranscriber:
     """The embedded Whisper, in process (beam 5, as the ASR service)."""
     return WhisperTranscriber(beam_size=5)
+
+
+# ---- the README, followed literally: `voice-agent up` on the default ports
+
+#: The CLI as this checkout has it (`python -m`, whichever checkout the venv was installed from).
+CLI = [sys.executable, "-m", "voice_ops.cli"]
+
+
+def voice_agent(*args: str, env: dict[str, str], timeout: float = 300) -> dict[str, Any]:
+    """``voice-agent ARGS --json``: exits 0 and prints exactly one JSON object, which is returned."""
+    done = subprocess.run([*CLI, *args, "--json"], env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.strip().splitlines()
+    return json.loads(line)
+
+
+def default_ports() -> dict[str, int]:
+    """Every port the embedded stack listens on by default (each service's config: gRPC, metrics, HTTP)."""
+    ports = {}
+    for spec in SERVICES:
+        defaults = spec.config()
+        for field in dataclasses.fields(defaults):
+            if field.name.endswith("port") and (port := getattr(defaults, field.name)):
+                ports[f"{spec.name}.{field.name}"] = port
+    return ports
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def readme_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """`voice-agent up` exactly as the README says, on the default ports: yields what `up --json` printed, with
+    the environment the commands ran in as "env"; `voice-agent down` stops it all at the end."""
+    env = {k: v for k, v in os.environ.items() if not (k.startswith("VOICE_") and k.endswith(("_PORT", "_ADDRESS")))}
+    env["VOICE_STATE_DIR"] = str(tmp_path_factory.mktemp("readme-state"))
+    taken = {name: port for name, port in default_ports().items() if _listening(port)}
+    if taken:
+        pytest.fail(f"the README's default ports are taken ({taken}): a stack from `make up`? `make down` first")
+    started = voice_agent("up", env=env)
+    try:
+        yield {**started, "env": env}
+    finally:
+        assert voice_agent("down", env=env)["stopped"] == [spec.name for spec in SERVICES]

@@ -210,3 +210,11 @@ def test_turn_taking(tmp_path: Path, stack_args: list[str]) -> None:
     assert all(cost["n"] == 1 for cost in result["e2e_ms_by_technique"].values())
     assert result["longest_gap_ms_uninterrupted"]["n"] == len(steps)
     assert is_png(tmp_path / "turns.png")
+
+
+def test_personas(tmp_path: Path, stack_args: list[str]) -> None:
+    result = bench("personas", tmp_path, *stack_args)
+    total = result["total"]
+    assert total["turns"] == 4 and total["failed"] == 0, total
+    assert total["silent"] == 0 and total["label"] == 0, result["personas"]  # issue 22's targets, on two personas
+    assert 0 < total["e2e_ms"]["p50"] <= total["e2e_ms"]["p95"]

@@ -1,5 +1,6 @@
-"""The browser page (gateway/web/) in a real Chromium against the real stack: the gateway's Realtime
-WebSocket API, the ASR, the LLM and Piper.
+"""The browser page (gateway/web/) in a real Chromium against the real stack as the README starts it
+(`voice-agent up`, the page at the URL it prints): the gateway's Realtime WebSocket API, the ASR, the LLM
+and Piper.
 
 Chromium runs headless with a fake microphone that plays a WAV once: a question, silence, then an
 interruption meant to land while the coach answers. It is driven over the Chrome DevTools Protocol by
@@ -26,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import gateway_args
-from support import ServiceProcess, free_port, spoken, start_service
+from support import spoken
 from websockets.asyncio.client import ClientConnection, connect
 
 from voice_agent.audio import write_wav
@@ -41,7 +41,7 @@ WEB = Path(__file__).resolve().parent.parent / "gateway" / "web"
 
 QUESTION = "I have a job interview next week and I feel nervous"
 INTERRUPTION = "Wait I have a different question"
-API_KEY = "browser-test-key"
+API_KEY = "readme-key"  # test_readme's, once it turns keys on
 RATE = 24_000  # the page's PCM16 rate, both ways
 
 
@@ -217,22 +217,10 @@ def _save(path: Path, data: bytes) -> None:
 
 
 @pytest.fixture(scope="module")
-def web_gateway(
-    tmp_path_factory: pytest.TempPathFactory,
-    asr_server: ServiceProcess,
-    piper_server: ServiceProcess,
-    llm_server: ServiceProcess,
-) -> Iterator[str]:
-    """A gateway with API keys on, serving the page and /v1/realtime on its HTTP port; yields the page's URL."""
-    folder = tmp_path_factory.mktemp("web-gateway")
-    (folder / "keys").write_text(API_KEY + "\n")
-    http_port = free_port()
-    args = [*gateway_args(asr_server, piper_server, llm_server), "--http-port", str(http_port)]
-    server = start_service("gateway", folder / "gateway.log", *args, "--api-keys-file", str(folder / "keys"))
-    try:
-        yield f"http://127.0.0.1:{http_port}/?key={API_KEY}"
-    finally:
-        server.stop()
+def web_gateway(readme_stack: dict[str, Any]) -> str:
+    """The page at the URL that `voice-agent up` printed (the README's); with a key, which the page sends
+    and a keyless gateway ignores (test_readme turns keys on later in the session)."""
+    return f"{readme_stack['services']['web']}?key={API_KEY}"
 
 
 def _barged_in(hooks: dict[str, Any]) -> bool:

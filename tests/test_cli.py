@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
+import soundfile
+from conftest import CLI, voice_agent
 from support import free_port, spoken
 
 from voice_agent.audio import Pcm16Audio, read_wav, write_wav
@@ -21,17 +23,7 @@ from voice_agent.v1 import gateway_pb2, gateway_pb2_grpc
 from voice_ops import cli
 from voice_ops.samples import save, word_error_rate
 
-# `python -m`, not the installed `voice-agent` script: what this checkout holds, whichever checkout the
-# venv was installed from (test_layout checks that the script points at voice_ops.cli:main).
-CLI = [sys.executable, "-m", "voice_ops.cli"]
 SERVICES = ("asr", "tts", "llm", "gateway")
-
-
-def voice_agent(*args: str, env: dict[str, str], timeout: float = 300) -> dict:
-    done = subprocess.run([*CLI, *args, "--json"], env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr
-    (line,) = done.stdout.strip().splitlines()  # exactly one JSON object
-    return json.loads(line)
 
 
 @pytest.fixture
@@ -224,3 +216,36 @@ def test_a_refused_talk_prints_the_servers_status(
             cli.main([*talk, "--gateway", refusing_gateway])
         seen[exited.value.code, json.loads(capsys.readouterr().out)["error"]["code"]] += 1
     assert seen == {(1, "UNAUTHENTICATED"): REFUSED_CALLS}, dict(seen)
+
+
+def _talk_json(wav: Path, gateway: str, capsys: pytest.CaptureFixture[str]) -> tuple[object, dict, str]:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(
+            ["talk", "--json", "--wav", str(wav), "--out", str(wav.with_suffix(".reply.wav")), "--gateway", gateway]
+        )
+    out, err = capsys.readouterr()
+    (line,) = out.strip().splitlines()  # exactly one JSON object
+    return exited.value.code, json.loads(line)["error"], err
+
+
+def test_talk_takes_a_wav_as_people_have_them(
+    refusing_gateway: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """44.1 kHz 24-bit stereo WAVE_FORMAT_EXTENSIBLE (the issue's file): read, and sent to the gateway (which
+    refuses it here for want of a token: what matters is that it got there)."""
+    monkeypatch.delenv("VOICE_TLS_CA", raising=False)
+    soundfile.write(tmp_path / "q.wav", np.zeros((44_100, 2)), 44_100, subtype="PCM_24", format="WAVEX")
+    code, error, _ = _talk_json(tmp_path / "q.wav", refusing_gateway, capsys)
+    assert (code, error["code"]) == (1, "UNAUTHENTICATED")
+
+
+def test_a_wav_that_cannot_be_read_is_one_line_and_a_nonzero_exit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "q.wav").write_text("not audio at all\n")
+    soundfile.write(tmp_path / "hifi.wav", np.zeros(96_000), 96_000)
+    unused = f"127.0.0.1:{free_port()}"  # never reached
+    for name, problem in [("q.wav", "not a WAV file"), ("hifi.wav", "WAV at 96000 Hz: use 8000 to 48000 Hz")]:
+        code, error, err = _talk_json(tmp_path / name, unused, capsys)
+        assert (code, error["code"]) == (1, "ValueError") and problem in error["message"], error
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err

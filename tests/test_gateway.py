@@ -14,9 +14,12 @@ import pytest
 from conftest import gateway_args
 from support import ServiceProcess, spoken, start_service
 
+from gateway.config import GatewayConfig
+from gateway.protocol import SessionChoices, session_settings, settings_for
 from voice_agent.audio import Pcm16Audio
 from voice_agent.client.asr import recognize
 from voice_agent.client.converse import Conversation, session_config, talk
+from voice_agent.errors import InvalidArgument
 from voice_agent.v1 import gateway_pb2, gateway_pb2_grpc
 from voice_ops.samples import word_error_rate
 from voice_ops.stack import launch, service
@@ -44,6 +47,14 @@ async def test_a_spoken_question_through_the_whole_pipeline(
     assert re.search(r"[A-Za-z]{2,}", heard), heard
     audio = [e.agent_audio for _, e in result.of("agent_audio")]
     assert [a.sequence_number for a in audio] == list(range(len(audio)))
+
+
+async def test_a_question_at_44_1_khz_is_heard_at_its_own_rate(gateway_channel: grpc.aio.Channel) -> None:
+    """As `voice-agent talk --wav` sends a file recorded at 44.1 kHz: the gateway takes it, no client resamples."""
+    result = await talk(gateway_channel, spoken(QUESTION, sample_rate=44_100).audio)
+    assert not result.errors, result.errors
+    assert word_error_rate(QUESTION, result.transcript) <= 0.2, result.transcript
+    assert result.reply.strip()
 
 
 async def test_barge_in_stops_the_agent_and_truncates_what_it_said(gateway_channel: grpc.aio.Channel) -> None:
@@ -86,9 +97,18 @@ async def test_typed_text_is_a_turn(gateway_channel: grpc.aio.Channel) -> None:
     assert "agent_audio" in _kinds(events) and "error" not in _kinds(events)
 
 
+async def test_a_realtime_voice_name_is_a_voice(gateway_channel: grpc.aio.Channel) -> None:
+    """SessionConfig.voice takes the Realtime API's names too: the TTS maps each onto a voice it has."""
+    async with Conversation(gateway_channel, voice="ash") as conversation:
+        await conversation.type("How do I start my talk?", max_wait_s=120)
+    kinds = _kinds([event for _, event in conversation.events])
+    assert "agent_audio" in kinds and "error" not in kinds
+
+
 BAD_SESSIONS = {
     "no config first": [gateway_pb2.ConverseRequest(text="hello")],
-    "bad input rate": [gateway_pb2.ConverseRequest(config=session_config(44_100))],
+    "input rate over 48 kHz": [gateway_pb2.ConverseRequest(config=session_config(48_001))],
+    "input rate under 8 kHz": [gateway_pb2.ConverseRequest(config=session_config(7_999))],
     "unknown voice": [gateway_pb2.ConverseRequest(config=session_config(16_000, voice="nobody"))],
     "bad output rate": [gateway_pb2.ConverseRequest(config=session_config(16_000, output_sample_rate_hz=11_025))],
     "odd audio bytes": [
@@ -109,6 +129,22 @@ async def test_malformed_sessions_get_invalid_argument(gateway_channel: grpc.aio
         async for _ in gateway_pb2_grpc.GatewayStub(gateway_channel).Converse(requests()):
             pass
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("rate", [8_000, 11_025, 22_050, 44_100, 48_000])
+def test_any_integer_input_rate_from_8_to_48_khz_is_taken(rate: int) -> None:
+    """No servers: the session's settings alone (gateway/protocol.py); the ASR resamples whatever rate it is."""
+    settings = session_settings(gateway_pb2.ConverseRequest(config=session_config(rate)), GatewayConfig())
+    assert settings.input_sample_rate == settings.recognition.audio.sample_rate_hz == rate
+
+
+@pytest.mark.parametrize("rate", [0, 7_999, 48_001])
+def test_input_rates_outside_8_to_48_khz_are_refused_naming_the_range(rate: int) -> None:
+    request = gateway_pb2.ConverseRequest(config=session_config(rate))
+    with pytest.raises(InvalidArgument, match=f"{rate} Hz: use any integer rate from 8000 to 48000 Hz"):
+        session_settings(request, GatewayConfig())
+    with pytest.raises(InvalidArgument, match=f"{rate} Hz: use any integer rate from 8000 to 48000 Hz"):
+        settings_for(SessionChoices(input_sample_rate=rate), GatewayConfig())  # the Realtime front's way in
 
 
 @pytest.mark.parametrize("backend", ["llm", "tts"])

@@ -44,15 +44,35 @@ async def test_a_reply_streams_as_deltas(llm_server: ServiceProcess) -> None:
 
 
 def test_the_chat_template_carries_the_whole_history() -> None:
-    formatter = Jinja2ChatFormatter(CHAT_TEMPLATE.read_text(), eos_token="<eos>", bos_token="<bos>")
-    prompt = formatter(messages=HISTORY).prompt
-    assert prompt.startswith(DEFAULT_SYSTEM_PROMPT)
+    prompt = dialogue(HISTORY)
+    assert f"The coach's brief: {DEFAULT_SYSTEM_PROMPT}" in prompt
     assert prompt.endswith(
         "Client: I have a job interview next week.\n"
         "Coach: Great, let's prepare your answers together.\n"
         "Client: What should I say about my weaknesses?\n"
         "Coach:"
     )
+
+
+def dialogue(messages: list[dict[str, str]]) -> str:
+    formatter = Jinja2ChatFormatter(CHAT_TEMPLATE.read_text(), eos_token="<eos>", bos_token="<bos>")
+    return formatter(messages=messages).prompt
+
+
+@pytest.mark.parametrize("persona", ["You are a helpful coach.", "Head of sales. Be blunt.", ""])
+def test_any_persona_is_framed_as_a_dialogue_with_examples(persona: str) -> None:
+    """What makes the base model answer: the dialogue, the persona as the coach's brief, example exchanges."""
+    prompt = dialogue([{"role": "system", "content": persona}, *HISTORY[1:]])
+    assert prompt.startswith("The following is a conversation between a client and their coach.")
+    assert (f"The coach's brief: {persona}" in prompt) == bool(persona)
+    assert prompt.count("\nClient: ") >= 3 and prompt.count("\nCoach: ") >= 3  # the examples, then the history
+    assert prompt.endswith("Client: What should I say about my weaknesses?\nCoach:")
+
+
+def test_a_persona_with_its_own_dialogue_examples_is_used_as_it_is() -> None:
+    persona = "You are Alex, an interview coach.\n\nClient: I freeze.\nCoach: Think out loud."
+    prompt = dialogue([{"role": "system", "content": persona}, *HISTORY[1:]])
+    assert prompt.startswith(persona + "\n\nClient: I have a job interview next week.\n")
 
 
 async def test_the_server_sees_the_history(llm_server: ServiceProcess) -> None:

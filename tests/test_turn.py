@@ -12,6 +12,7 @@ from opentelemetry import trace
 from gateway.events import AgentAudio, AgentText, Event
 from gateway.history import History
 from gateway.llm import Reply
+from gateway.persona import DEFAULT_SYSTEM_PROMPT, FALLBACK_REPLY
 from gateway.preemption import HeldEvents
 from gateway.turn import AgentTurn, TurnTiming
 from voice_agent.v1 import tts_pb2
@@ -20,11 +21,20 @@ RATE = 16_000
 
 
 class FakeLlm:
+    """Streams scripted replies, one per request (the last one again after that); records what it was asked."""
+
+    def __init__(self, *replies: tuple[str, ...]) -> None:
+        self.replies = replies or (("Pause ", "before ", "you ", "answer."),)
+        self.requests: list[list[dict[str, str]]] = []
+        self.finished = 0  # streams read to their end
+
     async def stream(self, messages: list[dict[str, str]], reply: Reply) -> AsyncIterator[str]:
-        for delta in ("Pause ", "before ", "you ", "answer."):
+        self.requests.append(messages)
+        for delta in self.replies[min(len(self.requests), len(self.replies)) - 1]:
             reply.text += delta
             reply.tokens += 1
             yield delta
+        self.finished += 1
 
 
 class FakeTtsCall:
@@ -59,12 +69,19 @@ class FakeTts:
 
 
 def _turn(
-    sent: list[float], seconds: float, first_audio: asyncio.Event | None = None, hold: asyncio.Event | None = None
+    sent: list[float],
+    seconds: float,
+    first_audio: asyncio.Event | None = None,
+    hold: asyncio.Event | None = None,
+    llm: FakeLlm | None = None,
+    texts: list[str] | None = None,
 ) -> AgentTurn:
     history = History("You are a coach.", 1000)
     history.add_user("How do I start?")
 
     def emit(event: Event) -> None:
+        if isinstance(event, AgentText) and texts is not None:
+            texts.append(event.delta)
         if isinstance(event, AgentAudio):
             sent.append(time.perf_counter())
             if first_audio is not None:
@@ -73,7 +90,7 @@ def _turn(
     return AgentTurn(
         1,
         history.messages(),
-        FakeLlm(),  # type: ignore[arg-type]
+        llm or FakeLlm(),  # type: ignore[arg-type]
         FakeTts(seconds),  # type: ignore[arg-type]
         tts_pb2.SynthesisConfig(),
         TurnTiming(final_at=time.perf_counter()),
@@ -144,3 +161,36 @@ async def test_held_audio_is_sent_on_resume_with_nothing_lost() -> None:
     turn.resume_audio()
     await asyncio.wait_for(task, timeout=5)
     assert len(sent) == 1 and turn.heard_text() == turn.reply.text
+
+
+async def test_labels_never_reach_the_client_or_the_tts_and_end_the_llm_stream() -> None:
+    llm, texts = FakeLlm(("Coach:", " Coach:", " Try", " this.", " Client", ":", " and", " more")), []
+    turn = _turn([], seconds=0.05, llm=llm, texts=texts)
+    await asyncio.wait_for(turn.run(), timeout=5)
+    assert "".join(texts) == turn.text == "Try this." and turn.heard_text() == "Try this."
+    assert llm.finished == 0  # the stream was closed at the client's label, not read to its end
+    assert turn.empty_recovery is None
+
+
+async def test_a_reply_with_nothing_to_say_is_asked_again_with_the_built_in_persona() -> None:
+    llm, texts = (
+        FakeLlm(
+            ("Head:", " Head:", " Head:"),
+            (" Breathe", " first."),
+        ),
+        [],
+    )
+    turn = _turn([], seconds=0.05, llm=llm, texts=texts)
+    await asyncio.wait_for(turn.run(), timeout=5)
+    assert turn.text == "Breathe first." and "".join(texts) == turn.text
+    assert [request[0]["content"] for request in llm.requests] == ["You are a coach.", DEFAULT_SYSTEM_PROMPT]
+    assert llm.requests[1][1:] == llm.requests[0][1:]  # the same conversation, only the persona differs
+    assert turn.empty_recovery == "retry"
+
+
+async def test_when_the_retry_is_empty_too_the_fallback_line_is_said() -> None:
+    llm, texts = FakeLlm(("",), (" ...",)), []
+    turn = _turn([], seconds=0.05, llm=llm, texts=texts)
+    await asyncio.wait_for(turn.run(), timeout=5)
+    assert turn.text == FALLBACK_REPLY == "".join(texts) and turn.heard_text() == FALLBACK_REPLY
+    assert len(llm.requests) == 2 and turn.empty_recovery == "fallback"

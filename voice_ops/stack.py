@@ -108,15 +108,21 @@ class ServiceProcess:
 
 
 def launch(
-    spec: ServiceSpec, log: Path, *args: str, port: int | None = None, metrics_port: int | None = None
+    spec: ServiceSpec,
+    log: Path,
+    *args: str,
+    port: int | None = None,
+    metrics_port: int | None = None,
+    http_port: int | None = None,
 ) -> ServiceProcess:
-    """Starts ``spec`` on the loopback interface; ports default to the service's configuration."""
+    """Starts ``spec`` on the loopback interface; a port not given is the service's configured one
+    (flags, then ``VOICE_*`` environment, then the default), as the README and ``up --json`` state it."""
     port = port or spec.config.from_env().port
     command = [sys.executable, "-m", spec.module, "--host", LOCAL_HOST, "--port", str(port), *args]
     if metrics_port is not None and issubclass(spec.config, ServerConfig):
         command += ["--metrics-port", str(metrics_port)]
-    if port is not None and "http_port" in {f.name for f in fields(spec.config)} and "--http-port" not in args:
-        command += ["--http-port", str(free_port())]  # on free ports: beside a stack that holds the default
+    if http_port is not None and _serves_http(spec) and "--http-port" not in args:
+        command += ["--http-port", str(http_port)]
     settings = spec.settings(command[3:])
     with open(log, "ab") as out:
         process = subprocess.Popen(
@@ -129,6 +135,18 @@ def launch(
     return ServiceProcess(spec, process, f"{LOCAL_HOST}:{port}", log, metrics_port, settings=settings)
 
 
+def launch_on_free_ports(spec: ServiceSpec, log: Path, *args: str) -> ServiceProcess:
+    """Starts ``spec`` with every port it listens on free (gRPC, metrics, HTTP): beside a stack that
+    holds the defaults. Returns at once; ``wait_until_serving`` waits for it."""
+    metrics_port = free_port() if issubclass(spec.config, ServerConfig) else None
+    http_port = free_port() if _serves_http(spec) else None
+    return launch(spec, log, *args, port=free_port(), metrics_port=metrics_port, http_port=http_port)
+
+
+def _serves_http(spec: ServiceSpec) -> bool:
+    return "http_port" in {f.name for f in fields(spec.config)}
+
+
 def service(name: str) -> ServiceSpec:
     return next(spec for spec in SERVICES if spec.name == name)
 
@@ -138,7 +156,7 @@ def start_on_free_ports(
 ) -> ServiceProcess:
     """A service on free loopback ports, healthy: for tests and benchmarks beside a running stack.
     ``credentials``: it serves TLS (its health is checked with them)."""
-    started = launch(service(name), log, *args, port=free_port(), metrics_port=free_port())
+    started = launch_on_free_ports(service(name), log, *args)
     started.credentials = credentials
     try:
         started.wait_until_serving(timeout_s)

@@ -315,6 +315,14 @@ def overview() -> dashboard.Dashboard:
                     " read as echo heard again with the echo removed (interruption: the user's words over it).",
                 ),
                 series(
+                    "Empty LLM replies /s",
+                    "short",
+                    [target(rate("voice_gateway_empty_replies_total", GW, ("recovery",)), "{{recovery}}")],
+                    "Turns whose LLM reply had nothing to say (often a persona the model was not shown how to"
+                    " answer): retry, the built-in persona answered; fallback, the fallback line was said. The"
+                    " gateway logs each one.",
+                ),
+                series(
                     "Sessions refused /s",
                     "short",
                     [

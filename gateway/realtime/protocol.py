@@ -438,7 +438,10 @@ class Translator:
                 if response is None:
                     return out
                 status = "cancelled" if event.interrupted or response.heard is not None else "completed"
-                return [*out, *self._close(response, status, metadata=self._metadata(event, response))]
+                metadata = self._metadata(event, response)
+                if status == "completed" and response.first_audio_at is None:  # never a silent success
+                    return [*out, *self._close(response, "failed", metadata=metadata, error=NO_OUTPUT)]
+                return [*out, *self._close(response, status, metadata=metadata)]
             case events.Error():
                 if event.turn_id and event.turn_id >= self._last_turn:
                     out, response = self._open(event.turn_id)
@@ -574,6 +577,11 @@ class Translator:
         if response.speech_end_at is not None and response.first_audio_at is not None:
             values["e2e_ms"] = f"{(response.first_audio_at - response.speech_end_at) * 1000:.1f}"
         return values
+
+
+#: A turn that ended with no audio and no error said (the core says a fallback line rather than nothing,
+#: so this is a last guard): ``response.done`` reports it failed, never completed.
+NO_OUTPUT = {"type": "server_error", "code": "no_output", "message": "the agent's reply produced no audio"}
 
 
 def _core_error(event: events.Error) -> dict[str, Any]:
