@@ -77,10 +77,11 @@ def test_a_persona_with_its_own_dialogue_examples_is_used_as_it_is() -> None:
 
 async def test_the_server_sees_the_history(llm_server: ServiceProcess) -> None:
     raw = openai.AsyncOpenAI(base_url=f"http://{llm_server.address}/v1", api_key="none")
-    short = await raw.chat.completions.create(model="gemma-3-270m", messages=HISTORY[-1:], max_tokens=1)
+    short = await raw.chat.completions.create(model="gemma-3-270m", messages=HISTORY[::3], max_tokens=1)
     full = await raw.chat.completions.create(model="gemma-3-270m", messages=HISTORY, max_tokens=1)
     await raw.close()
-    assert full.usage.prompt_tokens > short.usage.prompt_tokens + 100  # the system prompt and earlier turns
+    assert HISTORY[::3] == [HISTORY[0], HISTORY[-1]]  # the persona and the question, without the two turns between
+    assert full.usage.prompt_tokens > short.usage.prompt_tokens + 15  # "Client: I have a job ...", "Coach: Great, ..."
 
 
 async def test_a_cancelled_reply_frees_the_server(llm_server: ServiceProcess) -> None:
