@@ -96,6 +96,9 @@ def test_echo_needs_most_words_to_match() -> None:
     assert not is_echo("Wait, what about my salary, is that normal?", AGENT)
     assert not is_echo("work", AGENT)  # one short word matches by chance
     assert is_echo("normal", "Normal.")  # unless the agent said little more
+    calmly = "Ask to finish your point, calmly, then talk to your manager about it one to one."
+    assert is_echo("Comly.", calmly)  # a lone long word, misheard: Whisper on the echo of "calmly"
+    assert not is_echo("Comfortable.", calmly) and not is_echo("Yeah.", calmly)
     assert not is_echo("", AGENT)
 
 

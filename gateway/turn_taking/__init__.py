@@ -165,8 +165,14 @@ def echo_overlap(said: list[str], agent: list[str]) -> float:
 ECHO_TAIL_WORDS = 3
 
 
-def _matches(word: str, agent_set: set[str]) -> bool:
-    return word in agent_set or bool(difflib.get_close_matches(word, agent_set, n=1, cutoff=0.75))
+#: How close a misheard word must be to one of the agent's (difflib's ratio) to count as its echo.
+WORD_CUTOFF = 0.75
+#: The same for a transcript of one word alone ("Comly." for "calmly": 0.73).
+LONE_WORD_CUTOFF = 0.7
+
+
+def _matches(word: str, agent_set: set[str], cutoff: float = WORD_CUTOFF) -> bool:
+    return word in agent_set or bool(difflib.get_close_matches(word, agent_set, n=1, cutoff=cutoff))
 
 
 def is_echo(text: str, agent_text: str, language: str = "en") -> bool:
@@ -179,9 +185,11 @@ def is_echo(text: str, agent_text: str, language: str = "en") -> bool:
     if not said:
         return False
     agent_set = set(agent)
-    # One short word alone matches by chance too easily, unless the agent's words are that few.
-    if len(said) == 1 and len(agent) > 3 and (len(said[0]) < 5 or not _matches(said[0], agent_set)):
-        return False
+    if len(said) == 1 and len(agent) > 3:
+        # One short word alone matches by chance too easily, unless the agent's words are that few. A longer one
+        # is echo if it is close to one of the agent's, closer-misheard than in a sentence ("Comly." for
+        # "calmly"): mistaking a lone word of the user's for echo costs at most a backchannel.
+        return len(said[0]) >= 5 and _matches(said[0], agent_set, LONE_WORD_CUTOFF)
     tail = 0
     for word in reversed(said):
         if _matches(word, agent_set):
