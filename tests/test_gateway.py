@@ -275,8 +275,9 @@ async def test_the_agents_own_echo_neither_interrupts_nor_speaks_for_the_user(
     events = [e for _, e in conversation.events]
     said = [(e.WhichOneof("event"), str(e)[:200]) for e in events if e.WhichOneof("event") != "agent_audio"]
     assert not [e for e in events if e.WhichOneof("event") == "interruption"], said
+    # Words for the user: the question's only (the echo may leave a wordless final: noise, no turn).
     finals = [e.final_transcript.text for e in events if e.WhichOneof("event") == "final_transcript"]
-    assert len(finals) == 1 and word_error_rate(QUESTION, finals[0]) <= 0.2, finals
+    assert [f for f in finals if f.strip()] == finals[:1] and word_error_rate(QUESTION, finals[0]) <= 0.2, finals
     metrics = [e.turn_metrics for e in events if e.WhichOneof("event") == "turn_metrics"]
     assert len(metrics) == 1 and not metrics[0].interrupted
 
