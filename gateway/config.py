@@ -8,12 +8,18 @@ from typing import Any
 
 import grpc
 
-from gateway.latency import LATENCY_MODES, LatencyPlan
+from gateway.latency import LATENCY_MODES, MODE_SILENCE_MS, LatencyPlan
 from gateway.llm import LlmSettings
 from gateway.persona import DEFAULT_SYSTEM_PROMPT
 from voice_agent import tls
 from voice_agent.config import ServerConfig, setting
-from voice_agent.contract import DEFAULT_INCOMPLETE_SILENCE_MS, MAX_CHUNK_MS
+from voice_agent.contract import (
+    DEFAULT_INCOMPLETE_SILENCE_MS,
+    DEFAULT_INTERIM_INTERVAL_MS,
+    INTERIM_INTERVAL_RANGE_MS,
+    MAX_CHUNK_MS,
+    MAX_SILENCE_MS,
+)
 from voice_agent.service_spec import ServiceSpec
 
 
@@ -80,8 +86,8 @@ class GatewayConfig(ServerConfig):
     echo_window_ms: int = setting(2500, "How long after the agent's audio ended a final is still checked for echo.")
     decision_interim_ms: int = setting(
         200,
-        "With interruption_decision: the ASR's interim interval (ms, >= 100), so that words over the agent are"
-        " heard soon; the ASR's own default (500) when off.",
+        f"With interruption_decision: the ASR's interim interval (ms, >= {INTERIM_INTERVAL_RANGE_MS[0]}), so that"
+        f" words over the agent are heard soon; the ASR's own default ({DEFAULT_INTERIM_INTERVAL_MS}) when off.",
     )
     audio_lead_ms: int = setting(
         500, "Agent audio sent ahead of the client's playback; less stops sooner on barge-in, more rides out jitter."
@@ -120,7 +126,9 @@ class GatewayConfig(ServerConfig):
         " phrase, warm paths, adaptive end of turn); 'baseline': all off. Sessions may override each one.",
     )
     min_silence_ms: int = setting(
-        0, "Silence that ends the user's turn; 0: the latency mode's (fast 150 ms, baseline 200 ms)."
+        0,
+        f"Silence that ends the user's turn; 0: the latency mode's (fast {MODE_SILENCE_MS['fast']} ms, baseline"
+        f" {MODE_SILENCE_MS['baseline']} ms).",
     )
     incomplete_silence_ms: int = setting(
         DEFAULT_INCOMPLETE_SILENCE_MS,
@@ -172,12 +180,13 @@ class GatewayConfig(ServerConfig):
             raise ValueError(f"max_chunk_ms must be in 20..{MAX_CHUNK_MS} (the ASR's limit), max_text_chars at least 1")
         if self.latency_mode not in LATENCY_MODES:
             raise ValueError(f"latency_mode must be one of {', '.join(LATENCY_MODES)}, got {self.latency_mode!r}")
-        if not 0 <= self.min_silence_ms <= 5000 or not 0 <= self.incomplete_silence_ms <= 5000:
-            raise ValueError("min_silence_ms and incomplete_silence_ms must be in 0..5000")
+        if not 0 <= self.min_silence_ms <= MAX_SILENCE_MS or not 0 <= self.incomplete_silence_ms <= MAX_SILENCE_MS:
+            raise ValueError(f"min_silence_ms and incomplete_silence_ms must be in 0..{MAX_SILENCE_MS}")
         if not 1 <= self.first_phrase_words <= 50:
             raise ValueError("first_phrase_words must be in 1..50")
-        if not 100 <= self.decision_interim_ms <= 10_000 or not 0 <= self.echo_window_ms <= 60_000:
-            raise ValueError("decision_interim_ms must be in 100..10000, echo_window_ms in 0..60000")
+        low, high = INTERIM_INTERVAL_RANGE_MS
+        if not low <= self.decision_interim_ms <= high or not 0 <= self.echo_window_ms <= 60_000:
+            raise ValueError(f"decision_interim_ms must be in {low}..{high}, echo_window_ms in 0..60000")
         if self.max_sessions_per_caller < 0 or self.retry_after_ms < 0:
             raise ValueError("max_sessions_per_caller and retry_after_ms must not be negative")
         self._validate_http()

@@ -38,11 +38,11 @@ from gateway.events import (
 )
 from gateway.history import History
 from gateway.limits import Limits
-from gateway.listening import Listener
+from gateway.listening import Listener, OverEcho
 from gateway.observer import ConversationObserver
 from gateway.preemption import Preemption, Preemptor
 from gateway.protocol import SessionSettings
-from gateway.turn import AgentTurn, TtsFailure, TurnTiming
+from gateway.turn import AgentTurn, TtsFailure, TurnOutcome, TurnTiming
 from gateway.turn_taking import OVER_ECHO_CHECK_MS, Decision, InterruptionDecider, Kind, is_echo
 from voice_agent.errors import ServiceError
 from voice_agent.telemetry import trace_headers
@@ -334,7 +334,9 @@ class Conversation:
         outcome, words = heard.outcome, heard.words
         if words:
             decision = InterruptionDecider(self._settings.turn_taking.techniques).ended(words, agent_words)
-            outcome, words = ("interruption", words) if decision.interrupts else ("not_an_interruption", "")
+            outcome, words = (
+                (OverEcho.INTERRUPTION, words) if decision.interrupts else (OverEcho.NOT_AN_INTERRUPTION, "")
+            )
         self._observer.heard_over_echo(outcome)
         return words
 
@@ -364,13 +366,13 @@ class Conversation:
         self._emit(InterruptionDecision(turn_id, decision.kind.value, decision_ms, decision.text))
         if decision.kind is Kind.INTERRUPTION:
             self._interrupted_by_speech = during_utterance  # its final transcript is the user's turn
-            self._observer.interruption_decided(decision.kind.value, decision_ms, resumed=False)
+            self._observer.interruption_decided(decision.kind, decision_ms, resumed=False)
             self._interrupt()
             if held is not None:
                 held.resume_audio()  # a cancelled turn sends nothing more
             return
         resumed = held is not None and self._turn is held and self._agent_active()
-        self._observer.interruption_decided(decision.kind.value, decision_ms, resumed=resumed)
+        self._observer.interruption_decided(decision.kind, decision_ms, resumed=resumed)
         if held is not None:
             held.resume_audio()
         if decision.kind is Kind.BACKCHANNEL:
@@ -432,7 +434,7 @@ class Conversation:
         task.cancel()  # no audio of this turn is sent after this line
         heard = turn.heard_text()
         self._add_agent(heard)
-        self._end_turn(turn, "interrupted")
+        self._end_turn(turn, TurnOutcome.INTERRUPTED)
         self._emit(Interruption(turn.turn_id, heard))
         self._emit(turn.metrics(interrupted=True))
 
@@ -510,7 +512,9 @@ class Conversation:
             await turn.run()
         except asyncio.CancelledError:
             if kept is None or kept.is_set():
-                self._end_turn(turn, "cancelled")  # the session closed mid-turn; an interruption ended it already
+                self._end_turn(
+                    turn, TurnOutcome.CANCELLED
+                )  # the session closed mid-turn; an interruption ended it already
             raise
         except ServiceError as error:
             failure = ("llm", error.code.name, str(error))
@@ -527,13 +531,13 @@ class Conversation:
             backend, code, message = failure
             self._report(backend, code, message, turn.turn_id)
             self._add_agent(turn.heard_text())
-            self._end_turn(turn, "failed", message)
+            self._end_turn(turn, TurnOutcome.FAILED, message)
             return
         self._add_agent(turn.text)
-        self._end_turn(turn, "completed")
+        self._end_turn(turn, TurnOutcome.COMPLETED)
         self._emit(turn.metrics(interrupted=False))
 
-    def _end_turn(self, turn: AgentTurn, outcome: str, error: str | None = None) -> None:
+    def _end_turn(self, turn: AgentTurn, outcome: TurnOutcome, error: str | None = None) -> None:
         self._limits.activity()
         if turn is self._turn:
             self._listen_over_agent(False)

@@ -15,12 +15,13 @@ from gateway.history import estimate_tokens
 from gateway.latency import LatencyPlan
 from gateway.turn_taking import Techniques
 from voice_agent.audio import TTS_OUTPUT_RATES, check_format, check_input_rate
+from voice_agent.contract import MAX_SILENCE_MS
 from voice_agent.errors import InvalidArgument
 from voice_agent.v1 import asr_pb2, audio_pb2, gateway_pb2, tts_pb2
 
 # The end-of-turn silence when the client ends each utterance itself (push to talk, Commit): the longest
 # the ASR allows, so that a pause is never taken for the end.
-PUSH_TO_TALK_SILENCE_MS = 5000
+PUSH_TO_TALK_SILENCE_MS = MAX_SILENCE_MS
 
 
 @dataclass(frozen=True)
