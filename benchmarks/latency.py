@@ -76,7 +76,7 @@ from benchmarks.common import (
 from benchmarks.stats import run_info, summary, write_results
 from gateway.config import GatewayConfig
 from gateway.latency import LONG_FIRST_PHRASE_WORDS, MODE_SILENCE_MS, LatencyPlan
-from gateway.protocol import latency_choices
+from gateway.session_settings import latency_choices
 from services.tts.config import ENGINES
 from voice_agent.audio import ASR_SAMPLE_RATE, Pcm16Audio
 from voice_agent.client.asr import recognize

@@ -41,7 +41,7 @@ from gateway.limits import Limits
 from gateway.listening import Listener, OverEcho
 from gateway.observer import ConversationObserver
 from gateway.preemption import Preemption, Preemptor
-from gateway.protocol import SessionSettings
+from gateway.session_settings import SessionSettings
 from gateway.turn import AgentTurn, TtsFailure, TurnOutcome, TurnTiming
 from gateway.turn_taking import OVER_ECHO_CHECK_MS, Decision, InterruptionDecider, Kind, is_echo
 from voice_agent.errors import ServiceError

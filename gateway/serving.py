@@ -13,9 +13,9 @@ from gateway import backends, events
 from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
 from gateway.conversation import Conversation
-from gateway.protocol import session_settings
 from gateway.realtime.serving import Gateway as RealtimeGateway
 from gateway.realtime.serving import HttpServer
+from gateway.session_settings import session_settings
 from voice_agent.errors import RETRY_AFTER_KEY, InvalidArgument, Unauthenticated, quoted
 from voice_agent.server import EventStream, Started, StreamAdmission, run, serve_stream
 from voice_agent.v1 import asr_pb2, gateway_pb2, gateway_pb2_grpc, tts_pb2

@@ -185,7 +185,7 @@ def test_an_echo_that_the_user_speaks_over_is_no_longer_echo() -> None:
 
 def test_turn_taking_settings_per_gateway_and_per_session() -> None:
     from gateway.config import GatewayConfig
-    from gateway.protocol import session_settings
+    from gateway.session_settings import session_settings
     from voice_agent.client.converse import session_config
     from voice_agent.v1 import gateway_pb2
 

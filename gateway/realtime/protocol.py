@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from gateway import events
-from gateway.protocol import SessionChoices, SessionSettings
+from gateway.session_settings import SessionChoices, SessionSettings
 from voice_agent.audio import float_to_pcm16, pcm16_to_float, resample
 from voice_agent.contract import MAX_SILENCE_MS
 

@@ -32,8 +32,8 @@ from gateway.auth import Authenticator
 from gateway.backends import Backends
 from gateway.config import GatewayConfig
 from gateway.conversation import Conversation
-from gateway.protocol import SessionSettings, settings_for
 from gateway.realtime import protocol
+from gateway.session_settings import SessionSettings, settings_for
 from voice_agent.errors import (
     RETRY_AFTER_KEY,
     DeadlineExceeded,
