@@ -63,8 +63,8 @@ class Conversation:
         self._config = config
         self._settings = settings
         self._emit = emit = self._watch_output(emit)
-        self._limits = Limits(config, draining or asyncio.Event())
-        self._history = History(settings.system_prompt, config.history_tokens)
+        self._limits = Limits(config.limits, config.backends.backend_timeout_s, draining or asyncio.Event())
+        self._history = History(settings.system_prompt, config.limits.history_tokens)
         self._paths: Callable[[int, list[dict[str, str]]], TurnPaths] = (
             warm_paths(backends) if settings.plan.warm_paths else cold_paths(backends)
         )
@@ -74,7 +74,7 @@ class Conversation:
             settings.recognition,
             self,
             emit,
-            max_chunk_ms=config.max_chunk_ms,
+            max_chunk_ms=config.limits.max_chunk_ms,
             echo_cancellation=settings.turn_taking.echo_cancellation,
             speech_over_echo=self._deciding_enabled() and settings.turn_taking.echo_rejection,
         )
@@ -122,9 +122,9 @@ class Conversation:
             guard.cancel()
             reader.result()
             self._listener.end()  # the ASR flushes the utterance in progress
-            await asyncio.wait([listening], timeout=self._config.backend_timeout_s)
+            await asyncio.wait([listening], timeout=self._config.backends.backend_timeout_s)
             if self._turn_task is not None:  # a final transcript may just have started one
-                await asyncio.wait([self._turn_task], timeout=self._config.backend_timeout_s)
+                await asyncio.wait([self._turn_task], timeout=self._config.backends.backend_timeout_s)
         finally:
             for task in (reader, guard, listening):
                 task.cancel()
@@ -156,10 +156,9 @@ class Conversation:
 
     def _on_text(self, text: str, *, respond: bool) -> None:
         text = text.strip()
-        if len(text) > self._config.max_text_chars:
+        if (problem := self._config.limits.typed_text_error(text)) is not None:
             # The conversation survives a bad message: the client hears why, and nothing else changes.
-            limit = self._config.max_text_chars
-            self._emit(Error("INVALID_ARGUMENT", f"typed text of {len(text)} characters is over the limit of {limit}"))
+            self._emit(Error("INVALID_ARGUMENT", problem))
             return
         if text and not respond:
             self._history.add_user(text)
@@ -330,7 +329,7 @@ class Conversation:
 
     async def _words_over_echo(self, agent_words: str) -> str:
         """The user's words over the echo in the last utterance, if they interrupt; else ""."""
-        heard = await self._listener.words_over_echo(self._config.backend_timeout_s)
+        heard = await self._listener.words_over_echo(self._config.backends.backend_timeout_s)
         outcome, words = heard.outcome, heard.words
         if words:
             decision = InterruptionDecider(self._settings.turn_taking.techniques).ended(words, agent_words)
@@ -385,7 +384,7 @@ class Conversation:
         """Frequent interims only while an agent turn runs: the words of speech over it decide, soon; the
         user's own turns keep the ASR's interval, and the CPU its shorter transcriptions would take."""
         if self._settings.barge_in and self._settings.turn_taking.interruption_decision:
-            self._listener.interims_every(self._config.decision_interim_ms if agent_active else 0)
+            self._listener.interims_every(self._config.turn_taking.decision_interim_ms if agent_active else 0)
 
     def _agent_words(self) -> str:
         """What the agent said lately (its reply before this one, and this one so far): what an echo repeats."""
@@ -402,7 +401,7 @@ class Conversation:
         if turn is None:
             return False
         ended_ms = (time.perf_counter() - turn.playback_end) * 1000
-        if not self._agent_active() and ended_ms > self._config.echo_window_ms:
+        if not self._agent_active() and ended_ms > self._config.turn_taking.echo_window_ms:
             return False
         return is_echo(text, turn.heard_text())
 
@@ -416,7 +415,7 @@ class Conversation:
     def _maybe_barge_in(self) -> None:
         if not (self._settings.barge_in and self._agent_active()):
             return
-        wait_ms = self._config.barge_in_min_speech_ms
+        wait_ms = self._config.turn_taking.barge_in_min_speech_ms
         if wait_ms == 0:
             self._interrupt()
         elif self._barge_in_timer is None or self._barge_in_timer.done():
@@ -495,8 +494,8 @@ class Conversation:
             self._settings.synthesis,
             timing,
             emit,
-            lead_ms=self._config.audio_lead_ms,
-            tts_timeout_s=self._config.backend_timeout_s,
+            lead_ms=self._config.turn_taking.audio_lead_ms,
+            tts_timeout_s=self._config.backends.backend_timeout_s,
             span=span,
             hold=hold,
         )
