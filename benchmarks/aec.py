@@ -41,11 +41,14 @@ import numpy as np
 
 from benchmarks.common import arg_parser, progress, results_path
 from benchmarks.stats import run_info, write_results
+from gateway.latency import MODE_SILENCE_MS
+from services.asr.config import AsrConfig
 from services.asr.protocol import DEFAULT_SPEECH_PAD_MS, DEFAULT_VAD_THRESHOLD
 from services.asr.transcriber import WhisperTranscriber
 from services.asr.vad import FRAME_SAMPLES, Endpointer, SileroVad, SpeechEnd
 from services.tts.models import embedded_piper_model
 from voice_agent.audio import ASR_SAMPLE_RATE, float_to_pcm16, pcm16_to_float, resample
+from voice_agent.contract import DEFAULT_ONSET_PAD_MS
 from voice_ops.samples import normalize, word_error_rate
 from voice_ops.turn_sets import room_impulse, utterance
 
@@ -72,9 +75,9 @@ USER_DBFS = -20.0  # the interruption's RMS level: the replies' (Piper) is about
 SPEEX_FILTER = 4096  # 256 ms of taps (speexdsp's default 2048 is 128 ms); longer converges slower
 REPLY_CHUNK_S = 0.2  # agent audio handed to the component in chunks of this much
 MIC_CHUNK_MS = 20  # the client's microphone chunks
-VAD_MIN_SILENCE_MS = 150  # the gateway's fast latency mode
-ONSET_PAD_MS = 300  # services/asr/config.py onset_pad_ms
-BEAM_SIZE = 5  # services/asr/config.py beam_size
+VAD_MIN_SILENCE_MS = MODE_SILENCE_MS["fast"]  # the gateway's fast latency mode
+ONSET_PAD_MS = DEFAULT_ONSET_PAD_MS  # the ASR's
+BEAM_SIZE = AsrConfig().beam_size  # the ASR's default
 
 
 @dataclass(frozen=True)

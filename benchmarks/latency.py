@@ -76,7 +76,7 @@ from benchmarks.common import (
 from benchmarks.stats import run_info, summary, write_results
 from gateway.config import GatewayConfig
 from gateway.latency import LONG_FIRST_PHRASE_WORDS, MODE_SILENCE_MS, LatencyPlan
-from gateway.protocol import latency_choices
+from gateway.session_settings import latency_choices
 from services.tts.config import ENGINES
 from voice_agent.audio import ASR_SAMPLE_RATE, Pcm16Audio
 from voice_agent.client.asr import recognize
@@ -325,7 +325,7 @@ async def pause_set(asr: str, samples: list[PausedSample]) -> list[dict[str, Any
     turns utterance by utterance. An end of turn is a SpeechEnded: it is false if there is more than one,
     or if it puts the end of the speech before the utterance's last part began."""
     configs = configurations()
-    incomplete_silence_ms = GatewayConfig().incomplete_silence_ms
+    incomplete_silence_ms = GatewayConfig().latency.incomplete_silence_ms
     rows = []
     async with grpc.aio.insecure_channel(asr) as channel:
         for index, sample in enumerate(samples):
@@ -366,7 +366,7 @@ async def complete_speech(asr: str, sets: dict[str, list[SpokenSample]]) -> list
     """Speech that ends with a complete sentence straight into the ASR with all_on's RecognitionConfig,
     one real-time stream per utterance: how long the end of turn waits after it (vad_wait_ms), and
     whether the turn ended more than once (inside a natural sentence's own pause, it may)."""
-    options = LatencyPlan.for_mode("fast").recognition_options(GatewayConfig().incomplete_silence_ms)
+    options = LatencyPlan.for_mode("fast").recognition_options(GatewayConfig().latency.incomplete_silence_ms)
     rows = []
     async with grpc.aio.insecure_channel(asr) as channel:
         for kind, samples in sets.items():
@@ -703,7 +703,7 @@ def main() -> None:
             "pause_utterances": pause_count,
             "baseline_silence_ms": BASELINE_SILENCE_MS,
             "fast_silence_ms": FAST_SILENCE_MS,
-            "incomplete_silence_ms": GatewayConfig().incomplete_silence_ms,
+            "incomplete_silence_ms": GatewayConfig().latency.incomplete_silence_ms,
             "quick": args.quick,
         },
         "runtime_s": round(time.perf_counter() - began, 1),

@@ -5,7 +5,7 @@ Layout, from the wire inwards:
   serving.py       the gRPC Converse adapter (ConverseRequest in, ConverseResponse out) and `python -m gateway`
   realtime/        the OpenAI Realtime-compatible WebSocket front on the HTTP port (protocol.py: the wire format,
                    pure; serving.py: the aiohttp app, one socket's loop); web/ the browser page it serves at /
-  protocol.py      a session's settings: its SessionConfig over GatewayConfig, validated once
+  session_settings.py  a session's settings: its SessionConfig over GatewayConfig, validated once
   events.py        the core's typed inputs and events, which any front converts to its own wire format
   conversation.py  one conversation: user turns in, agent turns out, barge-in, history
   limits.py        what ends a conversation its client does not end: length, idleness, the drain

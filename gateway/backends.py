@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from gateway.config import GatewayConfig
+from gateway.config import BackendSettings
 from gateway.llm import ChatClient
 from voice_agent import telemetry
 from voice_agent.v1 import asr_pb2_grpc, tts_pb2_grpc
@@ -46,22 +46,20 @@ class Backends:
     new_llm: Callable[[], ChatClient]
 
 
-def connect(config: GatewayConfig) -> tuple[Backends, list[grpc.aio.Channel]]:
-    """The backends of ``config``, and the channels to close at shutdown. Channels connect lazily and
+def connect(settings: BackendSettings) -> tuple[Backends, list[grpc.aio.Channel]]:
+    """The backends of ``settings``, and the channels to close at shutdown. Channels connect lazily and
     reconnect on their own: the gateway serves whether or not its backends are up yet."""
 
     def channel(address: str) -> grpc.aio.Channel:
-        return config.backend_channel(
-            address, options=BACKEND_CHANNEL_OPTIONS, interceptors=telemetry.client_interceptors()
-        )
+        return settings.channel(address, options=BACKEND_CHANNEL_OPTIONS, interceptors=telemetry.client_interceptors())
 
-    asr, tts = channel(config.asr_address), channel(config.tts_address)
+    asr, tts = channel(settings.asr_address), channel(settings.tts_address)
     backends = Backends(
         asr=asr_pb2_grpc.AsrStub(asr),
         tts=tts_pb2_grpc.TtsStub(tts),
-        llm=ChatClient(config.llm_settings()),
-        new_tts_channel=lambda: channel(config.tts_address),
-        new_llm=lambda: ChatClient(config.llm_settings()),
+        llm=ChatClient(settings.llm_settings()),
+        new_tts_channel=lambda: channel(settings.tts_address),
+        new_llm=lambda: ChatClient(settings.llm_settings()),
     )
     return backends, [asr, tts]
 

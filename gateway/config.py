@@ -1,4 +1,10 @@
-"""Settings of the gateway process."""
+"""Settings of the gateway process.
+
+GatewayConfig keeps the settings every server has (ports, logs, TLS, max_streams) and the HTTP port at its top
+level, and the rest in groups, each read where it is used: ``config.persona``, ``config.latency``,
+``config.turn_taking``, ``config.limits``, ``config.backends`` and ``config.auth``. A grouped setting keeps its
+own flag and variable (``--latency-mode``, ``VOICE_GATEWAY_LATENCY_MODE``): see voice_agent/config.py.
+"""
 
 from __future__ import annotations
 
@@ -8,52 +14,71 @@ from typing import Any
 
 import grpc
 
-from gateway.latency import LATENCY_MODES, LatencyPlan
+from gateway.latency import LATENCY_MODES, MODE_SILENCE_MS, LatencyPlan
 from gateway.llm import LlmSettings
 from gateway.persona import DEFAULT_SYSTEM_PROMPT
 from voice_agent import tls
-from voice_agent.config import ServerConfig, setting
-from voice_agent.contract import DEFAULT_INCOMPLETE_SILENCE_MS, MAX_CHUNK_MS
+from voice_agent.config import ServerConfig, SettingGroup, setting
+from voice_agent.contract import (
+    DEFAULT_INCOMPLETE_SILENCE_MS,
+    DEFAULT_INTERIM_INTERVAL_MS,
+    INTERIM_INTERVAL_RANGE_MS,
+    MAX_CHUNK_MS,
+    MAX_SILENCE_MS,
+)
 from voice_agent.service_spec import ServiceSpec
 
 
 @dataclasses.dataclass
-class GatewayConfig(ServerConfig):
-    """The gateway: one Converse stream per conversation, across ASR, LLM and TTS."""
+class PersonaSettings(SettingGroup):
+    """Who the agent is and how it sounds, unless a session chooses otherwise."""
 
-    env_prefix = "VOICE_GATEWAY_"
-
-    port: int = setting(50051, "gRPC port.")
-    metrics_port: int = setting(9101, "Port of the Prometheus /metrics HTTP endpoint; 0 turns it off.")
-    http_port: int = setting(
-        8080,
-        "HTTP port of the OpenAI Realtime-compatible WebSocket API (/v1/realtime), the browser page (/) and"
-        " /healthz; 0 turns it off.",
-    )
-    http_max_frame_bytes: int = setting(
-        1 << 20,
-        "Largest WebSocket message the Realtime API takes (base64 audio: ~64 KiB a second at 24 kHz); a larger"
-        " one is refused before it is buffered and closes the socket with 1009.",
-    )
-    asr_address: str = setting("127.0.0.1:50052", "The ASR service.")
-    tts_address: str = setting("127.0.0.1:50053", "The TTS service.")
-    llm_base_url: str = setting("http://127.0.0.1:8000/v1", "An OpenAI-compatible server (vLLM, llama.cpp).")
-    llm_model: str = setting("gemma-3-270m", "The model name sent to the LLM server.")
-    llm_api_key: str = setting("none", "Bearer key for the LLM server, if it wants one.")
-    llm_max_tokens: int = setting(60, "Longest reply, in tokens.")
-    llm_temperature: float = setting(0.7, "Sampling temperature.")
-    llm_stop: str = setting(
-        "\\n",
-        "Stop strings, separated by '|', with backslash escapes. The default ends a reply at its line, as the "
-        "embedded base model's dialogue template needs; set it empty for an instruction-tuned model.",
-    )
-    llm_timeout_s: float = setting(
-        10.0, "Longest wait for the LLM's first token, and between tokens; past it the turn fails DEADLINE_EXCEEDED."
-    )
     system_prompt: str = setting(
         DEFAULT_SYSTEM_PROMPT, "The coaching persona; identical every turn for prefix caching."
     )
     voice: str = setting("", "TTS voice. Empty: the engine's default.")
+
+
+@dataclasses.dataclass
+class LatencySettings(SettingGroup):
+    """The latency techniques (docs/performance.md) every session starts with."""
+
+    latency_mode: str = setting(
+        "fast",
+        "'fast': every latency technique on (preemptive generation, reused pause transcripts, a short first"
+        " phrase, warm paths, adaptive end of turn); 'baseline': all off. Sessions may override each one.",
+    )
+    min_silence_ms: int = setting(
+        0,
+        f"Silence that ends the user's turn; 0: the latency mode's (fast {MODE_SILENCE_MS['fast']} ms, baseline"
+        f" {MODE_SILENCE_MS['baseline']} ms).",
+    )
+    incomplete_silence_ms: int = setting(
+        DEFAULT_INCOMPLETE_SILENCE_MS,
+        "With the adaptive end of turn: the silence that ends a turn whose transcript stops mid-sentence.",
+    )
+    first_phrase_words: int = setting(
+        4, "Most words in the reply's first TTS phrase when the short first phrase is on (docs/performance.md)."
+    )
+
+    def plan(self) -> LatencyPlan:
+        """The techniques of latency_mode, at min_silence_ms: every session's, unless it chooses otherwise."""
+        return LatencyPlan.for_mode(self.latency_mode, self.min_silence_ms)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.latency_mode not in LATENCY_MODES:
+            raise ValueError(f"latency_mode must be one of {', '.join(LATENCY_MODES)}, got {self.latency_mode!r}")
+        if not 0 <= self.min_silence_ms <= MAX_SILENCE_MS or not 0 <= self.incomplete_silence_ms <= MAX_SILENCE_MS:
+            raise ValueError(f"min_silence_ms and incomplete_silence_ms must be in 0..{MAX_SILENCE_MS}")
+        if not 1 <= self.first_phrase_words <= 50:
+            raise ValueError("first_phrase_words must be in 1..50")
+
+
+@dataclasses.dataclass
+class TurnTakingSettings(SettingGroup):
+    """Speech over the agent: whether it interrupts, and how the agent's own echo is told apart."""
+
     barge_in: bool = setting(True, "Let the user interrupt the agent by speaking.")
     barge_in_min_speech_ms: int = setting(
         0, "Speech needed before it interrupts the agent; more ignores coughs and 'mm-hmm' but stops later."
@@ -80,21 +105,26 @@ class GatewayConfig(ServerConfig):
     echo_window_ms: int = setting(2500, "How long after the agent's audio ended a final is still checked for echo.")
     decision_interim_ms: int = setting(
         200,
-        "With interruption_decision: the ASR's interim interval (ms, >= 100), so that words over the agent are"
-        " heard soon; the ASR's own default (500) when off.",
+        f"With interruption_decision: the ASR's interim interval (ms, >= {INTERIM_INTERVAL_RANGE_MS[0]}), so that"
+        f" words over the agent are heard soon; the ASR's own default ({DEFAULT_INTERIM_INTERVAL_MS}) when off.",
     )
     audio_lead_ms: int = setting(
         500, "Agent audio sent ahead of the client's playback; less stops sooner on barge-in, more rides out jitter."
     )
-    history_tokens: int = setting(1200, "Token budget of the history sent to the LLM; the oldest turns go first.")
-    backend_timeout_s: float = setting(
-        15.0,
-        "Longest wait for the TTS's next audio of a turn (and for the ASR and the turn to finish when a session"
-        " ends); past it the turn fails DEADLINE_EXCEEDED and the session goes on.",
-    )
-    max_streams: int = setting(
-        64, "Concurrent conversations; past it, new ones get RESOURCE_EXHAUSTED at once with a retry hint."
-    )
+
+    def validate(self) -> None:
+        super().validate()
+        if self.barge_in_min_speech_ms < 0:
+            raise ValueError("barge_in_min_speech_ms must not be negative")
+        low, high = INTERIM_INTERVAL_RANGE_MS
+        if not low <= self.decision_interim_ms <= high or not 0 <= self.echo_window_ms <= 60_000:
+            raise ValueError(f"decision_interim_ms must be in {low}..{high}, echo_window_ms in 0..60000")
+
+
+@dataclasses.dataclass
+class LimitSettings(SettingGroup):
+    """What one conversation, one caller and one message may take (besides max_streams, every server's)."""
+
     max_sessions_per_caller: int = setting(
         4, "Concurrent conversations per credential (API key or JWT subject), when auth is on; 0: no quota."
     )
@@ -114,29 +144,57 @@ class GatewayConfig(ServerConfig):
         2000,
         "Longest typed text; a longer one gets an INVALID_ARGUMENT error event and is ignored (the session goes on).",
     )
-    latency_mode: str = setting(
-        "fast",
-        "'fast': every latency technique on (preemptive generation, reused pause transcripts, a short first"
-        " phrase, warm paths, adaptive end of turn); 'baseline': all off. Sessions may override each one.",
+    http_max_frame_bytes: int = setting(
+        1 << 20,
+        "Largest WebSocket message the Realtime API takes (base64 audio: ~64 KiB a second at 24 kHz); a larger"
+        " one is refused before it is buffered and closes the socket with 1009.",
     )
-    min_silence_ms: int = setting(
-        0, "Silence that ends the user's turn; 0: the latency mode's (fast 150 ms, baseline 200 ms)."
+    history_tokens: int = setting(1200, "Token budget of the history sent to the LLM; the oldest turns go first.")
+
+    def typed_text_error(self, text: str) -> str | None:
+        """Why typed text is refused, or None: both fronts refuse it alike, and the session goes on."""
+        if len(text) <= self.max_text_chars:
+            return None
+        return f"typed text of {len(text)} characters is over the limit of {self.max_text_chars}"
+
+    def validate(self) -> None:
+        super().validate()
+        if min(self.max_session_s, self.idle_timeout_s) <= 0:
+            raise ValueError("max_session_s and idle_timeout_s must be positive")
+        if not 20 <= self.max_chunk_ms <= MAX_CHUNK_MS or self.max_text_chars < 1:
+            raise ValueError(f"max_chunk_ms must be in 20..{MAX_CHUNK_MS} (the ASR's limit), max_text_chars at least 1")
+        if self.max_sessions_per_caller < 0 or self.retry_after_ms < 0:
+            raise ValueError("max_sessions_per_caller and retry_after_ms must not be negative")
+        if not 4096 <= self.http_max_frame_bytes <= 64 << 20:
+            raise ValueError(f"http_max_frame_bytes must be in 4096..{64 << 20}, got {self.http_max_frame_bytes}")
+        if self.history_tokens < 100:
+            raise ValueError("history_tokens must be at least 100")
+
+
+@dataclasses.dataclass
+class BackendSettings(SettingGroup):
+    """The ASR, TTS and LLM the gateway uses, and how it reaches them."""
+
+    asr_address: str = setting("127.0.0.1:50052", "The ASR service.")
+    tts_address: str = setting("127.0.0.1:50053", "The TTS service.")
+    llm_base_url: str = setting("http://127.0.0.1:8000/v1", "An OpenAI-compatible server (vLLM, llama.cpp).")
+    llm_model: str = setting("gemma-3-270m", "The model name sent to the LLM server.")
+    llm_api_key: str = setting("none", "Bearer key for the LLM server, if it wants one.")
+    llm_max_tokens: int = setting(60, "Longest reply, in tokens.")
+    llm_temperature: float = setting(0.7, "Sampling temperature.")
+    llm_stop: str = setting(
+        "\\n",
+        "Stop strings, separated by '|', with backslash escapes. The default ends a reply at its line, as the "
+        "embedded base model's dialogue template needs; set it empty for an instruction-tuned model.",
     )
-    incomplete_silence_ms: int = setting(
-        DEFAULT_INCOMPLETE_SILENCE_MS,
-        "With the adaptive end of turn: the silence that ends a turn whose transcript stops mid-sentence.",
+    llm_timeout_s: float = setting(
+        10.0, "Longest wait for the LLM's first token, and between tokens; past it the turn fails DEADLINE_EXCEEDED."
     )
-    first_phrase_words: int = setting(
-        4, "Most words in the reply's first TTS phrase when the short first phrase is on (docs/performance.md)."
+    backend_timeout_s: float = setting(
+        15.0,
+        "Longest wait for the TTS's next audio of a turn (and for the ASR and the turn to finish when a session"
+        " ends); past it the turn fails DEADLINE_EXCEEDED and the session goes on.",
     )
-    api_keys_file: str = setting(
-        "",
-        "Static API keys, one per line ('#' comments). With this or jwks_file set, Converse and the Realtime API"
-        " need a bearer token.",
-    )
-    jwks_file: str = setting("", "A JWKS (JSON) whose keys may sign the JWTs that Converse accepts as bearer tokens.")
-    jwt_issuer: str = setting("", "Required 'iss' of accepted JWTs; empty: not checked.")
-    jwt_audience: str = setting("", "Required 'aud' of accepted JWTs; empty: not checked.")
     backend_tls_ca_file: str = setting(
         "", "PEM CA bundle that signed the ASR and TTS servers' certificates; set, they are reached over TLS."
     )
@@ -148,55 +206,25 @@ class GatewayConfig(ServerConfig):
         "", "The name the ASR and TTS certificates are verified for. Empty: each address's host."
     )
 
-    def describe(self) -> dict[str, object]:
-        return {
-            "latency_mode": self.latency_mode,
-            "techniques": self.latency_plan().describe(),
-            "first_phrase_words": self.first_phrase_words,
-            "llm_model": self.llm_model,
-            "llm_max_tokens": self.llm_max_tokens,
-        }
-
-    def latency_plan(self) -> LatencyPlan:
-        """The techniques of latency_mode, at min_silence_ms: every session's, unless it chooses otherwise."""
-        return LatencyPlan.for_mode(self.latency_mode, self.min_silence_ms)
-
     def validate(self) -> None:
         super().validate()
-        self._validate_backend_tls()
-        if self.llm_max_tokens < 1 or self.history_tokens < 100 or self.barge_in_min_speech_ms < 0:
-            raise ValueError("llm_max_tokens >= 1, history_tokens >= 100, barge_in_min_speech_ms >= 0")
-        if min(self.max_session_s, self.idle_timeout_s, self.llm_timeout_s, self.backend_timeout_s) <= 0:
-            raise ValueError("max_session_s, idle_timeout_s, llm_timeout_s and backend_timeout_s must be positive")
-        if not 20 <= self.max_chunk_ms <= MAX_CHUNK_MS or self.max_text_chars < 1:
-            raise ValueError(f"max_chunk_ms must be in 20..{MAX_CHUNK_MS} (the ASR's limit), max_text_chars at least 1")
-        if self.latency_mode not in LATENCY_MODES:
-            raise ValueError(f"latency_mode must be one of {', '.join(LATENCY_MODES)}, got {self.latency_mode!r}")
-        if not 0 <= self.min_silence_ms <= 5000 or not 0 <= self.incomplete_silence_ms <= 5000:
-            raise ValueError("min_silence_ms and incomplete_silence_ms must be in 0..5000")
-        if not 1 <= self.first_phrase_words <= 50:
-            raise ValueError("first_phrase_words must be in 1..50")
-        if not 100 <= self.decision_interim_ms <= 10_000 or not 0 <= self.echo_window_ms <= 60_000:
-            raise ValueError("decision_interim_ms must be in 100..10000, echo_window_ms in 0..60000")
-        if self.max_sessions_per_caller < 0 or self.retry_after_ms < 0:
-            raise ValueError("max_sessions_per_caller and retry_after_ms must not be negative")
-        self._validate_http()
-
-    def _validate_http(self) -> None:
-        if not 0 <= self.http_port <= 65535:
-            raise ValueError(f"http_port must be a port number, got {self.http_port}")
-        if self.http_port and self.http_port in {self.port, self.metrics_port, self.health_port}:
-            raise ValueError(f"http_port {self.http_port} must differ from port, metrics_port and health_port")
-        if not 4096 <= self.http_max_frame_bytes <= 64 << 20:
-            raise ValueError(f"http_max_frame_bytes must be in 4096..{64 << 20}, got {self.http_max_frame_bytes}")
-
-    def _validate_backend_tls(self) -> None:
+        if self.llm_max_tokens < 1:
+            raise ValueError("llm_max_tokens must be at least 1")
+        if min(self.llm_timeout_s, self.backend_timeout_s) <= 0:
+            raise ValueError("llm_timeout_s and backend_timeout_s must be positive")
         if bool(self.backend_tls_cert_file) != bool(self.backend_tls_key_file):
             raise ValueError("backend_tls_cert_file and backend_tls_key_file go together: set both or neither")
         if (self.backend_tls_cert_file or self.backend_tls_server_name) and not self.backend_tls_ca_file:
             raise ValueError("backend_tls_cert_file and backend_tls_server_name need backend_tls_ca_file (TLS)")
 
-    def backend_channel(self, address: str, **kwargs: Any) -> grpc.aio.Channel:
+    @property
+    def transport(self) -> str:
+        """'mTLS', 'TLS' or 'plaintext': how the ASR and TTS are reached."""
+        if not self.backend_tls_ca_file:
+            return "plaintext"
+        return "mTLS" if self.backend_tls_cert_file else "TLS"
+
+    def channel(self, address: str, **kwargs: Any) -> grpc.aio.Channel:
         """A channel to ASR or TTS at ``address``: TLS (mTLS with a client certificate) when configured."""
         return tls.aio_channel(
             address,
@@ -218,6 +246,60 @@ class GatewayConfig(ServerConfig):
             stop=tuple(s for s in stops if s),
             request_timeout_s=self.llm_timeout_s,
         )
+
+
+@dataclasses.dataclass
+class AuthSettings(SettingGroup):
+    """Who may open a conversation: bearer tokens on Converse and the Realtime API. Neither file: anyone."""
+
+    api_keys_file: str = setting(
+        "",
+        "Static API keys, one per line ('#' comments). With this or jwks_file set, Converse and the Realtime API"
+        " need a bearer token.",
+    )
+    jwks_file: str = setting("", "A JWKS (JSON) whose keys may sign the JWTs that Converse accepts as bearer tokens.")
+    jwt_issuer: str = setting("", "Required 'iss' of accepted JWTs; empty: not checked.")
+    jwt_audience: str = setting("", "Required 'aud' of accepted JWTs; empty: not checked.")
+
+
+@dataclasses.dataclass
+class GatewayConfig(ServerConfig):
+    """The gateway: one Converse stream per conversation, across ASR, LLM and TTS."""
+
+    env_prefix = "VOICE_GATEWAY_"
+
+    port: int = setting(50051, "gRPC port.")
+    metrics_port: int = setting(9101, "Port of the Prometheus /metrics HTTP endpoint; 0 turns it off.")
+    max_streams: int = setting(
+        64, "Concurrent conversations; past it, new ones get RESOURCE_EXHAUSTED at once with a retry hint."
+    )
+    http_port: int = setting(
+        8080,
+        "HTTP port of the OpenAI Realtime-compatible WebSocket API (/v1/realtime), the browser page (/) and"
+        " /healthz; 0 turns it off.",
+    )
+    persona: PersonaSettings = dataclasses.field(default_factory=PersonaSettings)
+    latency: LatencySettings = dataclasses.field(default_factory=LatencySettings)
+    turn_taking: TurnTakingSettings = dataclasses.field(default_factory=TurnTakingSettings)
+    limits: LimitSettings = dataclasses.field(default_factory=LimitSettings)
+    backends: BackendSettings = dataclasses.field(default_factory=BackendSettings)
+    auth: AuthSettings = dataclasses.field(default_factory=AuthSettings)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "latency_mode": self.latency.latency_mode,
+            "techniques": self.latency.plan().describe(),
+            "first_phrase_words": self.latency.first_phrase_words,
+            "llm_model": self.backends.llm_model,
+            "llm_max_tokens": self.backends.llm_max_tokens,
+        }
+
+    def validate(self) -> None:
+        super().validate()  # the server's settings, and each group's
+        if not 0 <= self.http_port <= 65535:
+            raise ValueError(f"http_port must be a port number, got {self.http_port}")
+        if self.http_port and self.http_port in {self.port, self.metrics_port, self.health_port}:
+            raise ValueError(f"http_port {self.http_port} must differ from port, metrics_port and health_port")
 
 
 #: What the embedded stack needs to run the gateway.

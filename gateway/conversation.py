@@ -38,11 +38,11 @@ from gateway.events import (
 )
 from gateway.history import History
 from gateway.limits import Limits
-from gateway.listening import Listener
+from gateway.listening import Listener, OverEcho
 from gateway.observer import ConversationObserver
 from gateway.preemption import Preemption, Preemptor
-from gateway.protocol import SessionSettings
-from gateway.turn import AgentTurn, TtsFailure, TurnTiming
+from gateway.session_settings import SessionSettings
+from gateway.turn import AgentTurn, TtsFailure, TurnOutcome, TurnTiming
 from gateway.turn_taking import OVER_ECHO_CHECK_MS, Decision, InterruptionDecider, Kind, is_echo
 from voice_agent.errors import ServiceError
 from voice_agent.telemetry import trace_headers
@@ -63,8 +63,8 @@ class Conversation:
         self._config = config
         self._settings = settings
         self._emit = emit = self._watch_output(emit)
-        self._limits = Limits(config, draining or asyncio.Event())
-        self._history = History(settings.system_prompt, config.history_tokens)
+        self._limits = Limits(config.limits, config.backends.backend_timeout_s, draining or asyncio.Event())
+        self._history = History(settings.system_prompt, config.limits.history_tokens)
         self._paths: Callable[[int, list[dict[str, str]]], TurnPaths] = (
             warm_paths(backends) if settings.plan.warm_paths else cold_paths(backends)
         )
@@ -74,7 +74,7 @@ class Conversation:
             settings.recognition,
             self,
             emit,
-            max_chunk_ms=config.max_chunk_ms,
+            max_chunk_ms=config.limits.max_chunk_ms,
             echo_cancellation=settings.turn_taking.echo_cancellation,
             speech_over_echo=self._deciding_enabled() and settings.turn_taking.echo_rejection,
         )
@@ -122,9 +122,9 @@ class Conversation:
             guard.cancel()
             reader.result()
             self._listener.end()  # the ASR flushes the utterance in progress
-            await asyncio.wait([listening], timeout=self._config.backend_timeout_s)
+            await asyncio.wait([listening], timeout=self._config.backends.backend_timeout_s)
             if self._turn_task is not None:  # a final transcript may just have started one
-                await asyncio.wait([self._turn_task], timeout=self._config.backend_timeout_s)
+                await asyncio.wait([self._turn_task], timeout=self._config.backends.backend_timeout_s)
         finally:
             for task in (reader, guard, listening):
                 task.cancel()
@@ -156,10 +156,9 @@ class Conversation:
 
     def _on_text(self, text: str, *, respond: bool) -> None:
         text = text.strip()
-        if len(text) > self._config.max_text_chars:
+        if (problem := self._config.limits.typed_text_error(text)) is not None:
             # The conversation survives a bad message: the client hears why, and nothing else changes.
-            limit = self._config.max_text_chars
-            self._emit(Error("INVALID_ARGUMENT", f"typed text of {len(text)} characters is over the limit of {limit}"))
+            self._emit(Error("INVALID_ARGUMENT", problem))
             return
         if text and not respond:
             self._history.add_user(text)
@@ -330,11 +329,13 @@ class Conversation:
 
     async def _words_over_echo(self, agent_words: str) -> str:
         """The user's words over the echo in the last utterance, if they interrupt; else ""."""
-        heard = await self._listener.words_over_echo(self._config.backend_timeout_s)
+        heard = await self._listener.words_over_echo(self._config.backends.backend_timeout_s)
         outcome, words = heard.outcome, heard.words
         if words:
             decision = InterruptionDecider(self._settings.turn_taking.techniques).ended(words, agent_words)
-            outcome, words = ("interruption", words) if decision.interrupts else ("not_an_interruption", "")
+            outcome, words = (
+                (OverEcho.INTERRUPTION, words) if decision.interrupts else (OverEcho.NOT_AN_INTERRUPTION, "")
+            )
         self._observer.heard_over_echo(outcome)
         return words
 
@@ -364,13 +365,13 @@ class Conversation:
         self._emit(InterruptionDecision(turn_id, decision.kind.value, decision_ms, decision.text))
         if decision.kind is Kind.INTERRUPTION:
             self._interrupted_by_speech = during_utterance  # its final transcript is the user's turn
-            self._observer.interruption_decided(decision.kind.value, decision_ms, resumed=False)
+            self._observer.interruption_decided(decision.kind, decision_ms, resumed=False)
             self._interrupt()
             if held is not None:
                 held.resume_audio()  # a cancelled turn sends nothing more
             return
         resumed = held is not None and self._turn is held and self._agent_active()
-        self._observer.interruption_decided(decision.kind.value, decision_ms, resumed=resumed)
+        self._observer.interruption_decided(decision.kind, decision_ms, resumed=resumed)
         if held is not None:
             held.resume_audio()
         if decision.kind is Kind.BACKCHANNEL:
@@ -383,7 +384,7 @@ class Conversation:
         """Frequent interims only while an agent turn runs: the words of speech over it decide, soon; the
         user's own turns keep the ASR's interval, and the CPU its shorter transcriptions would take."""
         if self._settings.barge_in and self._settings.turn_taking.interruption_decision:
-            self._listener.interims_every(self._config.decision_interim_ms if agent_active else 0)
+            self._listener.interims_every(self._config.turn_taking.decision_interim_ms if agent_active else 0)
 
     def _agent_words(self) -> str:
         """What the agent said lately (its reply before this one, and this one so far): what an echo repeats."""
@@ -400,7 +401,7 @@ class Conversation:
         if turn is None:
             return False
         ended_ms = (time.perf_counter() - turn.playback_end) * 1000
-        if not self._agent_active() and ended_ms > self._config.echo_window_ms:
+        if not self._agent_active() and ended_ms > self._config.turn_taking.echo_window_ms:
             return False
         return is_echo(text, turn.heard_text())
 
@@ -414,7 +415,7 @@ class Conversation:
     def _maybe_barge_in(self) -> None:
         if not (self._settings.barge_in and self._agent_active()):
             return
-        wait_ms = self._config.barge_in_min_speech_ms
+        wait_ms = self._config.turn_taking.barge_in_min_speech_ms
         if wait_ms == 0:
             self._interrupt()
         elif self._barge_in_timer is None or self._barge_in_timer.done():
@@ -432,7 +433,7 @@ class Conversation:
         task.cancel()  # no audio of this turn is sent after this line
         heard = turn.heard_text()
         self._add_agent(heard)
-        self._end_turn(turn, "interrupted")
+        self._end_turn(turn, TurnOutcome.INTERRUPTED)
         self._emit(Interruption(turn.turn_id, heard))
         self._emit(turn.metrics(interrupted=True))
 
@@ -493,8 +494,8 @@ class Conversation:
             self._settings.synthesis,
             timing,
             emit,
-            lead_ms=self._config.audio_lead_ms,
-            tts_timeout_s=self._config.backend_timeout_s,
+            lead_ms=self._config.turn_taking.audio_lead_ms,
+            tts_timeout_s=self._config.backends.backend_timeout_s,
             span=span,
             hold=hold,
         )
@@ -510,7 +511,9 @@ class Conversation:
             await turn.run()
         except asyncio.CancelledError:
             if kept is None or kept.is_set():
-                self._end_turn(turn, "cancelled")  # the session closed mid-turn; an interruption ended it already
+                self._end_turn(
+                    turn, TurnOutcome.CANCELLED
+                )  # the session closed mid-turn; an interruption ended it already
             raise
         except ServiceError as error:
             failure = ("llm", error.code.name, str(error))
@@ -527,13 +530,13 @@ class Conversation:
             backend, code, message = failure
             self._report(backend, code, message, turn.turn_id)
             self._add_agent(turn.heard_text())
-            self._end_turn(turn, "failed", message)
+            self._end_turn(turn, TurnOutcome.FAILED, message)
             return
         self._add_agent(turn.text)
-        self._end_turn(turn, "completed")
+        self._end_turn(turn, TurnOutcome.COMPLETED)
         self._emit(turn.metrics(interrupted=False))
 
-    def _end_turn(self, turn: AgentTurn, outcome: str, error: str | None = None) -> None:
+    def _end_turn(self, turn: AgentTurn, outcome: TurnOutcome, error: str | None = None) -> None:
         self._limits.activity()
         if turn is self._turn:
             self._listen_over_agent(False)

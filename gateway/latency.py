@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields, replace
 
+from voice_agent.contract import DEFAULT_MIN_SILENCE_MS
+
 LATENCY_MODES = ("baseline", "fast")
-# The end-of-turn silence of each mode: the design's 200 ms, and its 150 ms target (made safe by the
-# adaptive end of turn, which waits longer after a transcript that ends mid-sentence).
-MODE_SILENCE_MS = {"baseline": 200, "fast": 150}
+# The end-of-turn silence of each mode: the design's (the ASR's default), and its 150 ms target (made safe by
+# the adaptive end of turn, which waits longer after a transcript that ends mid-sentence).
+MODE_SILENCE_MS = {"baseline": DEFAULT_MIN_SILENCE_MS, "fast": 150}
 # Whole first sentence (well, up to this many words) when the short first phrase is off.
 LONG_FIRST_PHRASE_WORDS = 50
 

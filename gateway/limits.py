@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from gateway.config import GatewayConfig
+from gateway.config import LimitSettings
 from voice_agent.errors import DeadlineExceeded, Draining
 
 # How often a conversation checks its limits and the drain.
@@ -18,8 +18,11 @@ GUARD_INTERVAL_S = 0.1
 
 
 class Limits:
-    def __init__(self, config: GatewayConfig, draining: asyncio.Event) -> None:
-        self._config = config
+    def __init__(self, settings: LimitSettings, turn_deadline_s: float, draining: asyncio.Event) -> None:
+        """``turn_deadline_s``: how far a turn in flight may run past max_session_s before it is cut."""
+        self._max_session_s = settings.max_session_s
+        self._idle_timeout_s = settings.idle_timeout_s
+        self._turn_deadline_s = turn_deadline_s
         self._draining = draining
         self._started_at = self._last_activity_at = time.monotonic()
 
@@ -29,17 +32,17 @@ class Limits:
 
     async def guard(self, busy: Callable[[], bool]) -> None:
         """Raises, with a status that says why, once a limit is reached (see the module's docstring)."""
-        config = self._config
+        too_long = f"the conversation reached its limit of {self._max_session_s:g} s"
         while True:
             await asyncio.sleep(GUARD_INTERVAL_S)
             age = time.monotonic() - self._started_at
             if busy():
-                if age > config.max_session_s + config.backend_timeout_s:
-                    raise DeadlineExceeded(f"the conversation reached its limit of {config.max_session_s:g} s")
+                if age > self._max_session_s + self._turn_deadline_s:
+                    raise DeadlineExceeded(too_long)
                 continue
             if self._draining.is_set():
                 raise Draining("the gateway is shutting down; connect again to go on (another replica will answer)")
-            if age > config.max_session_s:
-                raise DeadlineExceeded(f"the conversation reached its limit of {config.max_session_s:g} s")
-            if time.monotonic() - self._last_activity_at > config.idle_timeout_s:
-                raise DeadlineExceeded(f"no message from the client for {config.idle_timeout_s:g} s")
+            if age > self._max_session_s:
+                raise DeadlineExceeded(too_long)
+            if time.monotonic() - self._last_activity_at > self._idle_timeout_s:
+                raise DeadlineExceeded(f"no message from the client for {self._idle_timeout_s:g} s")

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 import grpc
@@ -28,6 +29,7 @@ from gateway.turn_taking.echo_canceller import MIC_RATES, EchoCanceller, create_
 from gateway.turn_taking.echo_path import EchoTimeline
 from voice_agent.audio import PCM16_SAMPLE_BYTES, check_pcm16_chunk, float_to_pcm16
 from voice_agent.call_status import ServerStatus
+from voice_agent.contract import DEFAULT_ONSET_PAD_MS
 from voice_agent.errors import DRAINED_KEY
 from voice_agent.v1 import asr_pb2, asr_pb2_grpc
 
@@ -44,16 +46,27 @@ MAX_REFERENCE_AHEAD_S = 30
 #: utterances of the echo alone left -4.2 dB or less but one wordless fragment (-1.0 dB; its transcript was
 #: empty too), most under -10 dB; an interruption over the echo, -3.6 dB or more in all 36.
 OVER_ECHO_LEVEL_DB = -4.0
-# Audio before the ASR's speech start that is transcribed too (the ASR's own onset pad, services/asr/config.py).
-OVER_ECHO_ONSET_S = 0.3
+
+
+class OverEcho(StrEnum):
+    """What became of speech over the agent that read as its echo, heard again with the echo removed: what
+    ``Listener.words_over_echo`` found, and for the user's words what the conversation decided they were.
+    The label values of voice_gateway_speech_over_echo_total (all but WORDS, which is counted as its decision)."""
+
+    NO_ECHO = "no_echo"  # the agent's audio is not in the microphone
+    ECHO_ONLY = "echo_only"  # nothing more than it
+    WORDS = "words"  # the user's words, which the conversation then judges:
+    INTERRUPTION = "interruption"  # they interrupt the agent
+    NOT_AN_INTERRUPTION = "not_an_interruption"  # they do not (a backchannel, say)
+    NO_WORDS = "no_words"  # more than the echo, but no words in it
+    FAILED = "failed"  # transcribing it failed
 
 
 @dataclass(frozen=True)
 class HeardOverEcho:
-    """What ``Listener.words_over_echo`` found: ``no_echo`` (the agent's audio is not in the microphone),
-    ``echo_only`` (nothing more than it), ``words`` (the user's, in ``words``), ``no_words``, ``failed``."""
+    """What ``Listener.words_over_echo`` found, and with ``OverEcho.WORDS`` the user's ``words``."""
 
-    outcome: str
+    outcome: OverEcho
     words: str = ""
 
 
@@ -198,16 +211,16 @@ class Listener:
         echo removed (gateway/turn_taking/echo_path.py) and transcribed again when more than the echo was heard
         in it: the user's words over the echo."""
         if self._timeline is None:
-            return HeardOverEcho("no_echo")
+            return HeardOverEcho(OverEcho.NO_ECHO)
         start, end = self._utterance
         if self.in_speech:
             end = self._mic_samples
-        onset = int(OVER_ECHO_ONSET_S * self._sample_rate)
+        onset = DEFAULT_ONSET_PAD_MS * self._sample_rate // 1000  # as much before the speech as the ASR hears
         removed = await asyncio.to_thread(self._timeline.over_echo, start - onset, end)
         if removed is None:
-            return HeardOverEcho("no_echo")
+            return HeardOverEcho(OverEcho.NO_ECHO)
         if removed.level_db < OVER_ECHO_LEVEL_DB:
-            return HeardOverEcho("echo_only")
+            return HeardOverEcho(OverEcho.ECHO_ONLY)
         log.info(
             "session: speech over the echo (%.1f dB left once the %.0f ms echo path is removed): transcribing it",
             removed.level_db,
@@ -217,8 +230,8 @@ class Listener:
             words = await asyncio.wait_for(self._transcribe(float_to_pcm16(removed.residual)), timeout_s)
         except (TimeoutError, grpc.aio.AioRpcError) as error:
             log.warning("session: transcribing the speech over the echo failed: %s", error)
-            return HeardOverEcho("failed")
-        return HeardOverEcho("words" if words else "no_words", words)
+            return HeardOverEcho(OverEcho.FAILED)
+        return HeardOverEcho(OverEcho.WORDS if words else OverEcho.NO_WORDS, words)
 
     async def _transcribe(self, pcm: bytes) -> str:
         """``pcm`` through a Recognize stream of its own, at once: its final transcripts, joined."""

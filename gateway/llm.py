@@ -24,7 +24,7 @@ from voice_agent.telemetry import trace_headers, tracer
 
 @dataclass(frozen=True)
 class LlmSettings:
-    """What the client needs of GatewayConfig's llm_* settings, which hold the defaults and their help."""
+    """What the client needs of the llm_* settings (GatewayConfig.backends), which hold the defaults and their help."""
 
     base_url: str
     model: str

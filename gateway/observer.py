@@ -13,7 +13,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
 
-from gateway.turn import AgentTurn
+from gateway.listening import OverEcho
+from gateway.preemption import PreemptionOutcome
+from gateway.turn import AgentTurn, EmptyRecovery, TurnOutcome
+from gateway.turn_taking import Kind
 from voice_agent.metrics import COMMON_ERROR_CODES, init_labels, latency_histogram
 from voice_agent.telemetry import trace_id_of, tracer, wall_ns
 
@@ -58,25 +61,26 @@ DECISION_SECONDS = latency_histogram(
     "Start of speech over the agent to the decision on it, by kind.",
     ("kind",),
 )
-DECISION_KINDS = ("interruption", "backchannel", "noise", "echo")
-#: What became of speech over the agent heard again with its echo removed (gateway/listening.py's HeardOverEcho,
-#: and the decision on its words).
-OVER_ECHO_OUTCOMES = ("no_echo", "echo_only", "interruption", "not_an_interruption", "no_words", "failed")
+# Label values come from the enums they name, so that a new kind or outcome is counted (and its series
+# created at zero) without a second list to keep in step.
+DECISION_KINDS = tuple(kind.value for kind in Kind)
+#: What became of speech over the agent heard again with its echo removed; its words are counted as their decision.
+OVER_ECHO_OUTCOMES = tuple(outcome.value for outcome in OverEcho if outcome is not OverEcho.WORDS)
 EMPTY_REPLIES = Counter(
     "voice_gateway_empty_replies_total",
     "Turns whose LLM reply had nothing to say, by how the turn recovered: retry (asked again with the built-in"
     " persona) or fallback (the fallback line was said).",
     ["recovery"],
 )
-EMPTY_REPLY_RECOVERIES = ("retry", "fallback")
+EMPTY_REPLY_RECOVERIES = tuple(recovery.value for recovery in EmptyRecovery)
 LLM_TOKENS = Counter("voice_gateway_llm_tokens_total", "Content tokens streamed from the LLM.")
 STAGE_SECONDS = latency_histogram("voice_gateway_stage_seconds", "Stages of completed turns.", ("stage",))
 E2E_SECONDS = latency_histogram(
     "voice_gateway_e2e_seconds", "End of the user's speech to the first agent audio sent, at the gateway."
 )
 STAGES = ("vad_wait", "asr", "llm_ttft", "tts_ttfa", "overhead")
-init_labels(TURNS, *((outcome,) for outcome in ("completed", "interrupted", "failed", "cancelled")))
-init_labels(PREEMPTIONS, ("kept",), ("discarded",))
+init_labels(TURNS, *((outcome.value,) for outcome in TurnOutcome))
+init_labels(PREEMPTIONS, *((outcome.value,) for outcome in PreemptionOutcome))
 init_labels(DECISIONS, *((kind,) for kind in DECISION_KINDS))
 init_labels(DECISION_SECONDS, *((kind,) for kind in DECISION_KINDS))
 init_labels(HEARD_OVER_ECHO, *((outcome,) for outcome in OVER_ECHO_OUTCOMES))
@@ -146,35 +150,35 @@ class ConversationObserver:
             span.set_attribute("turn.outcome", outcome)
             span.end()
 
-    def turn_ended(self, turn: AgentTurn, outcome: str) -> None:
-        TURNS.labels(outcome).inc()
+    def turn_ended(self, turn: AgentTurn, outcome: TurnOutcome) -> None:
+        TURNS.labels(outcome.value).inc()
         LLM_TOKENS.inc(turn.reply.tokens)
         if turn.empty_recovery is not None:
-            EMPTY_REPLIES.labels(turn.empty_recovery).inc()
-        if outcome == "interrupted":
+            EMPTY_REPLIES.labels(turn.empty_recovery.value).inc()
+        if outcome is TurnOutcome.INTERRUPTED:
             INTERRUPTIONS.inc()
-        if outcome == "completed":
+        if outcome is TurnOutcome.COMPLETED:
             self._observe_stages(turn)
 
-    def interruption_decided(self, kind: str, decision_ms: float, *, resumed: bool) -> None:
+    def interruption_decided(self, kind: Kind, decision_ms: float, *, resumed: bool) -> None:
         """Speech over the agent was decided; ``resumed``: its held audio went on."""
-        DECISIONS.labels(kind).inc()
-        DECISION_SECONDS.labels(kind).observe(max(decision_ms, 0.0) / 1000)
+        DECISIONS.labels(kind.value).inc()
+        DECISION_SECONDS.labels(kind.value).observe(max(decision_ms, 0.0) / 1000)
         if resumed:
             FALSE_INTERRUPTIONS_RESUMED.inc()
-        if kind == "echo":
+        if kind is Kind.ECHO:
             ECHO_REJECTED.inc()
 
-    def heard_over_echo(self, outcome: str) -> None:
+    def heard_over_echo(self, outcome: OverEcho) -> None:
         """Speech over the agent that read as its echo was heard again with the echo removed."""
-        HEARD_OVER_ECHO.labels(outcome).inc()
+        HEARD_OVER_ECHO.labels(outcome.value).inc()
 
     def echo_rejected(self) -> None:
         """A final transcript just after the agent's audio repeated it: dropped, not answered."""
         ECHO_REJECTED.inc()
 
-    def preemption(self, outcome: str) -> None:
-        PREEMPTIONS.labels(outcome).inc()
+    def preemption(self, outcome: PreemptionOutcome) -> None:
+        PREEMPTIONS.labels(outcome.value).inc()
 
     def backend_failed(self, backend: str, code: str, message: str) -> None:
         BACKEND_ERRORS.labels(backend, code).inc()

@@ -10,10 +10,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from gateway.events import Emit, Event
 from gateway.latency import same_words
 from gateway.turn import AgentTurn
+
+
+class PreemptionOutcome(StrEnum):
+    """What became of a reply started on a pause's transcript: voice_gateway_preemptive_turns_total's label."""
+
+    KEPT = "kept"  # the final transcript said the same words
+    DISCARDED = "discarded"
+
 
 #: Starts a reply to ``text`` whose events go to the given emit and whose audio waits for ``kept``.
 Launch = Callable[[str, Emit, asyncio.Event], tuple[AgentTurn, "asyncio.Task[None]"]]
@@ -52,7 +61,7 @@ class Preemption:
 class Preemptor:
     """The one reply in flight on a pause's transcript, if any, and what becomes of it."""
 
-    def __init__(self, launch: Launch, emit: Emit, on_outcome: Callable[[str], None]) -> None:
+    def __init__(self, launch: Launch, emit: Emit, on_outcome: Callable[[PreemptionOutcome], None]) -> None:
         self._launch = launch
         self._emit = emit
         self._on_outcome = on_outcome  # kept or discarded: the observer counts them
@@ -74,7 +83,7 @@ class Preemptor:
 
     def keep(self, preemption: Preemption) -> None:
         """The reply is the turn: its text so far goes out, in order, before any of its audio."""
-        self._on_outcome("kept")
+        self._on_outcome(PreemptionOutcome.KEPT)
         preemption.events.release()
         preemption.kept.set()
 
@@ -85,4 +94,4 @@ class Preemptor:
     def _cancel(self, preemption: Preemption | None) -> None:
         if preemption is not None:
             preemption.task.cancel()  # none of it reached the client
-            self._on_outcome("discarded")
+            self._on_outcome(PreemptionOutcome.DISCARDED)

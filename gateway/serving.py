@@ -13,9 +13,9 @@ from gateway import backends, events
 from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
 from gateway.conversation import Conversation
-from gateway.protocol import session_settings
 from gateway.realtime.serving import Gateway as RealtimeGateway
 from gateway.realtime.serving import HttpServer
+from gateway.session_settings import session_settings
 from voice_agent.errors import RETRY_AFTER_KEY, InvalidArgument, Unauthenticated, quoted
 from voice_agent.server import EventStream, Started, StreamAdmission, run, serve_stream
 from voice_agent.v1 import asr_pb2, gateway_pb2, gateway_pb2_grpc, tts_pb2
@@ -31,8 +31,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         self.admission = StreamAdmission(
             "gateway",
             config.max_streams,
-            per_caller_limit=config.max_sessions_per_caller,
-            retry_after_ms=config.retry_after_ms,
+            per_caller_limit=config.limits.max_sessions_per_caller,
+            retry_after_ms=config.limits.retry_after_ms,
             last_event=last_event,
         )
         self._channels: list[grpc.aio.Channel] = []
@@ -40,8 +40,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         self._voices: set[str] = set()  # the TTS's voices and voice aliases, as last listed
         self._http: HttpServer | None = None
         # Read at start: a missing or empty key file stops the gateway rather than leave it open.
+        auth = config.auth
         self._auth = Authenticator.from_files(
-            config.api_keys_file, config.jwks_file, issuer=config.jwt_issuer, audience=config.jwt_audience
+            auth.api_keys_file, auth.jwks_file, issuer=auth.jwt_issuer, audience=auth.jwt_audience
         )
         if self._auth is None:
             log.warning(
@@ -53,18 +54,18 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     async def load(self) -> None:
         """Opens one pooled, persistent channel per backend; they connect lazily and reconnect."""
-        self._backends, self._channels = backends.connect(self.config)
-        if self.config.latency_mode == "fast":
+        self._backends, self._channels = backends.connect(self.config.backends)
+        if self.config.latency.latency_mode == "fast":
             # Not awaited: the gateway serves at once, whether or not the LLM is up yet.
-            self._warm_up = asyncio.create_task(self._backends.llm.warm_up(self.config.system_prompt))
-        log.info("latency mode %s: %s", self.config.latency_mode, self.config.latency_plan().describe())
+            self._warm_up = asyncio.create_task(self._backends.llm.warm_up(self.config.persona.system_prompt))
+        log.info("latency mode %s: %s", self.config.latency.latency_mode, self.config.latency.plan().describe())
         log.info(
             "backends: asr %s, tts %s (%s), llm %s (%s)",
-            self.config.asr_address,
-            self.config.tts_address,
-            _backend_transport(self.config),
-            self.config.llm_base_url,
-            self.config.llm_model,
+            self.config.backends.asr_address,
+            self.config.backends.tts_address,
+            self.config.backends.transport,
+            self.config.backends.llm_base_url,
+            self.config.backends.llm_model,
         )
         if self.config.http_port:
             self._http = HttpServer(
@@ -192,12 +193,6 @@ def last_event(code: grpc.StatusCode, message: str, trailing: dict[str, str]) ->
     if (hint := trailing.get(RETRY_AFTER_KEY, "")).isdigit():
         error.retry_after_ms = int(hint)
     return gateway_pb2.ConverseResponse(error=error)
-
-
-def _backend_transport(config: GatewayConfig) -> str:
-    if not config.backend_tls_ca_file:
-        return "plaintext"
-    return "mTLS" if config.backend_tls_cert_file else "TLS"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from enum import StrEnum
 
 import grpc
 from opentelemetry import trace
@@ -29,6 +30,22 @@ from voice_agent.telemetry import tracer
 from voice_agent.v1 import tts_pb2, tts_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+
+class TurnOutcome(StrEnum):
+    """How an agent turn ended: the span's turn.outcome, and voice_gateway_turns_total's label."""
+
+    COMPLETED = "completed"
+    INTERRUPTED = "interrupted"  # the user barged in, or the client cancelled the reply
+    FAILED = "failed"  # a backend failed; the conversation goes on
+    CANCELLED = "cancelled"  # the session closed mid-turn
+
+
+class EmptyRecovery(StrEnum):
+    """How a turn whose LLM reply had nothing to say recovered: voice_gateway_empty_replies_total's label."""
+
+    RETRY = "retry"  # asked again with the built-in persona
+    FALLBACK = "fallback"  # the fallback line was said
 
 
 @dataclass
@@ -73,10 +90,10 @@ class AgentTurn:
         self.turn_id = turn_id
         self.timing = timing
         self.span = span  # voice.turn: the root of the turn's trace, opened when the user began
-        self.outcome: str | None = None  # completed, interrupted, failed or cancelled, once it has ended
+        self.outcome: TurnOutcome | None = None  # once it has ended
         self.reply = Reply()  # the LLM's reply (the one spoken, after a retry)
         self.spoken = SpokenReply(labels_in(messages[0]["content"]) if messages else ())
-        self.empty_recovery: str | None = None  # the LLM gave nothing to say: "retry" or "fallback" made the reply
+        self.empty_recovery: EmptyRecovery | None = None  # the LLM gave nothing to say: what made the reply
         self.preemptive = False  # started before the final transcript, and kept
         self._messages = messages
         self._hold = hold
@@ -128,12 +145,12 @@ class AgentTurn:
         never a silent success: it is asked for once more with the built-in persona, then a fallback is said."""
         await self._forward_reply(self._messages, fragments)
         if not speakable(self.spoken.text):
-            self.empty_recovery = "retry"
+            self.empty_recovery = EmptyRecovery.RETRY
             self.spoken = SpokenReply(labels_in(DEFAULT_SYSTEM_PROMPT))
             self.reply = Reply()
             await self._forward_reply(_with_persona(self._messages, DEFAULT_SYSTEM_PROMPT), fragments)
         if not speakable(self.spoken.text):
-            self.empty_recovery = "fallback"
+            self.empty_recovery = EmptyRecovery.FALLBACK
             self._forward(self.spoken.say(FALLBACK_REPLY), fragments)
         if self.empty_recovery:
             log.warning("turn %d: the LLM gave nothing to say; recovered by %s", self.turn_id, self.empty_recovery)
@@ -212,13 +229,13 @@ class AgentTurn:
             preemptive=self.preemptive,
         )
 
-    def end(self, outcome: str, error: str | None = None) -> bool:
+    def end(self, outcome: TurnOutcome, error: str | None = None) -> bool:
         """Records how the turn ended and closes its root span with its timings; False if it had ended."""
         if self.outcome is not None:
             return False
         self.outcome = outcome
         self.span.set_attributes(
-            {**self.stage_ms(), "turn_id": self.turn_id, "turn.outcome": outcome, "llm.tokens": self.reply.tokens}
+            {**self.stage_ms(), "turn_id": self.turn_id, "turn.outcome": outcome.value, "llm.tokens": self.reply.tokens}
         )
         if error is not None:
             self.span.set_status(trace.Status(trace.StatusCode.ERROR, error))

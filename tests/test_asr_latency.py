@@ -19,6 +19,7 @@ from support import ServiceProcess, spoken
 from services.asr.protocol import StreamSettings, settings_from_request
 from voice_agent.audio import Pcm16Audio
 from voice_agent.client.asr import recognition_config, recognize
+from voice_agent.contract import MAX_SILENCE_MS
 from voice_agent.v1 import asr_pb2, asr_pb2_grpc
 from voice_ops.samples import (
     COMPLETE_QUESTIONS,
@@ -275,4 +276,6 @@ def test_the_documented_defaults() -> None:
     assert plain.turn_detector == "text"  # the measured winner (docs/performance.md, End of turn)
     assert settings(turn_detector="both").turn_detector == "both"
     assert settings(min_silence_ms=1000).incomplete_silence_ms == 1000  # never shorter than the base wait
-    assert settings(**ADAPTIVE, pause_ms=32, incomplete_silence_ms=5000).incomplete_silence_ms == 5000
+    assert (
+        settings(**ADAPTIVE, pause_ms=32, incomplete_silence_ms=MAX_SILENCE_MS).incomplete_silence_ms == MAX_SILENCE_MS
+    )

@@ -44,6 +44,7 @@ from support import ServiceProcess, running, spoken
 
 from services.tts.text import PhraseSegmenter
 from voice_agent.audio import TTS_OUTPUT_RATES
+from voice_agent.contract import INTERIM_INTERVAL_RANGE_MS, MAX_SILENCE_MS
 from voice_agent.v1 import asr_pb2, audio_pb2, gateway_pb2, tts_pb2, tts_pb2_grpc
 
 # A call still running after this is a hang: each example is a few seconds of work at most.
@@ -447,10 +448,10 @@ recognition_configs = configs(
         st.sampled_from(["", "en"]), st.one_of(odd_texts, st.sampled_from(["de", "xx", "EN", "en-US", "q" * 20_000]))
     ),
     vad_threshold=Values(st.floats(0.0625, 0.9375, width=32), float32s, optional=True),
-    min_silence_ms=Values(st.integers(0, 5000), uint32s, optional=True),
+    min_silence_ms=Values(st.integers(0, MAX_SILENCE_MS), uint32s, optional=True),
     speech_pad_ms=Values(st.integers(0, 1000), uint32s, optional=True),
     interim_results=Values(st.booleans(), st.booleans(), optional=True),
-    interim_interval_ms=Values(st.integers(100, 10_000), uint32s, optional=True),
+    interim_interval_ms=Values(st.integers(*INTERIM_INTERVAL_RANGE_MS), uint32s, optional=True),
 )
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 trace_contexts = st.builds(

@@ -15,7 +15,7 @@ from conftest import gateway_args
 from support import ServiceProcess, spoken, start_service
 
 from gateway.config import GatewayConfig
-from gateway.protocol import SessionChoices, session_settings, settings_for
+from gateway.session_settings import SessionChoices, session_settings, settings_for
 from voice_agent.audio import Pcm16Audio
 from voice_agent.client.asr import recognize
 from voice_agent.client.converse import Conversation, session_config, talk
@@ -133,7 +133,7 @@ async def test_malformed_sessions_get_invalid_argument(gateway_channel: grpc.aio
 
 @pytest.mark.parametrize("rate", [8_000, 11_025, 22_050, 44_100, 48_000])
 def test_any_integer_input_rate_from_8_to_48_khz_is_taken(rate: int) -> None:
-    """No servers: the session's settings alone (gateway/protocol.py); the ASR resamples whatever rate it is."""
+    """No servers: the session's settings alone (gateway/session_settings.py); the ASR resamples whatever rate it is."""
     settings = session_settings(gateway_pb2.ConverseRequest(config=session_config(rate)), GatewayConfig())
     assert settings.input_sample_rate == settings.recognition.audio.sample_rate_hz == rate
 

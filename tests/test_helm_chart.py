@@ -8,7 +8,6 @@ No cluster, no helm binary, no network."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -779,7 +778,7 @@ CONFIGS = {"gateway": GatewayConfig, "asr": AsrConfig, "tts": TtsConfig}
 def settings_of(comp: str) -> set[str]:
     """The environment variables a component's process reads."""
     config = CONFIGS[comp]
-    return {config.env_name(f.name) for f in dataclasses.fields(config)}
+    return {config.env_name(name) for name in config.setting_names()}
 
 
 def mounted_secrets(spec: dict[str, Any]) -> dict[str, str]:

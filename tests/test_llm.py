@@ -31,7 +31,7 @@ def client(server: ServiceProcess, **settings: object) -> ChatClient:
 
 def llm_settings(base_url: str, **settings: object) -> LlmSettings:
     """The gateway's defaults (GatewayConfig's), pointed at ``base_url``."""
-    return dataclasses.replace(GatewayConfig().llm_settings(), base_url=base_url, **settings)  # type: ignore[arg-type]
+    return dataclasses.replace(GatewayConfig().backends.llm_settings(), base_url=base_url, **settings)  # type: ignore[arg-type]
 
 
 async def test_a_reply_streams_as_deltas(llm_server: ServiceProcess) -> None:

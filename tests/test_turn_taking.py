@@ -188,7 +188,7 @@ def test_an_echo_that_the_user_speaks_over_is_no_longer_echo() -> None:
 
 def test_turn_taking_settings_per_gateway_and_per_session() -> None:
     from gateway.config import GatewayConfig
-    from gateway.protocol import session_settings
+    from gateway.session_settings import session_settings
     from voice_agent.client.converse import session_config
     from voice_agent.v1 import gateway_pb2
 
@@ -200,6 +200,6 @@ def test_turn_taking_settings_per_gateway_and_per_session() -> None:
     chosen = session_settings(gateway_pb2.ConverseRequest(config=session_config(16_000, turn_taking=options)), config)
     assert not chosen.turn_taking.interruption_decision and not chosen.turn_taking.echo_rejection
     assert chosen.turn_taking.backchannels  # unset: the gateway's
-    config.backchannel_words = False
+    config.turn_taking.backchannel_words = False
     off = session_settings(gateway_pb2.ConverseRequest(config=session_config(16_000)), config)
     assert not off.turn_taking.techniques.backchannels

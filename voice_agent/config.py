@@ -4,6 +4,14 @@ Every setting has a documented default, an environment variable and a flag.
 Precedence: flag > environment variable > default. The environment variable
 is the class's ``env_prefix`` plus the field name in upper case, e.g. the
 ASR service's ``port`` is ``VOICE_ASR_PORT`` and ``--port``.
+
+A config with many settings keeps related ones in a ``SettingGroup``: a
+dataclass of settings held in one field of the config (``latency:
+LatencySettings = field(default_factory=LatencySettings)``), read as
+``config.latency.latency_mode``. Grouping arranges the code and the --help
+only: a grouped setting is still a flag and an environment variable of its own
+name (``--latency-mode``, ``VOICE_GATEWAY_LATENCY_MODE``), so every setting's
+name is unique across the config and its groups.
 """
 
 from __future__ import annotations
@@ -20,6 +28,15 @@ from typing import Any, ClassVar, Self
 def setting(default: Any, help: str) -> Any:
     """A dataclass field with its help text."""
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass
+class SettingGroup:
+    """Settings that belong together, held in one field of a Config (see the module's docstring).
+    Its docstring heads its section of --help."""
+
+    def validate(self) -> None:
+        """Raises ValueError on an impossible setting of the group. Subclasses extend it."""
 
 
 def _parse_bool(text: str) -> bool:
@@ -39,6 +56,23 @@ def _scalar_type(annotation: Any) -> type:
     return annotation
 
 
+def _is_group(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, SettingGroup)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Setting:
+    """One flag and environment variable: a field of the Config, or of one of its groups."""
+
+    field: dataclasses.Field[Any]
+    kind: type
+    group: str | None = None  # the Config field holding its SettingGroup
+
+    @property
+    def name(self) -> str:
+        return self.field.name
+
+
 @dataclasses.dataclass
 class Config:
     """Base for every process's configuration."""
@@ -50,40 +84,85 @@ class Config:
         return f"{cls.env_prefix}{field_name.upper()}"
 
     @classmethod
-    def _fields(cls) -> list[tuple[dataclasses.Field[Any], type]]:
+    def _groups(cls) -> dict[str, type[SettingGroup]]:
+        """The fields that hold a SettingGroup, by name."""
         hints = typing.get_type_hints(cls)
-        return [(f, _scalar_type(hints[f.name])) for f in dataclasses.fields(cls)]
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls) if _is_group(hints[f.name])}
+
+    @classmethod
+    def _settings(cls) -> list[_Setting]:
+        """Every setting, in the order of the fields: the Config's own, and each group's in its place."""
+        hints, groups = typing.get_type_hints(cls), cls._groups()
+        found: list[_Setting] = []
+        for f in dataclasses.fields(cls):
+            if f.name in groups:
+                group_hints = typing.get_type_hints(groups[f.name])
+                found += [
+                    _Setting(g, _scalar_type(group_hints[g.name]), f.name) for g in dataclasses.fields(groups[f.name])
+                ]
+            else:
+                found.append(_Setting(f, _scalar_type(hints[f.name])))
+        names = [s.name for s in found]
+        if len(set(names)) < len(names):  # one flag, one variable per name
+            raise TypeError(f"{cls.__name__}: settings named twice: {sorted({n for n in names if names.count(n) > 1})}")
+        return found
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """The name of every setting (its flag and variable without their prefix), grouped ones included."""
+        return [s.name for s in cls._settings()]
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        for f, kind in cls._fields():
-            flag = "--" + f.name.replace("_", "-")
-            help_text = f"{f.metadata.get('help', '')} [env {cls.env_name(f.name)}; default: {f.default!r}]"
-            help_text = help_text.replace("%", "%%")  # argparse formats help with %
-            if kind is bool:
-                parser.add_argument(
-                    flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
-                )
-            else:
-                parser.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(), help=help_text)
+        """A flag per setting; a group's under its own heading in --help (its docstring below it)."""
+        sections = {
+            name: parser.add_argument_group(name.replace("_", " "), kind.__doc__)
+            for name, kind in cls._groups().items()
+        }
+        for s in cls._settings():
+            cls._add_argument(parser if s.group is None else sections[s.group], s)
+
+    @classmethod
+    def _add_argument(cls, target: argparse._ActionsContainer, s: _Setting) -> None:
+        flag = "--" + s.name.replace("_", "-")
+        help_text = f"{s.field.metadata.get('help', '')} [env {cls.env_name(s.name)}; default: {s.field.default!r}]"
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %
+        if s.kind is bool:
+            target.add_argument(flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            target.add_argument(flag, dest=s.name, type=s.kind, default=None, metavar=s.name.upper(), help=help_text)
 
     @classmethod
     def from_env(cls, environ: typing.Mapping[str, str] | None = None, **overrides: Any) -> Self:
-        """Defaults, then environment variables, then explicit overrides."""
+        """Defaults, then environment variables, then explicit overrides (by setting name, grouped or not)."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for f, kind in cls._fields():
-            raw = environ.get(cls.env_name(f.name))
+        for s in cls._settings():
+            raw = environ.get(cls.env_name(s.name))
             if raw is None or raw == "":
                 continue
             try:
-                values[f.name] = _parse_bool(raw) if kind is bool else kind(raw)
+                values[s.name] = _parse_bool(raw) if s.kind is bool else s.kind(raw)
             except ValueError as exc:
-                raise ValueError(f"{cls.env_name(f.name)}={raw!r}: {exc}") from exc
+                raise ValueError(f"{cls.env_name(s.name)}={raw!r}: {exc}") from exc
         values.update({k: v for k, v in overrides.items() if v is not None})
-        config = cls(**values)
+        config = cls._build(values)
         config.validate()
         return config
+
+    @classmethod
+    def _build(cls, values: dict[str, Any]) -> Self:
+        """The config of ``values`` (setting name -> value), each grouped one put into its group."""
+        settings = cls._settings()
+        unknown = set(values) - {s.name for s in settings}
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no setting {', '.join(sorted(unknown))}")
+        own: dict[str, Any] = {}
+        grouped: dict[str, dict[str, Any]] = {name: {} for name in cls._groups()}
+        for s in settings:
+            if s.name in values:
+                (own if s.group is None else grouped[s.group])[s.name] = values[s.name]
+        return cls(**own, **{name: kind(**grouped[name]) for name, kind in cls._groups().items()})
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None, prog: str | None = None) -> Self:
@@ -97,7 +176,10 @@ class Config:
             raise  # unreachable: parser.error exits
 
     def validate(self) -> None:
-        """Raises ValueError on an impossible setting. Subclasses extend it."""
+        """Raises ValueError on an impossible setting: each group's own checks, then the subclasses' (they
+        extend it; a check across groups belongs there)."""
+        for name in self._groups():
+            getattr(self, name).validate()
 
     def describe(self) -> dict[str, object]:
         """The settings that shape what a user hears and how fast, for the reports of the demo and the

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -144,7 +144,7 @@ def launch_on_free_ports(spec: ServiceSpec, log: Path, *args: str) -> ServicePro
 
 
 def _serves_http(spec: ServiceSpec) -> bool:
-    return "http_port" in {f.name for f in fields(spec.config)}
+    return "http_port" in spec.config.setting_names()
 
 
 def service(name: str) -> ServiceSpec:

@@ -24,14 +24,15 @@ from typing import Any
 import numpy as np
 
 from gateway import events
-from gateway.protocol import SessionChoices, SessionSettings
+from gateway.session_settings import SessionChoices, SessionSettings
 from voice_agent.audio import float_to_pcm16, pcm16_to_float, resample
+from voice_agent.contract import MAX_SILENCE_MS
 
 #: The only audio either way: PCM16 mono at 24 kHz, the Realtime API's ``audio/pcm``.
 SAMPLE_RATE = 24_000
 AUDIO_FORMAT = {"type": "audio/pcm", "rate": SAMPLE_RATE}
 #: The end-of-turn silence a session may choose (``silence_duration_ms``).
-SILENCE_RANGE_MS = (50, 5000)
+SILENCE_RANGE_MS = (50, MAX_SILENCE_MS)
 #: SessionChoices fields by the Realtime session field that sets them, for error messages.
 FIELD_NAMES = {
     "system_prompt": "instructions",

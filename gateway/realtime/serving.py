@@ -32,8 +32,8 @@ from gateway.auth import Authenticator
 from gateway.backends import Backends
 from gateway.config import GatewayConfig
 from gateway.conversation import Conversation
-from gateway.protocol import SessionSettings, settings_for
 from gateway.realtime import protocol
+from gateway.session_settings import SessionSettings, settings_for
 from voice_agent.errors import (
     RETRY_AFTER_KEY,
     DeadlineExceeded,
@@ -133,7 +133,7 @@ class HttpServer:
         offered = {p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")}
         socket = web.WebSocketResponse(
             protocols=("realtime",) if "realtime" in offered else (),
-            max_msg_size=gateway.config.http_max_frame_bytes,
+            max_msg_size=gateway.config.limits.http_max_frame_bytes,
             heartbeat=30.0,
         )
         await socket.prepare(request)
@@ -218,8 +218,8 @@ class Session:
         while self.conversation is None:
             if self.gateway.admission.draining.is_set():
                 raise Draining("the gateway is shutting down; connect again to go on (another replica will answer)")
-            if time.monotonic() - self._last_activity > self.config.idle_timeout_s:
-                raise DeadlineExceeded(f"no message from the client for {self.config.idle_timeout_s:g} s")
+            if time.monotonic() - self._last_activity > self.config.limits.idle_timeout_s:
+                raise DeadlineExceeded(f"no message from the client for {self.config.limits.idle_timeout_s:g} s")
             await asyncio.sleep(WATCH_INTERVAL_S)
 
     async def _read(self) -> None:
@@ -230,7 +230,7 @@ class Session:
                 self.send(protocol.error_event("binary frames are not events: send JSON text frames"))
             elif message.type == WSMsgType.ERROR:
                 if self.socket.close_code == WSCloseCode.MESSAGE_TOO_BIG:
-                    limit = self.config.http_max_frame_bytes
+                    limit = self.config.limits.http_max_frame_bytes
                     raise Closing(WSCloseCode.MESSAGE_TOO_BIG, f"a frame is over the limit of {limit} bytes")
                 return
 
@@ -256,18 +256,13 @@ class Session:
         self._start()
         if isinstance(action, protocol.CreateItem):
             text = action.text_in.text
-            if len(text) > self.config.max_text_chars:
-                limit = self.config.max_text_chars
-                raise protocol.ClientError(
-                    f"typed text of {len(text)} characters is over the limit of {limit}",
-                    event_id=event.event_id,
-                    param="item.content",
-                )
+            if (problem := self.config.limits.typed_text_error(text)) is not None:
+                raise protocol.ClientError(problem, event_id=event.event_id, param="item.content")
             for message in self.translator.user_text(action.item_id, text):
                 self.send(message)
             self.inputs.put_nowait(action.text_in)
         elif isinstance(action, events.AudioIn):
-            chunk = self.settings.input_sample_rate * 2 * self.config.max_chunk_ms // 1000
+            chunk = self.settings.input_sample_rate * 2 * self.config.limits.max_chunk_ms // 1000
             for start in range(0, len(action.pcm), chunk):
                 piece = action.pcm[start : start + chunk]
                 self.translator.audio_received(piece)

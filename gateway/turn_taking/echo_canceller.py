@@ -21,15 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from gateway.turn_taking.echo_path import PEAK_RATIO, ReferenceTrack, find_echo
-from voice_agent.audio import pcm16_to_float
+from gateway.turn_taking.echo_path import MAX_DELAY_S, PEAK_RATIO, SILENT_RMS, ReferenceTrack, find_echo
+from voice_agent.audio import PCM16_SAMPLE_BYTES, pcm16_to_float
 
 log = logging.getLogger(__name__)
 
 FRAME_MS = 10  # AEC3 processes 10 ms frames only
 #: Mic rates the canceller takes (AEC3 runs natively at 8, 16, 32 and 48 kHz, and resamples 24 kHz itself).
 MIC_RATES = (8_000, 16_000, 24_000, 32_000, 48_000)
-_SAMPLE_BYTES = 2
 
 
 class EchoCancellerUnavailable(RuntimeError):
@@ -49,9 +48,10 @@ def _rtc() -> Any:
 class EchoDetector:
     """Whether the agent's voice comes back in the microphone: GCC-PHAT of the last WINDOW_S of reference
     against the last WINDOW_S of microphone audio, at delays up to MAX_DELAY_S, every STEP_S while the
-    reference is not silent. ON_AFTER checks in a row that find the echo switch it on, OFF_AFTER that do not
-    switch it off; while the agent is silent the verdict stays. ``converged`` says the echo has been there
-    for CONVERGE_S of the agent's speech: AEC3 has learnt its path.
+    reference is not silent (MAX_DELAY_S, PEAK_RATIO and SILENT_RMS: echo_path.py's). ON_AFTER checks in a row
+    that find the echo switch it on, OFF_AFTER that do not switch it off; while the agent is silent the verdict
+    stays. ``converged`` says the echo has been there for CONVERGE_S of the agent's speech: AEC3 has learnt
+    its path.
 
     Why: a fresh AEC3 assumes an echo until it has learnt the echo path, and with no echo to learn from
     (a headset, or a client whose own echo cancellation already worked) it suppresses the user's speech over
@@ -62,11 +62,9 @@ class EchoDetector:
     speech that is not the reference reaches 15 at most, once in a while, never twice in a row."""
 
     WINDOW_S = 1.0
-    MAX_DELAY_S = 0.5  # AEC3 itself finds no longer echo path
     STEP_S = 0.1
     ON_AFTER = 2
     OFF_AFTER = 10  # an echo path seldom goes mid-reply; a check that misses it under double talk is common
-    SILENT_RMS = 10 ** (-50 / 20)  # a reference quieter than this has nothing to find
     # Before this much of the agent's speech with its echo, AEC3 still cuts the user's words over the echo by
     # ~40 dB (at 0.3 s into the first reply) where after it keeps them within 2 dB (at 1.5 s): until then
     # the raw audio goes on, its echo left to the transcript's echo rejection.
@@ -74,7 +72,7 @@ class EchoDetector:
 
     def __init__(self, rate: int) -> None:
         self._window = int(rate * self.WINDOW_S)
-        self._max_lag = int(rate * self.MAX_DELAY_S)
+        self._max_lag = int(rate * MAX_DELAY_S)
         self._step = int(rate * self.STEP_S)
         self._far = np.zeros(self._window, np.float32)
         self._near = np.zeros(self._window, np.float32)
@@ -99,7 +97,7 @@ class EchoDetector:
             self._check()
 
     def _check(self) -> None:
-        if np.sqrt(np.mean(self._far**2)) < self.SILENT_RMS:
+        if np.sqrt(np.mean(self._far**2)) < SILENT_RMS:
             return  # the agent was silent: nothing to learn; keep the verdict
         found = find_echo(self._near, self._far, self._max_lag)[1] > PEAK_RATIO
         self._streak = 0 if found == self.echo else self._streak + 1
@@ -130,8 +128,9 @@ class EchoCanceller:
     ) -> None:
         if mic_rate not in MIC_RATES:
             raise ValueError(f"mic_rate must be one of {MIC_RATES}, got {mic_rate}")
-        if delay_hint_ms is not None and not 0 <= delay_hint_ms <= 500:
-            raise ValueError("delay_hint_ms must be in 0..500")
+        longest_ms = int(MAX_DELAY_S * 1000)
+        if delay_hint_ms is not None and not 0 <= delay_hint_ms <= longest_ms:
+            raise ValueError(f"delay_hint_ms must be in 0..{longest_ms}")
         rtc = _rtc()
         self._frame_cls = rtc.AudioFrame
         try:
@@ -161,7 +160,7 @@ class EchoCanceller:
     @property
     def position(self) -> int:
         """Mic samples received by ``process`` so far."""
-        return self._position + len(self._pending) // _SAMPLE_BYTES
+        return self._position + len(self._pending) // PCM16_SAMPLE_BYTES
 
     @property
     def echo_found(self) -> bool:
@@ -172,7 +171,7 @@ class EchoCanceller:
     @property
     def lag_samples(self) -> int:
         """How far the output lags the input (0 while every chunk was whole 10 ms frames)."""
-        return self._lag // _SAMPLE_BYTES
+        return self._lag // PCM16_SAMPLE_BYTES
 
     def play(self, pcm: bytes, sample_rate: int, at_sample: int) -> None:
         self._reference.play(pcm, sample_rate, at_sample)
@@ -183,10 +182,10 @@ class EchoCanceller:
         self._reference.stop_playing(self._position)
 
     def process(self, pcm: bytes) -> bytes:
-        if len(pcm) % _SAMPLE_BYTES:
+        if len(pcm) % PCM16_SAMPLE_BYTES:
             raise ValueError("PCM16 audio has an even number of bytes")
         self._pending += pcm
-        frame_bytes = self._frame * _SAMPLE_BYTES
+        frame_bytes = self._frame * PCM16_SAMPLE_BYTES
         whole = len(self._pending) // frame_bytes * frame_bytes
         if whole:
             self._cleaned += self._cancel(bytes(self._pending[:whole]))
@@ -206,10 +205,10 @@ class EchoCanceller:
     def _cancel(self, mic: bytes) -> bytes:
         """``mic`` (whole frames) through AEC3, each frame after its reference frame; AEC3's output is what
         comes back only while the echo detector finds the reference in the microphone (see EchoDetector)."""
-        samples = len(mic) // _SAMPLE_BYTES
+        samples = len(mic) // PCM16_SAMPLE_BYTES
         self._reference.flush_if_dry(self._position + samples)  # else the resampler would hold the last back
         reference = self._take_reference(samples)
-        step = self._frame * _SAMPLE_BYTES
+        step = self._frame * PCM16_SAMPLE_BYTES
         cleaned = []
         for start in range(0, len(mic), step):
             far = bytearray(reference[start : start + step])

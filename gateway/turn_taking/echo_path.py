@@ -25,7 +25,8 @@ import soxr
 
 from voice_agent.audio import pcm16_to_float
 
-#: Longest echo path delay looked for (the client's buffers, the network back, the room).
+#: Longest echo path delay looked for (the client's buffers, the network back, the room); AEC3 itself finds no
+#: longer one. The echo constants live here, in the pure module; the canceller (echo_canceller.py) uses them too.
 MAX_DELAY_S = 0.5
 #: How much earlier than its reference the echo may seem to come: the gateway places the reference where the
 #: microphone audio received so far ends, and the microphone's chunks reach it later than the client plays.
@@ -40,7 +41,7 @@ PRE_TAPS = 32  # taps before the delay found: its peak may sit a sample or two e
 _SEGMENT = 2048  # the least-squares fit's segments (Hann window, 75 % overlap)
 _HOP = 512
 _REGULARISATION = 1e-5  # of the reference's mean power, per frequency: bins it barely excites stay near 0
-#: Reference quieter than this (RMS) has nothing to find.
+#: Reference quieter than this (RMS, -50 dBFS) has nothing to find.
 SILENT_RMS = 10 ** (-50 / 20)
 
 

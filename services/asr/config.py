@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from voice_agent.config import ServerConfig, setting
+from voice_agent.contract import DEFAULT_ONSET_PAD_MS
 from voice_agent.service_spec import ServiceSpec
 
 ENCODER_WINDOWS = ("fit", "full")
@@ -41,7 +42,7 @@ class AsrConfig(ServerConfig):
     )
     max_utterance_s: float = setting(30.0, "Longest utterance; longer speech is cut and transcribed in parts.")
     onset_pad_ms: int = setting(
-        300,
+        DEFAULT_ONSET_PAD_MS,
         "Audio before the VAD's speech start that each transcription gets (at least the stream's speech_pad_ms)."
         " Silero fires on the first loud frame and a soft onset lies before it: with 100 ms, recorded human"
         " speech lost its first words ('Oh,', 'Well,'); it costs no latency (benchmarks/asr.py).",

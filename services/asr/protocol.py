@@ -6,15 +6,18 @@ from dataclasses import dataclass
 
 from services.asr.config import TURN_DETECTORS
 from voice_agent.audio import check_format
-from voice_agent.contract import DEFAULT_INCOMPLETE_SILENCE_MS
+from voice_agent.contract import (
+    DEFAULT_INCOMPLETE_SILENCE_MS,
+    DEFAULT_INTERIM_INTERVAL_MS,
+    DEFAULT_MIN_SILENCE_MS,
+    INTERIM_INTERVAL_RANGE_MS,
+    MAX_SILENCE_MS,
+)
 from voice_agent.errors import InvalidArgument, quoted
 from voice_agent.v1 import asr_pb2
 
 DEFAULT_VAD_THRESHOLD = 0.5
-DEFAULT_MIN_SILENCE_MS = 200  # the design's silence wait
 DEFAULT_SPEECH_PAD_MS = 100
-DEFAULT_INTERIM_INTERVAL_MS = 500
-INTERIM_INTERVAL_RANGE_MS = (100, 10_000)  # in the RecognitionConfig and in a RecognitionUpdate
 DEFAULT_PAUSE_MS = 64  # two 32 ms frames of silence
 DEFAULT_TURN_DETECTOR = "text"
 
@@ -75,7 +78,7 @@ def settings_from_request(
         **_latency_settings(config),
     )
     _in_range("vad_threshold", settings.vad_threshold, 0.0, 1.0, open_ends=True)
-    _in_range("min_silence_ms", settings.min_silence_ms, 0, 5000)
+    _in_range("min_silence_ms", settings.min_silence_ms, 0, MAX_SILENCE_MS)
     _in_range("speech_pad_ms", settings.speech_pad_ms, 0, 1000)
     _in_range("interim_interval_ms", settings.interim_interval_ms, *INTERIM_INTERVAL_RANGE_MS)
     _check_latency_settings(settings)
@@ -104,7 +107,7 @@ def _check_latency_settings(settings: StreamSettings) -> None:
         raise InvalidArgument(
             f"turn_detector {quoted(settings.turn_detector)} is not one of {', '.join(TURN_DETECTORS)}"
         )
-    _in_range("incomplete_silence_ms", settings.incomplete_silence_ms, settings.min_silence_ms, 5000)
+    _in_range("incomplete_silence_ms", settings.incomplete_silence_ms, settings.min_silence_ms, MAX_SILENCE_MS)
     for name in ("reuse_pause_transcript", "adaptive_endpointing"):
         if getattr(settings, name) and not settings.speculative_transcripts:
             raise InvalidArgument(f"{name} needs speculative_transcripts: it works on the pause transcripts")

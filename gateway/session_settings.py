@@ -15,12 +15,13 @@ from gateway.history import estimate_tokens
 from gateway.latency import LatencyPlan
 from gateway.turn_taking import Techniques
 from voice_agent.audio import TTS_OUTPUT_RATES, check_format, check_input_rate
+from voice_agent.contract import MAX_SILENCE_MS
 from voice_agent.errors import InvalidArgument
 from voice_agent.v1 import asr_pb2, audio_pb2, gateway_pb2, tts_pb2
 
 # The end-of-turn silence when the client ends each utterance itself (push to talk, Commit): the longest
 # the ASR allows, so that a pause is never taken for the end.
-PUSH_TO_TALK_SILENCE_MS = 5000
+PUSH_TO_TALK_SILENCE_MS = MAX_SILENCE_MS
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class SessionSettings:
 
 def settings_for(choices: SessionChoices, config: GatewayConfig) -> SessionSettings:
     """Raises InvalidArgument naming the first choice that cannot be."""
-    _check_prompt(choices.system_prompt, config.history_tokens)
+    _check_prompt(choices.system_prompt, config.limits.history_tokens)
     check_input_rate(choices.input_sample_rate)  # any in range: the ASR resamples it, the client need not
     if choices.output_sample_rate and choices.output_sample_rate not in TTS_OUTPUT_RATES:
         rates = ", ".join(map(str, TTS_OUTPUT_RATES))
@@ -86,28 +87,28 @@ def settings_for(choices: SessionChoices, config: GatewayConfig) -> SessionSetti
         latency |= {"min_silence_ms": PUSH_TO_TALK_SILENCE_MS, "adaptive_endpointing": False}
     if not choices.respond_automatically:
         latency |= {"preemptive_generation": False}  # no reply starts before the client asks for one
-    plan = config.latency_plan().with_options(**latency)
+    plan = config.latency.plan().with_options(**latency)
     turn_taking = TurnTaking(
-        interruption_decision=config.interruption_decision,
-        backchannels=config.backchannel_words,
-        echo_rejection=config.echo_rejection,
-        echo_cancellation=config.echo_cancellation,
+        interruption_decision=config.turn_taking.interruption_decision,
+        backchannels=config.turn_taking.backchannel_words,
+        echo_rejection=config.turn_taking.echo_rejection,
+        echo_cancellation=config.turn_taking.echo_cancellation,
     )
     unknown = set(choices.turn_taking) - {f.name for f in fields(TurnTaking)}
     if unknown:
         raise InvalidArgument(f"unknown turn-taking options: {', '.join(sorted(unknown))}")
     turn_taking = replace(turn_taking, **choices.turn_taking)
     audio = audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM16LE, sample_rate_hz=choices.input_sample_rate)
-    options = plan.recognition_options(config.incomplete_silence_ms)
+    options = plan.recognition_options(config.latency.incomplete_silence_ms)
     recognition = asr_pb2.RecognitionConfig(audio=audio, **options)  # type: ignore[arg-type]
     synthesis = tts_pb2.SynthesisConfig(
-        voice=choices.voice or config.voice,
+        voice=choices.voice or config.persona.voice,
         sample_rate_hz=choices.output_sample_rate,
-        first_phrase_words=plan.first_phrase_words(config.first_phrase_words),
+        first_phrase_words=plan.first_phrase_words(config.latency.first_phrase_words),
     )
     return SessionSettings(
-        system_prompt=choices.system_prompt or config.system_prompt,
-        barge_in=config.barge_in if choices.barge_in is None else choices.barge_in,
+        system_prompt=choices.system_prompt or config.persona.system_prompt,
+        barge_in=config.turn_taking.barge_in if choices.barge_in is None else choices.barge_in,
         plan=plan,
         input_sample_rate=choices.input_sample_rate,
         respond_automatically=choices.respond_automatically,
