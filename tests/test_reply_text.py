@@ -8,6 +8,8 @@ import pytest
 
 from gateway.reply_text import SpokenReply, labels_in, speakable
 
+pytestmark = pytest.mark.unit  # no model, no service: make test-unit
+
 
 def spoken(deltas: list[str], labels: tuple[str, ...] = ()) -> tuple[str, list[str]]:
     """The text passed on, and what each delta released."""
