@@ -69,7 +69,7 @@ def test_speakable() -> None:
 
 def test_a_realtime_response_with_no_audio_is_never_completed() -> None:
     from gateway import events
-    from gateway.realtime.protocol import Translator
+    from gateway.realtime.server_events import Translator
 
     translator = Translator()
     metrics = events.TurnMetrics(1, 0, 0, 0, 0, 0, llm_tokens=0, interrupted=False, preemptive=False)

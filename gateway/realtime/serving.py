@@ -33,7 +33,7 @@ from gateway.backends import Backends
 from gateway.config import GatewayConfig
 from gateway.conversation import Conversation
 from gateway.protocol import SessionSettings, settings_for
-from gateway.realtime import protocol
+from gateway.realtime import protocol, server_events
 from voice_agent.errors import (
     RETRY_AFTER_KEY,
     DeadlineExceeded,
@@ -128,7 +128,7 @@ class HttpServer:
             caller = authenticate(gateway.auth, request)
         except Unauthenticated as error:  # before the upgrade, and before a session slot is taken
             gateway.admission.count_error(error.code, str(error))
-            body = protocol.error_event(str(error), code="invalid_api_key")
+            body = server_events.error_event(str(error), code="invalid_api_key")
             return web.json_response(body, status=401, headers={"WWW-Authenticate": "Bearer"})
         offered = {p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")}
         socket = web.WebSocketResponse(
@@ -149,7 +149,7 @@ class HttpServer:
         except Exception as error:  # a bug: this socket ends, the gateway goes on
             log.exception("realtime session failed")
             gateway.admission.count_error(grpc.StatusCode.INTERNAL, str(error))
-            event = protocol.error_event(f"the gateway failed: {type(error).__name__}", kind="server_error")
+            event = server_events.error_event(f"the gateway failed: {type(error).__name__}", kind="server_error")
             await session.close_with(Closing(WSCloseCode.INTERNAL_ERROR, "internal error", event))
         finally:
             await session.stop()
@@ -183,7 +183,7 @@ class Session:
         self.session_id = f"sess_{id(self):x}"
         self.choices = protocol.initial_choices()
         self.settings: SessionSettings = settings_for(self.choices, self.config)
-        self.translator = protocol.Translator()
+        self.translator = server_events.Translator()
         self.conversation: Conversation | None = None
         self._conversation_task: asyncio.Task[None] | None = None
         self.inputs: asyncio.Queue[events.Input | None] = asyncio.Queue()
@@ -227,7 +227,7 @@ class Session:
             if message.type == WSMsgType.TEXT:
                 await self._handle(message.data)
             elif message.type == WSMsgType.BINARY:
-                self.send(protocol.error_event("binary frames are not events: send JSON text frames"))
+                self.send(server_events.error_event("binary frames are not events: send JSON text frames"))
             elif message.type == WSMsgType.ERROR:
                 if self.socket.close_code == WSCloseCode.MESSAGE_TOO_BIG:
                     limit = self.config.http_max_frame_bytes
@@ -240,9 +240,9 @@ class Session:
             event = protocol.parse(frame)
             await self._apply(event)
         except protocol.ClientError as error:
-            self.send(protocol.error_event(str(error), event_id=error.event_id, param=error.param))
+            self.send(server_events.error_event(str(error), event_id=error.event_id, param=error.param))
         except InvalidArgument as error:
-            self.send(protocol.error_event(str(error), event_id=_event_id(frame)))
+            self.send(server_events.error_event(str(error), event_id=_event_id(frame)))
 
     async def _apply(self, event: protocol.ClientEvent) -> None:
         action = event.action
@@ -317,7 +317,7 @@ class Session:
             self.send(message)
 
     def _session(self) -> dict[str, Any]:
-        return protocol.session_object(self.session_id, self.model, self.choices, self.settings)
+        return server_events.session_object(self.session_id, self.model, self.choices, self.settings)
 
     # ---- sending and closing
 
@@ -348,7 +348,7 @@ class Session:
             code, kind = WSCloseCode.OK, "session_expired"
         else:
             code, kind = WSCloseCode.POLICY_VIOLATION, "invalid_request_error"
-        event = protocol.error_event(str(error), kind=kind, code=error.code.name, retry_after_ms=retry_after_ms)
+        event = server_events.error_event(str(error), kind=kind, code=error.code.name, retry_after_ms=retry_after_ms)
         await self.close_with(Closing(code, str(error), event))
 
     async def close_with(self, closing: Closing) -> None:

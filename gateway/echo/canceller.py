@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.turn_taking.echo_path import PEAK_RATIO, ReferenceTrack, find_echo
+from gateway.echo.path import PEAK_RATIO, ReferenceTrack, find_echo
 from voice_agent.audio import pcm16_to_float
 
 log = logging.getLogger(__name__)
