@@ -40,6 +40,7 @@ from gateway.overlap import SpeechOverAgent
 from gateway.preemption import Preemption, Preemptor
 from gateway.protocol import SessionSettings
 from gateway.turn import AgentTurn, TurnTiming, turn_failure
+from voice_agent.errors import InvalidArgument
 from voice_agent.telemetry import trace_headers
 
 
@@ -52,11 +53,14 @@ class Conversation:
         emit: Emit,
         *,
         draining: asyncio.Event | None = None,
+        limits: Limits | None = None,
     ) -> None:
+        """``limits``: the front's, when it watched the session before the conversation began (its length
+        and idleness count from then); else the conversation's own, watching ``draining``."""
         self._config = config
         self._settings = settings
         self._emit = emit = self._watch_output(emit)
-        self._limits = Limits(config, draining or asyncio.Event())
+        self._limits = limits or Limits(config, draining or asyncio.Event())
         self._history = History(settings.system_prompt, config.history_tokens)
         self._paths: Callable[[int, list[dict[str, str]]], TurnPaths] = (
             warm_paths(backends) if settings.plan.warm_paths else cold_paths(backends)
@@ -140,10 +144,10 @@ class Conversation:
 
     def _on_text(self, text: str, *, respond: bool) -> None:
         text = text.strip()
-        if len(text) > self._config.max_text_chars:
-            # The conversation survives a bad message: the client hears why, and nothing else changes.
-            limit = self._config.max_text_chars
-            self._emit(Error("INVALID_ARGUMENT", f"typed text of {len(text)} characters is over the limit of {limit}"))
+        try:
+            self._limits.check_text(text)
+        except InvalidArgument as error:  # the conversation survives a bad message: the client hears why
+            self._emit(Error(error.code.name, str(error)))
             return
         if text and not respond:
             self._history.add_user(text)

@@ -359,7 +359,9 @@ class Listener:
         self._speech_end_at = self._clock.at(ended.offset_ms)
         self._vad_wait_ms = float(ended.decision_offset_ms - ended.offset_ms)
         reason = asr_pb2.SpeechEnded.Reason.Name(ended.reason).removeprefix("REASON_").lower()
-        self._emit(SpeechEnded(ended.utterance_id, ended.offset_ms, ended.decision_offset_ms, reason))
+        self._emit(
+            SpeechEnded(ended.utterance_id, ended.offset_ms, ended.decision_offset_ms, reason, self._speech_end_at)
+        )
 
     def _mic_sample(self, offset_ms: int) -> int:
         """The mic sample at the ASR stream's ``offset_ms``."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import itertools
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,7 +86,7 @@ class _Response:
     text: str = ""
     heard: str | None = None  # set by an interruption
     first_audio_at: float | None = None
-    speech_end_at: float | None = None  # the end of the user's speech it answers, by the socket's clock
+    speech_end_at: float | None = None  # the end of the user's speech it answers, by the gateway's clock
 
 
 @dataclass
@@ -108,9 +107,6 @@ class Translator:
     _last_item: str | None = None
     _cancel_requested: bool = False
     _speech_end_at: float | None = None
-    #: (audio ms received so far, when): maps the ASR's speech-end offset to the socket's clock.
-    _arrivals: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=3000))
-    _received_ms: float = 0.0
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids)}"
@@ -118,10 +114,6 @@ class Translator:
     @property
     def responding(self) -> bool:
         return self._response is not None
-
-    def audio_received(self, pcm: bytes) -> None:
-        self._received_ms += len(pcm) / (2 * SAMPLE_RATE / 1000)
-        self._arrivals.append((self._received_ms, self.clock()))
 
     def cancel_requested(self) -> None:
         self._cancel_requested = True
@@ -144,7 +136,7 @@ class Translator:
                 ]
             case events.SpeechEnded():
                 utterance = self._utterance(event.utterance_id)
-                self._speech_end_at = self._arrival_of(event.offset_ms)
+                self._speech_end_at = event.at  # the core's clock of the audio: no second clock here
                 item = _item(utterance.item_id, "user", "in_progress", [{"type": "input_audio", "transcript": None}])
                 return [
                     {
@@ -241,9 +233,6 @@ class Translator:
         if done:
             added.append({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
         return added
-
-    def _arrival_of(self, offset_ms: float) -> float | None:
-        return next((at for received, at in self._arrivals if received >= offset_ms), None)
 
     # ---- responses: one per agent turn
 

@@ -3,7 +3,8 @@
 ``GET /v1/realtime`` upgrades to a WebSocket that holds one conversation, as a ``Converse`` stream
 does: the same credentials (gateway/auth.py), the same admission (one ``StreamAdmission``, so that
 ``max_streams`` and the per-caller quota count both fronts), the same conversation core, limits,
-drain, metrics and traces. protocol.py reads and writes the events; this module does the I/O.
+drain, metrics and traces (gateway/app.py holds them). protocol.py reads the client's events and
+server_events.py writes the server's; this module does the I/O.
 
 Close codes: 1000 a session limit (length, idleness) after an ``error`` event; 1001 the gateway
 shuts down (after an ``error`` event); 1008 bad credentials where the refusal could not be an HTTP
@@ -17,54 +18,39 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway import events
 from gateway.auth import Authenticator
-from gateway.backends import Backends
-from gateway.config import GatewayConfig
 from gateway.conversation import Conversation
+from gateway.limits import GUARD_INTERVAL_S, Limits
 from gateway.protocol import SessionSettings, settings_for
 from gateway.realtime import protocol, server_events
 from voice_agent.errors import (
     RETRY_AFTER_KEY,
     DeadlineExceeded,
-    Draining,
     InvalidArgument,
     ResourceExhausted,
     ServiceError,
     Unauthenticated,
     Unavailable,
 )
-from voice_agent.server import StreamAdmission
+
+if TYPE_CHECKING:
+    from gateway.app import GatewayApp
 
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 #: The browser's form of credentials: a WebSocket subprotocol, as OpenAI's browser clients send it.
 KEY_PROTOCOL_PREFIX = "openai-insecure-api-key."
-#: How often a socket whose conversation has not started checks the drain and its idle time.
-WATCH_INTERVAL_S = 0.1
 CLOSE_REASON_BYTES = 123  # a close frame's reason, at most
-
-
-@dataclass
-class Gateway:
-    """What a socket needs of the gateway process."""
-
-    config: GatewayConfig
-    admission: StreamAdmission
-    auth: Authenticator | None
-    backends: Callable[[], Backends]
-    check_voice: Callable[[str], Awaitable[None]]
 
 
 class Closing(Exception):
@@ -78,9 +64,9 @@ class Closing(Exception):
 
 
 class HttpServer:
-    """The aiohttp app on ``http_port``: started by GatewayService.load(), stopped by its close()."""
+    """The aiohttp app on ``http_port``: started by GatewayApp.load(), stopped by its close()."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: GatewayApp) -> None:
         self.gateway = gateway
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self.app = web.Application()
@@ -175,7 +161,7 @@ def authenticate(auth: Authenticator | None, request: web.Request) -> str | None
 class Session:
     """One socket: its session, its conversation (started on the first input), its events."""
 
-    def __init__(self, gateway: Gateway, socket: web.WebSocketResponse, model: str) -> None:
+    def __init__(self, gateway: GatewayApp, socket: web.WebSocketResponse, model: str) -> None:
         self.gateway = gateway
         self.config = gateway.config
         self.socket = socket
@@ -191,8 +177,8 @@ class Session:
         self._event_ids = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._writer = asyncio.create_task(self._write())
-        self._last_activity = time.monotonic()
-        self._opened_at = time.monotonic()
+        # One Limits from the socket's opening: watched here until the conversation starts, then by it.
+        self.limits = Limits(self.config, gateway.admission.draining)
 
     # ---- the loop
 
@@ -213,14 +199,11 @@ class Session:
         reader.result()  # raises Closing on a frame over the limit; else the client went away
 
     async def _watch_unstarted(self) -> None:
-        """Before the conversation starts, the drain and the idle limit are watched here; then by its Limits.
-        Returns when the conversation starts."""
+        """Before the conversation starts, its limits (the drain, idleness) are watched here; then by the
+        conversation. Returns when it starts."""
         while self.conversation is None:
-            if self.gateway.admission.draining.is_set():
-                raise Draining("the gateway is shutting down; connect again to go on (another replica will answer)")
-            if time.monotonic() - self._last_activity > self.config.idle_timeout_s:
-                raise DeadlineExceeded(f"no message from the client for {self.config.idle_timeout_s:g} s")
-            await asyncio.sleep(WATCH_INTERVAL_S)
+            self.limits.check(busy=False)
+            await asyncio.sleep(GUARD_INTERVAL_S)
 
     async def _read(self) -> None:
         async for message in self.socket:
@@ -235,7 +218,7 @@ class Session:
                 return
 
     async def _handle(self, frame: str) -> None:
-        self._last_activity = time.monotonic()
+        self.limits.activity()
         try:
             event = protocol.parse(frame)
             await self._apply(event)
@@ -256,13 +239,10 @@ class Session:
         self._start()
         if isinstance(action, protocol.CreateItem):
             text = action.text_in.text
-            if len(text) > self.config.max_text_chars:
-                limit = self.config.max_text_chars
-                raise protocol.ClientError(
-                    f"typed text of {len(text)} characters is over the limit of {limit}",
-                    event_id=event.event_id,
-                    param="item.content",
-                )
+            try:
+                self.limits.check_text(text.strip())
+            except InvalidArgument as error:
+                raise protocol.ClientError(str(error), event_id=event.event_id, param="item.content") from None
             for message in self.translator.user_text(action.item_id, text):
                 self.send(message)
             self.inputs.put_nowait(action.text_in)
@@ -270,7 +250,6 @@ class Session:
             chunk = self.settings.input_sample_rate * 2 * self.config.max_chunk_ms // 1000
             for start in range(0, len(action.pcm), chunk):
                 piece = action.pcm[start : start + chunk]
-                self.translator.audio_received(piece)
                 self.inputs.put_nowait(events.AudioIn(piece))
         elif isinstance(action, events.CancelReply):
             if not self.translator.responding:
@@ -301,9 +280,9 @@ class Session:
         self.conversation = Conversation(
             self.config,
             self.settings,
-            self.gateway.backends(),
+            self.gateway.backends,
             self._emit,
-            draining=self.gateway.admission.draining,
+            limits=self.limits,
         )
         self._conversation_task = asyncio.create_task(self.conversation.run(self._inputs()))
         self._tasks.append(self._conversation_task)
