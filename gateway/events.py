@@ -66,6 +66,9 @@ class SpeechEnded:
     offset_ms: int
     decision_offset_ms: int  # how much audio the decision had heard: offset_ms + the end-of-turn wait
     reason: str  # silence, max_duration or end_of_stream
+    #: When the speech ended, by the gateway's clock of the audio it received (perf_counter; the Listener's
+    #: AudioClock, the one clock of every front); None where that audio is no longer remembered.
+    at: float | None = None
 
 
 @dataclass(frozen=True)

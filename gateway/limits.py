@@ -1,4 +1,6 @@
 """What ends a conversation that its client does not end: its length, its idleness, the gateway's drain.
+One copy for every front: a Realtime socket watches its Limits before its conversation starts, then hands
+them to it (what one message may carry, typed text, is LimitSettings.typed_text_error's).
 
 Each waits for a moment of rest (no turn in flight, on either side), so that nothing is cut; only a
 turn that runs past the length limit by more than a turn's deadline is cut.
@@ -32,17 +34,22 @@ class Limits:
 
     async def guard(self, busy: Callable[[], bool]) -> None:
         """Raises, with a status that says why, once a limit is reached (see the module's docstring)."""
-        too_long = f"the conversation reached its limit of {self._max_session_s:g} s"
         while True:
             await asyncio.sleep(GUARD_INTERVAL_S)
-            age = time.monotonic() - self._started_at
-            if busy():
-                if age > self._max_session_s + self._turn_deadline_s:
-                    raise DeadlineExceeded(too_long)
-                continue
-            if self._draining.is_set():
-                raise Draining("the gateway is shutting down; connect again to go on (another replica will answer)")
-            if age > self._max_session_s:
+            self.check(busy=busy())
+
+    def check(self, *, busy: bool) -> None:
+        """Raises once a limit is reached; ``busy``: a turn is in flight (only a turn far past the length
+        limit is cut)."""
+        age = time.monotonic() - self._started_at
+        too_long = f"the conversation reached its limit of {self._max_session_s:g} s"
+        if busy:
+            if age > self._max_session_s + self._turn_deadline_s:
                 raise DeadlineExceeded(too_long)
-            if time.monotonic() - self._last_activity_at > self._idle_timeout_s:
-                raise DeadlineExceeded(f"no message from the client for {self._idle_timeout_s:g} s")
+            return
+        if self._draining.is_set():
+            raise Draining("the gateway is shutting down; connect again to go on (another replica will answer)")
+        if age > self._max_session_s:
+            raise DeadlineExceeded(too_long)
+        if time.monotonic() - self._last_activity_at > self._idle_timeout_s:
+            raise DeadlineExceeded(f"no message from the client for {self._idle_timeout_s:g} s")

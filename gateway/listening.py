@@ -23,10 +23,10 @@ from typing import Protocol
 
 import grpc
 
+from gateway.echo.canceller import MIC_RATES, EchoCanceller, create_echo_canceller
+from gateway.echo.path import EchoTimeline
 from gateway.events import Emit, SpeechEnded, SpeechStarted, Transcript
 from gateway.turn import TurnTiming
-from gateway.turn_taking.echo_canceller import MIC_RATES, EchoCanceller, create_echo_canceller
-from gateway.turn_taking.echo_path import EchoTimeline
 from voice_agent.audio import PCM16_SAMPLE_BYTES, check_pcm16_chunk, float_to_pcm16
 from voice_agent.call_status import ServerStatus
 from voice_agent.contract import DEFAULT_ONSET_PAD_MS
@@ -208,7 +208,7 @@ class Listener:
 
     async def words_over_echo(self, timeout_s: float) -> HeardOverEcho:
         """The last utterance (so far, if it goes on), which its transcript took for the agent's echo, with the
-        echo removed (gateway/turn_taking/echo_path.py) and transcribed again when more than the echo was heard
+        echo removed (gateway/echo/path.py) and transcribed again when more than the echo was heard
         in it: the user's words over the echo."""
         if self._timeline is None:
             return HeardOverEcho(OverEcho.NO_ECHO)
@@ -372,7 +372,9 @@ class Listener:
         self._speech_end_at = self._clock.at(ended.offset_ms)
         self._vad_wait_ms = float(ended.decision_offset_ms - ended.offset_ms)
         reason = asr_pb2.SpeechEnded.Reason.Name(ended.reason).removeprefix("REASON_").lower()
-        self._emit(SpeechEnded(ended.utterance_id, ended.offset_ms, ended.decision_offset_ms, reason))
+        self._emit(
+            SpeechEnded(ended.utterance_id, ended.offset_ms, ended.decision_offset_ms, reason, self._speech_end_at)
+        )
 
     def _mic_sample(self, offset_ms: int) -> int:
         """The mic sample at the ASR stream's ``offset_ms``."""

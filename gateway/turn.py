@@ -26,6 +26,7 @@ from gateway.llm import ChatClient, Reply
 from gateway.persona import DEFAULT_SYSTEM_PROMPT, FALLBACK_REPLY
 from gateway.reply_text import SpokenReply, labels_in, speakable
 from voice_agent.call_status import ServerStatus
+from voice_agent.errors import ServiceError
 from voice_agent.telemetry import tracer
 from voice_agent.v1 import tts_pb2, tts_pb2_grpc
 
@@ -59,6 +60,11 @@ class TurnTiming:
     tts_first_text_at: float | None = None
     tts_first_audio_at: float | None = None
     first_audio_sent_at: float | None = None
+
+    def user_side_from(self, other: TurnTiming) -> None:
+        """The user's side of ``other`` (a kept preemptive turn's final transcript), keeping the agent's."""
+        self.final_at, self.end_decided_at = other.final_at, other.end_decided_at
+        self.speech_end_at, self.vad_wait_ms = other.speech_end_at, other.vad_wait_ms
 
 
 class TtsFailure(Exception):
@@ -295,6 +301,16 @@ class AgentTurn:
         )
         self._sequence += 1
         self._emit(audio)
+
+
+def turn_failure(error: Exception, turn_id: int) -> tuple[str, str, str]:
+    """What failed a turn, for the client: (backend, status code name, message)."""
+    if isinstance(error, ServiceError):
+        return "llm", error.code.name, str(error)
+    if isinstance(error, TtsFailure):
+        return "tts", error.code.name, f"speech synthesis failed: {error}"
+    log.error("session: turn %d failed", turn_id, exc_info=error)  # a bug
+    return "gateway", "INTERNAL", f"the turn failed: {type(error).__name__}"
 
 
 def _with_persona(messages: list[dict[str, str]], persona: str) -> list[dict[str, str]]:

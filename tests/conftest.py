@@ -56,6 +56,19 @@ async def asr_channel(asr_server: ServiceProcess) -> AsyncIterator[grpc.aio.Chan
         yield channel
 
 
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_service(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test marked ``unit`` (make test-unit) that starts a service process fails, rather than
+    making `make test-unit` slow without anyone noticing."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{request.node.nodeid} is marked unit but starts a service process")
+
+    monkeypatch.setattr("voice_ops.stack.launch", refuse)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_model_hub() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"

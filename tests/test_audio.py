@@ -15,6 +15,8 @@ from voice_agent.audio import (
 from voice_agent.errors import InvalidArgument
 from voice_agent.v1 import audio_pb2
 
+pytestmark = pytest.mark.unit  # no model, no service: make test-unit
+
 
 def test_pcm16_round_trip() -> None:
     samples = np.array([0.0, 0.5, -0.5, 0.999], dtype=np.float32)

@@ -45,12 +45,14 @@ def _bearer(token: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")]
 
 
+@pytest.mark.unit
 def test_the_key_file_ignores_blank_lines_and_comments(tmp_path: Path) -> None:
     path = tmp_path / "keys"
     path.write_text(f"# mobile app\n{API_KEY}\n\n  second-key  \n")
     assert read_api_keys(path) == [API_KEY, "second-key"]
 
 
+@pytest.mark.unit
 def test_static_keys(signing_key: rsa.RSAPrivateKey) -> None:
     auth = Authenticator([API_KEY])
     caller = auth.authenticate(_bearer(API_KEY))
@@ -65,6 +67,7 @@ def test_static_keys(signing_key: rsa.RSAPrivateKey) -> None:
     "case",
     ["valid", "expired", "no expiry", "wrong audience", "wrong issuer", "unknown key", "other signer", "alg none"],
 )
+@pytest.mark.unit
 def test_jwts(signing_key: rsa.RSAPrivateKey, case: str) -> None:
     auth = Authenticator(jwks=_jwks(signing_key), issuer=ISSUER, audience=AUDIENCE)
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -5,6 +5,8 @@ import pytest
 from services.asr.config import AsrConfig
 from voice_agent.config import ServerConfig, SettingGroup, setting
 
+pytestmark = pytest.mark.unit  # no model, no service: make test-unit
+
 
 def test_defaults_match_the_architecture() -> None:
     config = AsrConfig.from_env({})

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from voice_ops.demo import DESIGN_TARGET_MS, EVERY_TURN_TARGET_MS, summary
+
+pytestmark = pytest.mark.unit  # no model, no service: make test-unit
 
 
 def test_the_summary_is_the_p50_and_the_max_of_the_turns_answered() -> None:

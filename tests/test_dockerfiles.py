@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.unit  # no model, no service: make test-unit
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER_DIR = ROOT / "deploy" / "docker"
 

@@ -1,4 +1,4 @@
-"""The server-side echo canceller (gateway/turn_taking/echo_canceller.py, WebRTC AEC3 through livekit), on the
+"""The server-side echo canceller (gateway/echo/canceller.py, WebRTC AEC3 through livekit), on the
 agent's real voice (Piper) coming back into the microphone late, quieter and through a room, and on a user's
 interruption (espeak-ng) over it, heard by the real Whisper."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import LEAD, MIC, echoed
 
-from gateway.turn_taking.echo_canceller import EchoCanceller, create_echo_canceller
+from gateway.echo.canceller import EchoCanceller, create_echo_canceller
 from services.asr.transcriber import WhisperTranscriber
 from voice_agent.audio import float_to_pcm16, pcm16_to_float, resample
 from voice_ops.samples import normalize

@@ -1,4 +1,4 @@
-"""Speech over the agent's echo (gateway/turn_taking/echo_path.py): the echo path found and fitted on a whole
+"""Speech over the agent's echo (gateway/echo/path.py): the echo path found and fitted on a whole
 utterance, on the agent's real voice (Piper) coming back late, quieter and through a room, with a user's
 interruption (espeak-ng) said as the echo starts, heard by the real Whisper."""
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import LEAD, MIC, echoed
 
+from gateway.echo.path import SPARE_SAMPLES, EchoTimeline
 from gateway.listening import OVER_ECHO_LEVEL_DB
-from gateway.turn_taking.echo_path import SPARE_SAMPLES, EchoTimeline
 from services.asr.transcriber import WhisperTranscriber
 from voice_agent.audio import float_to_pcm16, pcm16_to_float
 from voice_ops.samples import word_error_rate

@@ -15,6 +15,8 @@ from services.asr.vad import (
     SpeechStart,
 )
 
+pytestmark = pytest.mark.unit  # no model, no service: make test-unit
+
 FRAME_MS = 32
 
 

@@ -288,7 +288,7 @@ async def test_an_interruption_said_as_the_echo_starts_interrupts(
 ) -> None:
     """The loudest echo of the set (-6 dB), with an intent said as the agent's first audio arrives: Whisper
     often writes the two together as the agent's words alone; heard again with the echo removed
-    (gateway/turn_taking/echo_path.py), the user's words interrupt, and are the user's turn."""
+    (gateway/echo/path.py), the user's words interrupt, and are the user's turn."""
     over = Pcm16Audio(utterance(intent, 3).data + bytes(16_000 * 3), 16_000)  # 1.5 s of silence after it
     async with EchoConversation(gateway_channel, delay_ms=delay_ms, gain_db=-6) as conversation:
         await conversation.speak(spoken(QUESTION).audio, barge_in=over, max_wait_s=60)

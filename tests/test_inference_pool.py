@@ -3,7 +3,11 @@
 import asyncio
 import threading
 
+import pytest
+
 from voice_agent.inference import InferencePool
+
+pytestmark = pytest.mark.unit  # no model, no service: make test-unit
 
 
 async def test_higher_priority_jumps_the_queue() -> None:

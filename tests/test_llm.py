@@ -43,6 +43,7 @@ async def test_a_reply_streams_as_deltas(llm_server: ServiceProcess) -> None:
     assert reply.ttft_ms is not None and reply.tokens == len(deltas)
 
 
+@pytest.mark.unit
 def test_the_chat_template_carries_the_whole_history() -> None:
     prompt = dialogue(HISTORY)
     assert f"The coach's brief: {DEFAULT_SYSTEM_PROMPT}" in prompt
@@ -59,6 +60,7 @@ def dialogue(messages: list[dict[str, str]]) -> str:
     return formatter(messages=messages).prompt
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("persona", ["You are a helpful coach.", "Head of sales. Be blunt.", ""])
 def test_any_persona_is_framed_as_a_dialogue_with_examples(persona: str) -> None:
     """What makes the base model answer: the dialogue, the persona as the coach's brief, example exchanges."""
@@ -69,6 +71,7 @@ def test_any_persona_is_framed_as_a_dialogue_with_examples(persona: str) -> None
     assert prompt.endswith("Client: What should I say about my weaknesses?\nCoach:")
 
 
+@pytest.mark.unit
 def test_a_persona_with_its_own_dialogue_examples_is_used_as_it_is() -> None:
     persona = "You are Alex, an interview coach.\n\nClient: I freeze.\nCoach: Think out loud."
     prompt = dialogue([{"role": "system", "content": persona}, *HISTORY[1:]])

@@ -4,6 +4,10 @@ import filecmp
 import importlib.util
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.unit  # no model, no service: make test-unit
+
 REPO = Path(__file__).resolve().parent.parent
 
 

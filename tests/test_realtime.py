@@ -438,6 +438,7 @@ events_like = st.fixed_dictionaries(
 frames = st.one_of(st.text(max_size=80), events_like.map(json.dumps), json_values.map(json.dumps))
 
 
+@pytest.mark.unit
 @FUZZ
 @given(frame=frames)
 def test_parser_fuzz(frame: str) -> None:

@@ -8,6 +8,8 @@ import pytest
 
 from gateway.reply_text import SpokenReply, labels_in, speakable
 
+pytestmark = pytest.mark.unit  # no model, no service: make test-unit
+
 
 def spoken(deltas: list[str], labels: tuple[str, ...] = ()) -> tuple[str, list[str]]:
     """The text passed on, and what each delta released."""
@@ -67,7 +69,7 @@ def test_speakable() -> None:
 
 def test_a_realtime_response_with_no_audio_is_never_completed() -> None:
     from gateway import events
-    from gateway.realtime.protocol import Translator
+    from gateway.realtime.server_events import Translator
 
     translator = Translator()
     metrics = events.TurnMetrics(1, 0, 0, 0, 0, 0, llm_tokens=0, interrupted=False, preemptive=False)

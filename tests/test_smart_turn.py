@@ -30,6 +30,7 @@ def test_the_model_is_the_one_in_the_pipecat_wheel(smart_turn: SmartTurn) -> Non
     assert 0.0 <= smart_turn.predict(np.zeros(16_000, dtype=np.float32)) <= 1.0
 
 
+@pytest.mark.unit
 def test_the_features_are_pipecats() -> None:
     """Equal to the numpy Whisper feature extractor that ships beside the model (pipecat is never
     imported: its file is loaded alone)."""

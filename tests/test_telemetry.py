@@ -11,6 +11,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from gateway.listening import AudioClock
 from voice_agent import telemetry
 
+pytestmark = pytest.mark.unit  # no model, no service: make test-unit
+
 
 @pytest.mark.parametrize(
     ("env", "enabled"),

@@ -8,6 +8,8 @@ import pytest
 from services.asr.transcriber import repeats_itself
 from voice_ops.samples import normalize, recorded_turns, word_error_rate
 
+pytestmark = pytest.mark.unit  # no model, no service: make test-unit
+
 
 @pytest.mark.parametrize(
     "text",

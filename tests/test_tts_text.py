@@ -5,6 +5,8 @@ import pytest
 from services.tts.text import PhraseSegmenter, speakable
 from voice_agent.client.tts import words
 
+pytestmark = pytest.mark.unit  # no model, no service: make test-unit
+
 REPLY = (
     "Great question, and a common one. Start with a short story about a real client. "
     "Then explain what changed for them! Does that make sense?"

@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import pytest
 from opentelemetry import trace
 
 from gateway.events import AgentAudio, AgentText, Event
@@ -16,6 +17,8 @@ from gateway.persona import DEFAULT_SYSTEM_PROMPT, FALLBACK_REPLY
 from gateway.preemption import HeldEvents
 from gateway.turn import AgentTurn, TurnTiming
 from voice_agent.v1 import tts_pb2
+
+pytestmark = pytest.mark.unit  # no model, no service: make test-unit
 
 RATE = 16_000
 

@@ -15,6 +15,8 @@ from gateway.turn_taking import (
     words,
 )
 
+pytestmark = pytest.mark.unit  # no model, no service: make test-unit
+
 AGENT = (
     "Feeling nervous before an interview is normal. Prepare three short stories about your work,"
     " and practise them out loud so they feel natural."

@@ -44,7 +44,7 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /opt/voice-agent
 # Fails the build, not the pod, if the installed package cannot be imported here, or if the echo canceller's
 # native library (livekit's liblivekit_ffi.so) does not load on this base.
-RUN python -c "import gateway.serving; from gateway.turn_taking.echo_canceller import EchoCanceller; EchoCanceller().close()"
+RUN python -c "import gateway.app; from gateway.echo.canceller import EchoCanceller; EchoCanceller().close()"
 USER 10001:10001
 EXPOSE 50051 8080 9101
 ENTRYPOINT ["python", "-m", "gateway"]

@@ -3,7 +3,8 @@
 ``GET /v1/realtime`` upgrades to a WebSocket that holds one conversation, as a ``Converse`` stream
 does: the same credentials (gateway/auth.py), the same admission (one ``StreamAdmission``, so that
 ``max_streams`` and the per-caller quota count both fronts), the same conversation core, limits,
-drain, metrics and traces. protocol.py reads and writes the events; this module does the I/O.
+drain, metrics and traces (gateway/app.py holds them). protocol.py reads the client's events and
+server_events.py writes the server's; this module does the I/O.
 
 Close codes: 1000 a session limit (length, idleness) after an ``error`` event; 1001 the gateway
 shuts down (after an ``error`` event); 1008 bad credentials where the refusal could not be an HTTP
@@ -17,54 +18,39 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway import events
 from gateway.auth import Authenticator
-from gateway.backends import Backends
-from gateway.config import GatewayConfig
 from gateway.conversation import Conversation
-from gateway.realtime import protocol
+from gateway.limits import GUARD_INTERVAL_S, Limits
+from gateway.realtime import protocol, server_events
 from gateway.session_settings import SessionSettings, settings_for
 from voice_agent.errors import (
     RETRY_AFTER_KEY,
     DeadlineExceeded,
-    Draining,
     InvalidArgument,
     ResourceExhausted,
     ServiceError,
     Unauthenticated,
     Unavailable,
 )
-from voice_agent.server import StreamAdmission
+
+if TYPE_CHECKING:
+    from gateway.app import GatewayApp
 
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 #: The browser's form of credentials: a WebSocket subprotocol, as OpenAI's browser clients send it.
 KEY_PROTOCOL_PREFIX = "openai-insecure-api-key."
-#: How often a socket whose conversation has not started checks the drain and its idle time.
-WATCH_INTERVAL_S = 0.1
 CLOSE_REASON_BYTES = 123  # a close frame's reason, at most
-
-
-@dataclass
-class Gateway:
-    """What a socket needs of the gateway process."""
-
-    config: GatewayConfig
-    admission: StreamAdmission
-    auth: Authenticator | None
-    backends: Callable[[], Backends]
-    check_voice: Callable[[str], Awaitable[None]]
 
 
 class Closing(Exception):
@@ -78,9 +64,9 @@ class Closing(Exception):
 
 
 class HttpServer:
-    """The aiohttp app on ``http_port``: started by GatewayService.load(), stopped by its close()."""
+    """The aiohttp app on ``http_port``: started by GatewayApp.load(), stopped by its close()."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: GatewayApp) -> None:
         self.gateway = gateway
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self.app = web.Application()
@@ -128,7 +114,7 @@ class HttpServer:
             caller = authenticate(gateway.auth, request)
         except Unauthenticated as error:  # before the upgrade, and before a session slot is taken
             gateway.admission.count_error(error.code, str(error))
-            body = protocol.error_event(str(error), code="invalid_api_key")
+            body = server_events.error_event(str(error), code="invalid_api_key")
             return web.json_response(body, status=401, headers={"WWW-Authenticate": "Bearer"})
         offered = {p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")}
         socket = web.WebSocketResponse(
@@ -149,7 +135,7 @@ class HttpServer:
         except Exception as error:  # a bug: this socket ends, the gateway goes on
             log.exception("realtime session failed")
             gateway.admission.count_error(grpc.StatusCode.INTERNAL, str(error))
-            event = protocol.error_event(f"the gateway failed: {type(error).__name__}", kind="server_error")
+            event = server_events.error_event(f"the gateway failed: {type(error).__name__}", kind="server_error")
             await session.close_with(Closing(WSCloseCode.INTERNAL_ERROR, "internal error", event))
         finally:
             await session.stop()
@@ -175,7 +161,7 @@ def authenticate(auth: Authenticator | None, request: web.Request) -> str | None
 class Session:
     """One socket: its session, its conversation (started on the first input), its events."""
 
-    def __init__(self, gateway: Gateway, socket: web.WebSocketResponse, model: str) -> None:
+    def __init__(self, gateway: GatewayApp, socket: web.WebSocketResponse, model: str) -> None:
         self.gateway = gateway
         self.config = gateway.config
         self.socket = socket
@@ -183,7 +169,7 @@ class Session:
         self.session_id = f"sess_{id(self):x}"
         self.choices = protocol.initial_choices()
         self.settings: SessionSettings = settings_for(self.choices, self.config)
-        self.translator = protocol.Translator()
+        self.translator = server_events.Translator()
         self.conversation: Conversation | None = None
         self._conversation_task: asyncio.Task[None] | None = None
         self.inputs: asyncio.Queue[events.Input | None] = asyncio.Queue()
@@ -191,8 +177,8 @@ class Session:
         self._event_ids = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._writer = asyncio.create_task(self._write())
-        self._last_activity = time.monotonic()
-        self._opened_at = time.monotonic()
+        # One Limits from the socket's opening: watched here until the conversation starts, then by it.
+        self.limits = Limits(self.config.limits, self.config.backends.backend_timeout_s, gateway.admission.draining)
 
     # ---- the loop
 
@@ -213,21 +199,18 @@ class Session:
         reader.result()  # raises Closing on a frame over the limit; else the client went away
 
     async def _watch_unstarted(self) -> None:
-        """Before the conversation starts, the drain and the idle limit are watched here; then by its Limits.
-        Returns when the conversation starts."""
+        """Before the conversation starts, its limits (the drain, idleness) are watched here; then by the
+        conversation. Returns when it starts."""
         while self.conversation is None:
-            if self.gateway.admission.draining.is_set():
-                raise Draining("the gateway is shutting down; connect again to go on (another replica will answer)")
-            if time.monotonic() - self._last_activity > self.config.limits.idle_timeout_s:
-                raise DeadlineExceeded(f"no message from the client for {self.config.limits.idle_timeout_s:g} s")
-            await asyncio.sleep(WATCH_INTERVAL_S)
+            self.limits.check(busy=False)
+            await asyncio.sleep(GUARD_INTERVAL_S)
 
     async def _read(self) -> None:
         async for message in self.socket:
             if message.type == WSMsgType.TEXT:
                 await self._handle(message.data)
             elif message.type == WSMsgType.BINARY:
-                self.send(protocol.error_event("binary frames are not events: send JSON text frames"))
+                self.send(server_events.error_event("binary frames are not events: send JSON text frames"))
             elif message.type == WSMsgType.ERROR:
                 if self.socket.close_code == WSCloseCode.MESSAGE_TOO_BIG:
                     limit = self.config.limits.http_max_frame_bytes
@@ -235,14 +218,14 @@ class Session:
                 return
 
     async def _handle(self, frame: str) -> None:
-        self._last_activity = time.monotonic()
+        self.limits.activity()
         try:
             event = protocol.parse(frame)
             await self._apply(event)
         except protocol.ClientError as error:
-            self.send(protocol.error_event(str(error), event_id=error.event_id, param=error.param))
+            self.send(server_events.error_event(str(error), event_id=error.event_id, param=error.param))
         except InvalidArgument as error:
-            self.send(protocol.error_event(str(error), event_id=_event_id(frame)))
+            self.send(server_events.error_event(str(error), event_id=_event_id(frame)))
 
     async def _apply(self, event: protocol.ClientEvent) -> None:
         action = event.action
@@ -256,7 +239,7 @@ class Session:
         self._start()
         if isinstance(action, protocol.CreateItem):
             text = action.text_in.text
-            if (problem := self.config.limits.typed_text_error(text)) is not None:
+            if (problem := self.config.limits.typed_text_error(text.strip())) is not None:
                 raise protocol.ClientError(problem, event_id=event.event_id, param="item.content")
             for message in self.translator.user_text(action.item_id, text):
                 self.send(message)
@@ -265,7 +248,6 @@ class Session:
             chunk = self.settings.input_sample_rate * 2 * self.config.limits.max_chunk_ms // 1000
             for start in range(0, len(action.pcm), chunk):
                 piece = action.pcm[start : start + chunk]
-                self.translator.audio_received(piece)
                 self.inputs.put_nowait(events.AudioIn(piece))
         elif isinstance(action, events.CancelReply):
             if not self.translator.responding:
@@ -296,9 +278,9 @@ class Session:
         self.conversation = Conversation(
             self.config,
             self.settings,
-            self.gateway.backends(),
+            self.gateway.backends,
             self._emit,
-            draining=self.gateway.admission.draining,
+            limits=self.limits,
         )
         self._conversation_task = asyncio.create_task(self.conversation.run(self._inputs()))
         self._tasks.append(self._conversation_task)
@@ -312,7 +294,7 @@ class Session:
             self.send(message)
 
     def _session(self) -> dict[str, Any]:
-        return protocol.session_object(self.session_id, self.model, self.choices, self.settings)
+        return server_events.session_object(self.session_id, self.model, self.choices, self.settings)
 
     # ---- sending and closing
 
@@ -343,7 +325,7 @@ class Session:
             code, kind = WSCloseCode.OK, "session_expired"
         else:
             code, kind = WSCloseCode.POLICY_VIOLATION, "invalid_request_error"
-        event = protocol.error_event(str(error), kind=kind, code=error.code.name, retry_after_ms=retry_after_ms)
+        event = server_events.error_event(str(error), kind=kind, code=error.code.name, retry_after_ms=retry_after_ms)
         await self.close_with(Closing(code, str(error), event))
 
     async def close_with(self, closing: Closing) -> None:

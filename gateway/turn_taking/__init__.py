@@ -69,8 +69,8 @@ PENDING = Decision(None, final=False)
 
 #: Speech an interim must have heard before words without a leading intent decide an interruption.
 WORDS_MIN_MS = 900.0
-#: Speech over the agent that reads as its echo is heard again with the echo removed (gateway/turn_taking/
-#: echo_path.py) after this much of it, and again each time this much more has passed: enough of the echo
+#: Speech over the agent that reads as its echo is heard again with the echo removed (gateway/echo/path.py)
+#: after this much of it, and again each time this much more has passed: enough of the echo
 #: to fit its path, and of a short interruption said as it began.
 OVER_ECHO_CHECK_MS = 1000.0
 #: Words at most that, with no intent among them and no question, count as a backchannel whatever they are:

@@ -8,7 +8,7 @@ in the user's audio can be found (``find_echo``: GCC-PHAT) and, once found, fitt
 where the client plays it, for ``over_echo``: given an utterance that the transcript took for the agent's
 echo, is there more in it than the echo (the user speaking over it), and what is left once the echo is gone?
 
-Why not cancel the echo as it comes (echo_canceller.py, AEC3)? An interruption said as the agent's first
+Why not cancel the echo as it comes (canceller.py, AEC3)? An interruption said as the agent's first
 reply starts is over before any canceller has learnt the echo path: WebRTC's AEC3 suppresses it with the
 echo, and a linear canceller that must adapt as it goes leaks the echo's first half-second, which Whisper
 then hears with the user's words (docs/performance.md, "Speech over the echo"). Fitted afterwards on the

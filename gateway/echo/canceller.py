@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.turn_taking.echo_path import MAX_DELAY_S, PEAK_RATIO, SILENT_RMS, ReferenceTrack, find_echo
+from gateway.echo.path import MAX_DELAY_S, PEAK_RATIO, SILENT_RMS, ReferenceTrack, find_echo
 from voice_agent.audio import PCM16_SAMPLE_BYTES, pcm16_to_float
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,302 @@
+"""Speech over the agent: what the user says while an agent turn thinks or speaks, and what it means.
+
+One object per conversation (``SpeechOverAgent``) owns it all: it holds the agent's audio at the speech's
+start (cancelling nothing), feeds the transcripts to gateway/turn_taking's decider, and acts on the
+decision: an interruption cancels the turn (through the conversation's hooks), a backchannel, noise or
+the agent's echo lets the held audio go on where it stopped. Speech that reads as the agent's echo is
+heard again with the echo removed (the Listener's ``words_over_echo``), while it goes on and at its final:
+words said over the echo interrupt, and are the user's turn. With the decision off (barge-in only), speech
+over the agent interrupts at once, or after ``barge_in_min_speech_ms`` of it.
+
+It knows the agent's turns only as the conversation reports them (``OverlapHooks``), and changes the
+conversation only through those hooks: interrupting the turn in flight, starting a user turn, adding a
+backchannel to the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import Protocol
+
+from gateway.config import GatewayConfig
+from gateway.events import Emit, InterruptionDecision, Transcript
+from gateway.listening import Listener, OverEcho
+from gateway.observer import ConversationObserver
+from gateway.session_settings import SessionSettings
+from gateway.turn import AgentTurn
+from gateway.turn_taking import OVER_ECHO_CHECK_MS, Decision, InterruptionDecider, Kind, is_echo
+
+
+class OverlapHooks(Protocol):
+    """What speech over the agent needs of the conversation."""
+
+    def agent_turn(self) -> AgentTurn | None:
+        """The agent turn in flight (thinking or speaking); None when the agent is silent."""
+        ...
+
+    def last_turn(self) -> AgentTurn | None:
+        """The latest agent turn, in flight or ended: the words an echo repeats."""
+        ...
+
+    def interrupt(self) -> None:
+        """Cancels the turn in flight: its heard part goes to the history."""
+        ...
+
+    def user_turn(self, text: str) -> None:
+        """``text`` is the user's turn (words said over the echo), as a final transcript's would be."""
+        ...
+
+    def add_user(self, text: str) -> None:
+        """``text`` joins the history as the user's, starting no turn (a backchannel)."""
+        ...
+
+
+class SpeechOverAgent:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        settings: SessionSettings,
+        listener: Listener,
+        observer: ConversationObserver,
+        emit: Emit,
+        hooks: OverlapHooks,
+    ) -> None:
+        self._config = config
+        self._settings = settings
+        self._listener = listener
+        self._observer = observer
+        self._emit = emit
+        self._hooks = hooks
+        # The utterance being decided: its decider, the turn whose audio it holds, when its speech started.
+        self._decider: InterruptionDecider | None = None
+        self._held: AgentTurn | None = None
+        self._started_at = 0.0
+        self._interrupted = False  # the utterance in progress was decided an interruption
+        self._backchannels: list[str] = []  # said over the agent: join the history after its reply
+        self._tasks: set[asyncio.Task[None]] = set()  # the echo checks and the barge-in timer
+        self._over_echo_check: asyncio.Task[None] | None = None  # the utterance in progress's
+        self._over_echo_checked_ms = 0.0  # of its speech, when it was last heard again
+        self._over_echo_words: str | None = None  # what the user said over the echo, when that interrupted
+
+    @property
+    def deciding_enabled(self) -> bool:
+        """Speech over the agent is decided (interruption, backchannel, noise, echo), not taken as barge-in."""
+        return self._settings.barge_in and self._settings.turn_taking.interruption_decision
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    # ---- what the Listener heard, passed on by the conversation
+
+    def speech_started(self, started_at: float) -> None:
+        self._over_echo_words = None  # an utterance whose final never came (the ASR reconnected) left them
+        if self.deciding_enabled and self._hooks.agent_turn() is not None:
+            self._begin(started_at)
+        else:
+            self._maybe_barge_in()
+
+    def heard(self, text: str) -> None:
+        """An interim or pause transcript of speech over the agent."""
+        if self._decider is not None and text:
+            speech_ms = (time.perf_counter() - self._started_at) * 1000
+            decision = self._decider.heard(text, self.agent_words(), speech_ms)
+            self._act(decision)
+            if decision.kind is Kind.ECHO and not decision.final:
+                self._check_over_echo(speech_ms)
+
+    def is_echo(self, text: str) -> bool:
+        """Whether a transcript is the agent's own voice (the client gets no transcript of it)."""
+        if self._over_echo_words is not None:
+            return True  # the echo's transcript, where the words over it were the user's: see final()
+        if not text or not self._settings.turn_taking.echo_rejection or self._interrupted:
+            return False
+        if self._decider is not None:
+            return self._decider.classify(text, self.agent_words()) is Kind.ECHO
+        return self._echo_of_agent(text)
+
+    def final(self, text: str) -> tuple[str, str | None]:
+        """The utterance's final transcript: the user's words (those over the echo, where the transcript was
+        the echo's), and why it is no user turn (backchannel, noise, echo), or None when it is one."""
+        interrupted, self._interrupted = self._interrupted, False
+        words_over_echo, self._over_echo_words = self._over_echo_words, None
+        if words_over_echo is not None:  # the transcript was the echo's; the user's words are what it hid
+            text = words_over_echo
+            self._emit(Transcript(utterance_id=self._listener.utterance_id, text=text, final=True))
+        if self._decider is not None:
+            decision = self._decider.ended(text, self.agent_words())
+            if decision.kind is Kind.ECHO:
+                self._check_echo_after(decision)
+            else:
+                self._act(decision)
+            return text, None if decision.interrupts else decision.kind.value  # type: ignore[union-attr]
+        if text and not interrupted and self._echo_of_agent(text):
+            self._observer.echo_rejected()
+            return text, "echo"
+        return text, None
+
+    # ---- what the conversation tells of its turns
+
+    def turn_active(self, active: bool) -> None:
+        """An agent turn started or ended: frequent interims only while one runs (the words of speech over
+        it decide, soon); the user's own turns keep the ASR's interval, and the CPU its shorter
+        transcriptions would take."""
+        if self.deciding_enabled:
+            self._listener.interims_every(self._config.turn_taking.decision_interim_ms if active else 0)
+
+    def take_backchannels(self) -> list[str]:
+        """What the user said over the reply that just ended, for the history after it."""
+        said, self._backchannels = self._backchannels, []
+        return said
+
+    def agent_words(self) -> str:
+        """What the agent said lately (its reply before this one, and this one so far): what an echo repeats."""
+        last = self._hooks.last_turn()
+        turn = self._held or self._hooks.agent_turn() or last
+        earlier = last.text if last is not None and last is not turn else ""
+        return f"{earlier} {turn.heard_text() if turn is not None else ''}"
+
+    # ---- barge-in, undecided
+
+    def _maybe_barge_in(self) -> None:
+        if not (self._settings.barge_in and self._hooks.agent_turn() is not None):
+            return
+        wait_ms = self._config.turn_taking.barge_in_min_speech_ms
+        if wait_ms == 0:
+            self._hooks.interrupt()
+        elif not any(task.get_name() == "barge-in" for task in self._tasks):
+            self._spawn(self._interrupt_if_still_speaking(wait_ms / 1000), "barge-in")
+
+    async def _interrupt_if_still_speaking(self, wait_s: float) -> None:
+        await asyncio.sleep(wait_s)
+        if self._listener.in_speech:
+            self._hooks.interrupt()
+
+    # ---- deciding
+
+    def _begin(self, started_at: float) -> None:
+        """Holds the agent's audio, cancelling nothing, until the speech's words decide."""
+        if self._held is not None:
+            self._held.resume_audio()  # an earlier utterance never got its final (the ASR reconnected)
+        self._held = self._hooks.agent_turn()
+        if self._held is not None:
+            self._held.hold_audio()
+        self._decider = InterruptionDecider(self._settings.turn_taking.techniques)
+        self._started_at = started_at
+        self._over_echo_check, self._over_echo_checked_ms = None, 0.0
+
+    def _act(self, decision: Decision) -> None:
+        """What the decider said: interrupt now, let the audio go on (a provisional backchannel or echo:
+        the words so far), or, once final, report it and record a backchannel."""
+        if decision.pending:
+            return
+        held = self._held
+        if not decision.final and held is not None:
+            held.resume_audio()
+            return
+        self._decider, self._held = None, None
+        self._conclude(decision, held, self._started_at)
+
+    def _conclude(
+        self, decision: Decision, held: AgentTurn | None, started_at: float, *, during_utterance: bool = True
+    ) -> None:
+        """A final decision on speech over the agent: report it; interrupt, or resume the held audio (and
+        record a backchannel)."""
+        assert decision.kind is not None
+        decision_ms = (time.perf_counter() - started_at) * 1000
+        last = self._hooks.last_turn()
+        turn_id = held.turn_id if held is not None else last.turn_id if last is not None else 0
+        self._emit(InterruptionDecision(turn_id, decision.kind.value, decision_ms, decision.text))
+        in_flight = self._hooks.agent_turn()
+        if decision.kind is Kind.INTERRUPTION:
+            self._interrupted = during_utterance  # its final transcript is the user's turn
+            self._observer.interruption_decided(decision.kind, decision_ms, resumed=False)
+            self._hooks.interrupt()
+            if held is not None:
+                held.resume_audio()  # a cancelled turn sends nothing more
+            return
+        resumed = held is not None and in_flight is held
+        self._observer.interruption_decided(decision.kind, decision_ms, resumed=resumed)
+        if held is not None:
+            held.resume_audio()
+        if decision.kind is Kind.BACKCHANNEL:
+            if in_flight is not None:
+                self._backchannels.append(decision.text)  # after the reply it was said over
+            else:
+                self._hooks.add_user(decision.text)
+
+    def _echo_of_agent(self, text: str) -> bool:
+        """A final outside any decision (the agent had stopped, or barge-in is off) that repeats the agent's
+        words while it speaks or within echo_window_ms after its audio ended."""
+        if not self._settings.turn_taking.echo_rejection:
+            return False
+        speaking = self._hooks.agent_turn()
+        turn = speaking or self._hooks.last_turn()
+        if turn is None:
+            return False
+        ended_ms = (time.perf_counter() - turn.playback_end) * 1000
+        if speaking is None and ended_ms > self._config.turn_taking.echo_window_ms:
+            return False
+        return is_echo(text, turn.heard_text())
+
+    # ---- speech over the echo
+    # Speech over the agent that its transcript takes for the agent's echo is heard again with the echo removed
+    # (the Listener's words_over_echo): an interruption said as the echo starts is often missing from the
+    # transcript of the two together. While the utterance goes on, every OVER_ECHO_CHECK_MS of it; once more
+    # when its final transcript reads as echo.
+
+    def _check_over_echo(self, speech_ms: float) -> None:
+        """During an utterance whose interims read as echo: the words over the echo, if any, interrupt."""
+        running = self._over_echo_check is not None and not self._over_echo_check.done()
+        if running or speech_ms < self._over_echo_checked_ms + OVER_ECHO_CHECK_MS:
+            return
+        self._over_echo_checked_ms = speech_ms
+        decider, agent_words = self._decider, self.agent_words()
+
+        async def check() -> None:
+            words = await self._words_over_echo(agent_words)
+            if words and self._decider is decider:  # still deciding this utterance
+                self._over_echo_words = words
+                self._act(Decision(Kind.INTERRUPTION, final=True, text=words))
+
+        self._over_echo_check = self._spawn(check(), "over-echo")
+
+    def _check_echo_after(self, echo: Decision) -> None:
+        """An utterance whose final transcript was the agent's echo: the agent's audio goes on while it is
+        heard again; the words over the echo, if any, interrupt then and are the user's turn."""
+        held, started_at = self._held, self._started_at
+        self._decider, self._held = None, None
+        if held is not None:
+            held.resume_audio()
+        agent_words, utterance_id = self.agent_words(), self._listener.utterance_id
+
+        async def check() -> None:
+            words = await self._words_over_echo(agent_words)
+            decision = Decision(Kind.INTERRUPTION, final=True, text=words) if words else echo
+            self._conclude(decision, held, started_at, during_utterance=False)
+            if words:
+                self._emit(Transcript(utterance_id=utterance_id, text=words, final=True))
+                self._hooks.user_turn(words)
+
+        self._spawn(check(), "echo-after")
+
+    async def _words_over_echo(self, agent_words: str) -> str:
+        """The user's words over the echo in the last utterance, if they interrupt; else ""."""
+        heard = await self._listener.words_over_echo(self._config.backends.backend_timeout_s)
+        outcome, words = heard.outcome, heard.words
+        if words:
+            decision = InterruptionDecider(self._settings.turn_taking.techniques).ended(words, agent_words)
+            outcome, words = (
+                (OverEcho.INTERRUPTION, words) if decision.interrupts else (OverEcho.NOT_AN_INTERRUPTION, "")
+            )
+        self._observer.heard_over_echo(outcome)
+        return words
+
+    def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task

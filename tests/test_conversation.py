@@ -1,0 +1,208 @@
+"""The conversation core, scripted event by event on FAKE backends (tests/scripted.py): a unit test of
+its orchestration: turns, preemption, speech over the agent, the ASR's failures, typed text, the drain.
+The same paths on the real models are in test_gateway.py, test_turn_taking.py and test_faults.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from scripted import ScriptedReply, ScriptedSession
+
+from gateway.events import (
+    AgentAudio,
+    Error,
+    Interruption,
+    InterruptionDecision,
+    TextIn,
+    Transcript,
+    TurnMetrics,
+)
+from voice_agent.errors import Draining
+
+pytestmark = pytest.mark.unit
+
+REPLY = ["Take", " two", " slow", " breaths", " before", " you", " start", " your", " talk", "."]
+
+
+async def test_a_plain_turn() -> None:
+    async with ScriptedSession() as session:
+        session.llm.replies(["Start", " with", " a", " story."])
+        await session.user_says("How do I start my talk?")
+        final = await session.next(Transcript)
+        assert final.final and final.text == "How do I start my talk?"
+        metrics = await session.next(TurnMetrics)
+        assert not metrics.interrupted and not metrics.preemptive and metrics.llm_tokens == 4
+        assert session.reply_text(metrics.turn_id) == "Start with a story."
+        assert session.audio_sequence(metrics.turn_id) == list(range(len(session.audio_sequence(metrics.turn_id))))
+        assert session.history() == [
+            {"role": "user", "content": "How do I start my talk?"},
+            {"role": "assistant", "content": "Start with a story."},
+        ]
+        assert len(session.llm.requests) == 1
+
+
+async def test_a_preemptive_reply_is_kept_when_the_final_matches_the_pause() -> None:
+    async with ScriptedSession() as session:
+        session.asr.speech_started()
+        await session.settle()
+        session.asr.paused("How do I start my talk?")
+        await session.until(lambda: len(session.llm.requests) == 1)  # the reply started on the pause
+        await session.settle(0.1)
+        assert not session.of(AgentAudio)  # its audio waits for the final
+        session.asr.speech_ended()
+        session.asr.final("How do I start my talk?")
+        metrics = await session.next(TurnMetrics)
+        assert metrics.preemptive and len(session.llm.requests) == 1
+        assert session.history()[0] == {"role": "user", "content": "How do I start my talk?"}
+
+
+async def test_a_preemptive_reply_is_discarded_when_the_user_goes_on() -> None:
+    async with ScriptedSession() as session:
+        session.llm.replies(["Nobody", " hears", " this."], ["Start", " with", " a", " story."])
+        session.asr.speech_started()
+        await session.settle()
+        session.asr.paused("How do I")
+        await session.until(lambda: len(session.llm.requests) == 1)
+        session.asr.resumed()
+        await session.settle()
+        session.asr.speech_ended()
+        session.asr.final("How do I start my talk?")
+        metrics = await session.next(TurnMetrics)
+        assert not metrics.preemptive and len(session.llm.requests) == 2
+        assert session.reply_text(metrics.turn_id) == "Start with a story."
+        assert "Nobody" not in "".join(session.reply_text(t) for t in range(5))  # the discarded one sent nothing
+        assert session.history()[-1]["content"] == "Start with a story."
+
+
+async def agent_speaking(session: ScriptedSession, reply: list[str] = REPLY) -> int:
+    """The user asks; the agent has started answering, slowly (its audio lasts a while)."""
+    session.tts.ms_per_char = 40.0  # ~2 s of audio for the reply: time to talk over it
+    session.llm.replies(reply)
+    await session.user_says("How do I calm down before a talk?")
+    first = await session.next(AgentAudio)
+    return first.turn_id
+
+
+async def test_a_backchannel_resumes_the_held_audio_with_nothing_lost() -> None:
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session)
+        session.asr.speech_started()
+        await session.settle(0.3)
+        held = len(session.audio_sequence(turn_id))
+        await session.settle(0.3)
+        assert len(session.audio_sequence(turn_id)) == held  # held while the speech is decided
+        session.asr.interim("Yeah.")
+        await session.settle()
+        session.asr.speech_ended()
+        session.asr.final("Yeah.")
+        decision = await session.next(InterruptionDecision)
+        assert decision.kind == "backchannel" and decision.turn_id == turn_id
+        metrics = await session.next(TurnMetrics, timeout_s=5)
+        assert metrics.turn_id == turn_id and not metrics.interrupted
+        sequence = session.audio_sequence(turn_id)
+        assert sequence == list(range(len(sequence)))  # every chunk, in order: nothing lost
+        assert session.reply_text(turn_id) == "".join(REPLY)
+        assert not session.of(Interruption)
+        # The backchannel joins the history after the reply it was said over, and starts no turn.
+        assert session.history()[-2:] == [
+            {"role": "assistant", "content": "".join(REPLY)},
+            {"role": "user", "content": "Yeah."},
+        ]
+        assert len(session.llm.requests) == 1
+
+
+async def test_words_with_intent_interrupt_and_are_the_next_turn() -> None:
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session)
+        session.llm.replies(REPLY, ["Sure,", " ask", " away."])
+        session.asr.speech_started()
+        await session.settle()
+        session.asr.interim("Wait, I have a question.")
+        interruption = await session.next(Interruption)
+        assert interruption.turn_id == turn_id
+        heard = interruption.heard_text
+        assert heard and "".join(REPLY).startswith(heard) and heard != "".join(REPLY)
+        interrupted = await session.next(TurnMetrics)
+        assert interrupted.turn_id == turn_id and interrupted.interrupted
+        session.asr.speech_ended()
+        session.asr.final("Wait, I have a question.")
+        answer = await session.next(TurnMetrics)
+        assert answer.turn_id == turn_id + 1 and not answer.interrupted
+        assert session.reply_text(answer.turn_id) == "Sure, ask away."
+        # The history keeps what was heard of the cut reply, then the interruption.
+        assert session.history()[1:] == [
+            {"role": "assistant", "content": heard.strip()},
+            {"role": "user", "content": "Wait, I have a question."},
+            {"role": "assistant", "content": "Sure, ask away."},
+        ]
+
+
+async def test_the_agents_echo_is_no_user_turn() -> None:
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session)
+        await session.settle(0.6)
+        session.asr.speech_started()
+        await session.settle()
+        session.asr.interim("Take two slow")
+        await session.settle()
+        session.asr.speech_ended()
+        session.asr.final("Take two slow breaths.")
+        decision = await session.next(InterruptionDecision)
+        assert decision.kind == "echo"
+        metrics = await session.next(TurnMetrics, timeout_s=5)
+        assert metrics.turn_id == turn_id and not metrics.interrupted
+        # Neither the echo's transcript nor a reply to it: one user turn, one agent turn.
+        assert [t.text for t in session.of(Transcript) if t.final] == ["How do I calm down before a talk?"]
+        assert len(session.llm.requests) == 1
+        assert [m["role"] for m in session.history()] == ["user", "assistant"]
+
+
+async def test_an_asr_failure_mid_turn_is_reported_and_the_next_turn_works() -> None:
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session)
+        session.asr.fail()
+        error = await session.next(Error)
+        assert error.code == "UNAVAILABLE" and error.backend == "asr"
+        await session.asr.stream_opened(2)  # the Listener reconnected
+        metrics = await session.next(TurnMetrics, timeout_s=5)
+        assert metrics.turn_id == turn_id and not metrics.interrupted  # the agent's turn went on
+        await session.until(lambda: session.asr.call.received_ms > 40)  # the audio flows to the new stream
+        session.llm.replies(["Good", " question."])
+        await session.user_says("And after the talk?")
+        answer = await session.next(TurnMetrics)
+        assert answer.turn_id == turn_id + 1 and session.reply_text(answer.turn_id) == "Good question."
+
+
+async def test_typed_text_during_speech_is_answered_and_so_is_the_speech() -> None:
+    async with ScriptedSession() as session:
+        session.llm.replies(["Typed", " answer."], ["Spoken", " answer."])
+        session.asr.speech_started()
+        await session.settle()
+        session.send(TextIn("What about slides?"))
+        typed = await session.next(TurnMetrics)
+        assert session.reply_text(typed.turn_id) == "Typed answer."
+        session.asr.speech_ended()
+        session.asr.final("And my voice?")
+        spoken = await session.next(TurnMetrics)
+        assert spoken.turn_id == typed.turn_id + 1 and session.reply_text(spoken.turn_id) == "Spoken answer."
+        assert [m["content"] for m in session.history() if m["role"] == "user"] == [
+            "What about slides?",
+            "And my voice?",
+        ]
+
+
+async def test_the_drain_waits_for_the_turn_in_flight_then_ends_the_conversation() -> None:
+    async with ScriptedSession() as session:
+        gate = asyncio.Event()
+        session.llm.replies(ScriptedReply(["Almost", " done."], gate))
+        await session.user_says("One more thing?")
+        session.draining.set()
+        await session.settle(0.3)
+        assert not session.task.done()  # a turn is in flight: the drain waits for a moment of rest
+        gate.set()
+        metrics = await session.next(TurnMetrics)
+        assert session.reply_text(metrics.turn_id) == "Almost done."
+        with pytest.raises(Draining):
+            async with asyncio.timeout(3):
+                await session.task
