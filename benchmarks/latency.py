@@ -23,7 +23,7 @@ each stage (vad_wait, asr, llm_ttft, tts_ttfa, overhead), the turns answered by 
 (TurnMetrics.preemptive) and, from the gateway's Prometheus counter
 voice_gateway_preemptive_turns_total{outcome}, the speculations kept and discarded (the keep rate).
 
-False ends of turn (docs/performance.md): the pause set (voice_ops.samples.PAUSE_SET: sentences with a
+False ends of turn (docs/performance/end-of-turn.md): the pause set (voice_ops.samples.PAUSE_SET: sentences with a
 300 ms silence in the middle, after a word that cannot end them) straight into the ASR, with the
 RecognitionConfig the gateway sends for all_off, adaptive_endpointing and all_on; a false end of turn is a
 second SpeechEnded for one utterance, or one that puts the speech's end before the utterance's last part.

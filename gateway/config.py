@@ -58,7 +58,9 @@ class LatencySettings(SettingGroup):
         "With the adaptive end of turn: the silence that ends a turn whose transcript stops mid-sentence.",
     )
     first_phrase_words: int = setting(
-        4, "Most words in the reply's first TTS phrase when the short first phrase is on (docs/performance.md)."
+        4,
+        "Most words in the reply's first TTS phrase when the short first phrase is on"
+        " (docs/performance/latency-techniques.md).",
     )
 
     def plan(self) -> LatencyPlan:
@@ -100,7 +102,8 @@ class TurnTakingSettings(SettingGroup):
         False,
         "Cancel the agent's echo in the user's audio (WebRTC AEC3, the audio the gateway sent being the reference,"
         " once an echo is found in it) before the ASR hears it. Off by default: in a session's first reply it"
-        " made the echo sets of bench-turns worse (docs/performance.md); for clients with no echo cancellation.",
+        " made the echo sets of bench-turns worse (docs/performance/echo-cancellation.md); for clients with no"
+        " echo cancellation.",
     )
     echo_window_ms: int = setting(2500, "How long after the agent's audio ended a final is still checked for echo.")
     decision_interim_ms: int = setting(

@@ -1,4 +1,4 @@
-"""The latency techniques of a session, each switchable (docs/performance.md).
+"""The latency techniques of a session, each switchable (docs/performance/latency-techniques.md).
 
 ``--latency-mode fast`` (the default) turns every technique on, ``baseline``
 every one off; a session's ``LatencyOptions`` override single techniques, so

@@ -42,7 +42,7 @@ RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
 MAX_REFERENCE_AHEAD_S = 30
 #: The residual's power over the microphone's, over an utterance that read as the agent's echo, above which
 #: more than the echo was heard (the user over it) and is transcribed again. Measured offline on
-#: benchmarks/aec.py's material (5 replies, 18 echo conditions, docs/performance.md "Speech over the echo"):
+#: benchmarks/aec.py's material (5 replies, 18 echo conditions, docs/performance/turn-taking.md "Speech over the echo"):
 #: utterances of the echo alone left -4.2 dB or less but one wordless fragment (-1.0 dB; its transcript was
 #: empty too), most under -10 dB; an interruption over the echo, -3.6 dB or more in all 36.
 OVER_ECHO_LEVEL_DB = -4.0

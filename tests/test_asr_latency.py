@@ -1,5 +1,5 @@
 """The ASR's latency techniques against the real service: speculative (pause) transcripts, the final
-that reuses one, and the adaptive end of turn (docs/performance.md).
+that reuses one, and the adaptive end of turn (docs/performance/latency-techniques.md, end-of-turn.md).
 
 Timing-free by construction: where a test needs an event to have happened at a point in the audio
 (a pause's transcript before the speech goes on), it stops sending there and waits for the event,
@@ -273,7 +273,7 @@ def test_the_documented_defaults() -> None:
     plain = settings()
     assert not (plain.speculative_transcripts or plain.reuse_pause_transcript or plain.adaptive_endpointing)
     assert (plain.pause_ms, plain.incomplete_silence_ms) == (64, 700)
-    assert plain.turn_detector == "text"  # the measured winner (docs/performance.md, End of turn)
+    assert plain.turn_detector == "text"  # the measured winner (docs/performance/end-of-turn.md)
     assert settings(turn_detector="both").turn_detector == "both"
     assert settings(min_silence_ms=1000).incomplete_silence_ms == 1000  # never shorter than the base wait
     assert (

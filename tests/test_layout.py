@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import tomllib
 from pathlib import Path
 
@@ -80,3 +81,62 @@ def test_the_console_script_is_the_operator_cli() -> None:
     assert callable(getattr(importlib.import_module(module), function))
     included = project["tool"]["setuptools"]["packages"]["find"]["include"]
     assert {"voice_agent*", "services*", "gateway*", "voice_ops*"} <= set(included)
+
+
+# ---- the module map of docs/architecture.md: one table per package, under a heading that names its folder
+# (### `services/asr/`); a row's first cell names a module (`vad.py`) or a folder (`engines/`), and a
+# folder's row names each module inside it.
+MAPPED = ("voice_agent", "services", "gateway", "voice_ops", "benchmarks")
+NOT_MAPPED = {"__init__.py", "__main__.py"}
+
+
+def module_map(text: str) -> dict[str, dict[str, str]]:
+    """{package folder: {name in a row's first cell: the row}} of every table under a folder's heading."""
+    tables: dict[str, dict[str, str]] = {}
+    package = None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            heading = re.fullmatch(r"#+ `([\w/]+)/`", line.strip())
+            package = heading.group(1) if heading else None
+            if package:
+                tables[package] = {}
+        elif package and line.startswith("|"):
+            for name in re.findall(r"`([^`]+)`", line.split("|")[1]):
+                tables[package][name] = line
+    return tables
+
+
+def is_mapped(module: str, tables: dict[str, dict[str, str]]) -> bool:
+    """Whether ``module`` (a path from the root) is named in the table of the package folder nearest above it:
+    in a row of its own, or in the row of the folder that holds it."""
+    parts = module.split("/")
+    for depth in range(len(parts) - 1, 0, -1):
+        rows = tables.get("/".join(parts[:depth]))
+        if rows is None:
+            continue
+        inside = parts[depth:]
+        if "/".join(inside) in rows:
+            return True
+        folder = "/".join(inside[:-1]) + "/"
+        return len(inside) > 1 and folder in rows and f"`{inside[-1]}`" in rows[folder]
+    return False
+
+
+def test_every_module_is_in_the_module_map() -> None:
+    tables = module_map((ROOT / "docs" / "architecture.md").read_text())
+    modules = [
+        path.relative_to(ROOT).as_posix()
+        for package in MAPPED
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if path.name not in NOT_MAPPED
+    ]
+    assert len(modules) > 50 and tables, "no modules found, or no module map in docs/architecture.md"
+    missing = [module for module in modules if not is_mapped(module, tables)]
+    assert not missing, f"modules missing from the module map of docs/architecture.md: {missing}"
+
+
+def test_the_module_map_check_reads_rows_and_folders() -> None:
+    text = "## Module map\n### `pkg/`\n| module | what |\n|---|---|\n| `a.py`, `b.py` | x |\n| `sub/` | `c.py` |\n"
+    tables = module_map(text)
+    assert all(is_mapped(m, tables) for m in ["pkg/a.py", "pkg/b.py", "pkg/sub/c.py"])
+    assert not any(is_mapped(m, tables) for m in ["pkg/d.py", "pkg/sub/a.py", "other/a.py"])

@@ -9,7 +9,7 @@ the room: 50-300 ms) is found by the canceller; ``delay_hint_ms`` can tell it a 
 
 The canceller is WebRTC's AEC3, through LiveKit's Python SDK (``livekit.rtc.AudioProcessingModule``): it won
 the comparison with speexdsp's echo canceller and with no cancellation (benchmarks/aec.py,
-docs/performance.md "Echo cancellation: AEC3 vs speexdsp"). Its calls are synchronous FFI calls into the
+docs/performance/echo-cancellation.md). Its calls are synchronous FFI calls into the
 native library on the calling thread (no event loop needed), on 10 ms frames; about 0.1 ms of CPU per 10 ms
 of audio. One canceller per session, not thread-safe; cheap enough to call from the event loop.
 """

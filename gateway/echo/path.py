@@ -11,7 +11,7 @@ echo, is there more in it than the echo (the user speaking over it), and what is
 Why not cancel the echo as it comes (canceller.py, AEC3)? An interruption said as the agent's first
 reply starts is over before any canceller has learnt the echo path: WebRTC's AEC3 suppresses it with the
 echo, and a linear canceller that must adapt as it goes leaks the echo's first half-second, which Whisper
-then hears with the user's words (docs/performance.md, "Speech over the echo"). Fitted afterwards on the
+then hears with the user's words (docs/performance/turn-taking.md, "Speech over the echo"). Fitted afterwards on the
 whole utterance, the same echo path is well determined (the user's speech does not correlate with the
 reference), so the echo's words go and the user's stay. Pure numpy, no I/O.
 """

@@ -52,7 +52,7 @@ class AsrConfig(ServerConfig):
         "text",
         "What judges a pause complete when a stream does not say (RecognitionConfig.turn_detector): 'text' (the"
         " pause transcript's words), 'smart_turn' (Smart Turn v3.2 on the audio) or 'both' (complete only when"
-        " both say so). 'text' wins on the pause set and complete sentences (docs/performance.md, End of turn).",
+        " both say so). 'text' wins on the pause set and complete sentences (docs/performance/end-of-turn.md).",
     )
     smart_turn_model: str = setting(
         "", "Smart Turn ONNX file. Empty: smart-turn-v3.2-cpu.onnx from the pipecat-ai package."

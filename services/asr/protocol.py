@@ -31,7 +31,7 @@ class StreamSettings:
     speech_pad_ms: int
     interim_results: bool
     interim_interval_ms: int
-    # Latency techniques (docs/performance.md): off unless the client asks.
+    # Latency techniques (docs/performance/latency-techniques.md): off unless the client asks.
     speculative_transcripts: bool = False
     pause_ms: int = DEFAULT_PAUSE_MS
     reuse_pause_transcript: bool = False
