@@ -17,13 +17,12 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol
 
 import grpc
 
 from gateway.echo.canceller import MIC_RATES, EchoCanceller, create_echo_canceller
+from gateway.echo.heard import OVER_ECHO_LEVEL_DB, HeardOverEcho, OverEcho
 from gateway.echo.path import EchoTimeline
 from gateway.events import Emit, SpeechEnded, SpeechStarted, Transcript
 from gateway.turn import TurnTiming
@@ -40,34 +39,6 @@ AUDIO_BACKLOG = 50
 RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
 # Agent audio queued as the echo canceller's reference ahead of the microphone audio, at most.
 MAX_REFERENCE_AHEAD_S = 30
-#: The residual's power over the microphone's, over an utterance that read as the agent's echo, above which
-#: more than the echo was heard (the user over it) and is transcribed again. Measured offline on
-#: benchmarks/aec.py's material (5 replies, 18 echo conditions, docs/performance/turn-taking.md "Speech over the echo"):
-#: utterances of the echo alone left -4.2 dB or less but one wordless fragment (-1.0 dB; its transcript was
-#: empty too), most under -10 dB; an interruption over the echo, -3.6 dB or more in all 36.
-OVER_ECHO_LEVEL_DB = -4.0
-
-
-class OverEcho(StrEnum):
-    """What became of speech over the agent that read as its echo, heard again with the echo removed: what
-    ``Listener.words_over_echo`` found, and for the user's words what the conversation decided they were.
-    The label values of voice_gateway_speech_over_echo_total (all but WORDS, which is counted as its decision)."""
-
-    NO_ECHO = "no_echo"  # the agent's audio is not in the microphone
-    ECHO_ONLY = "echo_only"  # nothing more than it
-    WORDS = "words"  # the user's words, which the conversation then judges:
-    INTERRUPTION = "interruption"  # they interrupt the agent
-    NOT_AN_INTERRUPTION = "not_an_interruption"  # they do not (a backchannel, say)
-    NO_WORDS = "no_words"  # more than the echo, but no words in it
-    FAILED = "failed"  # transcribing it failed
-
-
-@dataclass(frozen=True)
-class HeardOverEcho:
-    """What ``Listener.words_over_echo`` found, and with ``OverEcho.WORDS`` the user's ``words``."""
-
-    outcome: OverEcho
-    words: str = ""
 
 
 class UserTurnHooks(Protocol):

@@ -13,7 +13,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
 
-from gateway.listening import OverEcho
+from gateway.echo.heard import OverEcho
 from gateway.preemption import PreemptionOutcome
 from gateway.turn import AgentTurn, EmptyRecovery, TurnOutcome
 from gateway.turn_taking import Kind

@@ -21,8 +21,9 @@ from collections.abc import Awaitable
 from typing import Protocol
 
 from gateway.config import GatewayConfig
+from gateway.echo.heard import OverEcho
 from gateway.events import Emit, InterruptionDecision, Transcript
-from gateway.listening import Listener, OverEcho
+from gateway.listening import Listener
 from gateway.observer import ConversationObserver
 from gateway.session_settings import SessionSettings
 from gateway.turn import AgentTurn

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import LEAD, MIC, echoed
 
+from gateway.echo.heard import OVER_ECHO_LEVEL_DB
 from gateway.echo.path import SPARE_SAMPLES, EchoTimeline
-from gateway.listening import OVER_ECHO_LEVEL_DB
 from services.asr.transcriber import WhisperTranscriber
 from voice_agent.audio import float_to_pcm16, pcm16_to_float
 from voice_ops.samples import word_error_rate
