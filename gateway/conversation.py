@@ -65,7 +65,6 @@ class Conversation:
             warm_paths(backends) if settings.plan.warm_paths else cold_paths(backends)
         )
         self._observer = ConversationObserver(settings.voice, backends.llm.settings.model)
-        deciding = settings.barge_in and settings.turn_taking.interruption_decision
         self._listener = Listener(
             backends.asr,
             settings.recognition,
@@ -73,7 +72,7 @@ class Conversation:
             emit,
             max_chunk_ms=config.limits.max_chunk_ms,
             echo_cancellation=settings.turn_taking.echo_cancellation,
-            speech_over_echo=deciding and settings.turn_taking.echo_rejection,
+            speech_over_echo=settings.decides_speech_over_agent and settings.turn_taking.echo_rejection,
         )
         self._overlap = SpeechOverAgent(config, settings, self._listener, self._observer, emit, self)
         self._preemptor = Preemptor(self._launch_preemptive, emit, self._observer.preemption)

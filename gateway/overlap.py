@@ -81,11 +81,6 @@ class SpeechOverAgent:
         self._over_echo_checked_ms = 0.0  # of its speech, when it was last heard again
         self._over_echo_words: str | None = None  # what the user said over the echo, when that interrupted
 
-    @property
-    def deciding_enabled(self) -> bool:
-        """Speech over the agent is decided (interruption, backchannel, noise, echo), not taken as barge-in."""
-        return self._settings.barge_in and self._settings.turn_taking.interruption_decision
-
     def close(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -94,7 +89,7 @@ class SpeechOverAgent:
 
     def speech_started(self, started_at: float) -> None:
         self._over_echo_words = None  # an utterance whose final never came (the ASR reconnected) left them
-        if self.deciding_enabled and self._hooks.agent_turn() is not None:
+        if self._settings.decides_speech_over_agent and self._hooks.agent_turn() is not None:
             self._begin(started_at)
         else:
             self._maybe_barge_in()
@@ -144,7 +139,7 @@ class SpeechOverAgent:
         """An agent turn started or ended: frequent interims only while one runs (the words of speech over
         it decide, soon); the user's own turns keep the ASR's interval, and the CPU its shorter
         transcriptions would take."""
-        if self.deciding_enabled:
+        if self._settings.decides_speech_over_agent:
             self._listener.interims_every(self._config.turn_taking.decision_interim_ms if active else 0)
 
     def take_backchannels(self) -> list[str]:

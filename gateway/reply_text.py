@@ -67,8 +67,7 @@ class SpokenReply:
         if self.ended:
             return ""
         if not self._started:
-            while match := _LEADING_LABEL.match(self._pending):
-                self._pending = self._pending[match.end() :]
+            self._drop_leading_labels()
             self._pending = self._pending.lstrip()
             self._started = True
         return self._release(final=True)
@@ -80,13 +79,16 @@ class SpokenReply:
 
     def _strip_leading_labels(self) -> bool:
         """Drops complete labels at the start; True once the start can no longer be a label."""
-        while match := _LEADING_LABEL.match(self._pending):
-            self._pending = self._pending[match.end() :]
+        self._drop_leading_labels()
         if _LABEL_SO_FAR.fullmatch(self._pending):
             return False  # empty, or capitalised words that a colon may still follow
         self._pending = self._pending.lstrip()
         self._started = True
         return True
+
+    def _drop_leading_labels(self) -> None:
+        while match := _LEADING_LABEL.match(self._pending):
+            self._pending = self._pending[match.end() :]
 
     def _release(self, *, final: bool) -> str:
         cut = self._end_of_reply(self._pending)

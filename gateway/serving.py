@@ -89,7 +89,7 @@ def to_response(event: events.Event) -> gateway_pb2.ConverseResponse:
             ended = asr_pb2.SpeechEnded(**{**_fields(event, "at"), "reason": reason})
             return gateway_pb2.ConverseResponse(speech_ended=ended)
         case events.Transcript(final=final):
-            transcript = asr_pb2.Transcript(**{k: v for k, v in _fields(event).items() if k != "final"})
+            transcript = asr_pb2.Transcript(**_fields(event, "final"))
             if final:
                 return gateway_pb2.ConverseResponse(final_transcript=transcript)
             return gateway_pb2.ConverseResponse(interim_transcript=transcript)

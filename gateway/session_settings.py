@@ -74,6 +74,11 @@ class SessionSettings:
     def voice(self) -> str:
         return self.synthesis.voice
 
+    @property
+    def decides_speech_over_agent(self) -> bool:
+        """Speech over the agent is decided (interruption, backchannel, noise, echo), not taken as barge-in."""
+        return self.barge_in and self.turn_taking.interruption_decision
+
 
 def settings_for(choices: SessionChoices, config: GatewayConfig) -> SessionSettings:
     """Raises InvalidArgument naming the first choice that cannot be."""
