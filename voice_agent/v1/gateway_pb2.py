@@ -26,7 +26,7 @@ from voice_agent.v1 import asr_pb2 as voice__agent_dot_v1_dot_asr__pb2
 from voice_agent.v1 import audio_pb2 as voice__agent_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cvoice_agent/v1/gateway.proto\x12\x0evoice_agent.v1\x1a\x18voice_agent/v1/asr.proto\x1a\x1avoice_agent/v1/audio.proto\"\x93\x02\n\rSessionConfig\x12\x15\n\rsystem_prompt\x18\x01 \x01(\t\x12\r\n\x05voice\x18\x02 \x01(\t\x12\x30\n\x0binput_audio\x18\x03 \x01(\x0b\x32\x1b.voice_agent.v1.AudioFormat\x12\x1d\n\x15output_sample_rate_hz\x18\x04 \x01(\r\x12\x15\n\x08\x62\x61rge_in\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12/\n\x07latency\x18\x06 \x01(\x0b\x32\x1e.voice_agent.v1.LatencyOptions\x12\x36\n\x0bturn_taking\x18\x07 \x01(\x0b\x32!.voice_agent.v1.TurnTakingOptionsB\x0b\n\t_barge_in\"\xe3\x01\n\x11TurnTakingOptions\x12\"\n\x15interruption_decision\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x19\n\x0c\x62\x61\x63kchannels\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x1b\n\x0e\x65\x63ho_rejection\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12\x1e\n\x11\x65\x63ho_cancellation\x18\x04 \x01(\x08H\x03\x88\x01\x01\x42\x18\n\x16_interruption_decisionB\x0f\n\r_backchannelsB\x11\n\x0f_echo_rejectionB\x14\n\x12_echo_cancellation\"\xda\x02\n\x0eLatencyOptions\x12\"\n\x15preemptive_generation\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12#\n\x16reuse_pause_transcript\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x1f\n\x12short_first_phrase\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12\x17\n\nwarm_paths\x18\x04 \x01(\x08H\x03\x88\x01\x01\x12!\n\x14\x61\x64\x61ptive_endpointing\x18\x05 \x01(\x08H\x04\x88\x01\x01\x12\x1b\n\x0emin_silence_ms\x18\x06 \x01(\rH\x05\x88\x01\x01\x42\x18\n\x16_preemptive_generationB\x19\n\x17_reuse_pause_transcriptB\x15\n\x13_short_first_phraseB\r\n\x0b_warm_pathsB\x17\n\x15_adaptive_endpointingB\x11\n\x0f_min_silence_ms\"\xb7\x01\n\x0f\x43onverseRequest\x12/\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.voice_agent.v1.SessionConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x39\n\x03\x65nd\x18\x04 \x01(\x0b\x32*.voice_agent.v1.ConverseRequest.EndSessionH\x00\x1a\x0c\n\nEndSessionB\t\n\x07request\"\xbe\x04\n\x10\x43onverseResponse\x12\x37\n\x0espeech_started\x18\x01 \x01(\x0b\x32\x1d.voice_agent.v1.SpeechStartedH\x00\x12\x33\n\x0cspeech_ended\x18\x02 \x01(\x0b\x32\x1b.voice_agent.v1.SpeechEndedH\x00\x12\x38\n\x12interim_transcript\x18\x03 \x01(\x0b\x32\x1a.voice_agent.v1.TranscriptH\x00\x12\x36\n\x10\x66inal_transcript\x18\x04 \x01(\x0b\x32\x1a.voice_agent.v1.TranscriptH\x00\x12/\n\nagent_text\x18\x05 \x01(\x0b\x32\x19.voice_agent.v1.AgentTextH\x00\x12\x31\n\x0b\x61gent_audio\x18\x06 \x01(\x0b\x32\x1a.voice_agent.v1.AgentAudioH\x00\x12\x34\n\x0cinterruption\x18\x07 \x01(\x0b\x32\x1c.voice_agent.v1.InterruptionH\x00\x12\x33\n\x0cturn_metrics\x18\x08 \x01(\x0b\x32\x1b.voice_agent.v1.TurnMetricsH\x00\x12+\n\x05\x65rror\x18\t \x01(\x0b\x32\x1a.voice_agent.v1.ErrorEventH\x00\x12\x45\n\x15interruption_decision\x18\n \x01(\x0b\x32$.voice_agent.v1.InterruptionDecisionH\x00\x42\x07\n\x05\x65vent\"X\n\x14InterruptionDecision\x12\x0f\n\x07turn_id\x18\x01 \x01(\r\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_ms\x18\x03 \x01(\x02\x12\x0c\n\x04text\x18\x04 \x01(\t\"+\n\tAgentText\x12\x0f\n\x07turn_id\x18\x01 \x01(\r\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\t\"\x83\x01\n\nAgentAudio\x12\x0f\n\x07turn_id\x18\x01 \x01(\r\x12\x17\n\x0fsequence_number\x18\x02 \x01(\r\x12\r\n\x05\x61udio\x18\x03 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\r\x12\x12\n\ntext_start\x18\x05 \x01(\r\x12\x10\n\x08text_end\x18\x06 \x01(\r\"3\n\x0cInterruption\x12\x0f\n\x07turn_id\x18\x01 \x01(\r\x12\x12\n\nheard_text\x18\x02 \x01(\t\"\xca\x01\n\x0bTurnMetrics\x12\x0f\n\x07turn_id\x18\x01 \x01(\r\x12\x13\n\x0bvad_wait_ms\x18\x02 \x01(\x02\x12\x0e\n\x06\x61sr_ms\x18\x03 \x01(\x02\x12\x13\n\x0bllm_ttft_ms\x18\x04 \x01(\x02\x12\x13\n\x0btts_ttfa_ms\x18\x05 \x01(\x02\x12\x1e\n\x16gateway_first_audio_ms\x18\x06 \x01(\x02\x12\x12\n\nllm_tokens\x18\x07 \x01(\r\x12\x13\n\x0binterrupted\x18\x08 \x01(\x08\x12\x12\n\npreemptive\x18\t \x01(\x08\"}\n\nErrorEvent\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x0f\n\x07turn_id\x18\x04 \x01(\r\x12\x1b\n\x0eretry_after_ms\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x11\n\x0f_retry_after_ms2\\\n\x07Gateway\x12Q\n\x08\x43onverse\x12\x1f.voice_agent.v1.ConverseRequest\x1a .voice_agent.v1.ConverseResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cvoice_agent/v1/gateway.proto\x12\x0evoice_agent.v1\x1a\x18voice_agent/v1/asr.proto\x1a\x1avoice_agent/v1/audio.proto\"\xf3\x02\n\rSessionConfig\x12\x15\n\rsystem_prompt\x18\x01 \x01(\t\x12\r\n\x05voice\x18\x02 \x01(\t\x12\x30\n\x0binput_audio\x18\x03 \x01(\x0b\x32\x1b.voice_agent.v1.AudioFormat\x12\x1d\n\x15output_sample_rate_hz\x18\x04 \x01(\r\x12\x15\n\x08\x62\x61rge_in\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12/\n\x07latency\x18\x06 \x01(\x0b\x32\x1e.voice_agent.v1.LatencyOptions\x12\x36\n\x0bturn_taking\x18\x07 \x01(\x0b\x32!.voice_agent.v1.TurnTakingOptions\x12\x1e\n\x16resume_conversation_id\x18\x08 \x01(\t\x12\x13\n\x06record\x18\t \x01(\x08H\x01\x88\x01\x01\x12\x13\n\x06memory\x18\n \x01(\x08H\x02\x88\x01\x01\x42\x0b\n\t_barge_inB\t\n\x07_recordB\t\n\x07_memory\"\xe3\x01\n\x11TurnTakingOptions\x12\"\n\x15interruption_decision\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x19\n\x0c\x62\x61\x63kchannels\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x1b\n\x0e\x65\x63ho_rejection\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12\x1e\n\x11\x65\x63ho_cancellation\x18\x04 \x01(\x08H\x03\x88\x01\x01\x42\x18\n\x16_interruption_decisionB\x0f\n\r_backchannelsB\x11\n\x0f_echo_rejectionB\x14\n\x12_echo_cancellation\"\xda\x02\n\x0eLatencyOptions\x12\"\n\x15preemptive_generation\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12#\n\x16reuse_pause_transcript\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x1f\n\x12short_first_phrase\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12\x17\n\nwarm_paths\x18\x04 \x01(\x08H\x03\x88\x01\x01\x12!\n\x14\x61\x64\x61ptive_endpointing\x18\x05 \x01(\x08H\x04\x88\x01\x01\x12\x1b\n\x0emin_silence_ms\x18\x06 \x01(\rH\x05\x88\x01\x01\x42\x18\n\x16_preemptive_generationB\x19\n\x17_reuse_pause_transcriptB\x15\n\x13_short_first_phraseB\r\n\x0b_warm_pathsB\x17\n\x15_adaptive_endpointingB\x11\n\x0f_min_silence_ms\"\xe5\x01\n\x0f\x43onverseRequest\x12/\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.voice_agent.v1.SessionConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x39\n\x03\x65nd\x18\x04 \x01(\x0b\x32*.voice_agent.v1.ConverseRequest.EndSessionH\x00\x12,\n\x08truncate\x18\x05 \x01(\x0b\x32\x18.voice_agent.v1.TruncateH\x00\x1a\x0c\n\nEndSessionB\t\n\x07request\"1\n\x08Truncate\x12\x0f\n\x07turn_id\x18\x01 \x01(\r\x12\x14\n\x0c\x61udio_end_ms\x18\x02 \x01(\r\"\xf9\x04\n\x10\x43onverseResponse\x12\x37\n\x0espeech_started\x18\x01 \x01(\x0b\x32\x1d.voice_agent.v1.SpeechStartedH\x00\x12\x33\n\x0cspeech_ended\x18\x02 \x01(\x0b\x32\x1b.voice_agent.v1.SpeechEndedH\x00\x12\x38\n\x12interim_transcript\x18\x03 \x01(\x0b\x32\x1a.voice_agent.v1.TranscriptH\x00\x12\x36\n\x10\x66inal_transcript\x18\x04 \x01(\x0b\x32\x1a.voice_agent.v1.TranscriptH\x00\x12/\n\nagent_text\x18\x05 \x01(\x0b\x32\x19.voice_agent.v1.AgentTextH\x00\x12\x31\n\x0b\x61gent_audio\x18\x06 \x01(\x0b\x32\x1a.voice_agent.v1.AgentAudioH\x00\x12\x34\n\x0cinterruption\x18\x07 \x01(\x0b\x32\x1c.voice_agent.v1.InterruptionH\x00\x12\x33\n\x0cturn_metrics\x18\x08 \x01(\x0b\x32\x1b.voice_agent.v1.TurnMetricsH\x00\x12+\n\x05\x65rror\x18\t \x01(\x0b\x32\x1a.voice_agent.v1.ErrorEventH\x00\x12\x45\n\x15interruption_decision\x18\n \x01(\x0b\x32$.voice_agent.v1.InterruptionDecisionH\x00\x12\x39\n\x0fsession_started\x18\x0b \x01(\x0b\x32\x1e.voice_agent.v1.SessionStartedH\x00\x42\x07\n\x05\x65vent\"i\n\x0eSessionStarted\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07resumed\x18\x02 \x01(\x08\x12\x17\n\x0fresume_window_s\x18\x03 \x01(\r\x12\x14\n\x0clast_turn_id\x18\x04 \x01(\r\"X\n\x14InterruptionDecision\x12\x0f\n\x07turn_id\x18\x01 \x01(\r\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_ms\x18\x03 \x01(\x02\x12\x0c\n\x04text\x18\x04 \x01(\t\"+\n\tAgentText\x12\x0f\n\x07turn_id\x18\x01 \x01(\r\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\t\"\x83\x01\n\nAgentAudio\x12\x0f\n\x07turn_id\x18\x01 \x01(\r\x12\x17\n\x0fsequence_number\x18\x02 \x01(\r\x12\r\n\x05\x61udio\x18\x03 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\r\x12\x12\n\ntext_start\x18\x05 \x01(\r\x12\x10\n\x08text_end\x18\x06 \x01(\r\"3\n\x0cInterruption\x12\x0f\n\x07turn_id\x18\x01 \x01(\r\x12\x12\n\nheard_text\x18\x02 \x01(\t\"\xca\x01\n\x0bTurnMetrics\x12\x0f\n\x07turn_id\x18\x01 \x01(\r\x12\x13\n\x0bvad_wait_ms\x18\x02 \x01(\x02\x12\x0e\n\x06\x61sr_ms\x18\x03 \x01(\x02\x12\x13\n\x0bllm_ttft_ms\x18\x04 \x01(\x02\x12\x13\n\x0btts_ttfa_ms\x18\x05 \x01(\x02\x12\x1e\n\x16gateway_first_audio_ms\x18\x06 \x01(\x02\x12\x12\n\nllm_tokens\x18\x07 \x01(\r\x12\x13\n\x0binterrupted\x18\x08 \x01(\x08\x12\x12\n\npreemptive\x18\t \x01(\x08\"}\n\nErrorEvent\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x0f\n\x07turn_id\x18\x04 \x01(\r\x12\x1b\n\x0eretry_after_ms\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x11\n\x0f_retry_after_ms2\\\n\x07Gateway\x12Q\n\x08\x43onverse\x12\x1f.voice_agent.v1.ConverseRequest\x1a .voice_agent.v1.ConverseResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,29 +34,33 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voice_agent.v1.gateway_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SESSIONCONFIG']._serialized_start=103
-  _globals['_SESSIONCONFIG']._serialized_end=378
-  _globals['_TURNTAKINGOPTIONS']._serialized_start=381
-  _globals['_TURNTAKINGOPTIONS']._serialized_end=608
-  _globals['_LATENCYOPTIONS']._serialized_start=611
-  _globals['_LATENCYOPTIONS']._serialized_end=957
-  _globals['_CONVERSEREQUEST']._serialized_start=960
-  _globals['_CONVERSEREQUEST']._serialized_end=1143
-  _globals['_CONVERSEREQUEST_ENDSESSION']._serialized_start=1120
-  _globals['_CONVERSEREQUEST_ENDSESSION']._serialized_end=1132
-  _globals['_CONVERSERESPONSE']._serialized_start=1146
-  _globals['_CONVERSERESPONSE']._serialized_end=1720
-  _globals['_INTERRUPTIONDECISION']._serialized_start=1722
-  _globals['_INTERRUPTIONDECISION']._serialized_end=1810
-  _globals['_AGENTTEXT']._serialized_start=1812
-  _globals['_AGENTTEXT']._serialized_end=1855
-  _globals['_AGENTAUDIO']._serialized_start=1858
-  _globals['_AGENTAUDIO']._serialized_end=1989
-  _globals['_INTERRUPTION']._serialized_start=1991
-  _globals['_INTERRUPTION']._serialized_end=2042
-  _globals['_TURNMETRICS']._serialized_start=2045
-  _globals['_TURNMETRICS']._serialized_end=2247
-  _globals['_ERROREVENT']._serialized_start=2249
-  _globals['_ERROREVENT']._serialized_end=2374
-  _globals['_GATEWAY']._serialized_start=2376
-  _globals['_GATEWAY']._serialized_end=2468
+  _globals['_SESSIONCONFIG']._serialized_end=474
+  _globals['_TURNTAKINGOPTIONS']._serialized_start=477
+  _globals['_TURNTAKINGOPTIONS']._serialized_end=704
+  _globals['_LATENCYOPTIONS']._serialized_start=707
+  _globals['_LATENCYOPTIONS']._serialized_end=1053
+  _globals['_CONVERSEREQUEST']._serialized_start=1056
+  _globals['_CONVERSEREQUEST']._serialized_end=1285
+  _globals['_CONVERSEREQUEST_ENDSESSION']._serialized_start=1262
+  _globals['_CONVERSEREQUEST_ENDSESSION']._serialized_end=1274
+  _globals['_TRUNCATE']._serialized_start=1287
+  _globals['_TRUNCATE']._serialized_end=1336
+  _globals['_CONVERSERESPONSE']._serialized_start=1339
+  _globals['_CONVERSERESPONSE']._serialized_end=1972
+  _globals['_SESSIONSTARTED']._serialized_start=1974
+  _globals['_SESSIONSTARTED']._serialized_end=2079
+  _globals['_INTERRUPTIONDECISION']._serialized_start=2081
+  _globals['_INTERRUPTIONDECISION']._serialized_end=2169
+  _globals['_AGENTTEXT']._serialized_start=2171
+  _globals['_AGENTTEXT']._serialized_end=2214
+  _globals['_AGENTAUDIO']._serialized_start=2217
+  _globals['_AGENTAUDIO']._serialized_end=2348
+  _globals['_INTERRUPTION']._serialized_start=2350
+  _globals['_INTERRUPTION']._serialized_end=2401
+  _globals['_TURNMETRICS']._serialized_start=2404
+  _globals['_TURNMETRICS']._serialized_end=2606
+  _globals['_ERROREVENT']._serialized_start=2608
+  _globals['_ERROREVENT']._serialized_end=2733
+  _globals['_GATEWAY']._serialized_start=2735
+  _globals['_GATEWAY']._serialized_end=2827
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SessionConfig(_message.Message):
-    __slots__ = ("system_prompt", "voice", "input_audio", "output_sample_rate_hz", "barge_in", "latency", "turn_taking")
+    __slots__ = ("system_prompt", "voice", "input_audio", "output_sample_rate_hz", "barge_in", "latency", "turn_taking", "resume_conversation_id", "record", "memory")
     SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
     INPUT_AUDIO_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,9 @@ class SessionConfig(_message.Message):
     BARGE_IN_FIELD_NUMBER: _ClassVar[int]
     LATENCY_FIELD_NUMBER: _ClassVar[int]
     TURN_TAKING_FIELD_NUMBER: _ClassVar[int]
+    RESUME_CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
     system_prompt: str
     voice: str
     input_audio: _audio_pb2.AudioFormat
@@ -23,7 +26,10 @@ class SessionConfig(_message.Message):
     barge_in: bool
     latency: LatencyOptions
     turn_taking: TurnTakingOptions
-    def __init__(self, system_prompt: _Optional[str] = ..., voice: _Optional[str] = ..., input_audio: _Optional[_Union[_audio_pb2.AudioFormat, _Mapping]] = ..., output_sample_rate_hz: _Optional[int] = ..., barge_in: _Optional[bool] = ..., latency: _Optional[_Union[LatencyOptions, _Mapping]] = ..., turn_taking: _Optional[_Union[TurnTakingOptions, _Mapping]] = ...) -> None: ...
+    resume_conversation_id: str
+    record: bool
+    memory: bool
+    def __init__(self, system_prompt: _Optional[str] = ..., voice: _Optional[str] = ..., input_audio: _Optional[_Union[_audio_pb2.AudioFormat, _Mapping]] = ..., output_sample_rate_hz: _Optional[int] = ..., barge_in: _Optional[bool] = ..., latency: _Optional[_Union[LatencyOptions, _Mapping]] = ..., turn_taking: _Optional[_Union[TurnTakingOptions, _Mapping]] = ..., resume_conversation_id: _Optional[str] = ..., record: _Optional[bool] = ..., memory: _Optional[bool] = ...) -> None: ...
 
 class TurnTakingOptions(_message.Message):
     __slots__ = ("interruption_decision", "backchannels", "echo_rejection", "echo_cancellation")
@@ -54,7 +60,7 @@ class LatencyOptions(_message.Message):
     def __init__(self, preemptive_generation: _Optional[bool] = ..., reuse_pause_transcript: _Optional[bool] = ..., short_first_phrase: _Optional[bool] = ..., warm_paths: _Optional[bool] = ..., adaptive_endpointing: _Optional[bool] = ..., min_silence_ms: _Optional[int] = ...) -> None: ...
 
 class ConverseRequest(_message.Message):
-    __slots__ = ("config", "audio", "text", "end")
+    __slots__ = ("config", "audio", "text", "end", "truncate")
     class EndSession(_message.Message):
         __slots__ = ()
         def __init__(self) -> None: ...
@@ -62,14 +68,24 @@ class ConverseRequest(_message.Message):
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATE_FIELD_NUMBER: _ClassVar[int]
     config: SessionConfig
     audio: bytes
     text: str
     end: ConverseRequest.EndSession
-    def __init__(self, config: _Optional[_Union[SessionConfig, _Mapping]] = ..., audio: _Optional[bytes] = ..., text: _Optional[str] = ..., end: _Optional[_Union[ConverseRequest.EndSession, _Mapping]] = ...) -> None: ...
+    truncate: Truncate
+    def __init__(self, config: _Optional[_Union[SessionConfig, _Mapping]] = ..., audio: _Optional[bytes] = ..., text: _Optional[str] = ..., end: _Optional[_Union[ConverseRequest.EndSession, _Mapping]] = ..., truncate: _Optional[_Union[Truncate, _Mapping]] = ...) -> None: ...
+
+class Truncate(_message.Message):
+    __slots__ = ("turn_id", "audio_end_ms")
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_END_MS_FIELD_NUMBER: _ClassVar[int]
+    turn_id: int
+    audio_end_ms: int
+    def __init__(self, turn_id: _Optional[int] = ..., audio_end_ms: _Optional[int] = ...) -> None: ...
 
 class ConverseResponse(_message.Message):
-    __slots__ = ("speech_started", "speech_ended", "interim_transcript", "final_transcript", "agent_text", "agent_audio", "interruption", "turn_metrics", "error", "interruption_decision")
+    __slots__ = ("speech_started", "speech_ended", "interim_transcript", "final_transcript", "agent_text", "agent_audio", "interruption", "turn_metrics", "error", "interruption_decision", "session_started")
     SPEECH_STARTED_FIELD_NUMBER: _ClassVar[int]
     SPEECH_ENDED_FIELD_NUMBER: _ClassVar[int]
     INTERIM_TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +96,7 @@ class ConverseResponse(_message.Message):
     TURN_METRICS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     INTERRUPTION_DECISION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_STARTED_FIELD_NUMBER: _ClassVar[int]
     speech_started: _asr_pb2.SpeechStarted
     speech_ended: _asr_pb2.SpeechEnded
     interim_transcript: _asr_pb2.Transcript
@@ -90,7 +107,20 @@ class ConverseResponse(_message.Message):
     turn_metrics: TurnMetrics
     error: ErrorEvent
     interruption_decision: InterruptionDecision
-    def __init__(self, speech_started: _Optional[_Union[_asr_pb2.SpeechStarted, _Mapping]] = ..., speech_ended: _Optional[_Union[_asr_pb2.SpeechEnded, _Mapping]] = ..., interim_transcript: _Optional[_Union[_asr_pb2.Transcript, _Mapping]] = ..., final_transcript: _Optional[_Union[_asr_pb2.Transcript, _Mapping]] = ..., agent_text: _Optional[_Union[AgentText, _Mapping]] = ..., agent_audio: _Optional[_Union[AgentAudio, _Mapping]] = ..., interruption: _Optional[_Union[Interruption, _Mapping]] = ..., turn_metrics: _Optional[_Union[TurnMetrics, _Mapping]] = ..., error: _Optional[_Union[ErrorEvent, _Mapping]] = ..., interruption_decision: _Optional[_Union[InterruptionDecision, _Mapping]] = ...) -> None: ...
+    session_started: SessionStarted
+    def __init__(self, speech_started: _Optional[_Union[_asr_pb2.SpeechStarted, _Mapping]] = ..., speech_ended: _Optional[_Union[_asr_pb2.SpeechEnded, _Mapping]] = ..., interim_transcript: _Optional[_Union[_asr_pb2.Transcript, _Mapping]] = ..., final_transcript: _Optional[_Union[_asr_pb2.Transcript, _Mapping]] = ..., agent_text: _Optional[_Union[AgentText, _Mapping]] = ..., agent_audio: _Optional[_Union[AgentAudio, _Mapping]] = ..., interruption: _Optional[_Union[Interruption, _Mapping]] = ..., turn_metrics: _Optional[_Union[TurnMetrics, _Mapping]] = ..., error: _Optional[_Union[ErrorEvent, _Mapping]] = ..., interruption_decision: _Optional[_Union[InterruptionDecision, _Mapping]] = ..., session_started: _Optional[_Union[SessionStarted, _Mapping]] = ...) -> None: ...
+
+class SessionStarted(_message.Message):
+    __slots__ = ("conversation_id", "resumed", "resume_window_s", "last_turn_id")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
+    RESUME_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    LAST_TURN_ID_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    resumed: bool
+    resume_window_s: int
+    last_turn_id: int
+    def __init__(self, conversation_id: _Optional[str] = ..., resumed: _Optional[bool] = ..., resume_window_s: _Optional[int] = ..., last_turn_id: _Optional[int] = ...) -> None: ...
 
 class InterruptionDecision(_message.Message):
     __slots__ = ("turn_id", "kind", "decision_ms", "text")
