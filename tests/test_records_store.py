@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -18,6 +20,7 @@ import soundfile
 from store_servers import MotoS3, Postgres, create_bucket, moto_s3_server, postgres_server
 
 from gateway.records.access import ConversationAccess
+from gateway.records.migrate import URL_VARIABLE
 from gateway.records.model import RECORDING_FRAME_BYTES, RECORDING_SAMPLE_RATE_HZ, Header, Item, Role, Status
 from gateway.records.recordings import wav_chunks
 from gateway.records.retention import run_retention, sweep, sweep_interval_s
@@ -198,6 +201,11 @@ def test_the_migrate_command_migrates_a_database(postgres: Postgres) -> None:
     second = subprocess.run(env_python, capture_output=True, text=True, timeout=60, check=True)
     assert '"applied": [1' in first.stdout
     assert '"applied": []' in second.stdout
+    job = [sys.executable, "-m", "gateway.records.migrate"]  # what the chart's hook Job runs
+    done = subprocess.run(job, capture_output=True, text=True, timeout=60, env={**os.environ, URL_VARIABLE: url})
+    assert json.loads(done.stdout) == {"url": url, "applied": []}
+    refused = subprocess.run([*job, "--url", "postgresql://postgres@127.0.0.1:1/x"], capture_output=True, text=True)
+    assert refused.returncode == 1 and "error" in json.loads(refused.stdout)
 
 
 # ---- recordings

@@ -166,26 +166,12 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from gateway.records.sql import SqlRecordStore
-    from gateway.records.store import open_record_store, redacted
+    from gateway.records.migrate import URL_VARIABLE, migrate
+    from gateway.records.store import redacted
 
     if not args.url:
-        raise ValueError("name the record store: --url or VOICE_GATEWAY_RECORDS_URL")
-    store = open_record_store(args.url)
-    if not isinstance(store, SqlRecordStore):
-        raise ValueError(f"{redacted(args.url)} has no schema to migrate")
-
-    async def migrate() -> list[int]:
-        try:
-            return await store.migrate()
-        except (OSError, ValueError):
-            raise
-        except Exception as error:  # the driver's own (a refused login, a failed statement): said plainly
-            raise RuntimeError(f"{redacted(args.url)}: {type(error).__name__}: {error}") from None
-        finally:
-            await store.close()
-
-    applied = asyncio.run(migrate())
+        raise ValueError(f"name the record store: --url or {URL_VARIABLE}")
+    applied = asyncio.run(migrate(args.url))
     payload = {"url": redacted(args.url), "applied": applied}
     _print(args, payload, f"{redacted(args.url)}: applied {applied or 'nothing (up to date)'}")
     return 0
