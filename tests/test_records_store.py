@@ -47,11 +47,22 @@ async def fresh_database(postgres: Postgres) -> str:
     return postgres.url(name)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
+async def url_of(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if kind == "memory":
+        return "memory://"
+    if kind == "sqlite":
         return f"sqlite://{tmp_path / 'records.db'}"
     return await fresh_database(request.getfixturevalue("postgres"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "memory"])
+async def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return await url_of(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return await url_of(request.param, request, tmp_path)
 
 
 @pytest.fixture
@@ -156,8 +167,8 @@ async def test_delete_retention_and_summaries(records: RecordStore) -> None:
     assert await records.started_before(2_500, limit=10) == ["c1"]
 
 
-async def test_migrations_apply_once_and_record_their_versions(record_url: str) -> None:
-    store = open_record_store(record_url)
+async def test_migrations_apply_once_and_record_their_versions(sql_url: str) -> None:
+    store = open_record_store(sql_url)
     try:
         assert await store.migrate() == [m.version for m in migrations()]  # type: ignore[attr-defined]
         assert await store.migrate() == []  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,13 +21,14 @@ from gateway.records.model import (
     RECORDING_FRAME_BYTES,
     RECORDING_SAMPLE_BYTES,
     RECORDING_SAMPLE_RATE_HZ,
-    is_valid_id,
 )
 
 SEGMENT_SUFFIX = ".pcm"
 SEGMENT_DIGITS = 8  # the name's width: names sort as numbers do
 MAX_SEGMENT_NUMBER = 10**SEGMENT_DIGITS - 1
 S3_DELETE_BATCH = 1000  # DeleteObjects takes at most this many keys
+#: What a recording key may be (a conversation id is one): never a path, a dot file or a query.
+KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
 def segment_name(number: int) -> str:
@@ -43,8 +45,8 @@ def segment_number(name: str) -> int | None:
 
 
 def checked_key(key: str) -> str:
-    """A recording key is an id (model.ID_PATTERN): never a path of its own."""
-    if not is_valid_id(key):
+    """A recording key is a safe name (KEY_PATTERN): never a path of its own."""
+    if KEY_PATTERN.fullmatch(key) is None:
         raise ValueError(f"not a recording key: {key[:40]!r}")
     return key
 
