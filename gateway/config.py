@@ -2,8 +2,9 @@
 
 GatewayConfig keeps the settings every server has (ports, logs, TLS, max_streams) and the HTTP port at its top
 level, and the rest in groups, each read where it is used: ``config.persona``, ``config.latency``,
-``config.turn_taking``, ``config.limits``, ``config.backends`` and ``config.auth``. A grouped setting keeps its
-own flag and variable (``--latency-mode``, ``VOICE_GATEWAY_LATENCY_MODE``): see voice_agent/config.py.
+``config.turn_taking``, ``config.limits``, ``config.backends``, ``config.auth`` and ``config.records``. A
+grouped setting keeps its own flag and variable (``--latency-mode``, ``VOICE_GATEWAY_LATENCY_MODE``): see
+voice_agent/config.py.
 """
 
 from __future__ import annotations

@@ -26,13 +26,15 @@ from support import ServiceProcess, free_port, running
 from yarl import URL
 
 from gateway.records.ids import new_conversation_id
-from gateway.records.model import RECORDING_SAMPLE_RATE_HZ, Header, Item, Role, Status
+from gateway.records.model import RECORDING_FRAME_BYTES, RECORDING_SAMPLE_RATE_HZ, Header, Item, Role, Status
+from gateway.records.recordings import SEGMENT_BYTES
 from gateway.records.store import open_record_store, open_recording_store
 from voice_agent.v1 import conversations_pb2, conversations_pb2_grpc
 from voice_ops.stack import gateway_backend_args
 
 ALICE, BOB, ADMIN = "va-alice-key-1a2b3c", "va-bob-key-4d5e6f", "va-admin-key-7a8b9c"
 BUCKET = "voice-recordings"
+SEGMENT_FRAMES = SEGMENT_BYTES // RECORDING_FRAME_BYTES
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +107,9 @@ async def seeded(gateway: ServiceProcess, servers: tuple[Postgres, MotoS3]) -> A
     await records.update(ids["alice"], status=Status.ENDED, ended_at_ms=1_010_000, recording_key=ids["alice"])
     user = np.zeros((RECORDING_SAMPLE_RATE_HZ, 2), np.int16)
     user[: RECORDING_SAMPLE_RATE_HZ // 2, 0] = 3000  # the user speaks for the first half second, left
-    await recordings.put_segment(ids["alice"], 0, user.tobytes())
-    await recordings.put_segment(ids["alice"], 1, np.full((2400, 2), [0, -3000], np.int16).tobytes())
+    await recordings.put_segment(ids["alice"], 0, user.tobytes())  # 1 s of segment 0's window: the rest silence
+    agent = np.full((SEGMENT_FRAMES, 2), [0, -3000], np.int16)  # the agent, right, through segment 1's window
+    await recordings.put_segment(ids["alice"], 1, agent.tobytes())
     try:
         yield ids
     finally:
@@ -207,9 +210,9 @@ async def test_grpc_the_recording_streams_as_a_stereo_wav(
     request = conversations_pb2.GetRecordingRequest(conversation_id=seeded["alice"])
     wav = b"".join([chunk.data async for chunk in stub.GetRecording(request, metadata=bearer(ALICE))])
     audio, rate = soundfile.read(io.BytesIO(wav), dtype="int16")
-    assert rate == RECORDING_SAMPLE_RATE_HZ and audio.shape == (RECORDING_SAMPLE_RATE_HZ + 2400, 2)
-    assert (audio[: rate // 2, 0] == 3000).all() and (audio[rate // 2 : rate, 0] == 0).all()
-    assert (audio[rate:, 1] == -3000).all() and (audio[:rate, 1] == 0).all()
+    assert rate == RECORDING_SAMPLE_RATE_HZ and audio.shape == (2 * SEGMENT_FRAMES, 2)
+    assert (audio[: rate // 2, 0] == 3000).all() and (audio[rate // 2 :, 0] == 0).all()
+    assert (audio[SEGMENT_FRAMES:, 1] == -3000).all() and (audio[:SEGMENT_FRAMES, 1] == 0).all()
     none = conversations_pb2.GetRecordingRequest(conversation_id=seeded["bob"])  # bob's has no recording
     assert await status_of(stub.GetRecording(none, metadata=bearer(BOB)).read()) == grpc.StatusCode.NOT_FOUND
 

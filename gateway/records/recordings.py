@@ -203,14 +203,27 @@ def wav_header(data_bytes: int) -> bytes:
     )
 
 
+#: Segment n of a recording covers [n * SEGMENT_MS, (n + 1) * SEGMENT_MS) of the conversation clock
+#: (gateway/records/recorder.py writes them): a missing segment, or a short one's rest, is silence.
+SEGMENT_MS = 2000
+SEGMENT_BYTES = RECORDING_SAMPLE_RATE_HZ * SEGMENT_MS // 1000 * RECORDING_FRAME_BYTES
+
+
 async def wav_chunks(store: Any, key: str) -> AsyncIterator[bytes]:
-    """The recording as one stereo WAV file, in pieces: the header, then each segment (a segment cut short
-    of a whole frame loses its tail, so that the channels never swap). Only the segments there when it
-    starts: a conversation still recording exports what it has so far."""
-    listed = await store.list_segments(key)
-    whole = [(number, size - size % RECORDING_FRAME_BYTES) for number, size in listed]
-    yield wav_header(sum(size for _, size in whole))
+    """The recording as one stereo WAV file, in pieces: the header, then each segment in its place on the
+    timeline, silence before a segment where one is missing or short (a segment cut short of a whole frame
+    loses its tail, so that the channels never swap). Only the segments there when it starts: a
+    conversation still recording exports what it has so far."""
+    listed = sorted(await store.list_segments(key))
+    whole = [(number, min(size - size % RECORDING_FRAME_BYTES, SEGMENT_BYTES)) for number, size in listed]
+    total = listed[-1][0] * SEGMENT_BYTES + whole[-1][1] if listed else 0
+    yield wav_header(total)
+    position = 0
     for number, size in whole:
+        if number * SEGMENT_BYTES > position:
+            yield bytes(number * SEGMENT_BYTES - position)  # silence: nobody spoke, or a segment was dropped
+            position = number * SEGMENT_BYTES
         if size:
             data = await store.get_segment(key, number)
             yield data[:size].ljust(size, b"\0")
+            position += size
