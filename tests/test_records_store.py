@@ -290,3 +290,18 @@ async def test_the_retention_task_sweeps_until_cancelled(records: RecordStore) -
     with pytest.raises(asyncio.CancelledError):
         await task
     assert sweep_interval_s(5.0) == 1.0 and sweep_interval_s(90 * 86_400) == 3600.0
+
+
+async def test_concurrent_writes_of_many_conversations_all_land(records: RecordStore) -> None:
+    """The writer, the API's deletes and retention write at once: each batch is whole, none is lost."""
+    ids = [f"conv_{n:024x}" for n in range(20)]
+
+    async def write(cid: str) -> None:
+        await records.start(header(cid))
+        await records.add_items(cid, [item(f"u{n}", Role.USER, n * 100) for n in range(10)])
+        await records.update(cid, status=Status.ENDED)
+
+    await asyncio.gather(*(write(cid) for cid in ids))
+    for cid in ids:
+        record = await records.get(cid)
+        assert record is not None and len(record.items) == 10 and record.status == Status.ENDED
