@@ -9,6 +9,7 @@ HTTP: ``GET /v1/conversations[?page_size=N&page_token=T]``, ``GET /v1/conversati
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,6 @@ from aiohttp import web
 
 from gateway.auth import ANONYMOUS, Caller
 from gateway.records.access import ConversationAccess, to_json, to_message
-from gateway.records.recordings import wav_header
 from voice_agent.errors import InvalidArgument, ServiceError, Unauthenticated, Unavailable
 from voice_agent.v1 import conversations_pb2, conversations_pb2_grpc
 
@@ -30,7 +30,7 @@ HTTP_STATUS = {
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.UNAVAILABLE: 503,
 }
-WAV_HEADER_BYTES = len(wav_header(0))
+log = logging.getLogger(__name__)
 
 
 def access_of(gateway: GatewayApp) -> ConversationAccess:
@@ -144,8 +144,14 @@ class ConversationsHttp:
         response.content_length = int.from_bytes(header[4:8], "little") + 8  # the RIFF size says the file's
         await response.prepare(request)
         await response.write(header)
-        async for chunk in chunks:  # a store failing now can only cut the file short: the status is sent
-            await response.write(chunk)
+        try:
+            async for chunk in chunks:
+                await response.write(chunk)
+        except ServiceError as error:  # the status is sent: the file can only end short of its length
+            log.warning("recording of %s cut short: %s", conversation_id, error)
+            if request.transport is not None:
+                request.transport.close()
+            return response
         await response.write_eof()
         return response
 
