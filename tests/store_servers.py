@@ -1,14 +1,17 @@
 """The stores' real servers for the tests: Debian's PostgreSQL 15 and moto's standalone S3 server.
 
 Each starts in a temporary folder on a free port and is stopped at the end of the session.
-PostgreSQL refuses to run as root, so as root its files belong to ``nobody`` and it runs as that user.
+PostgreSQL refuses to run as root, so as root its files belong to ``nobody`` and it runs as that user
+(Popen's ``user``/``group``: the server is our child, stopped by our signal).
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import grp
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -34,8 +37,12 @@ def postgres_bin(name: str) -> str:
     return found[-1]
 
 
-def _as_unprivileged(command: list[str]) -> list[str]:
-    return ["runuser", "-u", UNPRIVILEGED, "--", *command] if os.geteuid() == 0 else command
+def _unprivileged() -> dict[str, object]:
+    """Popen's arguments that run a command as UNPRIVILEGED when we are root (the process itself, not a
+    wrapper such as runuser: signals reach PostgreSQL, and it never outlives the tests)."""
+    if os.geteuid() != 0:
+        return {}
+    return {"user": UNPRIVILEGED, "group": grp.getgrgid(pwd.getpwnam(UNPRIVILEGED).pw_gid).gr_name, "extra_groups": []}
 
 
 def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout_s: float = 30.0) -> None:
@@ -52,9 +59,16 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout_s: fl
 @dataclass
 class Postgres:
     port: int
+    process: subprocess.Popen | None = None
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        """Stops the server now (PostgreSQL's fast shutdown: clients' connections are closed)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(timeout=15)
 
 
 @contextlib.contextmanager
@@ -65,15 +79,15 @@ def postgres_server() -> Iterator[Postgres]:
     if os.geteuid() == 0:
         shutil.chown(folder, UNPRIVILEGED)
     initdb = [postgres_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]
-    subprocess.run(_as_unprivileged(initdb), check=True, capture_output=True, cwd=folder)
+    subprocess.run(initdb, check=True, capture_output=True, cwd=folder, **_unprivileged())  # type: ignore[call-overload]
     port = free_port()
     command = [postgres_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(folder)]
     command += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"]
     with log.open("wb") as out:
-        process = subprocess.Popen(_as_unprivileged(command), stdout=out, stderr=subprocess.STDOUT, cwd=folder)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder, **_unprivileged())  # type: ignore[call-overload]
     try:
         wait_for_port(port, process, log)
-        yield Postgres(port)
+        yield Postgres(port, process)
     finally:
         process.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
         try:

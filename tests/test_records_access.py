@@ -75,10 +75,26 @@ def gateway(
     os.environ.update(s3.env)  # the gateway's S3 endpoint and credentials, as AWS's variables give them
     try:
         with running("gateway", folder / "gateway.log", *args) as server:
+            wait_for_the_records(server)
             yield server
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def wait_for_the_records(gateway: ServiceProcess, timeout_s: float = 30.0) -> None:
+    """The gateway serves at once and opens its stores in the background (UNAVAILABLE until then)."""
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(gateway.address) as channel:
+        stub = conversations_pb2_grpc.ConversationsStub(channel)
+        while True:
+            try:
+                stub.ListConversations(conversations_pb2.ListConversationsRequest(), metadata=bearer(ADMIN))
+                return
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
 
 
 def key_name(key: str) -> str:
@@ -329,3 +345,19 @@ async def test_deleting_deletes_the_recording_too(
         assert await recordings.list_segments(cid) == []
     finally:
         await recordings.close()
+
+
+async def test_a_store_that_is_down_is_unavailable_not_an_error(
+    stub: conversations_pb2_grpc.ConversationsStub,
+    http: tuple[aiohttp.ClientSession, str],
+    servers: tuple[Postgres, MotoS3],
+) -> None:
+    """Last: it stops the module's PostgreSQL. Clients are told to retry; the gateway goes on serving."""
+    servers[0].stop()
+    listing = stub.ListConversations(conversations_pb2.ListConversationsRequest(), metadata=bearer(ALICE))
+    assert await status_of(listing) == grpc.StatusCode.UNAVAILABLE
+    session, base = http
+    async with session.get(base, headers=auth_header(ALICE)) as response:
+        assert response.status == 503 and (await response.json())["error"]["code"] == "UNAVAILABLE"
+    async with session.get(base.removesuffix("/v1/conversations") + "/healthz") as response:
+        assert response.status == 200
