@@ -87,7 +87,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             size = min(args.limit - len(found), MAX_PAGE_SIZE)
             request = conversations_pb2.ListConversationsRequest(page_size=size, page_token=token)
             page = await stub.ListConversations(request, metadata=metadata, timeout=30)
-            found += [_summary(to_json(c)) for c in page.conversations]
+            found += [to_json(c, with_items=False) for c in page.conversations]
             token = page.next_page_token
             if not token:
                 break
@@ -101,10 +101,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     ]
     _print(args, {"conversations": conversations}, "\n".join(lines) or "no conversations")
     return 0
-
-
-def _summary(conversation: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in conversation.items() if key != "items"}
 
 
 def _get(args: argparse.Namespace) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.auth import Caller
+from gateway.records import ids
 from gateway.records.ids import check_conversation_id
 from gateway.records.model import Item, Record
 from gateway.records.recordings import wav_chunks
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
-PAGE_TOKEN = re.compile(r"(\d{1,15})\.(conv_[0-9a-f]{24})")  # the previous page's last: start ms and id
+PAGE_TOKEN = re.compile(rf"(\d{{1,15}})\.({ids.PATTERN.pattern})")  # the previous page's last: start ms and id
 RECORDING_CHUNK_BYTES = 64 * 1024  # well under gRPC's 4 MB message limit
 
 
@@ -173,9 +174,10 @@ def _item_message(item: Item) -> conversations_pb2.ConversationItem:
     )
 
 
-def to_json(message: conversations_pb2.Conversation) -> dict[str, Any]:
-    """The JSON form of a conversation (HTTP and the CLI): the proto's fields, its JSON strings as objects."""
-    return {
+def to_json(message: conversations_pb2.Conversation, *, with_items: bool = True) -> dict[str, Any]:
+    """The JSON form of a conversation (HTTP and the CLI): the proto's fields, its JSON strings as objects;
+    a list's entries go without ``items``."""
+    conversation = {
         "conversation_id": message.conversation_id,
         "caller": message.caller,
         "persona": message.persona,
@@ -200,3 +202,6 @@ def to_json(message: conversations_pb2.Conversation) -> dict[str, Any]:
             for item in message.items
         ],
     }
+    if not with_items:
+        del conversation["items"]
+    return conversation

@@ -115,9 +115,7 @@ class ConversationsHttp:
             page, token = await access_of(self.gateway).list(caller, int(size), request.query.get("page_token", ""))
         except ServiceError as error:
             return error_response(error)
-        conversations = [to_json(to_message(record, with_items=False)) for record in page]
-        for conversation in conversations:
-            del conversation["items"]
+        conversations = [to_json(to_message(record, with_items=False), with_items=False) for record in page]
         return web.json_response({"conversations": conversations, "next_page_token": token})
 
     async def get(self, request: web.Request) -> web.StreamResponse:
