@@ -124,7 +124,9 @@ def cmd_say(args: argparse.Namespace) -> int:
 
 def cmd_talk(args: argparse.Namespace) -> int:
     audio = read_wav(args.wav)
-    options = {"voice": args.voice or "", "output_sample_rate_hz": args.rate}
+    options: dict[str, object] = {"voice": args.voice or "", "output_sample_rate_hz": args.rate}
+    if args.resume:
+        options["resume_conversation_id"] = args.resume
 
     metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
 
@@ -136,6 +138,7 @@ def cmd_talk(args: argparse.Namespace) -> int:
     reply_audio = result.reply_audio()
     write_wav(args.out, reply_audio)
     payload: dict[str, Any] = {
+        "conversation_id": result.conversation_id,
         "transcript": result.transcript,
         "reply": result.reply,
         "metrics": result.metrics(),
@@ -144,6 +147,7 @@ def cmd_talk(args: argparse.Namespace) -> int:
     }
     table = "\n".join(f"  {name:>22}: {value:8.1f} ms" for name, value in payload["metrics"].items())
     text = f"you:   {result.transcript}\ncoach: {result.reply}\n{table}\nreply audio: {args.out}"
+    text += f"\nconversation: {result.conversation_id} (go on with --resume {result.conversation_id})"
     _emit(args, payload, text)
     return 1 if result.errors else 0
 
@@ -201,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         default=os.environ.get("VOICE_TLS_CA"),
         help="TLS to a gateway that serves it, verified against this PEM CA [env VOICE_TLS_CA; default: plaintext]",
+    )
+    talk_.add_argument(
+        "--resume",
+        metavar="ID",
+        help="go on with this conversation (talk --json's conversation_id; yours, within the gateway's resume window)",
     )
     talk_.set_defaults(run=cmd_talk)
     return parser
