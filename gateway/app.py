@@ -25,6 +25,7 @@ from gateway.records.retention import run_retention
 from gateway.records.serving import ConversationsService
 from gateway.records.sessions import Records
 from gateway.records.store import RecordingStore, RecordStore, open_record_store, open_recording_store, redacted
+from gateway.records.writer import STORE_UP
 from gateway.serving import ConverseService, last_event
 from voice_agent.errors import InvalidArgument, quoted
 from voice_agent.server import StreamAdmission, run
@@ -120,6 +121,7 @@ class GatewayApp:
                     await self.recording_store.open()
                 break
             except Exception as error:  # any driver's: the store is down, misnamed or refuses us
+                STORE_UP.set(0)  # VoiceRecordStoreDown: as for a failed write
                 log.warning(
                     "records: cannot open %s (%s: %s); retrying",
                     redacted(records.records_url),
@@ -128,6 +130,7 @@ class GatewayApp:
                 )
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 30.0)
+        STORE_UP.set(1)
         self.conversations = ConversationAccess(self.record_store, self.recording_store)
         log.info("records: %s, recordings: %s", redacted(records.records_url), records.recordings_url or "off")
         if records.retention_days > 0:

@@ -20,7 +20,7 @@ from voice_agent.client.asr import recognize
 from voice_agent.client.converse import TurnResult, connect, talk
 from voice_agent.client.tts import Synthesis, synthesize
 from voice_agent.v1 import asr_pb2
-from voice_ops import stack
+from voice_ops import conversations, stack
 
 # What read_wav takes; the services resample whatever rate it is.
 WAV_HELP = "a WAV file at 8 to 48 kHz (44.1 and 22.05 too), 16-, 24- or 32-bit integer or float PCM, mono or stereo"
@@ -156,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voice-agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+    def command(name: str, help_text: str, parent: argparse._SubParsersAction = commands) -> argparse.ArgumentParser:
+        sub = parent.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         return sub
 
@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="go on with this conversation (talk --json's conversation_id; yours, within the gateway's resume window)",
     )
     talk_.set_defaults(run=cmd_talk)
+    conversations.add_commands(commands, command)
     return parser
 
 
