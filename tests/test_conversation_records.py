@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import io
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -101,6 +102,36 @@ async def proxy(target: str) -> AsyncIterator[TcpProxy]:
         yield started
     finally:
         await started.close()
+
+
+@contextlib.contextmanager
+def proxy_thread(target: str) -> Iterator[TcpProxy]:
+    """A TcpProxy on a loop of its own thread: it keeps forwarding while the test's loop is blocked (a
+    gateway's shutdown, waited for synchronously, flushes its records through it)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    started = asyncio.run_coroutine_threadsafe(TcpProxy(target).start(), loop).result(10)
+    try:
+        yield ThreadSafe(started, loop)  # type: ignore[misc]
+    finally:
+        asyncio.run_coroutine_threadsafe(started.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+class ThreadSafe:
+    """A TcpProxy's controls, from another thread than its loop's."""
+
+    def __init__(self, proxy: TcpProxy, loop: asyncio.AbstractEventLoop) -> None:
+        self._proxy, self._loop = proxy, loop
+        self.address = proxy.address
+
+    def refuse(self) -> None:
+        self._loop.call_soon_threadsafe(self._proxy.refuse)
+
+    def accept(self) -> None:
+        self._loop.call_soon_threadsafe(self._proxy.accept)
 
 
 class Stream:
@@ -277,10 +308,10 @@ async def test_a_resume_lands_on_another_gateway_process_sharing_the_store(
     assert [item.turn_id for item in record.items if item.role == Role.AGENT] == [first.turn_id, first.turn_id + 1]
 
 
-def onset_ms(channel: np.ndarray, threshold: int = 1500) -> float:
+def onset_ms(channel: np.ndarray, threshold: int = 1500, rate: int = RECORDING_SAMPLE_RATE_HZ) -> float:
     loud = np.flatnonzero(np.abs(channel.astype(np.int32)) > threshold)
     assert loud.size, "silent channel"
-    return float(loud[0]) / (RECORDING_SAMPLE_RATE_HZ / 1000)
+    return float(loud[0]) / (rate / 1000)
 
 
 async def test_the_records_are_complete_after_a_drain_and_the_recording_is_aligned(
@@ -296,6 +327,9 @@ async def test_the_records_are_complete_after_a_drain_and_the_recording_is_align
         heard_at = stream.events[-1][0]
         await stream.next("turn_metrics")
         speaking.cancel()
+        turn_id = first_audio.agent_audio.turn_id
+        chunks = [e.agent_audio.audio for _, e in stream.events if e.agent_audio.turn_id == turn_id]
+        reply = np.frombuffer(b"".join(chunks), "<i2")  # played back to back from the first chunk's arrival
         gateway.process.send_signal(signal.SIGTERM)  # the drain ends the stream at this moment of rest
         with pytest.raises(grpc.aio.AioRpcError) as drained:
             await stream.next("turn_metrics", timeout_s=30)
@@ -316,8 +350,12 @@ async def test_the_records_are_complete_after_a_drain_and_the_recording_is_align
     # The alignment: from the user's first word to the agent's first audio, the recording's gap is the one the
     # client saw (the speech starts lead_ms into the sample; the reply's first chunk is heard on arrival).
     user_onset, agent_onset = onset_ms(audio[:, 0]), onset_ms(audio[:, 1])
-    said_at = stream.sent[sample.speech_start_ms // 20 * 20]
-    client_gap_ms = (heard_at - said_at) * 1000
+    # By the client's clock: the first loud sample it sent, and the first loud sample of the reply it got
+    # (the same threshold as in the recording; each chunk went out when its first sample was due).
+    said = onset_ms(np.frombuffer(sample.audio.data, "<i2"), rate=sample.audio.sample_rate)
+    said_at = stream.sent[0] + said / 1000
+    heard = onset_ms(reply, rate=first_audio.agent_audio.sample_rate_hz)
+    client_gap_ms = (heard_at - said_at) * 1000 + heard
     assert abs((agent_onset - user_onset) - client_gap_ms) <= 50, (agent_onset, user_onset, client_gap_ms)
     assert abs(agent_onset - agent.start_ms) <= 50  # the item sits where its audio does
     assert user_onset - 300 <= user.start_ms <= user_onset + 300  # the ASR's speech start (its VAD's margins)
@@ -336,7 +374,7 @@ async def test_a_record_store_that_goes_away_mid_conversation_loses_nothing_with
     piper_server: ServiceProcess,
     llm_server: ServiceProcess,
 ) -> None:
-    async with proxy(f"127.0.0.1:{postgres.port}") as database:
+    with proxy_thread(f"127.0.0.1:{postgres.port}") as database:
         url = f"postgresql://postgres@{database.address}/postgres"
         args = [*gateway_args(asr_server, piper_server, llm_server), *records_args(tmp_path, url)]
         with running("gateway", tmp_path / "gateway.log", *args) as gateway:
