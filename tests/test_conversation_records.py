@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 import signal
 import threading
 import time
@@ -19,7 +20,7 @@ import grpc
 import numpy as np
 import pytest
 import soundfile
-from conftest import gateway_args
+from conftest import gateway_args, voice_agent
 from store_servers import Postgres, postgres_server
 from support import ServiceProcess, running, spoken
 
@@ -28,6 +29,7 @@ from gateway.records.recordings import wav_chunks
 from gateway.records.store import open_record_store, open_recording_store
 from voice_agent.client.converse import session_config
 from voice_agent.v1 import gateway_pb2, gateway_pb2_grpc
+from voice_ops.samples import save
 
 KEY_ALICE, KEY_BOB = "records-key-alice", "records-key-bob"
 TURN_TIMEOUT_S = 90.0
@@ -306,6 +308,22 @@ async def test_a_resume_lands_on_another_gateway_process_sharing_the_store(
         await stream.end()
     record = await stored(records_folder, conversation_id, until=Status.ENDED)
     assert [item.turn_id for item in record.items if item.role == Role.AGENT] == [first.turn_id, first.turn_id + 1]
+
+
+async def test_voice_agent_talk_resume_goes_on_with_the_conversation(
+    records_gateway: ServiceProcess, records_folder: Path, tmp_path: Path
+) -> None:
+    save(spoken(QUESTION), tmp_path / "question.wav")
+    talk = ["talk", "--wav", str(tmp_path / "question.wav"), "--out", str(tmp_path / "reply.wav")]
+    talk += ["--gateway", records_gateway.address, "--token", KEY_ALICE]
+    env = {**os.environ, "VOICE_STATE_DIR": str(tmp_path / "state")}
+    first = await asyncio.to_thread(voice_agent, *talk, env=env)
+    conversation_id = first["conversation_id"]
+    assert conversation_id.startswith("conv_") and first["reply"].strip()
+    second = await asyncio.to_thread(voice_agent, *talk, "--resume", conversation_id, env=env)
+    assert second["conversation_id"] == conversation_id and second["reply"].strip()
+    record = await stored(records_folder, conversation_id, until=Status.DETACHED)  # left resumable
+    assert [item.turn_id for item in record.items if item.role == Role.AGENT] == [1, 2]
 
 
 def onset_ms(channel: np.ndarray, threshold: int = 1500, rate: int = RECORDING_SAMPLE_RATE_HZ) -> float:

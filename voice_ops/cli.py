@@ -132,7 +132,8 @@ def cmd_talk(args: argparse.Namespace) -> int:
 
     async def run() -> TurnResult:
         async with connect(args.gateway, tls_ca=args.tls_ca or "") as channel:
-            return await talk(channel, audio, metadata=metadata, **options)
+            # The conversation is left resumable (not ended): `talk --resume ID` goes on with it.
+            return await talk(channel, audio, metadata=metadata, keep=True, **options)
 
     result = asyncio.run(run())
     reply_audio = result.reply_audio()
@@ -209,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     talk_.add_argument(
         "--resume",
         metavar="ID",
-        help="go on with this conversation (talk --json's conversation_id; yours, within the gateway's resume window)",
+        help="go on with this conversation: an earlier talk's conversation_id, yours, within the gateway's resume"
+        " window (120 s by default)",
     )
     talk_.set_defaults(run=cmd_talk)
     conversations.add_commands(commands, command)
