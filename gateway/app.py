@@ -23,6 +23,7 @@ from gateway.realtime.serving import HttpServer
 from gateway.records.access import ConversationAccess
 from gateway.records.retention import run_retention
 from gateway.records.serving import ConversationsService
+from gateway.records.sessions import Records
 from gateway.records.store import RecordingStore, RecordStore, open_record_store, open_recording_store, redacted
 from gateway.records.writer import STORE_UP
 from gateway.serving import ConverseService, last_event
@@ -31,6 +32,8 @@ from voice_agent.server import StreamAdmission, run
 from voice_agent.v1 import conversations_pb2_grpc, gateway_pb2, gateway_pb2_grpc, tts_pb2
 
 log = logging.getLogger("gateway")
+
+RECORDS_FLUSH_S = 10.0  # at least this long at shutdown for the record writes still buffered
 
 
 class GatewayApp:
@@ -70,6 +73,8 @@ class GatewayApp:
         )
         self.conversations: ConversationAccess | None = None
         self.conversations_service = ConversationsService(self)
+        # What the conversations write: through one bounded writer, retried while the store is down.
+        self.records = Records(config, self.record_store, self.recording_store, llm=lambda: self.backends.new_llm())
         self._records_tasks: list[asyncio.Task[None]] = []
         self.http = HttpServer(self) if config.http_port else None
 
@@ -100,6 +105,7 @@ class GatewayApp:
             config.backends.llm_model,
         )
         self._records_tasks.append(asyncio.create_task(self._open_records()))
+        self.records.start()
         if self.http is not None:
             await self.http.start()
 
@@ -152,6 +158,10 @@ class GatewayApp:
     async def close(self) -> None:
         if self.http is not None:
             await self.http.close()
+        # Every record, recording and summary of the conversations the drain ended, before the stores and the
+        # backends close.
+        if not await self.records.close(max(RECORDS_FLUSH_S, self.config.shutdown_grace_s)):
+            log.error("records: the stores did not take every write before shutdown")
         if self._backends is not None:
             await self._backends.llm.close()
         for channel in self._channels:
