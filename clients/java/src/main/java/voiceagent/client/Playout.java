@@ -20,6 +20,9 @@ public interface Playout {
     /** {@link System#nanoTime()} when the first sample of {@code turnId} played (or will, if queued); -1: none. */
     long startedAtNanos(int turnId);
 
+    /** A new conversation began (the old one could not be resumed): forget its turns, whose ids start again. */
+    void reset();
+
     /** Releases the device; nothing plays after it. */
     default void close() {}
 }

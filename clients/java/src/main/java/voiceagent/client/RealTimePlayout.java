@@ -72,6 +72,11 @@ public class RealTimePlayout implements Playout {
     }
 
     @Override
+    public synchronized void reset() {
+        turns.clear();
+    }
+
+    @Override
     public synchronized long playedMs(int turnId) {
         Span span = turns.get(turnId);
         return span == null ? 0 : span.playedMs(System.nanoTime());

@@ -23,6 +23,11 @@ final class TurnClock {
         framesSent = 0;
     }
 
+    synchronized void newConversation() {
+        answering.clear();
+        userTurnEndedNanos = -1;
+    }
+
     synchronized void frameSent(long nanos) {
         sentNanos[(int) (framesSent % KEPT_FRAMES)] = nanos;
         framesSent++;

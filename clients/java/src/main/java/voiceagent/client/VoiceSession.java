@@ -67,8 +67,11 @@ public final class VoiceSession implements AutoCloseable {
     private final Object lock = new Object();
     private Stream stream;
     private String conversationId = "";
+    /** The conversation the last stream was in: another one means the turn ids start again. */
+    private String startedConversationId = "";
     private int attempt;
     private boolean closing;
+    private boolean finished;
     private ScheduledFuture<?> silence;
     private volatile VoiceError closedWith;
 
@@ -222,6 +225,11 @@ public final class VoiceSession implements AutoCloseable {
     }
 
     private void finish(VoiceError error) {
+        if (finished) {
+            return;
+        }
+        finished = true;
+        closing = true;
         closedWith = error;
         stopSilence();
         scheduler.shutdown();
@@ -229,8 +237,11 @@ public final class VoiceSession implements AutoCloseable {
         if (ownsChannel) {
             channel.shutdown();
         }
-        closed.countDown();
-        listener.onClosed(error);
+        try {
+            listener.onClosed(error);
+        } finally {
+            closed.countDown();
+        }
     }
 
     /** The stream ended; connect again or end the session. Called with {@code lock} held. */
@@ -296,7 +307,14 @@ public final class VoiceSession implements AutoCloseable {
             switch (event.getEventCase()) {
                 case SESSION_STARTED:
                     synchronized (lock) {
-                        conversationId = event.getSessionStarted().getConversationId();
+                        String id = event.getSessionStarted().getConversationId();
+                        if (!startedConversationId.isEmpty() && !id.equals(startedConversationId)) {
+                            // A new conversation (the old one could not be resumed): its turn ids start again.
+                            playout.reset();
+                            clock.newConversation();
+                        }
+                        conversationId = id;
+                        startedConversationId = id;
                         attempt = 0;
                     }
                     listener.onSessionStarted(new SessionInfo(event.getSessionStarted().getConversationId(),

@@ -11,12 +11,16 @@ import java.io.Writer;
 import java.net.HttpURLConnection;
 import java.net.URL;
 import java.nio.file.Paths;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import org.junit.After;
 import org.junit.AfterClass;
 import org.junit.FixMethodOrder;
+import org.junit.Ignore;
 import org.junit.Test;
 import org.junit.runners.MethodSorters;
 import voiceagent.examples.Json;
@@ -39,8 +43,77 @@ public class GatewaySessionIT {
     private static final Map<String, Object> results = new LinkedHashMap<>();
     private static final long TURN_S = 120;
 
-    private static VoiceSession connect(Recorder recorder) {
-        return VoiceSession.builder(ADDRESS).token(KEY).listener(recorder).connect();
+    /** The sessions a test opened: closed after it, also when it failed (the gateway serves one at a time). */
+    private final List<VoiceSession> opened = new ArrayList<>();
+
+    /** A recorder that also logs every event but audio to stderr, for a failure's report. */
+    private static Recorder recorder(String name) {
+        return new Recorder() {
+            private void log(String what) {
+                System.err.printf("%tT.%<tL %s: %s%n", System.currentTimeMillis(), name, what);
+            }
+
+            @Override
+            public synchronized void onSessionStarted(SessionInfo session) {
+                log(session.toString());
+                super.onSessionStarted(session);
+            }
+
+            @Override
+            public synchronized void onTranscript(String text, boolean isFinal) {
+                if (isFinal) {
+                    log("final transcript: " + text);
+                }
+                super.onTranscript(text, isFinal);
+            }
+
+            @Override
+            public synchronized void onInterruption(int turnId, String heardText, long playedMs) {
+                log("interruption of turn " + turnId + " after " + playedMs + " ms: " + heardText);
+                super.onInterruption(turnId, heardText, playedMs);
+            }
+
+            @Override
+            public synchronized void onTurnMetrics(TurnMetrics turn) {
+                log(turn + " reply: " + reply(turn.getTurnId()));
+                super.onTurnMetrics(turn);
+            }
+
+            @Override
+            public synchronized void onError(VoiceError error) {
+                log("error " + error + " (" + error.getBackend() + ")");
+                super.onError(error);
+            }
+
+            @Override
+            public synchronized void onReconnecting(int attempt, long delayMs, VoiceError cause) {
+                log("reconnecting (attempt " + attempt + ") in " + delayMs + " ms after " + cause);
+                super.onReconnecting(attempt, delayMs, cause);
+            }
+
+            @Override
+            public synchronized void onClosed(VoiceError error) {
+                log("closed " + error);
+                super.onClosed(error);
+            }
+        };
+    }
+
+    private VoiceSession connect(Recorder recorder) {
+        return opened(VoiceSession.builder(ADDRESS).token(KEY).listener(recorder).connect());
+    }
+
+    private VoiceSession opened(VoiceSession session) {
+        opened.add(session);
+        return session;
+    }
+
+    @After
+    public void closeSessions() throws InterruptedException {
+        for (VoiceSession session : opened) {
+            session.close();
+            session.awaitClosed(30, TimeUnit.SECONDS);
+        }
     }
 
     private static void started(Recorder recorder, int sessions) throws InterruptedException {
@@ -94,7 +167,7 @@ public class GatewaySessionIT {
 
     @Test
     public void a_spokenTurnFromAWavResampledFromTwentyFourKilohertz() throws Exception {
-        Recorder recorder = new Recorder();
+        Recorder recorder = recorder("spoken");
         VoiceSession session = connect(recorder);
         started(recorder, 1);
         speak(session, speech("question-24k"));
@@ -112,7 +185,7 @@ public class GatewaySessionIT {
 
     @Test
     public void b_typedTurn() throws Exception {
-        Recorder recorder = new Recorder();
+        Recorder recorder = recorder("typed");
         VoiceSession session = connect(recorder);
         started(recorder, 1);
         session.sendText("How should I answer a question about my weaknesses?");
@@ -127,15 +200,14 @@ public class GatewaySessionIT {
     /** The user talks over the reply: the playout stops at once and the gateway hears how much was played. */
     @Test
     public void c_bargeInFlushesThePlayoutAndReportsWhatWasHeard() throws Exception {
-        Recorder recorder = new Recorder();
+        Recorder recorder = recorder("barge-in");
         RealTimePlayout playout = new RealTimePlayout();
-        VoiceSession session = VoiceSession.builder(ADDRESS).token(KEY).listener(recorder).playout(playout)
-                .systemPrompt("You are a storyteller. Answer every question with a long story of at least ten "
-                        + "sentences.")
-                .connect();
+        VoiceSession session = opened(VoiceSession.builder(ADDRESS).token(KEY).listener(recorder).playout(playout)
+                .connect());
         started(recorder, 1);
-        session.sendText("Tell me a long story about a job interview that went wrong.");
-        assertTrue(recorder.await(() -> !recorder.audio.isEmpty(), TURN_S, TimeUnit.SECONDS));
+        session.sendText("I have a job interview next week and I feel nervous. What should I do?");
+        assertTrue("no reply audio: " + recorder.errors,
+                recorder.await(() -> !recorder.audio.isEmpty(), TURN_S, TimeUnit.SECONDS));
         speak(session, speech("interruption"));
         session.endTurn();
         assertTrue("no interruption: " + recorder.errors,
@@ -160,10 +232,10 @@ public class GatewaySessionIT {
     /** At --max-streams 1, a second session is refused with a retry hint and admitted once the first ends. */
     @Test
     public void d_refusalIsRetriedAfterRetryAfterMs() throws Exception {
-        Recorder holder = new Recorder();
+        Recorder holder = recorder("holder");
         VoiceSession holding = connect(holder);
         started(holder, 1);
-        Recorder waiting = new Recorder();
+        Recorder waiting = recorder("waiting");
         VoiceSession refused = connect(waiting);
         assertTrue(waiting.await(() -> !waiting.reconnects.isEmpty(), 30, TimeUnit.SECONDS));
         Thread.sleep(1_500); // refused at least once more while the first session holds the one stream
@@ -184,8 +256,8 @@ public class GatewaySessionIT {
 
     @Test
     public void e_aWrongKeyIsNotRetried() throws Exception {
-        Recorder recorder = new Recorder();
-        VoiceSession session = VoiceSession.builder(ADDRESS).token("not-the-key").listener(recorder).connect();
+        Recorder recorder = recorder("wrong-key");
+        VoiceSession session = opened(VoiceSession.builder(ADDRESS).token("not-the-key").listener(recorder).connect());
         assertTrue(session.awaitClosed(30, TimeUnit.SECONDS));
         assertEquals("UNAUTHENTICATED", recorder.closedWith.getCode());
         assertTrue(recorder.reconnects.isEmpty());
@@ -195,7 +267,7 @@ public class GatewaySessionIT {
     /** The gateway drains (SIGTERM): UNAVAILABLE with retry 0, and the session is on the new gateway at once. */
     @Test
     public void f_aDrainReconnectsAtOnce() throws Exception {
-        Recorder recorder = new Recorder();
+        Recorder recorder = recorder("drain");
         VoiceSession session = connect(recorder);
         started(recorder, 1);
         session.sendText("What should I wear to an interview?");
@@ -214,9 +286,10 @@ public class GatewaySessionIT {
     }
 
     /** The TCP connection drops: the SDK backs off, connects again and resumes the conversation by its id. */
+    @Ignore("waiting for the gateway's resume (records-core): SessionConfig.resume_conversation_id")
     @Test
     public void g_aDroppedConnectionIsResumedWithItsHistory() throws Exception {
-        Recorder recorder = new Recorder();
+        Recorder recorder = recorder("drop");
         VoiceSession session = connect(recorder);
         started(recorder, 1);
         session.sendText("My name is Ada and I am preparing for a nursing interview.");

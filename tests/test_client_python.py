@@ -1,0 +1,101 @@
+"""The Python SDK (voice_agent.client: ``connect``, ``VoiceSession``, ``spoken_turn``) against the real embedded
+stack, on tests/client_stack.py's gateway (``--max-streams 1``, an API key, a TCP proxy in front)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from client_stack import API_KEY, Gateways, sdk_gateways
+from support import spoken
+
+from voice_agent.client import events as ev
+from voice_agent.client.playout import RealTimePlayout
+from voice_agent.client.session import FRAME_MS, VoiceSession, connect
+from voice_agent.client.talk import TurnFailed, spoken_turn
+
+__all__ = ["sdk_gateways"]  # the fixture, for pytest
+TURN_S = 120
+
+
+async def _until(events: AsyncIterator[ev.Event], seen: list[ev.Event], kind: type, **fields: object) -> ev.Event:
+    """Reads events into ``seen`` until one of ``kind`` with ``fields``; fails on a Closed first."""
+    async for event in events:
+        seen.append(event)
+        if isinstance(event, kind) and all(getattr(event, k) == v for k, v in fields.items()):
+            return event
+        assert not isinstance(event, ev.Closed), seen
+    raise AssertionError(f"the session ended before a {kind.__name__}: {seen}")
+
+
+async def _say(session: VoiceSession, text: str) -> None:
+    """``text`` spoken as a microphone sends it: 20 ms at a time, in real time, then the end of the turn."""
+    audio = spoken(text).audio
+    for frame in audio.chunks(FRAME_MS):
+        await session.send_audio(frame, audio.sample_rate)
+        await asyncio.sleep(FRAME_MS / 1000)
+    await session.end_turn()
+
+
+async def test_a_spoken_turn_as_voice_agent_talk_holds_it(sdk_gateways: Gateways) -> None:
+    question = spoken("How do I prepare for a job interview?", sample_rate=24_000)
+    turn = await spoken_turn(sdk_gateways.proxy.address, question.audio, token=API_KEY, timeout_s=TURN_S)
+    assert "interview" in turn.transcript.lower(), turn.events
+    assert turn.reply.strip() and turn.reply_audio().duration_ms > 500
+    metrics = turn.metrics()
+    assert 0 < metrics["e2e_ms"] < 60_000, metrics
+    assert turn.of(ev.SessionStarted)[0].conversation_id
+
+
+async def test_barge_in_flushes_the_playout_and_reports_what_was_heard(sdk_gateways: Gateways) -> None:
+    playout = RealTimePlayout()
+    seen: list[ev.Event] = []
+    session = await connect(sdk_gateways.proxy.address, token=API_KEY, playout=playout)
+    events = session
+    try:
+        await _until(events, seen, ev.SessionStarted)
+        await session.send_text("I have a job interview next week and I feel nervous. What should I do?")
+        first = await asyncio.wait_for(_until(events, seen, ev.AgentAudio), TURN_S)
+        speaking = asyncio.create_task(_say(session, "Wait, stop. Tell me something else instead."))
+        cut = await asyncio.wait_for(_until(events, seen, ev.Interrupted, turn_id=first.turn_id), TURN_S)
+        assert not playout.playing
+        received_ms = sum(
+            len(e.pcm16) // 2 * 1000 // e.sample_rate
+            for e in seen
+            if isinstance(e, ev.AgentAudio) and e.turn_id == cut.turn_id
+        )
+        assert 0 < cut.played_ms < received_ms, (cut, received_ms)
+        assert playout.played_ms(cut.turn_id) == cut.played_ms
+        await speaking
+    finally:
+        await session.close()
+
+
+async def test_a_wrong_key_is_not_retried(sdk_gateways: Gateways) -> None:
+    with pytest.raises(TurnFailed) as failed:
+        await spoken_turn(sdk_gateways.proxy.address, spoken("Hello there.").audio, token="not-the-key")
+    assert failed.value.error.code == "UNAUTHENTICATED"
+    seen: list[ev.Event] = []
+    session = await connect(sdk_gateways.proxy.address, token="not-the-key")
+    closed = await asyncio.wait_for(_until(session, seen, ev.Closed), 30)
+    assert closed.error is not None and closed.error.code == "UNAUTHENTICATED"
+    assert not [e for e in seen if isinstance(e, ev.Reconnecting)]
+
+
+async def test_a_dropped_connection_reconnects_with_back_off(sdk_gateways: Gateways) -> None:
+    seen: list[ev.Event] = []
+    session = await connect(sdk_gateways.proxy.address, token=API_KEY)
+    events = session
+    try:
+        await _until(events, seen, ev.SessionStarted)
+        await session.send_text("My name is Ada and I am preparing for a nursing interview.")
+        await asyncio.wait_for(_until(events, seen, ev.TurnMetrics, interrupted=False), TURN_S)
+        sdk_gateways.proxy.drop()
+        lost = await asyncio.wait_for(_until(events, seen, ev.Reconnecting), 30)
+        assert lost.cause.code == "UNAVAILABLE" and lost.cause.backend == "transport" and lost.delay_ms > 0, lost
+        await asyncio.wait_for(_until(events, seen, ev.SessionStarted), TURN_S)
+        await session.send_text("What should I say first?")
+        await asyncio.wait_for(_until(events, seen, ev.TurnMetrics, interrupted=False), TURN_S)
+    finally:
+        await session.close()
