@@ -5,19 +5,22 @@ drains it (SIGTERM; a new gateway takes its place, as a second replica behind a 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from support import ServiceProcess, start_service
 
+from voice_agent.v1 import conversations_pb2, conversations_pb2_grpc
 from voice_ops.stack import gateway_backend_args
 
 API_KEY = "va-client-sdk-test-key-5e1f"
@@ -149,3 +152,27 @@ def control_server(gateways: Gateways) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
+
+
+async def conversation_record(
+    gateways: Gateways,
+    conversation_id: str,
+    ready: Callable[[conversations_pb2.Conversation], bool],
+    timeout_s: float = 20,
+) -> conversations_pb2.Conversation:
+    """The gateway's record of a conversation (its Conversations service, with the key), once ``ready`` says it
+    holds what the test looks for: the record is written a few seconds behind the conversation."""
+    metadata = (("authorization", f"Bearer {API_KEY}"),)
+    async with grpc.aio.insecure_channel(gateways.proxy.address) as channel:
+        stub = conversations_pb2_grpc.ConversationsStub(channel)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            request = conversations_pb2.GetConversationRequest(conversation_id=conversation_id)
+            record = await stub.GetConversation(request, metadata=metadata, timeout=10)
+            if ready(record) or asyncio.get_running_loop().time() > deadline:
+                return record
+            await asyncio.sleep(0.5)
+
+
+def agent_item(record: conversations_pb2.Conversation, turn_id: int) -> conversations_pb2.ConversationItem | None:
+    return next((i for i in record.items if i.role == "agent" and i.turn_id == turn_id), None)

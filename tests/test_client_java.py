@@ -5,6 +5,7 @@ control URL to cut the connection or drain the gateway).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from client_stack import API_KEY, Gateways, control_server, sdk_gateways
+from client_stack import API_KEY, Gateways, agent_item, control_server, conversation_record, sdk_gateways
 from support import spoken
 
 from voice_agent.audio import read_wav, write_wav
@@ -68,7 +69,7 @@ def test_the_talk_example_reports_a_refusal_as_json(classpath: str, sdk_gateways
     assert result["code"] == "UNAUTHENTICATED" and result["error"], result
 
 
-def test_the_sdk_against_the_stack(classpath: str, sdk_gateways: Gateways, tmp_path: Path) -> None:
+async def test_the_sdk_against_the_stack(classpath: str, sdk_gateways: Gateways, tmp_path: Path) -> None:
     """clients/java's JUnit tests: the offline ones, then GatewaySessionIT's seven against the stack."""
     speech = tmp_path / "speech"
     speech.mkdir()
@@ -86,8 +87,14 @@ def test_the_sdk_against_the_stack(classpath: str, sdk_gateways: Gateways, tmp_p
         }
         command = ["java", "-cp", classpath, "org.junit.runner.JUnitCore"]
         command += ["voiceagent.client.OfflineTest", "voiceagent.client.GatewaySessionIT"]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        done = await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:] + sdk_gateways.log_tails()
     assert "OK (" in done.stdout
     barge_in = json.loads(results.read_text())["barge_in"]
     assert 0 < barge_in["played_ms"] < barge_in["received_ms"]
+    # The history keeps what the client said it played: the interrupted reply up to the truncation.
+    turn = barge_in["turn_id"]
+    record = await conversation_record(sdk_gateways, barge_in["conversation_id"], lambda r: agent_item(r, turn))
+    item = agent_item(record, turn)
+    assert item is not None and item.interrupted, record
+    assert barge_in["reply"].startswith(item.heard_text.strip()) and len(item.heard_text) < len(item.text), item

@@ -133,6 +133,7 @@ class VoiceSession:
         self._started = False
         self._conversation = ""  # the one the last stream was in
         self._ended = False  # Closed was iterated
+        self._playing_turn = 0  # the agent turn whose audio was played last; 0: none since the last flush
         self._closed_with: ev.Error | None = None
         self.conversation_id = resume_conversation_id
 
@@ -176,6 +177,17 @@ class VoiceSession:
         """A typed user turn."""
         self._clock.user_turn_ended = time.perf_counter()
         self._send(gateway_pb2.ConverseRequest(text=text))
+
+    def stop_playout(self) -> int:
+        """Stops the reply playing now, on the app's own account (audio focus lost, a mute button): flushes the
+        playout and tells the gateway how much was played, as an interruption does. Returns the ms played."""
+        return self._truncate(self._playing_turn) if self._playing_turn else 0
+
+    def _truncate(self, turn_id: int) -> int:
+        played = self.playout.flush(turn_id)
+        self._send(gateway_pb2.ConverseRequest(truncate=gateway_pb2.Truncate(turn_id=turn_id, audio_end_ms=played)))
+        self._playing_turn = 0
+        return played
 
     async def close(self, timeout_s: float = 30.0) -> None:
         """Ends the conversation and waits for the gateway to end the stream."""
@@ -308,13 +320,10 @@ class VoiceSession:
         elif kind == "agent_audio":
             self._clock.reply_started(event.turn_id)
             self.playout.play(event.turn_id, event.audio, event.sample_rate_hz)
+            self._playing_turn = event.turn_id
             self._emit(ev.AgentAudio(event.turn_id, event.audio, event.sample_rate_hz))
         elif kind == "interruption":
-            played = self.playout.flush(event.turn_id)
-            self._send(
-                gateway_pb2.ConverseRequest(truncate=gateway_pb2.Truncate(turn_id=event.turn_id, audio_end_ms=played))
-            )
-            self._emit(ev.Interrupted(event.turn_id, event.heard_text, played))
+            self._emit(ev.Interrupted(event.turn_id, event.heard_text, self._truncate(event.turn_id)))
         elif kind == "interruption_decision":
             self._emit(ev.InterruptionDecision(event.turn_id, event.kind, event.text))
         elif kind == "turn_metrics":

@@ -72,6 +72,8 @@ public final class VoiceSession implements AutoCloseable {
     private int attempt;
     private boolean closing;
     private boolean finished;
+    /** The agent turn whose audio was played last (0: none since the last flush). */
+    private int playingTurn;
     private ScheduledFuture<?> silence;
     private volatile VoiceError closedWith;
 
@@ -161,6 +163,28 @@ public final class VoiceSession implements AutoCloseable {
             clock.textSent(System.nanoTime());
             send(ConverseRequest.newBuilder().setText(text).build());
         }
+    }
+
+    /**
+     * Stops the reply playing now, on the app's own account (an audio focus loss, a mute button): flushes the
+     * playout and tells the gateway how much of the reply was played, as an interruption does. Returns the ms
+     * played of the turn that was playing (0: none was).
+     */
+    public long stopPlayout() {
+        synchronized (lock) {
+            if (playingTurn == 0) {
+                return 0;
+            }
+            long played = playout.flush(playingTurn);
+            truncate(playingTurn, played);
+            playingTurn = 0;
+            return played;
+        }
+    }
+
+    private void truncate(int turnId, long playedMs) {
+        send(ConverseRequest.newBuilder().setTruncate(Truncate.newBuilder()
+                .setTurnId(turnId).setAudioEndMs((int) Math.min(playedMs, Integer.MAX_VALUE))).build());
     }
 
     /** Ends the conversation: the gateway ends the stream, then {@link VoiceListener#onClosed}(null). */
@@ -370,16 +394,20 @@ public final class VoiceSession implements AutoCloseable {
             byte[] pcm16 = event.getAgentAudio().getAudio().toByteArray();
             int rate = event.getAgentAudio().getSampleRateHz();
             clock.replyStarted(turnId);
-            playout.play(turnId, pcm16, rate);
+            synchronized (lock) {
+                playout.play(turnId, pcm16, rate);
+                playingTurn = turnId;
+            }
             listener.onAgentAudio(turnId, pcm16, rate);
         }
 
         /** The gateway stopped the reply: flush what is queued and tell it how much was heard. */
         private void interrupted(int turnId, String heardText) {
-            long played = playout.flush(turnId);
+            long played;
             synchronized (lock) {
-                send(ConverseRequest.newBuilder().setTruncate(Truncate.newBuilder()
-                        .setTurnId(turnId).setAudioEndMs((int) Math.min(played, Integer.MAX_VALUE))).build());
+                played = playout.flush(turnId);
+                truncate(turnId, played);
+                playingTurn = 0;
             }
             listener.onInterruption(turnId, heardText, played);
         }
