@@ -35,6 +35,7 @@ help:
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile services/llm/build_llama_cpp.sh
+<<<<<<< HEAD
 	@echo "==> [1/5] system packages: espeak-ng, sox (test speech), prometheus (promtool and the server the tests scrape with), nodejs (checks the k6 script and the web page's), chromium (the browser test), OpenJDK 17, grpc-java and protoc (the Java SDK, clients/java)"
 	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v promtool >/dev/null \
 		&& command -v node >/dev/null && command -v chromium >/dev/null && command -v javac >/dev/null \
@@ -42,6 +43,14 @@ $(STAMP): pyproject.toml Makefile services/llm/build_llama_cpp.sh
 		&& test -e /usr/share/java/grpc-netty.jar; then echo "    already installed"; \
 	else $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 		--no-install-recommends espeak-ng sox prometheus nodejs chromium $(JAVA_PACKAGES); fi
+=======
+	@echo "==> [1/5] system packages: espeak-ng, sox (test speech), prometheus (promtool and the server the tests scrape with), nodejs (checks the k6 script and the web page's), chromium (the browser test), postgresql-15 (the record store's tests)"
+	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v promtool >/dev/null \
+		&& command -v node >/dev/null && command -v chromium >/dev/null \
+		&& test -x /usr/lib/postgresql/15/bin/postgres; then echo "    already installed"; \
+	else $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+		--no-install-recommends espeak-ng sox prometheus nodejs chromium postgresql-15; fi
+>>>>>>> records-core
 	@echo "==> [2/5] virtual environment $(VENV) ($(PY))"
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@echo "==> [3/5] llama.cpp for the embedded LLM server, compiled once: about 3 minutes on 2 cores"

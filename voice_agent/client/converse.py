@@ -44,6 +44,7 @@ class TurnResult:
 
     events: list[tuple[float, gateway_pb2.ConverseResponse]] = field(default_factory=list)
     sent_at_ms: dict[int, float] = field(default_factory=dict)  # audio offset (ms) -> when it was sent
+    conversation_id: str = ""  # SessionStarted's: to resume the conversation with (``resume=``)
 
     def of(self, kind: str) -> list[tuple[float, gateway_pb2.ConverseResponse]]:
         return [(t, e) for t, e in self.events if e.WhichOneof("event") == kind]
@@ -160,6 +161,21 @@ class Conversation:
         await self._wait(lambda: self._answered(start) or self._failed(start), max_wait_s)
         return TurnResult(self.events[start:], self.sent_at_ms)
 
+    @property
+    def started(self) -> gateway_pb2.SessionStarted | None:
+        """The stream's first event: the conversation's id, and whether it resumed an earlier one."""
+        return next((e.session_started for _, e in self.events if e.HasField("session_started")), None)
+
+    @property
+    def conversation_id(self) -> str:
+        return self.started.conversation_id if self.started is not None else ""
+
+    def truncate(self, turn_id: int, audio_end_ms: int) -> None:
+        """Tells the gateway how much of a turn's reply audio was played (after an interruption flushed
+        the playout): the history keeps that much of the reply."""
+        truncate = gateway_pb2.Truncate(turn_id=turn_id, audio_end_ms=audio_end_ms)
+        self._outgoing.put_nowait(gateway_pb2.ConverseRequest(truncate=truncate))
+
     async def ended(self, timeout_s: float = 60.0) -> None:
         """Waits for the gateway to end the stream (a limit, a drain); raises its status if not OK."""
         await asyncio.wait_for(asyncio.shield(self._reader), timeout_s)
@@ -239,6 +255,9 @@ class Conversation:
 async def talk(
     channel: grpc.aio.Channel, audio: Pcm16Audio, *, barge_in_audio: Pcm16Audio | None = None, **options: object
 ) -> TurnResult:
-    """One spoken turn in a session of its own, at real-time pace."""
+    """One spoken turn in a session of its own, at real-time pace (``resume_conversation_id=ID``: in the
+    caller's dropped conversation ID, which goes on)."""
     async with Conversation(channel, sample_rate=audio.sample_rate, **options) as conversation:
-        return await conversation.speak(audio, barge_in=barge_in_audio)
+        result = await conversation.speak(audio, barge_in=barge_in_audio)
+        result.conversation_id = conversation.conversation_id
+        return result

@@ -29,6 +29,12 @@ class SpokenTurn:
         return [event for event in self.events if isinstance(event, kind)]
 
     @property
+    def conversation_id(self) -> str:
+        """The conversation the turn was in (the last SessionStarted's): to resume it with."""
+        started = self.of(ev.SessionStarted)
+        return started[-1].conversation_id if started else ""
+
+    @property
     def transcript(self) -> str:
         return " ".join(t.text for t in self.of(ev.Transcript) if t.final and t.text)
 
