@@ -124,7 +124,10 @@ def sdk_gateways(
     keys.write_text(API_KEY + "\n")
     args = gateway_backend_args(asr_server.address, piper_server.address, llm_server.address)
     args += ["--max-streams", "1", "--api-keys-file", str(keys), "--retry-after-ms", str(RETRY_AFTER_MS)]
-    args += ["--shutdown-grace-s", "5"]
+    # The LLM shares two cores with the rest of the suite: a slow token there is load, not what these test.
+    args += ["--llm-timeout-s", "60"]
+    # One SQLite store for every gateway the drain starts: the records (and resume) outlive a replica.
+    args += ["--shutdown-grace-s", "5", "--records-url", f"sqlite:///{folder / 'records.db'}"]
     stack = Gateways(folder, args)
     yield stack
     stack.close()
@@ -166,11 +169,16 @@ async def conversation_record(
     async with grpc.aio.insecure_channel(gateways.proxy.address) as channel:
         stub = conversations_pb2_grpc.ConversationsStub(channel)
         deadline = asyncio.get_running_loop().time() + timeout_s
+        request = conversations_pb2.GetConversationRequest(conversation_id=conversation_id)
         while True:
-            request = conversations_pb2.GetConversationRequest(conversation_id=conversation_id)
-            record = await stub.GetConversation(request, metadata=metadata, timeout=10)
-            if ready(record) or asyncio.get_running_loop().time() > deadline:
-                return record
+            try:
+                record = await stub.GetConversation(request, metadata=metadata, timeout=10)
+            except grpc.aio.AioRpcError as error:  # NOT_FOUND until its first write
+                if error.code() != grpc.StatusCode.NOT_FOUND or asyncio.get_running_loop().time() > deadline:
+                    raise
+            else:
+                if ready(record) or asyncio.get_running_loop().time() > deadline:
+                    return record
             await asyncio.sleep(0.5)
 
 

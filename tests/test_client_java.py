@@ -75,7 +75,7 @@ async def test_the_sdk_against_the_stack(classpath: str, sdk_gateways: Gateways,
     speech.mkdir()
     write_wav(speech / "question-24k.wav", spoken("How do I prepare for a job interview?", sample_rate=24_000).audio)
     write_wav(speech / "interruption.wav", spoken("Wait, stop. Tell me something else instead.").audio)
-    results = tmp_path / "results.json"
+    results_file = tmp_path / "results.json"
     with control_server(sdk_gateways) as control:
         env = {
             **os.environ,
@@ -83,14 +83,15 @@ async def test_the_sdk_against_the_stack(classpath: str, sdk_gateways: Gateways,
             "VOICE_TEST_KEY": API_KEY,
             "VOICE_TEST_CONTROL": control,
             "VOICE_TEST_SPEECH_DIR": str(speech),
-            "VOICE_TEST_RESULTS": str(results),
+            "VOICE_TEST_RESULTS": str(results_file),
         }
         command = ["java", "-cp", classpath, "org.junit.runner.JUnitCore"]
         command += ["voiceagent.client.OfflineTest", "voiceagent.client.GatewaySessionIT"]
         done = await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:] + sdk_gateways.log_tails()
     assert "OK (" in done.stdout
-    barge_in = json.loads(results.read_text())["barge_in"]
+    results = json.loads(results_file.read_text())
+    barge_in = results["barge_in"]
     assert 0 < barge_in["played_ms"] < barge_in["received_ms"]
     # The history keeps what the client said it played: the interrupted reply up to the truncation.
     turn = barge_in["turn_id"]
@@ -98,3 +99,10 @@ async def test_the_sdk_against_the_stack(classpath: str, sdk_gateways: Gateways,
     item = agent_item(record, turn)
     assert item is not None and item.interrupted, record
     assert barge_in["reply"].startswith(item.heard_text.strip()) and len(item.heard_text) < len(item.text), item
+    # The dropped connection's conversation, resumed: one history, the turns before and after the drop.
+    dropped = results["dropped"]
+    after = dropped["next_turn_id"]
+    record = await conversation_record(sdk_gateways, dropped["conversation_id"], lambda r: agent_item(r, after))
+    said = [(item.role, item.text) for item in record.items]
+    assert said[0] == ("user", "My name is Ada and I am preparing for a nursing interview."), said
+    assert ("user", "What is my name?") in said and agent_item(record, after) is not None, said

@@ -27,7 +27,7 @@ from voice_agent.call_status import ServerStatus
 from voice_agent.client import events as ev
 from voice_agent.client.converse import session_config
 from voice_agent.client.playout import Playout, RealTimePlayout
-from voice_agent.errors import RETRY_AFTER_KEY
+from voice_agent.errors import RETRY_AFTER_KEY, InvalidArgument
 from voice_agent.v1 import gateway_pb2, gateway_pb2_grpc
 
 FRAME_MS = 20
@@ -42,6 +42,14 @@ async def connect(address: str, *, token: str | None = None, tls_ca: str = "", *
     return session
 
 
+def _checked_rate(sample_rate: int) -> int:
+    """``sample_rate`` if the gateway takes it; a ValueError (the app's mistake) otherwise."""
+    try:
+        return check_input_rate(sample_rate)
+    except InvalidArgument as error:
+        raise ValueError(str(error)) from None
+
+
 class _Framer:
     """Microphone audio of any rate and length into 20 ms PCM16 frames at the session's rate."""
 
@@ -52,7 +60,7 @@ class _Framer:
         self._resampler: tuple[int, StreamResampler] | None = None
 
     def add(self, pcm16: bytes, sample_rate: int) -> list[bytes]:
-        check_input_rate(sample_rate)
+        _checked_rate(sample_rate)
         if len(pcm16) % PCM16_SAMPLE_BYTES:
             raise ValueError(f"PCM16 audio has an even number of bytes, not {len(pcm16)}")
         if sample_rate != self.rate:
@@ -120,7 +128,7 @@ class VoiceSession:
         self._channel, self._owns_channel = channel, owns_channel
         self._stub = gateway_pb2_grpc.GatewayStub(channel)
         self._metadata = (*metadata, *((("authorization", f"Bearer {token}"),) if token else ()))
-        self._config = session_config(check_input_rate(sample_rate), **options)
+        self._config = session_config(_checked_rate(sample_rate), **options)
         self.playout: Playout = playout if playout is not None else RealTimePlayout()
         self._policy = reconnect if reconnect is not None else ev.ReconnectPolicy()
         self._framer = _Framer(sample_rate)

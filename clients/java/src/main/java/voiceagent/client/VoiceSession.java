@@ -7,12 +7,14 @@ import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.TlsChannelCredentials;
+import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.MetadataUtils;
 import io.grpc.stub.StreamObserver;
 import java.io.File;
 import java.io.IOException;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
@@ -47,6 +49,9 @@ public final class VoiceSession implements AutoCloseable {
             Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
     static final Metadata.Key<String> RETRY_AFTER_MS =
             Metadata.Key.of("retry-after-ms", Metadata.ASCII_STRING_MARSHALLER);
+
+    /** How long close() waits for the gateway to end the stream before it cancels it. */
+    static final long CLOSE_TIMEOUT_S = 10;
 
     private final ManagedChannel channel;
     private final boolean ownsChannel;
@@ -190,6 +195,7 @@ public final class VoiceSession implements AutoCloseable {
     /** Ends the conversation: the gateway ends the stream, then {@link VoiceListener#onClosed}(null). */
     @Override
     public void close() {
+        Runnable notification;
         synchronized (lock) {
             if (closing) {
                 return;
@@ -197,11 +203,16 @@ public final class VoiceSession implements AutoCloseable {
             closing = true;
             stopSilence();
             if (stream != null) {
-                stream.end();
-            } else {
-                finish(null);
+                Stream ending = stream;
+                ending.end();
+                // A gateway that does not end the stream in time (a lost network the OS has not noticed yet)
+                // does not hold the app: the call is cancelled, and the session closes all the same.
+                scheduler.schedule(ending::cancel, CLOSE_TIMEOUT_S, TimeUnit.SECONDS);
+                return;
             }
+            notification = finish(null);
         }
+        notification.run();
     }
 
     /** Waits for the session to be over (after {@link #close}, or an error that is not retried). */
@@ -248,54 +259,64 @@ public final class VoiceSession implements AutoCloseable {
         return this;
     }
 
-    private void finish(VoiceError error) {
+    /**
+     * Ends the session (once); returns the listener's notification, which the caller runs after it let go of
+     * the lock: a listener may block, or call the session from another thread.
+     */
+    private Runnable finish(VoiceError error) {
         if (finished) {
-            return;
+            return () -> {};
         }
         finished = true;
         closing = true;
         closedWith = error;
         stopSilence();
-        scheduler.shutdown();
+        scheduler.shutdownNow(); // a pending reconnection or close timeout has nothing left to do
         playout.close();
         if (ownsChannel) {
             channel.shutdown();
         }
-        try {
-            listener.onClosed(error);
-        } finally {
-            closed.countDown();
-        }
+        return () -> {
+            try {
+                listener.onClosed(error);
+            } finally {
+                closed.countDown();
+            }
+        };
     }
 
-    /** The stream ended; connect again or end the session. Called with {@code lock} held. */
-    private void ended(Stream ended, VoiceError error) {
+    /** The stream ended: connect again or end the session. Called with {@code lock} held; see finish. */
+    private Runnable ended(Stream ended, VoiceError error) {
         if (ended != stream) {
-            return;
+            return () -> {};
         }
         stream = null;
         if (closing || error == null) {
-            finish(error != null && !closing ? error : null);
-            return;
+            return finish(closing ? null : error);
         }
         if ("NOT_FOUND".equals(error.getCode()) && !conversationId.isEmpty()) {
             // The conversation can no longer be resumed (expired, or another replica's): start a new one.
             conversationId = "";
-            scheduleOpen(0, 0, error);
-            return;
+            return reconnect(0, 0, error);
         }
         attempt++;
         long delay = policy.delayMs(attempt, error);
         if (delay < 0) {
-            finish(error);
-            return;
+            return finish(error);
         }
-        scheduleOpen(attempt, delay, error);
+        return reconnect(attempt, delay, error);
     }
 
-    private void scheduleOpen(int number, long delayMs, VoiceError cause) {
-        listener.onReconnecting(number, delayMs, cause);
-        scheduler.schedule(this::open, delayMs, TimeUnit.MILLISECONDS);
+    /** Tells the listener, then opens a new stream after {@code delayMs}. */
+    private Runnable reconnect(int number, long delayMs, VoiceError cause) {
+        return () -> {
+            listener.onReconnecting(number, delayMs, cause);
+            try {
+                scheduler.schedule(this::open, delayMs, TimeUnit.MILLISECONDS);
+            } catch (RejectedExecutionException closedMeanwhile) {
+                // close() ran in between: nothing to open
+            }
+        };
     }
 
     /** One Converse stream: writes are serialized by the session's lock, events arrive on gRPC's thread. */
@@ -313,6 +334,12 @@ public final class VoiceSession implements AutoCloseable {
         void write(ConverseRequest request) {
             if (!halfClosed) {
                 requests.onNext(request);
+            }
+        }
+
+        void cancel() {
+            if (requests instanceof ClientCallStreamObserver) {
+                ((ClientCallStreamObserver<ConverseRequest>) requests).cancel("the session was closed", null);
             }
         }
 
@@ -415,19 +442,23 @@ public final class VoiceSession implements AutoCloseable {
         @Override
         public void onError(Throwable cause) {
             VoiceError error = statusError(Status.fromThrowable(cause), Status.trailersFromThrowable(cause));
+            Runnable notification;
             synchronized (lock) {
                 halfClosed = true;
-                ended(this, error);
+                notification = ended(this, error);
             }
+            notification.run();
         }
 
         @Override
         public void onCompleted() {
+            Runnable notification;
             synchronized (lock) {
                 halfClosed = true;
                 // OK: the gateway ended the conversation normally (after the client's end): nothing to resume.
-                ended(this, null);
+                notification = ended(this, null);
             }
+            notification.run();
         }
 
         /** The stream's real status: the gateway's last error event when there was one (grpc/grpc#36066). */
