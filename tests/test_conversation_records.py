@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ import grpc
 import numpy as np
 import pytest
 import soundfile
-from conftest import gateway_args
+from conftest import gateway_args, voice_agent
 from store_servers import Postgres, postgres_server
 from support import ServiceProcess, running, spoken
 
@@ -27,6 +29,7 @@ from gateway.records.recordings import wav_chunks
 from gateway.records.store import open_record_store, open_recording_store
 from voice_agent.client.converse import session_config
 from voice_agent.v1 import gateway_pb2, gateway_pb2_grpc
+from voice_ops.samples import save
 
 KEY_ALICE, KEY_BOB = "records-key-alice", "records-key-bob"
 TURN_TIMEOUT_S = 90.0
@@ -101,6 +104,36 @@ async def proxy(target: str) -> AsyncIterator[TcpProxy]:
         yield started
     finally:
         await started.close()
+
+
+@contextlib.contextmanager
+def proxy_thread(target: str) -> Iterator[TcpProxy]:
+    """A TcpProxy on a loop of its own thread: it keeps forwarding while the test's loop is blocked (a
+    gateway's shutdown, waited for synchronously, flushes its records through it)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    started = asyncio.run_coroutine_threadsafe(TcpProxy(target).start(), loop).result(10)
+    try:
+        yield ThreadSafe(started, loop)  # type: ignore[misc]
+    finally:
+        asyncio.run_coroutine_threadsafe(started.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+class ThreadSafe:
+    """A TcpProxy's controls, from another thread than its loop's."""
+
+    def __init__(self, proxy: TcpProxy, loop: asyncio.AbstractEventLoop) -> None:
+        self._proxy, self._loop = proxy, loop
+        self.address = proxy.address
+
+    def refuse(self) -> None:
+        self._loop.call_soon_threadsafe(self._proxy.refuse)
+
+    def accept(self) -> None:
+        self._loop.call_soon_threadsafe(self._proxy.accept)
 
 
 class Stream:
@@ -277,10 +310,26 @@ async def test_a_resume_lands_on_another_gateway_process_sharing_the_store(
     assert [item.turn_id for item in record.items if item.role == Role.AGENT] == [first.turn_id, first.turn_id + 1]
 
 
-def onset_ms(channel: np.ndarray, threshold: int = 1500) -> float:
+async def test_voice_agent_talk_resume_goes_on_with_the_conversation(
+    records_gateway: ServiceProcess, records_folder: Path, tmp_path: Path
+) -> None:
+    save(spoken(QUESTION), tmp_path / "question.wav")
+    talk = ["talk", "--wav", str(tmp_path / "question.wav"), "--out", str(tmp_path / "reply.wav")]
+    talk += ["--gateway", records_gateway.address, "--token", KEY_ALICE]
+    env = {**os.environ, "VOICE_STATE_DIR": str(tmp_path / "state")}
+    first = await asyncio.to_thread(voice_agent, *talk, env=env)
+    conversation_id = first["conversation_id"]
+    assert conversation_id.startswith("conv_") and first["reply"].strip()
+    second = await asyncio.to_thread(voice_agent, *talk, "--resume", conversation_id, env=env)
+    assert second["conversation_id"] == conversation_id and second["reply"].strip()
+    record = await stored(records_folder, conversation_id, until=Status.DETACHED)  # left resumable
+    assert [item.turn_id for item in record.items if item.role == Role.AGENT] == [1, 2]
+
+
+def onset_ms(channel: np.ndarray, threshold: int = 1500, rate: int = RECORDING_SAMPLE_RATE_HZ) -> float:
     loud = np.flatnonzero(np.abs(channel.astype(np.int32)) > threshold)
     assert loud.size, "silent channel"
-    return float(loud[0]) / (RECORDING_SAMPLE_RATE_HZ / 1000)
+    return float(loud[0]) / (rate / 1000)
 
 
 async def test_the_records_are_complete_after_a_drain_and_the_recording_is_aligned(
@@ -296,6 +345,9 @@ async def test_the_records_are_complete_after_a_drain_and_the_recording_is_align
         heard_at = stream.events[-1][0]
         await stream.next("turn_metrics")
         speaking.cancel()
+        turn_id = first_audio.agent_audio.turn_id
+        chunks = [e.agent_audio.audio for _, e in stream.events if e.agent_audio.turn_id == turn_id]
+        reply = np.frombuffer(b"".join(chunks), "<i2")  # played back to back from the first chunk's arrival
         gateway.process.send_signal(signal.SIGTERM)  # the drain ends the stream at this moment of rest
         with pytest.raises(grpc.aio.AioRpcError) as drained:
             await stream.next("turn_metrics", timeout_s=30)
@@ -316,8 +368,12 @@ async def test_the_records_are_complete_after_a_drain_and_the_recording_is_align
     # The alignment: from the user's first word to the agent's first audio, the recording's gap is the one the
     # client saw (the speech starts lead_ms into the sample; the reply's first chunk is heard on arrival).
     user_onset, agent_onset = onset_ms(audio[:, 0]), onset_ms(audio[:, 1])
-    said_at = stream.sent[sample.speech_start_ms // 20 * 20]
-    client_gap_ms = (heard_at - said_at) * 1000
+    # By the client's clock: the first loud sample it sent, and the first loud sample of the reply it got
+    # (the same threshold as in the recording; each chunk went out when its first sample was due).
+    said = onset_ms(np.frombuffer(sample.audio.data, "<i2"), rate=sample.audio.sample_rate)
+    said_at = stream.sent[0] + said / 1000
+    heard = onset_ms(reply, rate=first_audio.agent_audio.sample_rate_hz)
+    client_gap_ms = (heard_at - said_at) * 1000 + heard
     assert abs((agent_onset - user_onset) - client_gap_ms) <= 50, (agent_onset, user_onset, client_gap_ms)
     assert abs(agent_onset - agent.start_ms) <= 50  # the item sits where its audio does
     assert user_onset - 300 <= user.start_ms <= user_onset + 300  # the ASR's speech start (its VAD's margins)
@@ -336,7 +392,7 @@ async def test_a_record_store_that_goes_away_mid_conversation_loses_nothing_with
     piper_server: ServiceProcess,
     llm_server: ServiceProcess,
 ) -> None:
-    async with proxy(f"127.0.0.1:{postgres.port}") as database:
+    with proxy_thread(f"127.0.0.1:{postgres.port}") as database:
         url = f"postgresql://postgres@{database.address}/postgres"
         args = [*gateway_args(asr_server, piper_server, llm_server), *records_args(tmp_path, url)]
         with running("gateway", tmp_path / "gateway.log", *args) as gateway:

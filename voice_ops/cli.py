@@ -127,7 +127,9 @@ def cmd_talk(args: argparse.Namespace) -> int:
     options: dict[str, object] = {"voice": args.voice or "", "output_sample_rate_hz": args.rate}
     if args.resume:
         options["resume_conversation_id"] = args.resume
-    result = asyncio.run(spoken_turn(args.gateway, audio, token=args.token, tls_ca=args.tls_ca or "", **options))
+    # The conversation is left resumable (not ended): `talk --resume ID` goes on with it.
+    turn = spoken_turn(args.gateway, audio, token=args.token, tls_ca=args.tls_ca or "", keep=True, **options)
+    result = asyncio.run(turn)
     reply_audio = result.reply_audio()
     write_wav(args.out, reply_audio)
     metrics = result.metrics()
@@ -205,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     talk_.add_argument(
         "--resume",
         metavar="ID",
-        help="go on with this conversation (talk --json's conversation_id; yours, within the gateway's resume window)",
+        help="go on with this conversation: an earlier talk's conversation_id, yours, within the gateway's resume"
+        " window (120 s by default)",
     )
     talk_.set_defaults(run=cmd_talk)
     conversations.add_commands(commands, command)

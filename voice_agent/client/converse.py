@@ -11,6 +11,7 @@ that sample went out) to the first agent audio chunk received.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -124,6 +125,7 @@ class Conversation:
         self._silence = b"\0" * (sample_rate * CHUNK_MS // 1000 * PCM16_SAMPLE_BYTES)
         self._outgoing: asyncio.Queue[bytes | gateway_pb2.ConverseRequest] = asyncio.Queue()
         self._ending = False
+        self._detaching = False
         self._arrived = asyncio.Condition()
         self.events: list[tuple[float, gateway_pb2.ConverseResponse]] = []
         self.sent_at_ms: dict[int, float] = {}
@@ -135,11 +137,21 @@ class Conversation:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._detaching:
+            self._call.cancel()  # no EndSession: the conversation stays resumable for the gateway's window
+            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                await self._reader
+            return
         self._ending = True
         try:
             await asyncio.wait_for(self._reader, 60)
         finally:
             self._call.cancel()
+
+    def detach(self) -> None:
+        """Leave without ending the conversation (as a dropped connection does): it can be resumed, by its
+        id, within the gateway's resume window."""
+        self._detaching = True
 
     async def speak(
         self, audio: Pcm16Audio, *, barge_in: Pcm16Audio | None = None, max_wait_s: float = 60.0
@@ -253,11 +265,18 @@ class Conversation:
 
 
 async def talk(
-    channel: grpc.aio.Channel, audio: Pcm16Audio, *, barge_in_audio: Pcm16Audio | None = None, **options: object
+    channel: grpc.aio.Channel,
+    audio: Pcm16Audio,
+    *,
+    barge_in_audio: Pcm16Audio | None = None,
+    keep: bool = False,
+    **options: object,
 ) -> TurnResult:
     """One spoken turn in a session of its own, at real-time pace (``resume_conversation_id=ID``: in the
-    caller's dropped conversation ID, which goes on)."""
+    caller's dropped conversation ID, which goes on). ``keep``: the conversation is left resumable, not ended."""
     async with Conversation(channel, sample_rate=audio.sample_rate, **options) as conversation:
         result = await conversation.speak(audio, barge_in=barge_in_audio)
         result.conversation_id = conversation.conversation_id
+        if keep:
+            conversation.detach()
         return result

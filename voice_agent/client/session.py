@@ -141,6 +141,8 @@ class VoiceSession:
         self._started = False
         self._conversation = ""  # the one the last stream was in
         self._ended = False  # Closed was iterated
+        self._detaching = False  # detach(): the call is cancelled, the conversation stays resumable
+        self._call: grpc.aio.StreamStreamCall | None = None
         self._playing_turn = 0  # the agent turn whose audio was played last; 0: none since the last flush
         self._closed_with: ev.Error | None = None
         self.conversation_id = resume_conversation_id
@@ -211,6 +213,18 @@ class VoiceSession:
         if self._owns_channel:
             await self._channel.close()
 
+    async def detach(self, timeout_s: float = 10.0) -> None:
+        """Leaves without ending the conversation, as a dropped connection does (the app goes to the background):
+        the gateway keeps it resumable by ``conversation_id`` for its resume window. The session is over."""
+        self._closing = self._detaching = True
+        self._stop_silence()
+        if self._call is not None:
+            self._call.cancel()
+        if self._run is not None:
+            await asyncio.wait([self._run], timeout=timeout_s)
+        if self._owns_channel:
+            await self._channel.close()
+
     async def wait_closed(self) -> ev.Error | None:
         """Waits until the session is over (closed, or an error not retried); returns that error."""
         if self._run is not None:
@@ -269,14 +283,18 @@ class VoiceSession:
         config = gateway_pb2.SessionConfig()
         config.CopyFrom(self._config)
         config.resume_conversation_id = self.conversation_id
-        call = self._stub.Converse(self._outgoing(requests, config), metadata=self._metadata or None)
+        self._call = call = self._stub.Converse(self._outgoing(requests, config), metadata=self._metadata or None)
         status = ServerStatus(call)
         last_gateway_error: ev.Error | None = None
         try:
             async for response in call:
                 last_gateway_error = self._handle(response)
         except grpc.aio.AioRpcError as error:
-            return last_gateway_error or self._status_error(status.of(error))
+            return None if self._detaching else last_gateway_error or self._status_error(status.of(error))
+        except asyncio.CancelledError:
+            if not self._detaching or not call.cancelled():
+                raise  # the task itself was cancelled
+            return None
         finally:
             self._requests = None
             requests.put_nowait(_END)  # the request generator ends on its own, not when it is collected

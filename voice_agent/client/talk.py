@@ -78,16 +78,18 @@ async def spoken_turn(
     token: str | None = None,
     tls_ca: str = "",
     timeout_s: float = 120.0,
+    keep: bool = False,
     **options: object,
 ) -> SpokenTurn:
     """Says ``audio`` as a microphone would (20 ms at a time, in real time) once a session is admitted, then
-    waits for the answer; raises ``TurnFailed`` when the session ends with an error."""
+    waits for the answer; raises ``TurnFailed`` when the session ends with an error. ``keep``: leave the
+    conversation resumable (``detach``) rather than end it, so that ``resume_conversation_id`` goes on with it."""
     session = await connect(address, token=token, tls_ca=tls_ca, sample_rate=audio.sample_rate, **options)
     turn = SpokenTurn()
     try:
         await asyncio.wait_for(_hold(session, audio, turn), timeout_s)
     finally:
-        await session.close()
+        await (session.detach() if keep else session.close())
     return turn
 
 
