@@ -124,8 +124,9 @@ def sdk_gateways(
     keys.write_text(API_KEY + "\n")
     args = gateway_backend_args(asr_server.address, piper_server.address, llm_server.address)
     args += ["--max-streams", "1", "--api-keys-file", str(keys), "--retry-after-ms", str(RETRY_AFTER_MS)]
-    # The LLM shares two cores with the rest of the suite: a slow token there is load, not what these test.
-    args += ["--llm-timeout-s", "60"]
+    # The backends share two cores with the rest of the suite: a slow token or phrase there is load, not what
+    # these tests are about (the SDKs), so the gateway waits longer for them than in production.
+    args += ["--llm-timeout-s", "60", "--backend-timeout-s", "60", "--idle-timeout-s", "180"]
     # One SQLite store for every gateway the drain starts: the records (and resume) outlive a replica.
     args += ["--shutdown-grace-s", "5", "--records-url", f"sqlite:///{folder / 'records.db'}"]
     stack = Gateways(folder, args)

@@ -15,7 +15,6 @@ docs/clients.md is the guide; clients/java is the same surface in Java.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 
@@ -252,27 +251,26 @@ class VoiceSession:
 
     async def _keep_connected(self) -> None:
         attempt = 0
-        while True:
-            cause = await self._stream_once()
-            if cause is None or self._closing:
-                break
-            if self._started:
-                attempt = 0  # the stream had been admitted: a new run of attempts
-            if cause.code == "NOT_FOUND" and self.conversation_id:
-                self.conversation_id = ""  # expired or another replica's: a new conversation
-                delay: float | None = 0.0
-                self._emit(ev.Reconnecting(0, 0.0, cause))
-            else:
-                attempt += 1
-                delay = self._policy.delay_ms(attempt, cause)
-                if delay is None:
-                    self._closed_with = cause
+        try:
+            while (cause := await self._stream_once()) is not None and not self._closing:
+                if self._started:
+                    attempt = 0  # the stream had been admitted: a new run of attempts
+                if cause.code == "NOT_FOUND" and self.conversation_id:
+                    self.conversation_id = ""  # expired, or another replica's: a new conversation
+                    number, delay = 0, 0.0
+                else:
+                    attempt += 1
+                    if (wait := self._policy.delay_ms(attempt, cause)) is None:
+                        self._closed_with = cause
+                        break
+                    number, delay = attempt, wait
+                self._emit(ev.Reconnecting(number, delay, cause))
+                await asyncio.sleep(delay / 1000)
+                if self._closing:  # closed while waiting to reconnect
                     break
-                self._emit(ev.Reconnecting(attempt, delay, cause))
-            await asyncio.sleep(delay / 1000)
-        with contextlib.suppress(Exception):
+        finally:
             self._stop_silence()
-        self._emit(ev.Closed(self._closed_with))
+            self._emit(ev.Closed(self._closed_with))
 
     async def _stream_once(self) -> ev.Error | None:
         """One Converse stream to its end: None when it ended normally, else why."""

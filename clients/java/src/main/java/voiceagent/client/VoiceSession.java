@@ -215,6 +215,28 @@ public final class VoiceSession implements AutoCloseable {
         notification.run();
     }
 
+    /**
+     * Leaves without ending the conversation, as a dropped connection does (the app goes to the background):
+     * the call is cancelled, and the gateway keeps the conversation resumable by {@link #getConversationId} for
+     * its resume window ({@link Builder#resume}). The session is over: {@link VoiceListener#onClosed}(null).
+     */
+    public void detach() {
+        Runnable notification;
+        synchronized (lock) {
+            if (closing) {
+                return;
+            }
+            closing = true;
+            stopSilence();
+            if (stream != null) {
+                stream.cancel();
+                return;
+            }
+            notification = finish(null);
+        }
+        notification.run();
+    }
+
     /** Waits for the session to be over (after {@link #close}, or an error that is not retried). */
     public boolean awaitClosed(long timeout, TimeUnit unit) throws InterruptedException {
         return closed.await(timeout, unit);
