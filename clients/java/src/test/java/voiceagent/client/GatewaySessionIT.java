@@ -222,8 +222,10 @@ public class GatewaySessionIT {
         session.endTurn();
         assertTrue("no interruption: " + recorder.errors,
                 recorder.await(() -> !recorder.interruptions.isEmpty(), TURN_S, TimeUnit.SECONDS));
-        assertFalse("the playout still plays after the interruption", playout.isPlaying());
         Recorder.Interruption cut = recorder.interruptions.get(0);
+        Thread.sleep(300);
+        // The interrupted turn stopped playing at the flush (the answer to the interruption may play by now).
+        assertEquals(cut.playedMs, playout.playedMs(cut.turnId));
         answered(recorder, 0); // the interruption is answered
         closeAndWait(session);
         assertTrue("played " + cut.playedMs, cut.playedMs > 0);
