@@ -11,29 +11,38 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 # Extras installed into the development venv: every service and the tools.
 EXTRAS := asr,asr-embedded,tts,tts-embedded,gateway,llm,demo,loadtest,dev
 
+# The Java SDK's toolchain (clients/java): Debian's JDK, grpc-java 1.41 and the jars it runs with (the package
+# declares only opencensus), protoc with the grpc-java plugin, JUnit 4.
+JAVA_PACKAGES := openjdk-17-jdk-headless libgrpc-java protobuf-compiler protobuf-compiler-grpc-java-plugin \
+	libnetty-java libguava-java libperfmark-java libgoogle-gson-java libjsr305-java libprotobuf-java \
+	libgoogle-common-protos-java liberror-prone-java libanimal-sniffer-java libgeronimo-annotation-1.3-spec-java junit4
+
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.setup-done
 ENVOY_VENV := .venv-envoy
 ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup test test-unit test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns bench-aec bench-personas bench-records clean
+.PHONY: help setup clients clients-java test test-unit test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns bench-aec bench-personas bench-records clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
 	@echo "make test-unit   the tests that need no model and no service, in under a minute: run on every change"
+	@echo "make clients   the client SDKs (clients/java: javac and jar)"
 	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | bench-turn-end | bench-turns | bench-aec | bench-personas | bench-records | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile services/llm/build_llama_cpp.sh
-	@echo "==> [1/5] system packages: espeak-ng, sox (test speech), prometheus (promtool and the server the tests scrape with), nodejs (checks the k6 script and the web page's), chromium (the browser test), postgresql-15 (the record store's tests)"
+	@echo "==> [1/5] system packages: espeak-ng, sox (test speech), prometheus (promtool and the server the tests scrape with), nodejs (checks the k6 script and the web page's), chromium (the browser test), postgresql-15 (the record store's tests), OpenJDK 17, grpc-java and protoc (the Java SDK, clients/java)"
 	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v promtool >/dev/null \
 		&& command -v node >/dev/null && command -v chromium >/dev/null \
-		&& test -x /usr/lib/postgresql/15/bin/postgres; then echo "    already installed"; \
+		&& test -x /usr/lib/postgresql/15/bin/postgres && command -v javac >/dev/null \
+		&& command -v grpc_java_plugin >/dev/null && test -e /usr/share/java/junit4.jar \
+		&& test -e /usr/share/java/grpc-netty.jar; then echo "    already installed"; \
 	else $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-		--no-install-recommends espeak-ng sox prometheus nodejs chromium postgresql-15; fi
+		--no-install-recommends espeak-ng sox prometheus nodejs chromium postgresql-15 $(JAVA_PACKAGES); fi
 	@echo "==> [2/5] virtual environment $(VENV) ($(PY))"
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@echo "==> [3/5] llama.cpp for the embedded LLM server, compiled once: about 3 minutes on 2 cores"
@@ -48,7 +57,13 @@ $(STAMP): pyproject.toml Makefile services/llm/build_llama_cpp.sh
 	$(BIN)/voice-agent models
 	@touch $@
 
-test: setup $(ENVOY_STAMP)
+# The client SDKs: the Java one with javac and jar (clients/java/Makefile; a second run does no work).
+clients: clients-java
+
+clients-java: setup
+	$(MAKE) -C clients/java all
+
+test: setup $(ENVOY_STAMP) clients
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -207,7 +222,7 @@ bench-aec: setup
 	$(BIN)/python -m benchmarks.aec
 
 clean: down
-	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) .pytest_cache .ruff_cache demo-output loadtest/results
+	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) .pytest_cache .ruff_cache demo-output loadtest/results clients/java/build
 
 # ---- container images (deploy/docker/, docs/deploy.md) ----
 # Built from the repo root, tagged $(REGISTRY)/voice-agent-<image>:$(VERSION), the names the chart

@@ -17,7 +17,7 @@ import grpc
 from services.tts.config import ENGINES, TtsConfig
 from voice_agent.audio import read_wav, write_wav
 from voice_agent.client.asr import recognize
-from voice_agent.client.converse import TurnResult, connect, talk
+from voice_agent.client.talk import TurnFailed, spoken_turn
 from voice_agent.client.tts import Synthesis, synthesize
 from voice_agent.v1 import asr_pb2
 from voice_ops import conversations, stack
@@ -127,30 +127,27 @@ def cmd_talk(args: argparse.Namespace) -> int:
     options: dict[str, object] = {"voice": args.voice or "", "output_sample_rate_hz": args.rate}
     if args.resume:
         options["resume_conversation_id"] = args.resume
-
-    metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
-
-    async def run() -> TurnResult:
-        async with connect(args.gateway, tls_ca=args.tls_ca or "") as channel:
-            # The conversation is left resumable (not ended): `talk --resume ID` goes on with it.
-            return await talk(channel, audio, metadata=metadata, keep=True, **options)
-
-    result = asyncio.run(run())
+    # The conversation is left resumable (not ended): `talk --resume ID` goes on with it.
+    turn = spoken_turn(args.gateway, audio, token=args.token, tls_ca=args.tls_ca or "", keep=True, **options)
+    result = asyncio.run(turn)
     reply_audio = result.reply_audio()
     write_wav(args.out, reply_audio)
+    metrics = result.metrics()
     payload: dict[str, Any] = {
         "conversation_id": result.conversation_id,
         "transcript": result.transcript,
         "reply": result.reply,
-        "metrics": result.metrics(),
+        "e2e_ms": metrics.get("e2e_ms"),
+        "audio_ms": reply_audio.duration_ms,
+        "metrics": metrics,
         "reply_audio_ms": reply_audio.duration_ms,
-        "errors": [{"code": e.code, "backend": e.backend, "message": e.message} for e in result.errors],
+        "errors": [{"code": e.code, "backend": e.backend, "message": e.message} for e in result.turn_errors],
     }
-    table = "\n".join(f"  {name:>22}: {value:8.1f} ms" for name, value in payload["metrics"].items())
+    table = "\n".join(f"  {name:>22}: {value:8.1f} ms" for name, value in metrics.items())
     text = f"you:   {result.transcript}\ncoach: {result.reply}\n{table}\nreply audio: {args.out}"
     text += f"\nconversation: {result.conversation_id} (go on with --resume {result.conversation_id})"
     _emit(args, payload, text)
-    return 1 if result.errors else 0
+    return 1 if result.turn_errors or result.answer is None else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = args.run(args)
     except grpc.RpcError as error:
         code = _fail(args, error.code().name, error.details() or "")
+    except TurnFailed as failed:
+        code = _fail(args, failed.error.code, failed.error.message)
     except (OSError, RuntimeError, TimeoutError, ValueError) as error:
         code = _fail(args, type(error).__name__, str(error))
     sys.exit(code)
@@ -231,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _fail(args: argparse.Namespace, code: str, message: str) -> int:
     if args.json:
-        print(json.dumps({"error": {"code": code, "message": message}}))
+        print(json.dumps({"error": {"code": code, "message": message}, "code": code}))
     print(f"voice-agent {args.command}: {code}: {message}", file=sys.stderr)
     return 1
 
