@@ -174,8 +174,10 @@ bench-ab: setup
 bench-scheduling: setup
 	$(BIN)/python -m benchmarks.scheduling
 
-# End of turn, offline and in-process: the text heuristic against Smart Turn v3.2, alone and combined,
-# on the pause set and complete sentences (benchmarks/results/turn_end.json; about 2 minutes).
+# End of turn on recorded human speech and espeak's: the text heuristic against Smart Turn v3.2, alone and
+# combined, offline and in-process; then the human sets through a real ASR service, and one turn each
+# through `voice-agent talk` on a fresh default stack, both on free ports (benchmarks/results/turn_end.json;
+# about 15 minutes; --parts offline,live,e2e picks).
 bench-turn-end: setup
 	$(BIN)/python -m benchmarks.turn_end
 

@@ -355,15 +355,16 @@ def live_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_live(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def run_live(args: argparse.Namespace) -> dict[str, Any]:
     """Against ``--asr``, or an ASR service of its own on free ports (Smart Turn loaded)."""
     if args.asr:
         return asyncio.run(live(args.asr, args.quick))
-    server = start_on_free_ports("asr", out.parent / "turn_end-asr.log")
-    try:
-        return asyncio.run(live(server.address, args.quick))
-    finally:
-        server.stop()
+    with tempfile.TemporaryDirectory() as logs:
+        server = start_on_free_ports("asr", Path(logs) / "asr.log")
+        try:
+            return asyncio.run(live(server.address, args.quick))
+        finally:
+            server.stop()
 
 
 E2E_STAGES = ("e2e_ms", "vad_wait_ms", "asr_ms", "llm_ttft_ms", "tts_ttfa_ms", "overhead_ms")
@@ -463,7 +464,7 @@ def main() -> None:
         results |= offline(args)
     if "live" in parts:
         progress("live: the human sets through a real ASR service ...")
-        results["live"] = run_live(args, out)
+        results["live"] = run_live(args)
     if "e2e" in parts:
         progress("e2e: one turn each through `voice-agent talk` ...")
         with tempfile.TemporaryDirectory() as logs:
