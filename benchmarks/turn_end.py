@@ -142,14 +142,10 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
     return value, (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
 
 
-def simulate(
-    sample: Sample, judge: Callable[[np.ndarray], Judgement], pad_ms: int = DEFAULT_SPEECH_PAD_MS
-) -> dict[str, Any]:
-    """The fast mode's endpointer over the sample, each pause's verdict arriving after the detector's time.
-    ``pad_ms``: the stream's speech_pad_ms; a pause is noticed no sooner (services.asr.stream._endpointing)."""
-    pause_ms = max(PAUSE_MS, pad_ms)
-    endpointer = Endpointer(0.5, MIN_SILENCE_MS, 30_000, pause_ms=pause_ms, incomplete_silence_ms=INCOMPLETE_SILENCE_MS)
-    pad, onset_pad = pad_ms * MS, AsrConfig().onset_pad_ms * MS
+def simulate(sample: Sample, judge: Callable[[np.ndarray], Judgement]) -> dict[str, Any]:
+    """The fast mode's endpointer over the sample, each pause's verdict arriving after the detector's time."""
+    endpointer = Endpointer(0.5, MIN_SILENCE_MS, 30_000, pause_ms=PAUSE_MS, incomplete_silence_ms=INCOMPLETE_SILENCE_MS)
+    pad, onset_pad = DEFAULT_SPEECH_PAD_MS * MS, AsrConfig().onset_pad_ms * MS
     pending: list[tuple[int, SpeechPause, Judgement]] = []  # (arrives at sample, pause, verdict)
     ends: list[SpeechEnd] = []
     judged: list[tuple[SpeechPause, Judgement]] = []
