@@ -2,8 +2,9 @@
 
 GatewayConfig keeps the settings every server has (ports, logs, TLS, max_streams) and the HTTP port at its top
 level, and the rest in groups, each read where it is used: ``config.persona``, ``config.latency``,
-``config.turn_taking``, ``config.limits``, ``config.backends`` and ``config.auth``. A grouped setting keeps its
-own flag and variable (``--latency-mode``, ``VOICE_GATEWAY_LATENCY_MODE``): see voice_agent/config.py.
+``config.turn_taking``, ``config.limits``, ``config.backends``, ``config.auth`` and ``config.records``. A
+grouped setting keeps its own flag and variable (``--latency-mode``, ``VOICE_GATEWAY_LATENCY_MODE``): see
+voice_agent/config.py.
 """
 
 from __future__ import annotations
@@ -266,6 +267,59 @@ class AuthSettings(SettingGroup):
 
 
 @dataclasses.dataclass
+class RecordSettings(SettingGroup):
+    """Conversation records and recordings, resume and memory (docs/conversations.md). Recording is the
+    operator's call (consent): off unless record is set here or a session asks for it."""
+
+    records_url: str = setting(
+        "memory://",
+        "Where conversation records go: sqlite:///PATH, postgresql://USER:PASS@HOST/DB, or memory:// (this"
+        " process only, lost on exit: resume works within the process, nothing is kept). The embedded stack"
+        " uses SQLite in its state folder.",
+    )
+    recordings_url: str = setting(
+        "",
+        "Where recordings go: file:///DIR or s3://BUCKET/PREFIX; empty: no recordings, whatever record says.",
+    )
+    record: bool = setting(
+        False,
+        "Keep a stereo recording of each conversation (user left, agent right) unless its session says"
+        " otherwise (SessionConfig.record). On in the embedded stack.",
+    )
+    memory: bool = setting(
+        True,
+        "Summarize each conversation when it ends, and give the coach a short summary of the caller's earlier"
+        " ones; a session may turn it off (SessionConfig.memory).",
+    )
+    resume_window_s: int = setting(
+        120,
+        "How long after a dropped connection its conversation can be resumed (SessionConfig.resume_conversation_id).",
+    )
+    retention_days: float = setting(0.0, "Delete conversations (and their recordings) older than this; 0: keep them.")
+    write_buffer_items: int = setting(
+        2000, "Record writes held while the store is slow or down; past it, the oldest audio is dropped first."
+    )
+    write_buffer_mb: float = setting(
+        64.0, "Bytes of record writes (mostly audio) held while the store is slow or down."
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.records_url.startswith(("memory://", "sqlite://", "postgresql://", "postgres://")):
+            raise ValueError(
+                f"records_url must be memory://, sqlite:///PATH or postgresql://..., got {self.records_url!r}"
+            )
+        if self.recordings_url and not self.recordings_url.startswith(("file://", "s3://")):
+            raise ValueError(
+                f"recordings_url must be empty, file:///DIR or s3://BUCKET/PREFIX, got {self.recordings_url!r}"
+            )
+        if not 0 <= self.resume_window_s <= 86_400:
+            raise ValueError("resume_window_s must be in 0..86400")
+        if self.retention_days < 0 or self.write_buffer_items < 10 or self.write_buffer_mb <= 0:
+            raise ValueError("retention_days must be >= 0, write_buffer_items >= 10 and write_buffer_mb > 0")
+
+
+@dataclasses.dataclass
 class GatewayConfig(ServerConfig):
     """The gateway: one Converse stream per conversation, across ASR, LLM and TTS."""
 
@@ -287,6 +341,7 @@ class GatewayConfig(ServerConfig):
     limits: LimitSettings = dataclasses.field(default_factory=LimitSettings)
     backends: BackendSettings = dataclasses.field(default_factory=BackendSettings)
     auth: AuthSettings = dataclasses.field(default_factory=AuthSettings)
+    records: RecordSettings = dataclasses.field(default_factory=RecordSettings)
 
     def describe(self) -> dict[str, object]:
         return {

@@ -30,7 +30,10 @@ from gateway.events import (
     Input,
     Interruption,
     Respond,
+    SessionStarted,
     TextIn,
+    Truncate,
+    Truncated,
 )
 from gateway.history import History
 from gateway.limits import Limits
@@ -38,9 +41,14 @@ from gateway.listening import Listener
 from gateway.observer import ConversationObserver
 from gateway.overlap import SpeechOverAgent
 from gateway.preemption import Preemption, Preemptor
+from gateway.records.ids import new_conversation_id
 from gateway.session_settings import SessionSettings
 from gateway.turn import AgentTurn, TurnOutcome, TurnTiming, turn_failure
 from voice_agent.telemetry import trace_headers
+
+#: Turns a Truncate may still name; and how far past the audio sent a client's count may run (rounding).
+RECENT_TURNS = 8
+TRUNCATE_SLACK_MS = 20
 
 
 class Conversation:
@@ -53,9 +61,12 @@ class Conversation:
         *,
         draining: asyncio.Event | None = None,
         limits: Limits | None = None,
+        conversation_id: str | None = None,
     ) -> None:
         """``limits``: the front's, when it watched the session before the conversation began (its length
-        and idleness count from then); else the conversation's own, watching ``draining``."""
+        and idleness count from then); else the conversation's own, watching ``draining``.
+        ``conversation_id``: the front's, when it told its client before the conversation began."""
+        self.conversation_id = conversation_id or new_conversation_id()
         self._config = config
         self._settings = settings
         self._emit = emit = self._watch_output(emit)
@@ -80,6 +91,7 @@ class Conversation:
         self._turn_task: asyncio.Task[None] | None = None
         self._turn_ids = 0
         self._last_turn: AgentTurn | None = None  # the latest turn, whose words an echo would repeat
+        self._turns: dict[int, AgentTurn] = {}  # the recent ones, by id, for Truncate
 
     def _watch_output(self, emit: Emit) -> Emit:
         """``emit``, telling the Listener what the client plays: the agent's audio (the echo canceller's
@@ -98,6 +110,7 @@ class Conversation:
         """Serves the conversation until the client ends it, then finishes the turn in flight;
         or until a limit or the gateway's drain ends it with the guard's error."""
         self._observer.opened()
+        self._emit(SessionStarted(self.conversation_id, resume_window_s=self._config.records.resume_window_s))
         listening = asyncio.create_task(self._listener.run())
         reader = asyncio.create_task(self._read(inputs))
         guard = asyncio.create_task(self._limits.guard(lambda: self._listener.user_active or self._agent_active()))
@@ -137,6 +150,8 @@ class Conversation:
                 self._respond()
             elif isinstance(item, CancelReply):
                 self.interrupt()
+            elif isinstance(item, Truncate):
+                self._truncate(item.turn_id, item.audio_end_ms)
             elif isinstance(item, EndOfInput):
                 return
 
@@ -224,9 +239,9 @@ class Conversation:
     def _agent_active(self) -> bool:
         return self._turn_task is not None and not self._turn_task.done()
 
-    def _add_agent(self, text: str) -> None:
+    def _add_agent(self, turn: AgentTurn, text: str) -> None:
         """The agent's words into the history, then the backchannels said over them."""
-        self._history.add_agent(text)
+        self._history.add_agent(text, turn.turn_id)
         for said in self._overlap.take_backchannels():
             self._history.add_user(said)
 
@@ -237,10 +252,32 @@ class Conversation:
             return
         task.cancel()  # no audio of this turn is sent after this line
         heard = turn.heard_text()
-        self._add_agent(heard)
+        self._add_agent(turn, heard)
         self._end_turn(turn, TurnOutcome.INTERRUPTED)
         self._emit(Interruption(turn.turn_id, heard))
         self._emit(turn.metrics(interrupted=True))
+
+    def _truncate(self, turn_id: int, audio_end_ms: int) -> None:
+        """The client played ``audio_end_ms`` of turn ``turn_id``'s reply: the history keeps the text of that
+        much. A turn still in flight is interrupted first: audio the client no longer plays is never heard."""
+        turn = self._turns.get(turn_id)
+        if turn is None:
+            known = f"turns {min(self._turns)}..{max(self._turns)}" if self._turns else "none yet"
+            self._emit(Error("INVALID_ARGUMENT", f"no agent turn {turn_id} to truncate (recent: {known})"))
+            return
+        if audio_end_ms > turn.audio_sent_ms + TRUNCATE_SLACK_MS:
+            self._emit(
+                Error(
+                    "INVALID_ARGUMENT",
+                    f"audio_end_ms {audio_end_ms} is past the {turn.audio_sent_ms:.0f} ms of audio turn {turn_id} sent",
+                )
+            )
+            return
+        if turn is self._turn and self._agent_active():
+            self.interrupt()
+        heard = turn.played_text(audio_end_ms)
+        self._history.replace_agent(turn_id, heard)
+        self._emit(Truncated(turn_id, audio_end_ms, heard))
 
     def _start_turn_now(self, user_text: str | None) -> None:
         """A turn timed from now: to typed text, the client's Respond, or words said over the echo."""
@@ -257,6 +294,7 @@ class Conversation:
         span.set_attribute("turn_id", self._turn_ids)
         self._turn, close = self._new_turn(self._turn_ids, self._history.messages(), timing, span, self._emit)
         self._last_turn = self._turn
+        self._remember(self._turn)
         self._turn_task = asyncio.create_task(self._run_turn(self._turn, close))
         self._overlap.turn_active(True)
 
@@ -279,8 +317,15 @@ class Conversation:
         turn.timing.user_side_from(timing)
         self._turn, self._turn_task = turn, preemption.task
         self._last_turn = turn
+        self._remember(turn)
         self._preemptor.keep(preemption)
         self._overlap.turn_active(True)
+
+    def _remember(self, turn: AgentTurn) -> None:
+        """The recent turns a client may still truncate (a truncation comes just after an interruption)."""
+        self._turns[turn.turn_id] = turn
+        while len(self._turns) > RECENT_TURNS:
+            del self._turns[min(self._turns)]
 
     def _new_turn(
         self,
@@ -331,10 +376,10 @@ class Conversation:
         if failure is not None:
             backend, code, message = failure
             self._report(backend, code, message, turn.turn_id)
-            self._add_agent(turn.heard_text())
+            self._add_agent(turn, turn.heard_text())
             self._end_turn(turn, TurnOutcome.FAILED, message)
             return
-        self._add_agent(turn.text)
+        self._add_agent(turn, turn.text)
         self._end_turn(turn, TurnOutcome.COMPLETED)
         self._emit(turn.metrics(interrupted=False))
 

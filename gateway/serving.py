@@ -57,7 +57,7 @@ class ConverseService(gateway_pb2_grpc.GatewayServicer):
             app.config,
             settings,
             app.backends,
-            lambda event: responses.put(to_response(event)),
+            lambda event: _put(responses, to_response(event)),
             draining=app.admission.draining,
         )
         return Started(conversation.run(to_inputs(requests)), conversation.close)
@@ -71,17 +71,28 @@ async def to_inputs(requests: AsyncIterator[gateway_pb2.ConverseRequest]) -> Asy
             yield events.AudioIn(request.audio)
         elif kind == "text":
             yield events.TextIn(request.text)
+        elif kind == "truncate":
+            yield events.Truncate(request.truncate.turn_id, request.truncate.audio_end_ms)
         elif kind == "end":
             yield events.EndOfInput()
             return
         else:
-            what = "a second SessionConfig" if kind == "config" else "a message with no audio, text or end"
-            raise InvalidArgument(f"expected audio, text or end after the SessionConfig, got {what}")
+            what = "a second SessionConfig" if kind == "config" else "a message with no audio, text, truncate or end"
+            raise InvalidArgument(f"expected audio, text, truncate or end after the SessionConfig, got {what}")
 
 
-def to_response(event: events.Event) -> gateway_pb2.ConverseResponse:
-    """One of the conversation's events on the wire."""
+def _put(responses: EventStream[gateway_pb2.ConverseResponse], response: gateway_pb2.ConverseResponse | None) -> None:
+    if response is not None:
+        responses.put(response)
+
+
+def to_response(event: events.Event) -> gateway_pb2.ConverseResponse | None:
+    """One of the conversation's events on the wire; None for one that Converse does not send."""
     match event:
+        case events.SessionStarted():
+            return gateway_pb2.ConverseResponse(session_started=gateway_pb2.SessionStarted(**_fields(event)))
+        case events.Truncated():
+            return None  # the client's own Truncate, applied: Converse has no acknowledgement for it
         case events.SpeechStarted():
             return gateway_pb2.ConverseResponse(speech_started=asr_pb2.SpeechStarted(**_fields(event)))
         case events.SpeechEnded():

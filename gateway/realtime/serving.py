@@ -31,6 +31,7 @@ from gateway.auth import Authenticator
 from gateway.conversation import Conversation
 from gateway.limits import GUARD_INTERVAL_S, Limits
 from gateway.realtime import protocol, server_events
+from gateway.records.ids import new_conversation_id
 from gateway.session_settings import SessionSettings, settings_for
 from voice_agent.errors import (
     RETRY_AFTER_KEY,
@@ -166,10 +167,10 @@ class Session:
         self.config = gateway.config
         self.socket = socket
         self.model = model
-        self.session_id = f"sess_{id(self):x}"
+        self.session_id = new_conversation_id()  # the session's id is its conversation's: to resume it by
         self.choices = protocol.initial_choices()
         self.settings: SessionSettings = settings_for(self.choices, self.config)
-        self.translator = server_events.Translator()
+        self.translator = server_events.Translator(conversation_id=self.session_id)
         self.conversation: Conversation | None = None
         self._conversation_task: asyncio.Task[None] | None = None
         self.inputs: asyncio.Queue[events.Input | None] = asyncio.Queue()
@@ -236,6 +237,13 @@ class Session:
             # The audio appended so far is already with the ASR (server VAD): there is nothing to take back.
             self.send({"type": "input_audio_buffer.cleared"})
             return
+        if isinstance(action, protocol.TruncateItem):  # conversation.item.truncated comes from the core
+            try:
+                self.inputs.put_nowait(self.translator.truncation(action.item_id, action.audio_end_ms))
+            except protocol.ClientError as error:
+                error.event_id = event.event_id
+                raise
+            return
         self._start()
         if isinstance(action, protocol.CreateItem):
             text = action.text_in.text
@@ -281,6 +289,7 @@ class Session:
             self.gateway.backends,
             self._emit,
             limits=self.limits,
+            conversation_id=self.session_id,
         )
         self._conversation_task = asyncio.create_task(self.conversation.run(self._inputs()))
         self._tasks.append(self._conversation_task)
