@@ -113,6 +113,7 @@ class RealtimeConnection {
       type: "conversation.item.create",
       item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
     });
+    this.#send({ type: "response.create" }); // the Realtime API answers an item only when asked to
   }
 
   endTurn() {
@@ -149,7 +150,7 @@ class RealtimeConnection {
     switch (event.type) {
       case "session.created": {
         const session = event.session ?? {};
-        const conversationId = session.conversation_id ?? event.conversation_id ?? session.conversation?.id ?? null;
+        const conversationId = session.id ?? null; // the gateway's session id is its conversation's id
         return emit({ type: "started", conversationId, resumed: Boolean(session.resumed ?? event.resumed) });
       }
       case "input_audio_buffer.speech_started":
