@@ -16,7 +16,7 @@ VLLM_STAMP := $(VLLM_VENV)/.setup-done
 ENVOY_VENV := .venv-envoy
 ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup test test-unit test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns bench-aec bench-personas clean
+.PHONY: help setup clients clients-js test test-unit test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns bench-aec bench-personas clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
@@ -47,10 +47,27 @@ $(STAMP): pyproject.toml Makefile services/llm/build_llama_cpp.sh
 	$(BIN)/voice-agent models
 	@touch $@
 
-test: setup $(ENVOY_STAMP)
+test: setup $(ENVOY_STAMP) clients
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# ---- the client SDKs (issue 26, docs/clients.md): `make clients` builds each (clients-java is the Java SDK's)
+clients: clients-js
+
+# The TypeScript SDK (clients/js): its npm packages from package-lock.json, then the protos beside it and the
+# browser bundle the gateway's page loads (gateway/web/voice-agent-client.js, a test checks it is current).
+# npm 11 holds back install scripts until approved; none is needed here, so none runs (--ignore-scripts):
+# protobufjs's only warns about version schemes, esbuild's only checks the binary its platform package ships.
+JS_STAMP := clients/js/node_modules/.installed
+
+clients-js: $(JS_STAMP)
+	node clients/js/scripts/build.mjs
+
+$(JS_STAMP): clients/js/package.json clients/js/package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; }
+	cd clients/js && npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
 
 # The tests that need no model and no service process (marked `unit`): the core scripted event by event
 # (tests/scripted.py), the pure logic, the layout; under a minute. Run them on every change.
@@ -202,7 +219,7 @@ bench-aec: setup
 	$(BIN)/python -m benchmarks.aec
 
 clean: down
-	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) .pytest_cache .ruff_cache demo-output loadtest/results
+	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) clients/js/node_modules clients/js/protos .pytest_cache .ruff_cache demo-output loadtest/results
 
 # ---- container images (deploy/docker/, docs/deploy.md) ----
 # Built from the repo root, tagged $(REGISTRY)/voice-agent-<image>:$(VERSION), the names the chart

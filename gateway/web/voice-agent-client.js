@@ -26,7 +26,7 @@ var VoiceAgentClient = (() => {
   var __privateSet = (obj, member, value, setter) => (__accessCheck(obj, member, "write to private field"), setter ? setter.call(obj, value) : member.set(obj, value), value);
   var __privateMethod = (obj, member, method) => (__accessCheck(obj, member, "access private method"), method);
 
-  // src/browser-entry.js
+  // clients/js/src/browser-entry.js
   var browser_entry_exports = {};
   __export(browser_entry_exports, {
     ClockPlayer: () => ClockPlayer,
@@ -49,7 +49,7 @@ var VoiceAgentClient = (() => {
     toInt16: () => toInt16
   });
 
-  // src/audio.js
+  // clients/js/src/audio.js
   var FRAME_MS = 20;
   var now = () => globalThis.performance?.now ? globalThis.performance.now() : Date.now();
   function toInt16(pcm) {
@@ -204,7 +204,7 @@ var VoiceAgentClient = (() => {
     }
   };
 
-  // src/errors.js
+  // clients/js/src/errors.js
   var FINAL_CODES = /* @__PURE__ */ new Set([
     "UNAUTHENTICATED",
     "PERMISSION_DENIED",
@@ -249,7 +249,7 @@ var VoiceAgentClient = (() => {
   }
   var DEFAULT_RECONNECT = Object.freeze({ maxAttempts: 8, baseDelayMs: 250, maxDelayMs: 8e3 });
 
-  // src/realtime.js
+  // clients/js/src/realtime.js
   var REALTIME_RATE = 24e3;
   var KEY_PROTOCOL_PREFIX = "openai-insecure-api-key.";
   var GRPC_CODES = /^[A-Z_]+$/;
@@ -435,7 +435,7 @@ var VoiceAgentClient = (() => {
     };
   }
 
-  // src/emitter.js
+  // clients/js/src/emitter.js
   var _listeners, _queues;
   var Emitter = class {
     constructor() {
@@ -509,7 +509,7 @@ var VoiceAgentClient = (() => {
   _listeners = new WeakMap();
   _queues = new WeakMap();
 
-  // src/session.js
+  // clients/js/src/session.js
   var SENT_LOG_MS = 6e4;
   var _random, _connection, _closing, _wakeSleep, _pending, _resamplers, _framer, _sentMs, _sentLog, _pendingEndAt, _dropping, _started, _run, _VoiceSession_instances, loop_fn, oneConnection_fn, sleep_fn, require_fn, sendFrame_fn, logSent_fn, sentAt_fn, onEvent_fn, onStarted_fn, turn_fn, onAudio_fn, interrupt_fn, onMetrics_fn;
   var VoiceSession = class extends Emitter {
@@ -779,12 +779,12 @@ var VoiceAgentClient = (() => {
     });
   };
 
-  // src/realtime-entry.js
+  // clients/js/src/realtime-entry.js
   function createRealtimeSession(options) {
     return new VoiceSession(new RealtimeTransport(options), options);
   }
 
-  // src/browser.js
+  // clients/js/src/browser.js
   var MicrophoneCapture = class {
     constructor(context, { workletUrl = "pcm-worklet.js", chunkMs = 40, onAudio } = {}) {
       this.context = context;

@@ -86,8 +86,8 @@ class GrpcConnection {
     if (transport.options.token) metadata.set("authorization", `Bearer ${transport.options.token}`);
     this.call = transport.client.Converse(metadata);
     this.started = false;
-    // A gateway that sends SessionStarted starts the session with it; an older one, with its response headers.
-    this.call.on("metadata", () => this.#start({}));
+    // SessionStarted starts the session (response headers do not: a refusal has them too); a gateway older
+    // than SessionStarted, with its first event.
     this.call.on("data", (response) => this.#onResponse(response));
     this.call.on("error", () => {}); // the status below says it all
     this.call.on("status", (status) => this.#onStatus(status));
