@@ -264,6 +264,16 @@ class AuthSettings(SettingGroup):
     jwks_file: str = setting("", "A JWKS (JSON) whose keys may sign the JWTs that Converse accepts as bearer tokens.")
     jwt_issuer: str = setting("", "Required 'iss' of accepted JWTs; empty: not checked.")
     jwt_audience: str = setting("", "Required 'aud' of accepted JWTs; empty: not checked.")
+    admin_api_keys_file: str = setting(
+        "",
+        "API keys of operators, one per line: they authenticate as api_keys_file's do, and read and delete every"
+        " caller's conversation records (docs/conversations.md).",
+    )
+    jwt_role_claim: str = setting(
+        "role",
+        "The JWT claim that holds the caller's role (a string or a list): 'operator' reads and deletes every"
+        " caller's conversation records.",
+    )
 
 
 @dataclasses.dataclass

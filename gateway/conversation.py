@@ -42,8 +42,12 @@ from gateway.observer import ConversationObserver
 from gateway.overlap import SpeechOverAgent
 from gateway.preemption import Preemption, Preemptor
 from gateway.records.ids import new_conversation_id
+from gateway.records.model import Status
+from gateway.records.recorder import Recorder
+from gateway.records.sessions import Resumption
 from gateway.session_settings import SessionSettings
 from gateway.turn import AgentTurn, TurnOutcome, TurnTiming, turn_failure
+from voice_agent.errors import Draining
 from voice_agent.telemetry import trace_headers
 
 #: Turns a Truncate may still name; and how far past the audio sent a client's count may run (rounding).
@@ -62,16 +66,24 @@ class Conversation:
         draining: asyncio.Event | None = None,
         limits: Limits | None = None,
         conversation_id: str | None = None,
+        recorder: Recorder | None = None,
+        resumption: Resumption | None = None,
     ) -> None:
         """``limits``: the front's, when it watched the session before the conversation began (its length
         and idleness count from then); else the conversation's own, watching ``draining``.
-        ``conversation_id``: the front's, when it told its client before the conversation began."""
+        ``conversation_id``: the front's, when it told its client before the conversation began; ``recorder``
+        keeps its record (gateway/records/recorder.py); ``resumption``: the conversation resumed."""
         self.conversation_id = conversation_id or new_conversation_id()
+        self._recorder = recorder
+        self._resumption = resumption
+        self._ended_by_client = False
         self._config = config
         self._settings = settings
         self._emit = emit = self._watch_output(emit)
         self._limits = limits or Limits(config.limits, config.backends.backend_timeout_s, draining or asyncio.Event())
         self._history = History(settings.system_prompt, config.limits.history_tokens)
+        if resumption is not None:
+            self._history.turns = list(resumption.history)
         self._paths: Callable[[int, list[dict[str, str]]], TurnPaths] = (
             warm_paths(backends) if settings.plan.warm_paths else cold_paths(backends)
         )
@@ -92,12 +104,16 @@ class Conversation:
         self._turn_ids = 0
         self._last_turn: AgentTurn | None = None  # the latest turn, whose words an echo would repeat
         self._turns: dict[int, AgentTurn] = {}  # the recent ones, by id, for Truncate
+        if resumption is not None:
+            self._turn_ids = resumption.last_turn_id  # the client knows the earlier ones: ids go on
 
     def _watch_output(self, emit: Emit) -> Emit:
         """``emit``, telling the Listener what the client plays: the agent's audio (the echo canceller's
         reference), and when an interruption stops it."""
 
         def send(event: Event) -> None:
+            if self._recorder is not None:
+                self._recorder.observe(event)
             if isinstance(event, AgentAudio):
                 self._listener.played(event.audio, event.sample_rate_hz)
             elif isinstance(event, Interruption):
@@ -110,16 +126,21 @@ class Conversation:
         """Serves the conversation until the client ends it, then finishes the turn in flight;
         or until a limit or the gateway's drain ends it with the guard's error."""
         self._observer.opened()
-        self._emit(SessionStarted(self.conversation_id, resume_window_s=self._config.records.resume_window_s))
+        resumed = self._resumption is not None
+        last_turn_id = self._resumption.last_turn_id if self._resumption is not None else 0
+        window_s = self._config.records.resume_window_s
+        self._emit(SessionStarted(self.conversation_id, resumed, window_s, last_turn_id))
         listening = asyncio.create_task(self._listener.run())
         reader = asyncio.create_task(self._read(inputs))
         guard = asyncio.create_task(self._limits.guard(lambda: self._listener.user_active or self._agent_active()))
         try:
             await asyncio.wait([reader, guard], return_when=asyncio.FIRST_COMPLETED)
             if guard.done():
+                self._ended_by_client = not isinstance(guard.exception(), Draining)  # a limit ends it for good
                 guard.result()  # raises: the conversation ends with its status
             guard.cancel()
             reader.result()
+            self._ended_by_client = True  # its end, or a half-close: not a dropped connection
             self._listener.end()  # the ASR flushes the utterance in progress
             await asyncio.wait([listening], timeout=self._config.backends.backend_timeout_s)
             if self._turn_task is not None:  # a final transcript may just have started one
@@ -129,6 +150,14 @@ class Conversation:
                 task.cancel()
             self.close()
             self._observer.closed()
+            if self._recorder is not None:
+                status = Status.ENDED if self._ended_by_client else Status.DETACHED
+                await asyncio.shield(self._recorder.close(status, self._history.turns))
+
+    def end_by_client(self) -> None:
+        """The client ended the conversation (a front that sees the end other than as EndOfInput): it is not
+        resumable."""
+        self._ended_by_client = True
 
     def close(self) -> None:
         self._preemptor.discard()
@@ -142,6 +171,8 @@ class Conversation:
             self._limits.activity()
             if isinstance(item, AudioIn):
                 self._listener.audio(item.pcm)
+                if self._recorder is not None:
+                    self._recorder.user_audio(item.pcm)
             elif isinstance(item, TextIn):
                 self._on_text(item.text, respond=item.respond)
             elif isinstance(item, Commit):
@@ -161,6 +192,8 @@ class Conversation:
             # The conversation survives a bad message: the client hears why, and nothing else changes.
             self._emit(Error("INVALID_ARGUMENT", problem))
             return
+        if text and self._recorder is not None:
+            self._recorder.user_text(text)
         if text and not respond:
             self._history.add_user(text)
         elif text:
@@ -177,6 +210,8 @@ class Conversation:
 
     def on_speech_started(self, utterance_id: int, started_at: float) -> None:
         self._preemptor.discard()  # the user went on: a reply to the pause is out of date
+        if self._recorder is not None:
+            self._recorder.speech_started(utterance_id, started_at)
         span = self._observer.user_started(started_at)
         if span.is_recording():
             self._listener.join_trace(utterance_id, trace_headers(span))

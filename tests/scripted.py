@@ -37,6 +37,8 @@ from gateway.backends import Backends
 from gateway.config import GatewayConfig
 from gateway.conversation import Conversation
 from gateway.llm import LlmSettings, Reply
+from gateway.records.recorder import Recorder
+from gateway.records.sessions import Resumption
 from gateway.session_settings import SessionChoices, SessionSettings, settings_for
 from voice_agent.v1 import asr_pb2, tts_pb2
 
@@ -66,6 +68,7 @@ class ScriptedRecognizeCall:
             elif kind == "update":
                 self.updates.append(request.update)
         self.half_closed = True
+        self.push(None)  # as the ASR does: its stream ends once the client half-closed it
 
     def push(self, event: asr_pb2.RecognizeResponse | grpc.aio.AioRpcError | None) -> None:
         self._events.put_nowait(event)
@@ -187,9 +190,12 @@ class ScriptedLlm:
 
 
 class ScriptedSynthesizeCall:
-    def __init__(self, requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest], ms_per_char: float) -> None:
+    def __init__(
+        self, requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest], ms_per_char: float, level: int = 0
+    ) -> None:
         self._requests = requests
         self._ms_per_char = ms_per_char
+        self._sample = level.to_bytes(2, "little", signed=True)
         self.cancelled = False
 
     def __aiter__(self) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
@@ -202,7 +208,7 @@ class ScriptedSynthesizeCall:
                 continue
             samples = int(len(request.text) * self._ms_per_char * RATE / 1000)
             chunk = tts_pb2.TtsAudioChunk(
-                audio=b"\0\0" * samples,
+                audio=self._sample * samples,
                 sample_rate_hz=RATE,
                 text_start=position,
                 text_end=position + len(request.text),
@@ -218,16 +224,18 @@ class ScriptedSynthesizeCall:
 
 
 class ScriptedTts:
-    """The TTS service's stub (``SynthesizeStream``): silence as long as the text, ``ms_per_char`` a character."""
+    """The TTS service's stub (``SynthesizeStream``): silence as long as the text, ``ms_per_char`` a character
+    (``level``: a constant sample value instead, to find the agent's audio in a recording)."""
 
     def __init__(self, ms_per_char: float = 5.0) -> None:
         self.ms_per_char = ms_per_char
+        self.level = 0
         self.calls: list[ScriptedSynthesizeCall] = []
 
     def SynthesizeStream(  # noqa: N802
         self, requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest]
     ) -> ScriptedSynthesizeCall:
-        call = ScriptedSynthesizeCall(requests, self.ms_per_char)
+        call = ScriptedSynthesizeCall(requests, self.ms_per_char, self.level)
         self.calls.append(call)
         return call
 
@@ -235,7 +243,14 @@ class ScriptedTts:
 class ScriptedSession:
     """A Conversation on scripted backends, its inputs and its events in the test's hands."""
 
-    def __init__(self, config: GatewayConfig | None = None, **choices: Any) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig | None = None,
+        *,
+        recorder: Recorder | None = None,
+        resumption: Resumption | None = None,
+        **choices: Any,
+    ) -> None:
         self.config = config or GatewayConfig()
         self.settings: SessionSettings = settings_for(SessionChoices(input_sample_rate=RATE, **choices), self.config)
         self.asr, self.llm, self.tts = ScriptedAsr(), ScriptedLlm(), ScriptedTts()
@@ -250,7 +265,16 @@ class ScriptedSession:
             new_tts_channel=lambda: None,  # type: ignore[arg-type,return-value]
             new_llm=lambda: self.llm,  # type: ignore[arg-type,return-value]
         )
-        self.conversation = Conversation(self.config, self.settings, backends, self._emit, draining=self.draining)
+        self.conversation = Conversation(
+            self.config,
+            self.settings,
+            backends,
+            self._emit,
+            draining=self.draining,
+            conversation_id=recorder.conversation_id if recorder is not None else None,
+            recorder=recorder,
+            resumption=resumption,
+        )
 
     async def __aenter__(self) -> ScriptedSession:
         self.task = asyncio.create_task(self.conversation.run(self._input_stream()))
@@ -269,8 +293,14 @@ class ScriptedSession:
         """The client ends the session: the conversation finishes what is in flight, then returns."""
         self._microphone.cancel()
         self._inputs.put_nowait(events.EndOfInput())
-        self.asr.call.push(None)  # the ASR ends its stream once the Listener half-closes it
         async with asyncio.timeout(timeout_s):
+            await self.task
+
+    async def drop(self) -> None:
+        """The connection drops: the front cancels the conversation, as a stream that breaks does."""
+        self._microphone.cancel()
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
             await self.task
 
     # ---- the user

@@ -17,7 +17,7 @@ import soundfile
 from store_servers import MotoS3, Postgres, create_bucket, moto_s3_server, postgres_server
 
 from gateway.records.model import RECORDING_FRAME_BYTES, RECORDING_SAMPLE_RATE_HZ, Header, Item, Role, Status
-from gateway.records.recordings import wav_chunks
+from gateway.records.recordings import SEGMENT_BYTES, wav_chunks
 from gateway.records.sql import migrations
 from gateway.records.store import RecordingStore, RecordStore, open_record_store, open_recording_store, redacted
 
@@ -47,11 +47,22 @@ async def fresh_database(postgres: Postgres) -> str:
     return postgres.url(name)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
+async def url_of(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if kind == "memory":
+        return "memory://"
+    if kind == "sqlite":
         return f"sqlite://{tmp_path / 'records.db'}"
     return await fresh_database(request.getfixturevalue("postgres"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "memory"])
+async def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return await url_of(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return await url_of(request.param, request, tmp_path)
 
 
 @pytest.fixture
@@ -156,8 +167,8 @@ async def test_delete_retention_and_summaries(records: RecordStore) -> None:
     assert await records.started_before(2_500, limit=10) == ["c1"]
 
 
-async def test_migrations_apply_once_and_record_their_versions(record_url: str) -> None:
-    store = open_record_store(record_url)
+async def test_migrations_apply_once_and_record_their_versions(sql_url: str) -> None:
+    store = open_record_store(sql_url)
     try:
         assert await store.migrate() == [m.version for m in migrations()]  # type: ignore[attr-defined]
         assert await store.migrate() == []  # type: ignore[attr-defined]
@@ -210,18 +221,21 @@ async def test_segments_are_kept_in_order_and_replaced_by_number(recordings: Rec
 
 
 async def test_the_wav_export_is_stereo_user_left_agent_right(recordings: RecordingStore) -> None:
-    user, silence, agent = stereo(2400, 1000, 0), stereo(2400, 0, 0), stereo(4800, 0, -2000)
-    for number, data in enumerate([user, silence, agent + b"\x07\x00"]):  # the last cut mid-frame
-        await recordings.put_segment("conv1", number, data)
+    """Segments are fixed windows of the conversation clock (SEGMENT_MS): one missing is silence, and so is
+    the rest of one cut short."""
+    frames = SEGMENT_BYTES // RECORDING_FRAME_BYTES
+    user, agent = stereo(frames // 2, 1000, 0), stereo(frames, 0, -2000)
+    await recordings.put_segment("conv1", 0, user)  # half a window: the rest is silence
+    await recordings.put_segment("conv1", 2, agent + b"\x07\x00")  # the last cut mid-frame; 1 is missing
 
     wav = b"".join([chunk async for chunk in wav_chunks(recordings, "conv1")])
     audio, rate = soundfile.read(io.BytesIO(wav), dtype="int16")
     assert rate == RECORDING_SAMPLE_RATE_HZ
-    assert audio.shape == (9600, 2)
-    assert len(wav) == 44 + 9600 * RECORDING_FRAME_BYTES
-    assert (audio[:2400, 0] == 1000).all() and (audio[:2400, 1] == 0).all()  # the user, left
-    assert (audio[2400:4800] == 0).all()  # true silence between
-    assert (audio[4800:, 0] == 0).all() and (audio[4800:, 1] == -2000).all()  # the agent, right
+    assert audio.shape == (3 * frames, 2)
+    assert len(wav) == 44 + 3 * frames * RECORDING_FRAME_BYTES
+    assert (audio[: frames // 2, 0] == 1000).all() and (audio[: frames // 2, 1] == 0).all()  # the user, left
+    assert (audio[frames // 2 : 2 * frames] == 0).all()  # true silence between
+    assert (audio[2 * frames :, 0] == 0).all() and (audio[2 * frames :, 1] == -2000).all()  # the agent, right
 
 
 async def test_bad_recording_keys_are_refused(recordings: RecordingStore) -> None:

@@ -32,6 +32,7 @@ from gateway.conversation import Conversation
 from gateway.limits import GUARD_INTERVAL_S, Limits
 from gateway.realtime import protocol, server_events
 from gateway.records.ids import new_conversation_id
+from gateway.records.serving import ConversationsHttp
 from gateway.session_settings import SessionSettings, settings_for
 from voice_agent.errors import (
     RETRY_AFTER_KEY,
@@ -73,6 +74,7 @@ class HttpServer:
         self.app = web.Application()
         self.app.router.add_get("/healthz", self.healthz)
         self.app.router.add_get("/v1/realtime", self.realtime)
+        ConversationsHttp(gateway).add_routes(self.app)  # /v1/conversations (gateway/records/serving.py)
         self.app.router.add_get("/", self.index)
         if WEB_DIR.is_dir():
             self.app.router.add_static("/", WEB_DIR)

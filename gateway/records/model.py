@@ -7,7 +7,6 @@ times are Unix ms.
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass, field
 
 #: A recording's audio (docs/conversations.md, "The recording"): its segments are raw PCM, 16-bit signed
@@ -17,13 +16,6 @@ RECORDING_SAMPLE_RATE_HZ = 24000
 RECORDING_CHANNELS = 2
 RECORDING_SAMPLE_BYTES = 2
 RECORDING_FRAME_BYTES = RECORDING_CHANNELS * RECORDING_SAMPLE_BYTES
-
-#: A conversation id (and a recording key): what ids may be, so that one is never a path or a query.
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
-
-
-def is_valid_id(text: str) -> bool:
-    return ID_PATTERN.fullmatch(text) is not None
 
 
 class Status(enum.StrEnum):

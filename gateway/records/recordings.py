@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,13 +21,14 @@ from gateway.records.model import (
     RECORDING_FRAME_BYTES,
     RECORDING_SAMPLE_BYTES,
     RECORDING_SAMPLE_RATE_HZ,
-    is_valid_id,
 )
 
 SEGMENT_SUFFIX = ".pcm"
 SEGMENT_DIGITS = 8  # the name's width: names sort as numbers do
 MAX_SEGMENT_NUMBER = 10**SEGMENT_DIGITS - 1
 S3_DELETE_BATCH = 1000  # DeleteObjects takes at most this many keys
+#: What a recording key may be (a conversation id is one): never a path, a dot file or a query.
+KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
 def segment_name(number: int) -> str:
@@ -43,8 +45,8 @@ def segment_number(name: str) -> int | None:
 
 
 def checked_key(key: str) -> str:
-    """A recording key is an id (model.ID_PATTERN): never a path of its own."""
-    if not is_valid_id(key):
+    """A recording key is a safe name (KEY_PATTERN): never a path of its own."""
+    if KEY_PATTERN.fullmatch(key) is None:
         raise ValueError(f"not a recording key: {key[:40]!r}")
     return key
 
@@ -201,14 +203,27 @@ def wav_header(data_bytes: int) -> bytes:
     )
 
 
+#: Segment n of a recording covers [n * SEGMENT_MS, (n + 1) * SEGMENT_MS) of the conversation clock
+#: (gateway/records/recorder.py writes them): a missing segment, or a short one's rest, is silence.
+SEGMENT_MS = 2000
+SEGMENT_BYTES = RECORDING_SAMPLE_RATE_HZ * SEGMENT_MS // 1000 * RECORDING_FRAME_BYTES
+
+
 async def wav_chunks(store: Any, key: str) -> AsyncIterator[bytes]:
-    """The recording as one stereo WAV file, in pieces: the header, then each segment (a segment cut short
-    of a whole frame loses its tail, so that the channels never swap). Only the segments there when it
-    starts: a conversation still recording exports what it has so far."""
-    listed = await store.list_segments(key)
-    whole = [(number, size - size % RECORDING_FRAME_BYTES) for number, size in listed]
-    yield wav_header(sum(size for _, size in whole))
+    """The recording as one stereo WAV file, in pieces: the header, then each segment in its place on the
+    timeline, silence before a segment where one is missing or short (a segment cut short of a whole frame
+    loses its tail, so that the channels never swap). Only the segments there when it starts: a
+    conversation still recording exports what it has so far."""
+    listed = sorted(await store.list_segments(key))
+    whole = [(number, min(size - size % RECORDING_FRAME_BYTES, SEGMENT_BYTES)) for number, size in listed]
+    total = listed[-1][0] * SEGMENT_BYTES + whole[-1][1] if listed else 0
+    yield wav_header(total)
+    position = 0
     for number, size in whole:
+        if number * SEGMENT_BYTES > position:
+            yield bytes(number * SEGMENT_BYTES - position)  # silence: nobody spoke, or a segment was dropped
+            position = number * SEGMENT_BYTES
         if size:
             data = await store.get_segment(key, number)
             yield data[:size].ljust(size, b"\0")
+            position += size

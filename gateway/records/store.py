@@ -81,10 +81,14 @@ class RecordingStore(Protocol):
 
 
 def open_record_store(url: str) -> RecordStore:
-    """The RecordStore a URL names, not yet open: ``sqlite:///ABSOLUTE/PATH`` or ``postgresql://...``
-    (``postgres://`` too). Raises ValueError for any other."""
+    """The RecordStore a URL names, not yet open: ``sqlite:///ABSOLUTE/PATH``, ``postgresql://...``
+    (``postgres://`` too) or ``memory://`` (this process only). Raises ValueError for any other."""
     from gateway.records.sql import SqlRecordStore
 
+    if url == "memory://":
+        from gateway.records.memory import MemoryRecordStore
+
+        return MemoryRecordStore()
     if url.startswith("sqlite://"):
         path = _absolute_path(url, "sqlite://")
         from gateway.records.drivers import SqliteDatabase
