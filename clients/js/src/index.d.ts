@@ -92,7 +92,14 @@ export interface SessionOptions {
   maxBufferedMs?: number;
 }
 
-export interface SessionStartedEvent { conversationId: string | null; resumed: boolean; resumeWindowS?: number | null }
+export interface SessionStartedEvent {
+  conversationId: string | null;
+  /** This connection resumed the conversation of an earlier one (its history kept). */
+  resumed: boolean;
+  resumeWindowS?: number | null;
+  /** gRPC: the last turn id used so far (0: none). */
+  lastTurnId?: number | null;
+}
 export interface TranscriptEvent { text: string; final: boolean; itemId?: string }
 export interface AgentTextEvent { turnId: TurnId; delta: string }
 export interface AgentAudioEvent { turnId: TurnId; itemId?: string; samples: Int16Array; sampleRate: number }

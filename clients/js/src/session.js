@@ -226,7 +226,12 @@ export class VoiceSession extends Emitter {
       connection.sendAudio(frame);
       this.#logSent(frame.length);
     }
-    const started = { conversationId: this.conversationId, resumed, resumeWindowS: event.resumeWindowS ?? null };
+    const started = {
+      conversationId: this.conversationId,
+      resumed,
+      resumeWindowS: event.resumeWindowS ?? null,
+      lastTurnId: event.lastTurnId ?? null,
+    };
     this.emit("sessionStarted", started);
     if (reconnected) this.emit("reconnected", started);
     this.#started?.resolve(started);
