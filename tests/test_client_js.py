@@ -134,7 +134,7 @@ def test_the_example_reports_a_refusal_as_json(
 
 def _node_suite(suite: str, env: dict[str, str], timeout_s: float = 420) -> None:
     done = subprocess.run(
-        [str(NODE), "--test", "--test-concurrency=1", "--test-reporter=spec", f"test/{suite}.test.mjs"],
+        [str(NODE), "--test", "--test-concurrency=1", "--test-force-exit", "--test-reporter=spec", f"test/{suite}.test.mjs"],
         cwd=JS,
         env=env,
         capture_output=True,
