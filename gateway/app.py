@@ -23,13 +23,17 @@ from gateway.realtime.serving import HttpServer
 from gateway.records.access import ConversationAccess
 from gateway.records.retention import run_retention
 from gateway.records.serving import ConversationsService
+from gateway.records.sessions import Records
 from gateway.records.store import RecordingStore, RecordStore, open_record_store, open_recording_store, redacted
+from gateway.records.writer import STORE_UP
 from gateway.serving import ConverseService, last_event
 from voice_agent.errors import InvalidArgument, quoted
 from voice_agent.server import StreamAdmission, run
 from voice_agent.v1 import conversations_pb2_grpc, gateway_pb2, gateway_pb2_grpc, tts_pb2
 
 log = logging.getLogger("gateway")
+
+RECORDS_FLUSH_S = 10.0  # at least this long at shutdown for the record writes still buffered
 
 
 class GatewayApp:
@@ -69,6 +73,8 @@ class GatewayApp:
         )
         self.conversations: ConversationAccess | None = None
         self.conversations_service = ConversationsService(self)
+        # What the conversations write: through one bounded writer, retried while the store is down.
+        self.records = Records(config, self.record_store, self.recording_store, llm=lambda: self.backends.new_llm())
         self._records_tasks: list[asyncio.Task[None]] = []
         self.http = HttpServer(self) if config.http_port else None
 
@@ -99,6 +105,7 @@ class GatewayApp:
             config.backends.llm_model,
         )
         self._records_tasks.append(asyncio.create_task(self._open_records()))
+        self.records.start()
         if self.http is not None:
             await self.http.start()
 
@@ -114,6 +121,7 @@ class GatewayApp:
                     await self.recording_store.open()
                 break
             except Exception as error:  # any driver's: the store is down, misnamed or refuses us
+                STORE_UP.set(0)  # VoiceRecordStoreDown: as for a failed write
                 log.warning(
                     "records: cannot open %s (%s: %s); retrying",
                     redacted(records.records_url),
@@ -122,6 +130,7 @@ class GatewayApp:
                 )
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 30.0)
+        STORE_UP.set(1)
         self.conversations = ConversationAccess(self.record_store, self.recording_store)
         log.info("records: %s, recordings: %s", redacted(records.records_url), records.recordings_url or "off")
         if records.retention_days > 0:
@@ -149,6 +158,10 @@ class GatewayApp:
     async def close(self) -> None:
         if self.http is not None:
             await self.http.close()
+        # Every record, recording and summary of the conversations the drain ended, before the stores and the
+        # backends close.
+        if not await self.records.close(max(RECORDS_FLUSH_S, self.config.shutdown_grace_s)):
+            log.error("records: the stores did not take every write before shutdown")
         if self._backends is not None:
             await self._backends.llm.close()
         for channel in self._channels:

@@ -297,6 +297,29 @@ async def next_of(socket: websockets.ClientConnection, kind: str, timeout_s: flo
                 return event
 
 
+async def test_a_dropped_socket_resumes_its_conversation(realtime_gateway: ServiceProcess) -> None:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with websockets.connect(url(realtime_gateway), additional_headers=headers, max_size=None) as socket:
+        conversation_id = (await next_of(socket, "session.created"))["session"]["id"]
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi, I am Sam."}]}
+        await socket.send(json.dumps({"type": "conversation.item.create", "item": item}))
+        await socket.send(json.dumps({"type": "response.create"}))
+        first = await next_of(socket, "response.done", TURN_TIMEOUT_S)
+        socket.transport.abort()  # the network goes away: no close frame
+    resumed_url = f"{url(realtime_gateway)}&resume={conversation_id}"
+    async with websockets.connect(resumed_url, additional_headers=headers, max_size=None) as socket:
+        created = await next_of(socket, "session.created")
+        assert created["session"]["id"] == conversation_id
+        await socket.send(json.dumps({"type": "response.create"}))  # a reply to the history as it is
+        second = await next_of(socket, "response.done", TURN_TIMEOUT_S)
+        assert second["response"]["conversation_id"] == conversation_id
+        assert int(second["response"]["metadata"]["turn_id"]) == int(first["response"]["metadata"]["turn_id"]) + 1
+    with pytest.raises(websockets.InvalidStatus) as refused:  # closed with 1000: it ended
+        async with websockets.connect(resumed_url, additional_headers=headers):
+            pass
+    assert refused.value.response.status_code == 404
+
+
 def truncate_frame(event_id: str, *, content_index: int) -> str:
     return json.dumps(
         {

@@ -192,3 +192,26 @@ async def test_the_writer_keeps_every_transcript_and_drops_the_oldest_audio_whil
     assert kept == list(range(20 - len(kept), 20)) and len(kept) < 20  # the newest audio, the oldest dropped
     assert DROPS.labels("audio")._value.get() - dropped_before == 20 - len(kept)
     await writer.close(1)
+
+
+async def test_memory_summarizes_an_ended_conversation_and_gives_it_to_the_next(tmp_path: Path) -> None:
+    records = await records_on(tmp_path, memory=True)
+    session_record = records.session(SessionChoices(input_sample_rate=16_000), record=False, memory=None)
+    assert session_record.memory and await records.memory_for("alice", session_record) == ""
+    recorder = records.begin(new_conversation_id(), "alice", session_record, "a coach")
+    async with ScriptedSession(recorder=recorder) as session:
+        records._llm = lambda: session.llm  # the summary asks the same (scripted) LLM
+        session.llm.replies(["Breathe", " slowly."], ["Sam", " wants", " to", " calm", " down", " before", " talks."])
+        await session.user_says("I am Sam and I get nervous before talks.")
+        await session.next(TurnMetrics)
+        await session.end()
+    assert await records.flush(5)
+    summary_request = session.llm.requests[-1]
+    assert "Summarize" in summary_request[0]["content"] and "Client: I am Sam" in summary_request[1]["content"]
+    record = await records.store.get(recorder.conversation_id)
+    assert record is not None and record.summary == "Sam wants to calm down before talks."
+    memory = await records.memory_for("alice", session_record)
+    assert memory.endswith("- Sam wants to calm down before talks.") and "earlier sessions" in memory
+    assert await records.memory_for("bob", session_record) == ""  # another caller's are not its own
+    off = records.session(SessionChoices(input_sample_rate=16_000), record=False, memory=False)
+    assert await records.memory_for("alice", off) == ""

@@ -3,8 +3,11 @@ RecordingStore suite on a folder and on S3 (moto's standalone server), and the W
 
 from __future__ import annotations
 
+import asyncio
 import io
 import itertools
+import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -16,8 +19,11 @@ import pytest
 import soundfile
 from store_servers import MotoS3, Postgres, create_bucket, moto_s3_server, postgres_server
 
+from gateway.records.access import ConversationAccess
+from gateway.records.migrate import URL_VARIABLE
 from gateway.records.model import RECORDING_FRAME_BYTES, RECORDING_SAMPLE_RATE_HZ, Header, Item, Role, Status
 from gateway.records.recordings import SEGMENT_BYTES, wav_chunks
+from gateway.records.retention import run_retention, sweep, sweep_interval_s
 from gateway.records.sql import migrations
 from gateway.records.store import RecordingStore, RecordStore, open_record_store, open_recording_store, redacted
 
@@ -195,6 +201,11 @@ def test_the_migrate_command_migrates_a_database(postgres: Postgres) -> None:
     second = subprocess.run(env_python, capture_output=True, text=True, timeout=60, check=True)
     assert '"applied": [1' in first.stdout
     assert '"applied": []' in second.stdout
+    job = [sys.executable, "-m", "gateway.records.migrate"]  # what the chart's hook Job runs
+    done = subprocess.run(job, capture_output=True, text=True, timeout=60, env={**os.environ, URL_VARIABLE: url})
+    assert json.loads(done.stdout) == {"url": url, "applied": []}
+    refused = subprocess.run([*job, "--url", "postgresql://postgres@127.0.0.1:1/x"], capture_output=True, text=True)
+    assert refused.returncode == 1 and "error" in json.loads(refused.stdout)
 
 
 # ---- recordings
@@ -244,3 +255,53 @@ async def test_bad_recording_keys_are_refused(recordings: RecordingStore) -> Non
             await recordings.put_segment(key, 0, b"\0\0\0\0")
     with pytest.raises(ValueError):
         await recordings.put_segment("conv1", -1, b"")
+
+
+# ---- retention
+
+
+async def test_retention_deletes_old_conversations_with_their_recordings(
+    records: RecordStore, recordings: RecordingStore
+) -> None:
+    access = ConversationAccess(records, recordings)
+    now = 10_000_000
+    for n, age_ms in enumerate([5_000_000, 3_000_000, 10]):
+        cid = f"conv_{n:024x}"
+        await records.start(header(cid, started_at_ms=now - age_ms))
+        await records.update(cid, recording_key=cid)
+        await recordings.put_segment(cid, 0, stereo(10, 1, 2))
+
+    assert await sweep(access, retention_s=2_000, now_ms=now) == 2  # older than 2000 s: the first two
+    assert [r.conversation_id for r in await records.list(None, limit=10)] == [f"conv_{2:024x}"]
+    assert await recordings.list_segments(f"conv_{0:024x}") == []
+    assert await recordings.list_segments(f"conv_{2:024x}") == [(0, 40)]
+    assert await sweep(access, retention_s=2_000, now_ms=now) == 0
+
+
+async def test_the_retention_task_sweeps_until_cancelled(records: RecordStore) -> None:
+    await records.start(header("conv_" + "0" * 24, started_at_ms=1))  # 1970: older than any period
+    task = asyncio.create_task(run_retention(ConversationAccess(records, None), retention_s=5.0))
+    for _ in range(100):
+        if not await records.list(None, limit=1):
+            break
+        await asyncio.sleep(0.05)
+    assert await records.list(None, limit=1) == []
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sweep_interval_s(5.0) == 1.0 and sweep_interval_s(90 * 86_400) == 3600.0
+
+
+async def test_concurrent_writes_of_many_conversations_all_land(records: RecordStore) -> None:
+    """The writer, the API's deletes and retention write at once: each batch is whole, none is lost."""
+    ids = [f"conv_{n:024x}" for n in range(20)]
+
+    async def write(cid: str) -> None:
+        await records.start(header(cid))
+        await records.add_items(cid, [item(f"u{n}", Role.USER, n * 100) for n in range(10)])
+        await records.update(cid, status=Status.ENDED)
+
+    await asyncio.gather(*(write(cid) for cid in ids))
+    for cid in ids:
+        record = await records.get(cid)
+        assert record is not None and len(record.items) == 10 and record.status == Status.ENDED

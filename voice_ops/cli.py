@@ -20,7 +20,7 @@ from voice_agent.client.asr import recognize
 from voice_agent.client.converse import TurnResult, connect, talk
 from voice_agent.client.tts import Synthesis, synthesize
 from voice_agent.v1 import asr_pb2
-from voice_ops import stack
+from voice_ops import conversations, stack
 
 # What read_wav takes; the services resample whatever rate it is.
 WAV_HELP = "a WAV file at 8 to 48 kHz (44.1 and 22.05 too), 16-, 24- or 32-bit integer or float PCM, mono or stereo"
@@ -124,18 +124,22 @@ def cmd_say(args: argparse.Namespace) -> int:
 
 def cmd_talk(args: argparse.Namespace) -> int:
     audio = read_wav(args.wav)
-    options = {"voice": args.voice or "", "output_sample_rate_hz": args.rate}
+    options: dict[str, object] = {"voice": args.voice or "", "output_sample_rate_hz": args.rate}
+    if args.resume:
+        options["resume_conversation_id"] = args.resume
 
     metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
 
     async def run() -> TurnResult:
         async with connect(args.gateway, tls_ca=args.tls_ca or "") as channel:
-            return await talk(channel, audio, metadata=metadata, **options)
+            # The conversation is left resumable (not ended): `talk --resume ID` goes on with it.
+            return await talk(channel, audio, metadata=metadata, keep=True, **options)
 
     result = asyncio.run(run())
     reply_audio = result.reply_audio()
     write_wav(args.out, reply_audio)
     payload: dict[str, Any] = {
+        "conversation_id": result.conversation_id,
         "transcript": result.transcript,
         "reply": result.reply,
         "metrics": result.metrics(),
@@ -144,6 +148,7 @@ def cmd_talk(args: argparse.Namespace) -> int:
     }
     table = "\n".join(f"  {name:>22}: {value:8.1f} ms" for name, value in payload["metrics"].items())
     text = f"you:   {result.transcript}\ncoach: {result.reply}\n{table}\nreply audio: {args.out}"
+    text += f"\nconversation: {result.conversation_id} (go on with --resume {result.conversation_id})"
     _emit(args, payload, text)
     return 1 if result.errors else 0
 
@@ -152,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voice-agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+    def command(name: str, help_text: str, parent: argparse._SubParsersAction = commands) -> argparse.ArgumentParser:
+        sub = parent.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         return sub
 
@@ -202,7 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("VOICE_TLS_CA"),
         help="TLS to a gateway that serves it, verified against this PEM CA [env VOICE_TLS_CA; default: plaintext]",
     )
+    talk_.add_argument(
+        "--resume",
+        metavar="ID",
+        help="go on with this conversation: an earlier talk's conversation_id, yours, within the gateway's resume"
+        " window (120 s by default)",
+    )
     talk_.set_defaults(run=cmd_talk)
+    conversations.add_commands(commands, command)
     return parser
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,13 @@ def statements(sql: str) -> list[str]:
 
 
 class SqliteDatabase:
-    """One connection (aiosqlite runs it on its own thread); WAL, so that readers never wait on the writer."""
+    """One connection (aiosqlite runs it on its own thread); WAL, so that other processes' readers never
+    wait on the writer. One operation at a time: a transaction (BEGIN ... COMMIT, several awaits) never has
+    another coroutine's statement inside it."""
 
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self.connection = connection
+        self._turn = asyncio.Lock()
 
     @classmethod
     async def connect(cls, path: Path) -> SqliteDatabase:
@@ -41,40 +46,49 @@ class SqliteDatabase:
         return cls(connection)
 
     async def fetch(self, query: str, *args: Any) -> list[Sequence[Any]]:
+        async with self._turn:
+            return await self._fetch(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> int:
+        async with self._turn:
+            return await self._execute(query, *args)
+
+    async def execute_many(self, query: str, rows: list[tuple[Any, ...]]) -> None:
+        async with self._turn, self._transaction("BEGIN"):
+            await self.connection.executemany(_numbered(query), rows)
+
+    async def migrate(self, pending: list[Migration]) -> list[int]:
+        async with self._turn:
+            await self.connection.execute(CREATE_MIGRATIONS_TABLE)
+            async with self._transaction("BEGIN IMMEDIATE"):  # a second process waits here (busy_timeout)
+                applied = {row[0] for row in await self._fetch("SELECT version FROM schema_migrations")}
+                done = []
+                for migration in pending:
+                    if migration.version in applied:
+                        continue
+                    for statement in statements(migration.sql):
+                        await self.connection.execute(statement)
+                    await self._execute(RECORD_MIGRATION, migration.version, migration.name, now_ms())
+                    done.append(migration.version)
+            return done
+
+    async def _fetch(self, query: str, *args: Any) -> list[Sequence[Any]]:
         async with self.connection.execute(_numbered(query), args) as cursor:
             return list(await cursor.fetchall())
 
-    async def execute(self, query: str, *args: Any) -> int:
+    async def _execute(self, query: str, *args: Any) -> int:
         async with self.connection.execute(_numbered(query), args) as cursor:
             return cursor.rowcount
 
-    async def execute_many(self, query: str, rows: list[tuple[Any, ...]]) -> None:
-        await self.connection.execute("BEGIN")
+    @contextlib.asynccontextmanager
+    async def _transaction(self, begin: str) -> AsyncIterator[None]:
+        await self.connection.execute(begin)
         try:
-            await self.connection.executemany(_numbered(query), rows)
+            yield
         except BaseException:
             await self.connection.execute("ROLLBACK")
             raise
         await self.connection.execute("COMMIT")
-
-    async def migrate(self, pending: list[Migration]) -> list[int]:
-        await self.connection.execute(CREATE_MIGRATIONS_TABLE)
-        await self.connection.execute("BEGIN IMMEDIATE")  # a second process waits here (busy_timeout)
-        try:
-            applied = {row[0] for row in await self.fetch("SELECT version FROM schema_migrations")}
-            done = []
-            for migration in pending:
-                if migration.version in applied:
-                    continue
-                for statement in statements(migration.sql):
-                    await self.connection.execute(statement)
-                await self.execute(RECORD_MIGRATION, migration.version, migration.name, now_ms())
-                done.append(migration.version)
-        except BaseException:
-            await self.connection.execute("ROLLBACK")
-            raise
-        await self.connection.execute("COMMIT")
-        return done
 
     async def close(self) -> None:
         await self.connection.close()

@@ -195,15 +195,22 @@ class Records:
         )
         return self._remembering(recorder, session)
 
-    def serving(self, conversation_id: str, close: Callable[[], Awaitable[None]]) -> Callable[[], None]:
-        """Registers the stream serving a conversation; returns what unregisters it."""
-        self._live[conversation_id] = close
+    async def serving_run(self, conversation_id: str, run: Awaitable[None]) -> None:
+        """Runs a stream's conversation, known to this process as live, so that a resume of it (its
+        connection dropped, and the stream has not noticed yet) closes this one first."""
+        task = asyncio.current_task()
+        assert task is not None
 
-        def done() -> None:
+        async def close() -> None:
+            task.cancel()
+            await asyncio.wait([task], timeout=STORE_TIMEOUT_S)
+
+        self._live[conversation_id] = close
+        try:
+            await run
+        finally:
             if self._live.get(conversation_id) is close:
                 del self._live[conversation_id]
-
-        return done
 
     def summarize(self, recorder: Recorder, transcript: list[dict[str, str]]) -> None:
         """Writes the conversation's summary, in the background: the stream that ended does not wait."""

@@ -32,6 +32,7 @@ BUFFERED_BYTES = Gauge("voice_gateway_record_buffered_bytes", "Bytes of record w
 LAG = Gauge("voice_gateway_record_write_lag_seconds", "Age of the oldest record write waiting in the buffer.")
 
 RETRY_FIRST_S = 0.2
+WRITE_TIMEOUT_S = 10.0  # a store that hangs (a dead connection) counts as down
 RETRY_MAX_S = 5.0
 
 
@@ -132,7 +133,8 @@ class RecordWriter:
         delay = RETRY_FIRST_S
         while True:
             try:
-                await write.run()
+                async with asyncio.timeout(WRITE_TIMEOUT_S):
+                    await write.run()
                 STORE_UP.set(1)
                 return
             except asyncio.CancelledError:
