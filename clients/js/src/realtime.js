@@ -27,6 +27,7 @@ function toVoiceError(error = {}) {
 function fromClose(code, reason, handshakeStatus) {
   if (handshakeStatus === 401 || code === 1008) return new VoiceError("UNAUTHENTICATED", reason || "the key was refused");
   if (handshakeStatus === 403) return new VoiceError("PERMISSION_DENIED", reason || "forbidden");
+  if (handshakeStatus === 404) return new VoiceError("NOT_FOUND", reason || "no such conversation to resume");
   if (code === 1001) return new VoiceError("UNAVAILABLE", reason || "the gateway is shutting down", { retryAfterMs: 0 });
   if (code === 1013) return new VoiceError("UNAVAILABLE", reason || "try again later");
   if (code === 1009) return new VoiceError("INVALID_ARGUMENT", reason || "a frame over the gateway's limit");
@@ -69,7 +70,9 @@ class RealtimeConnection {
     const { url, token } = transport.options;
     const protocols = token ? ["realtime", KEY_PROTOCOL_PREFIX + token] : ["realtime"];
     const target = new URL(url);
-    if (resumeConversationId) target.searchParams.set("conversation_id", resumeConversationId);
+    this.resumeConversationId = resumeConversationId;
+    // GET /v1/realtime?resume=ID: the gateway resumes the caller's dropped conversation (docs/conversations.md).
+    if (resumeConversationId) target.searchParams.set("resume", resumeConversationId);
     this.socket = new transport.WebSocket(target.toString(), protocols);
     this.socket.onopen = () => this.#configure(resumeConversationId);
     this.socket.onmessage = (message) => this.#onMessage(message.data);
@@ -151,7 +154,8 @@ class RealtimeConnection {
       case "session.created": {
         const session = event.session ?? {};
         const conversationId = session.id ?? null; // the gateway's session id is its conversation's id
-        return emit({ type: "started", conversationId, resumed: Boolean(session.resumed ?? event.resumed) });
+        const resumed = Boolean(this.resumeConversationId) && conversationId === this.resumeConversationId;
+        return emit({ type: "started", conversationId, resumed });
       }
       case "input_audio_buffer.speech_started":
         emit({ type: "bargeIn" });
