@@ -26,7 +26,7 @@ var VoiceAgentClient = (() => {
   var __privateSet = (obj, member, value, setter) => (__accessCheck(obj, member, "write to private field"), setter ? setter.call(obj, value) : member.set(obj, value), value);
   var __privateMethod = (obj, member, method) => (__accessCheck(obj, member, "access private method"), method);
 
-  // clients/js/src/browser-entry.js
+  // src/browser-entry.js
   var browser_entry_exports = {};
   __export(browser_entry_exports, {
     ClockPlayer: () => ClockPlayer,
@@ -49,7 +49,7 @@ var VoiceAgentClient = (() => {
     toInt16: () => toInt16
   });
 
-  // clients/js/src/audio.js
+  // src/audio.js
   var FRAME_MS = 20;
   var now = () => globalThis.performance?.now ? globalThis.performance.now() : Date.now();
   function toInt16(pcm) {
@@ -204,7 +204,7 @@ var VoiceAgentClient = (() => {
     }
   };
 
-  // clients/js/src/errors.js
+  // src/errors.js
   var FINAL_CODES = /* @__PURE__ */ new Set([
     "UNAUTHENTICATED",
     "PERMISSION_DENIED",
@@ -249,7 +249,7 @@ var VoiceAgentClient = (() => {
   }
   var DEFAULT_RECONNECT = Object.freeze({ maxAttempts: 8, baseDelayMs: 250, maxDelayMs: 8e3 });
 
-  // clients/js/src/realtime.js
+  // src/realtime.js
   var REALTIME_RATE = 24e3;
   var KEY_PROTOCOL_PREFIX = "openai-insecure-api-key.";
   var GRPC_CODES = /^[A-Z_]+$/;
@@ -263,6 +263,7 @@ var VoiceAgentClient = (() => {
   function fromClose(code, reason, handshakeStatus) {
     if (handshakeStatus === 401 || code === 1008) return new VoiceError("UNAUTHENTICATED", reason || "the key was refused");
     if (handshakeStatus === 403) return new VoiceError("PERMISSION_DENIED", reason || "forbidden");
+    if (handshakeStatus === 404) return new VoiceError("NOT_FOUND", reason || "no such conversation to resume");
     if (code === 1001) return new VoiceError("UNAVAILABLE", reason || "the gateway is shutting down", { retryAfterMs: 0 });
     if (code === 1013) return new VoiceError("UNAVAILABLE", reason || "try again later");
     if (code === 1009) return new VoiceError("INVALID_ARGUMENT", reason || "a frame over the gateway's limit");
@@ -277,6 +278,7 @@ var VoiceAgentClient = (() => {
      * @param {Function} [options.WebSocket] the WebSocket class; default globalThis.WebSocket
      * @param {object} [options.session] extra `session.update` fields (instructions, audio.output.voice, ...)
      * @param {boolean} [options.serverVad] the gateway ends turns on silence (default true); false: push-to-talk
+     * @param {Function} [options.onServerEvent] sees every server event as it came (logs, debugging)
      */
     constructor(options) {
       if (!options?.url) throw new TypeError("RealtimeTransport needs a url (ws://host:port/v1/realtime)");
@@ -304,7 +306,8 @@ var VoiceAgentClient = (() => {
       const { url, token } = transport.options;
       const protocols = token ? ["realtime", KEY_PROTOCOL_PREFIX + token] : ["realtime"];
       const target = new URL(url);
-      if (resumeConversationId) target.searchParams.set("conversation_id", resumeConversationId);
+      this.resumeConversationId = resumeConversationId;
+      if (resumeConversationId) target.searchParams.set("resume", resumeConversationId);
       this.socket = new transport.WebSocket(target.toString(), protocols);
       this.socket.onopen = () => __privateMethod(this, _RealtimeConnection_instances, configure_fn).call(this, resumeConversationId);
       this.socket.onmessage = (message) => __privateMethod(this, _RealtimeConnection_instances, onMessage_fn).call(this, message.data);
@@ -372,13 +375,15 @@ var VoiceAgentClient = (() => {
     } catch {
       return;
     }
+    this.transport.options.onServerEvent?.(event);
     if (event.type !== "error") this.lastError = null;
     const emit = (fields) => this.sink.event(fields);
     switch (event.type) {
       case "session.created": {
         const session = event.session ?? {};
         const conversationId = session.id ?? null;
-        return emit({ type: "started", conversationId, resumed: Boolean(session.resumed ?? event.resumed) });
+        const resumed = Boolean(this.resumeConversationId) && conversationId === this.resumeConversationId;
+        return emit({ type: "started", conversationId, resumed });
       }
       case "input_audio_buffer.speech_started":
         emit({ type: "bargeIn" });
@@ -435,7 +440,7 @@ var VoiceAgentClient = (() => {
     };
   }
 
-  // clients/js/src/emitter.js
+  // src/emitter.js
   var _listeners, _queues;
   var Emitter = class {
     constructor() {
@@ -509,7 +514,7 @@ var VoiceAgentClient = (() => {
   _listeners = new WeakMap();
   _queues = new WeakMap();
 
-  // clients/js/src/session.js
+  // src/session.js
   var SENT_LOG_MS = 6e4;
   var _random, _connection, _closing, _wakeSleep, _pending, _resamplers, _framer, _sentMs, _sentLog, _pendingEndAt, _dropping, _started, _run, _VoiceSession_instances, loop_fn, oneConnection_fn, sleep_fn, require_fn, sendFrame_fn, logSent_fn, sentAt_fn, onEvent_fn, onStarted_fn, turn_fn, onAudio_fn, interrupt_fn, onMetrics_fn;
   var VoiceSession = class extends Emitter {
@@ -732,7 +737,12 @@ var VoiceAgentClient = (() => {
       connection.sendAudio(frame);
       __privateMethod(this, _VoiceSession_instances, logSent_fn).call(this, frame.length);
     }
-    const started = { conversationId: this.conversationId, resumed, resumeWindowS: event.resumeWindowS ?? null };
+    const started = {
+      conversationId: this.conversationId,
+      resumed,
+      resumeWindowS: event.resumeWindowS ?? null,
+      lastTurnId: event.lastTurnId ?? null
+    };
     this.emit("sessionStarted", started);
     if (reconnected) this.emit("reconnected", started);
     __privateGet(this, _started)?.resolve(started);
@@ -770,6 +780,7 @@ var VoiceAgentClient = (() => {
     this.emit("truncated", { turnId: id, itemId: turn.itemId, audioEndMs, audioMs: Math.round(turn.audioMs) });
   };
   onMetrics_fn = function(event) {
+    if (event.interrupted && this.player.playing && this.player.clock?.turnId === event.turnId) __privateMethod(this, _VoiceSession_instances, interrupt_fn).call(this, event.turnId);
     const turn = __privateMethod(this, _VoiceSession_instances, turn_fn).call(this, event.turnId);
     this.emit("turnMetrics", {
       ...event,
@@ -779,12 +790,12 @@ var VoiceAgentClient = (() => {
     });
   };
 
-  // clients/js/src/realtime-entry.js
+  // src/realtime-entry.js
   function createRealtimeSession(options) {
     return new VoiceSession(new RealtimeTransport(options), options);
   }
 
-  // clients/js/src/browser.js
+  // src/browser.js
   var MicrophoneCapture = class {
     constructor(context, { workletUrl = "pcm-worklet.js", chunkMs = 40, onAudio } = {}) {
       this.context = context;

@@ -79,6 +79,8 @@ export interface SessionOptions {
   inputSampleRate?: number;
   /** Realtime: extra session.update fields (instructions, audio.output.voice, ...). */
   session?: Record<string, unknown>;
+  /** Realtime: every server event as it came (logs, debugging). */
+  onServerEvent?: (event: { type: string; [field: string]: unknown }) => void;
   /** Realtime: the gateway ends turns on silence (true); false: push-to-talk, endTurn() asks for the reply. */
   serverVad?: boolean;
   /** The playout; default a ClockPlayer. Browsers: the WebAudioPlayer of "@voice-agent/client/browser". */
@@ -126,7 +128,7 @@ export interface SessionEvents {
   sessionStarted: SessionStartedEvent;
   reconnecting: ReconnectingEvent;
   reconnected: SessionStartedEvent;
-  speechStarted: { offsetMs: number };
+  speechStarted: { offsetMs: number; itemId?: string };
   speechEnded: { offsetMs: number };
   transcript: TranscriptEvent;
   turnStarted: { turnId: TurnId };

@@ -43,6 +43,7 @@ export class RealtimeTransport {
    * @param {Function} [options.WebSocket] the WebSocket class; default globalThis.WebSocket
    * @param {object} [options.session] extra `session.update` fields (instructions, audio.output.voice, ...)
    * @param {boolean} [options.serverVad] the gateway ends turns on silence (default true); false: push-to-talk
+   * @param {Function} [options.onServerEvent] sees every server event as it came (logs, debugging)
    */
   constructor(options) {
     if (!options?.url) throw new TypeError("RealtimeTransport needs a url (ws://host:port/v1/realtime)");
@@ -148,6 +149,7 @@ class RealtimeConnection {
     } catch {
       return; // not an event: ignored, as the API's clients do
     }
+    this.transport.options.onServerEvent?.(event); // every server event as it came: for logs and debugging
     if (event.type !== "error") this.lastError = null;
     const emit = (fields) => this.sink.event(fields);
     switch (event.type) {

@@ -274,6 +274,8 @@ export class VoiceSession extends Emitter {
   }
 
   #onMetrics(event) {
+    // A reply the gateway cut short (Realtime: response.done "cancelled") stops playing here too.
+    if (event.interrupted && this.player.playing && this.player.clock?.turnId === event.turnId) this.#interrupt(event.turnId);
     const turn = this.#turn(event.turnId);
     this.emit("turnMetrics", {
       ...event,
