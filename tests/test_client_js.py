@@ -29,6 +29,8 @@ NODE = shutil.which("node")
 API_KEY = "va-js-sdk-test-key-5e1d"
 QUESTION = "I have a job interview next week and I feel nervous"
 INTERRUPTION = "Wait I have a different question"
+# One suite file at a time, its tests in order; exits even if a failed test left a socket open.
+NODE_TEST = ["--test", "--test-concurrency=1", "--test-force-exit", "--test-reporter=spec"]
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +127,16 @@ def test_the_example_holds_a_spoken_turn(
 def test_the_example_reports_a_refusal_as_json(
     installed: None, js_gateway: ServiceProcess, wavs: dict[str, Path], tmp_path: Path, transport: str
 ) -> None:
-    args = ["--wav", str(wavs["question"]), "--out", str(tmp_path / "r.wav"), "--token", "wrong", "--transport", transport]
+    args = [
+        "--wav",
+        str(wavs["question"]),
+        "--out",
+        str(tmp_path / "r.wav"),
+        "--token",
+        "wrong",
+        "--transport",
+        transport,
+    ]
     code, result, _ = _talk(_env(js_gateway), *args)
     assert code != 0
     assert result["code"] == "UNAUTHENTICATED" and result["error"], result
@@ -134,7 +145,14 @@ def test_the_example_reports_a_refusal_as_json(
 
 def _node_suite(suite: str, env: dict[str, str], timeout_s: float = 420) -> None:
     done = subprocess.run(
-        [str(NODE), "--test", "--test-concurrency=1", "--test-force-exit", "--test-reporter=spec", f"test/{suite}.test.mjs"],
+        [
+            str(NODE),
+            "--test",
+            "--test-concurrency=1",
+            "--test-force-exit",
+            "--test-reporter=spec",
+            f"test/{suite}.test.mjs",
+        ],
         cwd=JS,
         env=env,
         capture_output=True,
@@ -190,7 +208,9 @@ def test_the_pure_logic_suite() -> None:
     """Framing, resampling, base64, the back-off and the playout clock: no server."""
     if NODE is None:
         pytest.fail("Node.js is needed: apt-get install nodejs")
-    done = subprocess.run([str(NODE), "--test", "test/unit.test.mjs"], cwd=JS, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(NODE), "--test", "test/unit.test.mjs"], cwd=JS, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
 
 

@@ -242,12 +242,12 @@ var VoiceAgentClient = (() => {
   function retryDelayMs(error, attempt, policy, random = Math.random) {
     if (!error.retryable || attempt >= policy.maxAttempts) return null;
     if (error.retryAfterMs !== null && error.retryAfterMs !== void 0) {
-      return error.retryAfterMs === 0 ? 0 : Math.round(error.retryAfterMs * (1 + 0.1 * random()));
+      return error.retryAfterMs;
     }
     const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
     return Math.round(ceiling / 2 + random() * ceiling / 2);
   }
-  var DEFAULT_RECONNECT = Object.freeze({ maxAttempts: 8, baseDelayMs: 250, maxDelayMs: 8e3 });
+  var DEFAULT_RECONNECT = Object.freeze({ maxAttempts: 10, baseDelayMs: 250, maxDelayMs: 8e3 });
 
   // src/realtime.js
   var REALTIME_RATE = 24e3;
@@ -516,7 +516,7 @@ var VoiceAgentClient = (() => {
 
   // src/session.js
   var SENT_LOG_MS = 6e4;
-  var _random, _connection, _closing, _wakeSleep, _pending, _resamplers, _framer, _sentMs, _sentLog, _pendingEndAt, _dropping, _started, _run, _VoiceSession_instances, loop_fn, oneConnection_fn, sleep_fn, require_fn, sendFrame_fn, logSent_fn, sentAt_fn, onEvent_fn, onStarted_fn, turn_fn, onAudio_fn, interrupt_fn, onMetrics_fn;
+  var _random, _connection, _closing, _wakeSleep, _pending, _everOpen, _resamplers, _framer, _sentMs, _sentLog, _pendingEndAt, _dropping, _started, _run, _VoiceSession_instances, loop_fn, oneConnection_fn, sleep_fn, require_fn, sendFrame_fn, logSent_fn, sentAt_fn, onEvent_fn, onStarted_fn, turn_fn, onAudio_fn, interrupt_fn, onMetrics_fn;
   var VoiceSession = class extends Emitter {
     /**
      * @param {object} transport realtime.js's RealtimeTransport or grpc.js's GrpcTransport
@@ -530,7 +530,8 @@ var VoiceAgentClient = (() => {
       __privateAdd(this, _closing, false);
       __privateAdd(this, _wakeSleep, null);
       __privateAdd(this, _pending, []);
-      // frames captured while no connection is open: sent once one is
+      // frames captured before the first connection opened: sent once it is (the first words)
+      __privateAdd(this, _everOpen, false);
       __privateAdd(this, _resamplers, /* @__PURE__ */ new Map());
       __privateAdd(this, _framer, null);
       __privateAdd(this, _sentMs, 0);
@@ -583,6 +584,10 @@ var VoiceAgentClient = (() => {
       connection.endTurn();
       __privateGet(this, _pendingEndAt) ?? __privateSet(this, _pendingEndAt, now());
     }
+    /** Stops the reply on the app's account (audio focus lost, a stop button): flushed, and the truncation reported. */
+    stopPlayout() {
+      if (this.player.playing) __privateMethod(this, _VoiceSession_instances, interrupt_fn).call(this, this.player.clock?.turnId ?? null);
+    }
     /** Ends the conversation and the connection; no reconnection follows. */
     async close() {
       var _a;
@@ -599,6 +604,7 @@ var VoiceAgentClient = (() => {
   _closing = new WeakMap();
   _wakeSleep = new WeakMap();
   _pending = new WeakMap();
+  _everOpen = new WeakMap();
   _resamplers = new WeakMap();
   _framer = new WeakMap();
   _sentMs = new WeakMap();
@@ -686,6 +692,7 @@ var VoiceAgentClient = (() => {
       __privateMethod(this, _VoiceSession_instances, logSent_fn).call(this, frame.length);
       return;
     }
+    if (__privateGet(this, _everOpen)) return;
     __privateGet(this, _pending).push(frame);
     const limit = Math.ceil(this.maxBufferedMs / FRAME_MS);
     if (__privateGet(this, _pending).length > limit) __privateGet(this, _pending).splice(0, __privateGet(this, _pending).length - limit);
@@ -733,6 +740,7 @@ var VoiceAgentClient = (() => {
     const resumed = Boolean(event.resumed);
     if (event.conversationId) this.conversationId = event.conversationId;
     this.state = "open";
+    __privateSet(this, _everOpen, true);
     for (const frame of __privateGet(this, _pending).splice(0)) {
       connection.sendAudio(frame);
       __privateMethod(this, _VoiceSession_instances, logSent_fn).call(this, frame.length);

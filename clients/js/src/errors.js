@@ -48,11 +48,11 @@ export class VoiceError extends Error {
 export function retryDelayMs(error, attempt, policy, random = Math.random) {
   if (!error.retryable || attempt >= policy.maxAttempts) return null;
   if (error.retryAfterMs !== null && error.retryAfterMs !== undefined) {
-    // Honoured as a floor; a little jitter above it keeps refused clients from coming back in lockstep.
-    return error.retryAfterMs === 0 ? 0 : Math.round(error.retryAfterMs * (1 + 0.1 * random()));
+    return error.retryAfterMs; // the server spreads its hints itself; 0 on a drain: at once
+
   }
   const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
   return Math.round(ceiling / 2 + (random() * ceiling) / 2);
 }
 
-export const DEFAULT_RECONNECT = Object.freeze({ maxAttempts: 8, baseDelayMs: 250, maxDelayMs: 8000 });
+export const DEFAULT_RECONNECT = Object.freeze({ maxAttempts: 10, baseDelayMs: 250, maxDelayMs: 8000 });

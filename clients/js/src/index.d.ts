@@ -25,7 +25,7 @@ export declare class VoiceError extends Error {
 }
 
 export interface ReconnectPolicy {
-  /** Attempts after a failure before giving up (8). */
+  /** Attempts in a row before giving up (10). */
   maxAttempts: number;
   /** The first back-off, doubled each attempt, jittered (250 ms). */
   baseDelayMs: number;
@@ -90,7 +90,8 @@ export interface SessionOptions {
   resume?: boolean;
   /** Resume this conversation on the first connection. */
   resumeConversationId?: string;
-  /** Audio kept while no connection is open, sent once one is (10000 ms). */
+  /** Audio captured before the first connection opened, kept and sent once it is (10000 ms); later, audio
+   *  sent while reconnecting is dropped. */
   maxBufferedMs?: number;
 }
 
@@ -178,6 +179,8 @@ export declare class VoiceSession extends Emitter {
   /** PCM16 mono at sampleRate: resampled to the transport's rate and sent in 20 ms frames. */
   sendAudio(pcm16: Pcm16, sampleRate: number): void;
   sendText(text: string): void;
+  /** Stops the reply on the app's account (audio focus lost): flushed, and the truncation reported. */
+  stopPlayout(): void;
   /** Push-to-talk: the user's turn ends now. */
   endTurn(): void;
   close(): Promise<void>;

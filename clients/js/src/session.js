@@ -30,7 +30,8 @@ export class VoiceSession extends Emitter {
   #connection = null;
   #closing = false;
   #wakeSleep = null;
-  #pending = []; // frames captured while no connection is open: sent once one is
+  #pending = []; // frames captured before the first connection opened: sent once it is (the first words)
+  #everOpen = false;
   #resamplers = new Map();
   #framer = null;
   #sentMs = 0; // stream audio sent on this connection
@@ -71,6 +72,11 @@ export class VoiceSession extends Emitter {
     this.#framer?.flush((frame) => this.#sendFrame(frame));
     connection.endTurn();
     this.#pendingEndAt ??= now();
+  }
+
+  /** Stops the reply on the app's account (audio focus lost, a stop button): flushed, and the truncation reported. */
+  stopPlayout() {
+    if (this.player.playing) this.#interrupt(this.player.clock?.turnId ?? null);
   }
 
   /** Ends the conversation and the connection; no reconnection follows. */
@@ -169,7 +175,8 @@ export class VoiceSession extends Emitter {
       this.#logSent(frame.length);
       return;
     }
-    // Not connected (yet, or again): kept, so that the first words (or those spoken during a reconnection) arrive.
+    // While reconnecting, audio is dropped, as a phone line drops it; before the first connection it is kept.
+    if (this.#everOpen) return;
     this.#pending.push(frame);
     const limit = Math.ceil(this.maxBufferedMs / FRAME_MS);
     if (this.#pending.length > limit) this.#pending.splice(0, this.#pending.length - limit);
@@ -222,6 +229,7 @@ export class VoiceSession extends Emitter {
     const resumed = Boolean(event.resumed);
     if (event.conversationId) this.conversationId = event.conversationId;
     this.state = "open";
+    this.#everOpen = true;
     for (const frame of this.#pending.splice(0)) {
       connection.sendAudio(frame);
       this.#logSent(frame.length);

@@ -48,7 +48,7 @@ test("PCM16 and base64 round-trip without Buffer (React Native has none)", () =>
 test("the back-off: retry hints honoured, a drain at once, final codes never, jittered and capped", () => {
   const policy = DEFAULT_RECONNECT;
   const refusal = new VoiceError("RESOURCE_EXHAUSTED", "limit", { retryAfterMs: 700 });
-  assert.ok(retryDelayMs(refusal, 0, policy, () => 0.5) >= 700);
+  assert.equal(retryDelayMs(refusal, 0, policy, () => 0.5), 700);
   assert.equal(retryDelayMs(new VoiceError("UNAVAILABLE", "drain", { retryAfterMs: 0 }), 3, policy), 0);
   for (const code of ["UNAUTHENTICATED", "INVALID_ARGUMENT", "PERMISSION_DENIED"]) {
     assert.equal(retryDelayMs(new VoiceError(code, "no"), 0, policy), null);
