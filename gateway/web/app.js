@@ -5,7 +5,8 @@
 // The server's VAD decides the turns.
 "use strict";
 
-const { createRealtimeSession, MicrophoneCapture, WebAudioPlayer, REALTIME_RATE } = window.VoiceAgentClient;
+const { createRealtimeSession, ConversationsClient, MicrophoneCapture, WebAudioPlayer, REALTIME_RATE } =
+  window.VoiceAgentClient;
 
 const KEY_STORAGE = "voice-agent.api-key";
 const STAGES = ["vad_wait_ms", "asr_ms", "llm_ttft_ms", "tts_ttfa_ms"];
@@ -13,7 +14,7 @@ const STAGE_NAMES = { vad_wait_ms: "end of turn", asr_ms: "ASR", llm_ttft_ms: "L
   tts_ttfa_ms: "TTS first audio", rest: "rest" };
 
 const $ = (id) => document.getElementById(id);
-const ui = { key: $("key"), talk: $("talk"), status: $("status"), log: $("log") };
+const ui = { key: $("key"), talk: $("talk"), status: $("status"), log: $("log"), history: $("history"), past: $("past") };
 
 // What happened, for tests and for anyone curious in the console (window.voiceAgent).
 const hooks = {
@@ -28,6 +29,9 @@ const hooks = {
   errors: [], // error events and connection failures
   reconnections: [], // {attempt, delayMs, code}: each time the SDK reconnected
   events: {}, // count of each server event type
+  past: { conversations: [], opened: {} }, // the conversation records listed, and those opened (by id)
+  listPast,
+  openPast,
   start,
   stop,
 };
@@ -279,4 +283,77 @@ function latencyBar(metadata) {
   if (total > scaleMs) scaleMs = total;
   for (const each of bars) each.bar.style.width = `${(100 * each.e2e) / scaleMs}%`;
   return row;
+}
+
+// --- past conversations: the gateway's records (/v1/conversations), the transcript as heard, the recording --
+
+function records() {
+  return new ConversationsClient({ baseUrl: location.origin, token: ui.key.value.trim() || undefined });
+}
+
+ui.history.addEventListener("toggle", () => ui.history.open && listPast());
+
+async function listPast() {
+  ui.past.replaceChildren();
+  try {
+    const { conversations } = await records().list({ pageSize: 20 });
+    hooks.past.conversations = conversations;
+    if (!conversations.length) ui.past.append(pastLine("None yet."));
+    for (const conversation of conversations) {
+      const line = pastLine("");
+      const open = document.createElement("button");
+      open.type = "button";
+      const when = new Date(conversation.started_at_ms).toLocaleString();
+      open.textContent = `${when} · ${conversation.status}${conversation.summary ? " · " + conversation.summary : ""}`;
+      open.addEventListener("click", () => openPast(conversation.conversation_id, line));
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "delete";
+      remove.textContent = "Delete";
+      remove.addEventListener("click", async () => {
+        await records().delete(conversation.conversation_id).catch((error) => addLine("error", `${error.code}: ${error.message}`));
+        listPast();
+      });
+      line.append(open, remove);
+    }
+  } catch (error) {
+    ui.past.append(pastLine(`Could not list them (${error.code}: ${error.message}).`));
+  }
+  return hooks.past.conversations;
+}
+
+async function openPast(conversationId, line) {
+  const client = records();
+  const conversation = await client.get(conversationId);
+  hooks.past.opened[conversationId] = conversation;
+  if (!line) return conversation;
+  line.querySelectorAll(".turn, audio").forEach((element) => element.remove());
+  for (const item of conversation.items || []) {
+    const turn = document.createElement("p");
+    turn.className = `turn ${item.role}`;
+    // An interrupted reply is kept as heard: what the user heard, then what they did not.
+    turn.textContent = `${item.role === "user" ? "You" : "Coach"}: ${item.interrupted ? item.heard_text : item.text}`;
+    if (item.interrupted) {
+      const cut = document.createElement("span");
+      cut.className = "cut";
+      cut.textContent = " (interrupted)";
+      turn.append(cut);
+    }
+    line.append(turn);
+  }
+  if (conversation.has_recording) {
+    const wav = await client.recording(conversationId);
+    const player = document.createElement("audio");
+    player.controls = true;
+    player.src = URL.createObjectURL(new Blob([wav], { type: "audio/wav" }));
+    line.append(player);
+  }
+  return conversation;
+}
+
+function pastLine(text) {
+  const element = document.createElement("li");
+  element.textContent = text;
+  ui.past.append(element);
+  return element;
 }

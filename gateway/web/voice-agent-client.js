@@ -30,6 +30,7 @@ var VoiceAgentClient = (() => {
   var browser_entry_exports = {};
   __export(browser_entry_exports, {
     ClockPlayer: () => ClockPlayer,
+    ConversationsClient: () => ConversationsClient,
     DEFAULT_RECONNECT: () => DEFAULT_RECONNECT,
     Emitter: () => Emitter,
     FRAME_MS: () => FRAME_MS,
@@ -255,7 +256,8 @@ var VoiceAgentClient = (() => {
   var GRPC_CODES = /^[A-Z_]+$/;
   function toVoiceError(error = {}) {
     const code = GRPC_CODES.test(error.code ?? "") ? error.code : error.type === "invalid_request_error" ? "INVALID_ARGUMENT" : error.code === "invalid_api_key" ? "UNAUTHENTICATED" : "INTERNAL";
-    const voiceError = new VoiceError(code, error.message ?? "", { retryAfterMs: error.retry_after_ms ?? null });
+    const backend = /^(asr|llm|tts): /.exec(error.message ?? "")?.[1] ?? "gateway";
+    const voiceError = new VoiceError(code, error.message ?? "", { retryAfterMs: error.retry_after_ms ?? null, backend });
     voiceError.type = error.type ?? null;
     voiceError.param = error.param ?? null;
     return voiceError;
@@ -796,6 +798,55 @@ var VoiceAgentClient = (() => {
       audioMs: Math.round(turn.audioMs),
       truncatedMs: turn.truncatedMs
     });
+  };
+
+  // src/conversations.js
+  var _ConversationsClient_instances, request_fn;
+  var ConversationsClient = class {
+    /**
+     * @param {object} options
+     * @param {string} options.baseUrl the gateway's HTTP port: http(s)://host:port (the page's own origin in a browser)
+     * @param {string} [options.token] the same token as the conversation's: a caller sees only their own
+     * @param {Function} [options.fetch] default globalThis.fetch
+     */
+    constructor({ baseUrl, token, fetch: fetcher } = {}) {
+      __privateAdd(this, _ConversationsClient_instances);
+      this.baseUrl = (baseUrl ?? "").replace(/\/$/, "");
+      this.token = token;
+      this.fetch = fetcher ?? globalThis.fetch.bind(globalThis);
+    }
+    /** Newest first, without their items: {conversations, next_page_token}. */
+    async list({ pageSize = 0, pageToken = "" } = {}) {
+      const query = new URLSearchParams();
+      if (pageSize) query.set("page_size", String(pageSize));
+      if (pageToken) query.set("page_token", pageToken);
+      const suffix = query.toString() ? `?${query}` : "";
+      return (await __privateMethod(this, _ConversationsClient_instances, request_fn).call(this, suffix)).json();
+    }
+    /** One conversation with its items: the transcript as heard (an interrupted reply's heard_text). */
+    async get(conversationId) {
+      return (await __privateMethod(this, _ConversationsClient_instances, request_fn).call(this, `/${encodeURIComponent(conversationId)}`)).json();
+    }
+    /** Its stereo recording (user left, agent right) as WAV bytes. */
+    async recording(conversationId) {
+      return (await __privateMethod(this, _ConversationsClient_instances, request_fn).call(this, `/${encodeURIComponent(conversationId)}/recording.wav`)).arrayBuffer();
+    }
+    async delete(conversationId) {
+      await __privateMethod(this, _ConversationsClient_instances, request_fn).call(this, `/${encodeURIComponent(conversationId)}`, { method: "DELETE" });
+    }
+  };
+  _ConversationsClient_instances = new WeakSet();
+  request_fn = async function(path, init = {}) {
+    const headers = { ...init.headers ?? {} };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    const response = await this.fetch(`${this.baseUrl}/v1/conversations${path}`, { ...init, headers });
+    if (response.ok) return response;
+    let error = {};
+    try {
+      error = (await response.json()).error ?? {};
+    } catch {
+    }
+    throw new VoiceError(error.code ?? `HTTP_${response.status}`, error.message ?? response.statusText);
   };
 
   // src/realtime-entry.js

@@ -93,6 +93,13 @@ async function main() {
     session.on("turnMetrics", (metrics) => {
       if (metrics.turnId === replyTurn || (replyTurn === null && transcript)) resolve(metrics);
     });
+    // A backend failed the turn (asr, llm or tts): the session goes on, but this turn has no reply to give.
+    session.on("error", ({ error }) => {
+      if (error.backend !== "gateway" && (replyTurn === null || error.turnId === replyTurn)) {
+        finalError = error;
+        resolve(null);
+      }
+    });
     session.on("closed", ({ error }) => {
       finalError = error;
       resolve(null);
@@ -115,6 +122,7 @@ async function main() {
   clearTimeout(timer);
   await session.close();
   if (!metrics) fail(finalError ?? new Error("the session ended before a reply"), finalError?.code ?? "UNAVAILABLE");
+  if (!audio.length) fail(new Error(`turn ${metrics.turnId} ended with no reply audio (${metrics.status ?? "no status"})`), "INTERNAL");
 
   const total = audio.reduce((sum, chunk) => sum + chunk.length, 0);
   const samples = new Int16Array(total);

@@ -193,3 +193,30 @@ export declare function createRealtimeSession(options: SessionOptions & { url: s
 export declare function toInt16(pcm: Pcm16): Int16Array;
 export declare function toBase64(bytes: Uint8Array): string;
 export declare function fromBase64(text: string): Uint8Array;
+
+/** A conversation's record, as GET /v1/conversations/{id} returns it (docs/conversations.md). */
+export interface ConversationRecord {
+  conversation_id: string;
+  caller: string;
+  persona: string;
+  settings: Record<string, unknown>;
+  started_at_ms: number;
+  ended_at_ms: number;
+  status: string;
+  summary: string;
+  has_recording: boolean;
+  items?: Array<{
+    role: string; text: string; start_ms: number; end_ms: number; turn_id: number;
+    interrupted: boolean; heard_text: string; metrics: Record<string, unknown>; undelivered: boolean;
+  }>;
+}
+
+/** The gateway's conversation records over HTTP: a caller sees their own. */
+export declare class ConversationsClient {
+  constructor(options: { baseUrl: string; token?: string; fetch?: typeof fetch });
+  list(options?: { pageSize?: number; pageToken?: string }): Promise<{ conversations: ConversationRecord[]; next_page_token: string }>;
+  get(conversationId: string): Promise<ConversationRecord>;
+  /** The stereo recording (user left, agent right) as WAV bytes. */
+  recording(conversationId: string): Promise<ArrayBuffer>;
+  delete(conversationId: string): Promise<void>;
+}

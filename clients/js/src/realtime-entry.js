@@ -4,6 +4,7 @@ import { RealtimeTransport } from "./realtime.js";
 import { VoiceSession } from "./session.js";
 
 export { ClockPlayer, Framer, PlayoutClock, Resampler, FRAME_MS, fromBase64, toBase64, toInt16 } from "./audio.js";
+export { ConversationsClient } from "./conversations.js";
 export { Emitter } from "./emitter.js";
 export { DEFAULT_RECONNECT, VoiceError, retryDelayMs } from "./errors.js";
 export { REALTIME_RATE, RealtimeTransport } from "./realtime.js";

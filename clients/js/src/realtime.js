@@ -17,7 +17,9 @@ function toVoiceError(error = {}) {
       : error.code === "invalid_api_key"
         ? "UNAUTHENTICATED"
         : "INTERNAL";
-  const voiceError = new VoiceError(code, error.message ?? "", { retryAfterMs: error.retry_after_ms ?? null });
+  // A backend's failure of one turn reads "llm: ..." (gateway/realtime/server_events.py): the session goes on.
+  const backend = /^(asr|llm|tts): /.exec(error.message ?? "")?.[1] ?? "gateway";
+  const voiceError = new VoiceError(code, error.message ?? "", { retryAfterMs: error.retry_after_ms ?? null, backend });
   voiceError.type = error.type ?? null;
   voiceError.param = error.param ?? null;
   return voiceError;

@@ -2,7 +2,7 @@
 
 import WebSocket from "ws";
 
-import { createSession } from "../src/index.js";
+import { ConversationsClient, createSession } from "../src/index.js";
 import { readWav } from "../src/wav.js";
 
 export const env = (name) => {
@@ -30,7 +30,9 @@ export function next(session, type, test = () => true, timeoutMs = 45_000) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       session.off(type, listener);
-      reject(new Error(`no ${type} event within ${timeoutMs} ms`));
+      // What the session saw (errors first): why the event never came, a backend's failure, say.
+      const seen = (session.recorded ?? []).filter((e) => e.type !== "agentAudio" && e.type !== "agentText");
+      reject(new Error(`no ${type} event within ${timeoutMs} ms; saw ${JSON.stringify(seen.slice(-12))}`));
     }, timeoutMs);
     const listener = (event) => {
       if (!test(event)) return;
@@ -45,6 +47,7 @@ export function next(session, type, test = () => true, timeoutMs = 45_000) {
 /** Every event of the session, in order, as {type, ...}. */
 export function record(session) {
   const events = [];
+  session.recorded = events;
   for (const type of ["sessionStarted", "reconnecting", "reconnected", "transcript", "agentText", "agentAudio",
     "interruption", "truncated", "truncateAcknowledged", "turnMetrics", "error", "closed"]) {
     session.on(type, (event) => events.push({ type, ...event, samples: undefined }));
@@ -75,4 +78,22 @@ export async function silence(session, stop, sampleRate = 16_000) {
     if (session.state === "open") session.sendAudio(frame, sampleRate);
     await sleep(20);
   }
+}
+
+/** The main gateway's conversation records (its HTTP port: the Realtime URL's host). */
+export function records() {
+  const { host } = new URL(env("VOICE_REALTIME_URL"));
+  return new ConversationsClient({ baseUrl: `http://${host}`, token: env("VOICE_API_KEY") });
+}
+
+/** `probe()`'s first truthy value, tried every 200 ms for `timeoutMs`. */
+export async function eventually(probe, timeoutMs = 10_000) {
+  const deadline = performance.now() + timeoutMs;
+  let last;
+  while (performance.now() < deadline) {
+    last = await probe();
+    if (last) return last;
+    await sleep(200);
+  }
+  throw new Error(`not within ${timeoutMs} ms`);
 }

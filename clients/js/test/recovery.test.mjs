@@ -96,24 +96,38 @@ test("a gateway's drain ends each session with UNAVAILABLE, retry 0: both transp
 
 // ---- a dropped TCP connection: a proxy between the client and the gateway cuts every connection
 
+/**
+ * A relay between the client and the gateway. cut() drops the client's side of every connection, as a phone
+ * losing its network does: the gateway is told nothing, and its side stays open until close().
+ */
 function proxy(target) {
   const [host, port] = target.split(":");
-  const sockets = new Set();
+  const clients = new Set();
+  const upstreams = new Set();
   const server = net.createServer((client) => {
     const upstream = net.connect(Number(port), host);
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on("close", () => sockets.delete(socket));
-      socket.on("error", () => {});
-    }
-    client.pipe(upstream).pipe(client);
+    clients.add(client);
+    upstreams.add(upstream);
+    for (const socket of [client, upstream]) socket.on("error", () => {});
+    client.on("close", () => clients.delete(client));
+    client.pipe(upstream);
+    upstream.pipe(client);
   });
   return new Promise((resolve) =>
     server.listen(0, "127.0.0.1", () =>
       resolve({
         address: `127.0.0.1:${server.address().port}`,
-        cut: () => sockets.forEach((socket) => socket.destroy()),
-        close: () => server.close(),
+        cut: () => {
+          for (const client of clients) {
+            client.unpipe();
+            client.destroy();
+          }
+          for (const upstream of upstreams) upstream.unpipe(); // silent from now on, and still open
+        },
+        close: () => {
+          upstreams.forEach((upstream) => upstream.destroy());
+          server.close();
+        },
       }),
     ),
   );

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { next, open, record, silence, sleep, speak, wav } from "./helpers.mjs";
+import { eventually, next, open, record, records, silence, sleep, speak, wav } from "./helpers.mjs";
 
 for (const transport of ["grpc", "realtime"]) {
   test(`${transport}: a typed turn gets a spoken reply, its metrics and the client's e2e`, async () => {
@@ -29,7 +29,7 @@ for (const transport of ["grpc", "realtime"]) {
     const config = { turn_taking: { interruption_decision: false } }; // any speech interrupts at once
     const session = open(transport, { config });
     const events = record(session);
-    await session.connect();
+    const { conversationId } = await session.connect();
     let done = false;
     const microphone = silence(session, () => done);
     session.sendText("Tell me three things to do before a job interview, with a sentence on each.");
@@ -58,6 +58,12 @@ for (const transport of ["grpc", "realtime"]) {
     assert.ok(truncated.audioEndMs < 6000, JSON.stringify(truncated));
     assert.equal(metrics.truncatedMs, truncated.audioEndMs);
     assert.deepEqual(events.filter((e) => e.type === "error").map((e) => e.error.message), []);
+    // The conversation's record keeps the reply as heard: interrupted, the heard part shorter than the whole.
+    const reply = await eventually(async () => {
+      const conversation = await records().get(conversationId);
+      return conversation.items.find((item) => item.role === "agent" && item.interrupted);
+    });
+    assert.ok(reply.heard_text.length < reply.text.length, JSON.stringify(reply));
     // Nothing of the interrupted turn was played after the flush.
     const afterFlush = events.slice(events.indexOf(events.find((e) => e.type === "truncated")));
     assert.ok(!afterFlush.some((e) => e.type === "agentAudio" && e.turnId === first.turnId));
