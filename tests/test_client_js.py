@@ -220,3 +220,10 @@ def test_the_browser_bundle_is_current(installed: None, tmp_path: Path) -> None:
     web = ROOT / "gateway" / "web"
     for name in ("voice-agent-client.js", "pcm-worklet.js"):
         assert (tmp_path / name).read_text() == (web / name).read_text(), f"gateway/web/{name} is stale: make clients"
+
+
+def test_the_type_declarations_compile(installed: None) -> None:
+    """src/index.d.ts and src/browser.d.ts, used as an app would (test/types-check.ts), pass tsc --strict."""
+    tsc = JS / "node_modules" / ".bin" / "tsc"
+    done = subprocess.run([str(tsc), "-p", "tsconfig.json"], cwd=JS, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

@@ -81,6 +81,10 @@ export class VoiceSession extends Emitter {
 
   /** Ends the conversation and the connection; no reconnection follows. */
   async close() {
+    if (!this.#run) {
+      this.state = "closed";
+      return;
+    }
     if (this.#closing) return this.#run;
     this.#closing = true;
     this.#wakeSleep?.();
@@ -119,6 +123,7 @@ export class VoiceSession extends Emitter {
     }
     this.state = "closed";
     this.player.close?.();
+    this.transport.close?.(); // gRPC: its channel, so that nothing keeps a Node process alive
     if (!everStarted) this.#started?.reject(finalError ?? new VoiceError("CANCELLED", "closed before it started"));
     this.emit("closed", { error: finalError });
   }
