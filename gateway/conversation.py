@@ -140,7 +140,6 @@ class Conversation:
                 guard.result()  # raises: the conversation ends with its status
             guard.cancel()
             reader.result()
-            self._ended_by_client = True  # its end, or a half-close: not a dropped connection
             self._listener.end()  # the ASR flushes the utterance in progress
             await asyncio.wait([listening], timeout=self._config.backends.backend_timeout_s)
             if self._turn_task is not None:  # a final transcript may just have started one
@@ -184,6 +183,7 @@ class Conversation:
             elif isinstance(item, Truncate):
                 self._truncate(item.turn_id, item.audio_end_ms)
             elif isinstance(item, EndOfInput):
+                self._ended_by_client = True  # not resumable: inputs that just stop (a drop) leave it so
                 return
 
     def _on_text(self, text: str, *, respond: bool) -> None:

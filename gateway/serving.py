@@ -3,7 +3,6 @@ inputs and events (gateway/events.py). gateway/app.py runs it beside the Realtim
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import logging
@@ -45,7 +44,7 @@ class ConverseService(gateway_pb2_grpc.GatewayServicer):
                 await app.admission.end(context, error)
             log.debug("converse from %s", caller)
         missing = "the stream ended before its SessionConfig"
-        open_stream = functools.partial(self._open, caller=caller or ANONYMOUS.name, context=context)
+        open_stream = functools.partial(self._open, caller=caller or ANONYMOUS.name)
         opened = serve_stream(app.admission, context, request_iterator, open_stream, missing=missing, caller=caller)
         async for response in opened:
             yield response
@@ -57,7 +56,6 @@ class ConverseService(gateway_pb2_grpc.GatewayServicer):
         responses: EventStream[gateway_pb2.ConverseResponse],
         *,
         caller: str,
-        context: grpc.aio.ServicerContext,
     ) -> Started:
         """A new conversation, or (``resume_conversation_id``) the caller's dropped one, with what it had."""
         app, records = self._app, self._app.records
@@ -93,16 +91,14 @@ class ConverseService(gateway_pb2_grpc.GatewayServicer):
             recorder=recorder,
             resumption=resumption,
         )
-        run = conversation.run(to_inputs(requests, context))
+        run = conversation.run(to_inputs(requests))
         return Started(records.serving_run(conversation_id, run), conversation.close)
 
 
-async def to_inputs(
-    requests: AsyncIterator[gateway_pb2.ConverseRequest], context: grpc.aio.ServicerContext | None = None
-) -> AsyncIterator[events.Input]:
-    """The messages after the SessionConfig, as the conversation's inputs; InvalidArgument on any other. The
-    requests ending without ``end`` are a half-close (the client is done) unless the client cancelled the call:
-    then, as a dropped connection, the conversation stays resumable (CancelledError)."""
+async def to_inputs(requests: AsyncIterator[gateway_pb2.ConverseRequest]) -> AsyncIterator[events.Input]:
+    """The messages after the SessionConfig, as the conversation's inputs; InvalidArgument on any other.
+    Requests that stop without ``end`` (a half-close, a cancelled call, a dropped connection: the server
+    cannot always tell them apart) leave the conversation resumable."""
     async for request in requests:
         kind = request.WhichOneof("request")
         if kind == "audio":
@@ -117,9 +113,6 @@ async def to_inputs(
         else:
             what = "a second SessionConfig" if kind == "config" else "a message with no audio, text, truncate or end"
             raise InvalidArgument(f"expected audio, text, truncate or end after the SessionConfig, got {what}")
-    await asyncio.sleep(0)  # the cancellation, if that is what ended the requests, is seen by now
-    if context is not None and (context.cancelled() or context.done()):
-        raise asyncio.CancelledError("the client cancelled the call")
 
 
 def _put(responses: EventStream[gateway_pb2.ConverseResponse], response: gateway_pb2.ConverseResponse | None) -> None:

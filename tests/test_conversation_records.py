@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import itertools
 import os
 import signal
 import threading
@@ -33,6 +34,7 @@ from voice_ops.samples import save
 
 KEY_ALICE, KEY_BOB = "records-key-alice", "records-key-bob"
 TURN_TIMEOUT_S = 90.0
+TURN_TRIES = 3
 QUESTION = "I have a job interview next week and I feel nervous"
 
 
@@ -152,30 +154,43 @@ class Stream:
         while (request := await self.outgoing.get()) is not None:
             yield request
 
-    async def next(self, kind: str, timeout_s: float = TURN_TIMEOUT_S) -> gateway_pb2.ConverseResponse:
+    async def next(
+        self, kind: str | tuple[str, ...], timeout_s: float = TURN_TIMEOUT_S
+    ) -> gateway_pb2.ConverseResponse:
+        kinds = (kind,) if isinstance(kind, str) else kind
         async with asyncio.timeout(timeout_s):
             while True:
                 event = await self.call.read()
                 assert event is not grpc.aio.EOF, f"the stream ended before {kind}"
                 self.events.append((time.perf_counter(), event))
-                if event.WhichOneof("event") == kind:
+                if event.WhichOneof("event") in kinds:
                     return event
 
     async def turn(self, text: str) -> gateway_pb2.TurnMetrics:
-        self.outgoing.put_nowait(gateway_pb2.ConverseRequest(text=text))
-        while True:
-            metrics = (await self.next("turn_metrics")).turn_metrics
-            if not metrics.interrupted:
-                return metrics
+        """A typed turn, answered. A turn the LLM failed (a stall: on this shared machine other processes
+        starve it at times) is asked again, as a user would: the conversation goes on after a failed turn."""
+        for _ in range(TURN_TRIES):
+            self.outgoing.put_nowait(gateway_pb2.ConverseRequest(text=text))
+            while True:
+                event = await self.next(("turn_metrics", "error"))
+                if event.HasField("error"):
+                    if event.error.backend == "llm":
+                        break
+                    raise AssertionError(f"the turn failed: {event.error}")
+                if not event.turn_metrics.interrupted:
+                    return event.turn_metrics
+        raise AssertionError(f"the LLM failed {TURN_TRIES} turns in a row")
 
     async def speak(self, pcm: bytes, rate: int, chunk_ms: int = 20) -> None:
-        """Real-time microphone audio; ``sent`` keeps when each chunk went (by its offset in ms)."""
+        """Real-time microphone audio, then silence until cancelled (a microphone: the session never goes
+        idle); ``sent`` keeps when each chunk went (by its offset in ms)."""
         step = rate * chunk_ms // 1000 * 2
         started = time.perf_counter()
-        for number, start in enumerate(range(0, len(pcm), step)):
+        for number in itertools.count():
             await asyncio.sleep(max(0.0, started + number * chunk_ms / 1000 - time.perf_counter()))
             self.sent[number * chunk_ms] = time.perf_counter()
-            self.outgoing.put_nowait(gateway_pb2.ConverseRequest(audio=pcm[start : start + step].ljust(step, b"\0")))
+            chunk = pcm[number * step : (number + 1) * step].ljust(step, b"\0")
+            self.outgoing.put_nowait(gateway_pb2.ConverseRequest(audio=chunk))
 
     async def end(self) -> None:
         self.outgoing.put_nowait(gateway_pb2.ConverseRequest(end=gateway_pb2.ConverseRequest.EndSession()))
@@ -340,7 +355,7 @@ async def test_the_records_are_complete_after_a_drain_and_the_recording_is_align
     with running("gateway", tmp_path / "gateway.log", *args) as gateway:
         stream = Stream(gateway.address, KEY_ALICE, session_config(sample.audio.sample_rate))
         conversation_id = (await stream.next("session_started")).session_started.conversation_id
-        speaking = asyncio.create_task(stream.speak(sample.audio.data + b"\0" * 64_000, sample.audio.sample_rate))
+        speaking = asyncio.create_task(stream.speak(sample.audio.data, sample.audio.sample_rate))
         first_audio = await stream.next("agent_audio")
         heard_at = stream.events[-1][0]
         await stream.next("turn_metrics")
@@ -375,7 +390,7 @@ async def test_the_records_are_complete_after_a_drain_and_the_recording_is_align
     heard = onset_ms(reply, rate=first_audio.agent_audio.sample_rate_hz)
     client_gap_ms = (heard_at - said_at) * 1000 + heard
     assert abs((agent_onset - user_onset) - client_gap_ms) <= 50, (agent_onset, user_onset, client_gap_ms)
-    assert abs(agent_onset - agent.start_ms) <= 50  # the item sits where its audio does
+    assert abs(agent_onset - (agent.start_ms + heard)) <= 50  # the item sits where its audio does
     assert user_onset - 300 <= user.start_ms <= user_onset + 300  # the ASR's speech start (its VAD's margins)
 
 

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 SETTLE_MS = 3000
 FLUSH_INTERVAL_S = 1.0
 SAMPLES_PER_MS = RECORDING_SAMPLE_RATE_HZ / 1000
+RECENT_UTTERANCES = 16  # utterances still waiting for their final transcript
 
 
 @dataclass
@@ -154,6 +155,8 @@ class Recorder:
 
     def speech_started(self, utterance_id: int, started_at: float) -> None:
         self._utterances[utterance_id] = _Utterance(self.clock.ms(started_at))
+        while len(self._utterances) > RECENT_UTTERANCES:  # speech that had no final (an echo, noise)
+            del self._utterances[next(iter(self._utterances))]
 
     def user_audio(self, pcm: bytes) -> None:
         if not self.record_audio:
