@@ -27,7 +27,7 @@ var VoiceAgentClient = (() => {
   var __privateSet = (obj, member, value, setter) => (__accessCheck(obj, member, "write to private field"), setter ? setter.call(obj, value) : member.set(obj, value), value);
   var __privateMethod = (obj, member, method) => (__accessCheck(obj, member, "access private method"), method);
 
-  // clients/js/src/browser-entry.js
+  // src/browser-entry.js
   var browser_entry_exports = {};
   __export(browser_entry_exports, {
     ClockPlayer: () => ClockPlayer,
@@ -51,7 +51,7 @@ var VoiceAgentClient = (() => {
     toInt16: () => toInt16
   });
 
-  // clients/js/src/audio.js
+  // src/audio.js
   var FRAME_MS = 20;
   var now = () => globalThis.performance?.now ? globalThis.performance.now() : Date.now();
   function toInt16(pcm) {
@@ -206,7 +206,7 @@ var VoiceAgentClient = (() => {
     }
   };
 
-  // clients/js/src/errors.js
+  // src/errors.js
   var FINAL_CODES = /* @__PURE__ */ new Set([
     "UNAUTHENTICATED",
     "PERMISSION_DENIED",
@@ -251,7 +251,7 @@ var VoiceAgentClient = (() => {
   }
   var DEFAULT_RECONNECT = Object.freeze({ maxAttempts: 10, baseDelayMs: 250, maxDelayMs: 8e3 });
 
-  // clients/js/src/realtime.js
+  // src/realtime.js
   var REALTIME_RATE = 24e3;
   var KEY_PROTOCOL_PREFIX = "openai-insecure-api-key.";
   var GRPC_CODES = /^[A-Z_]+$/;
@@ -443,7 +443,7 @@ var VoiceAgentClient = (() => {
     };
   }
 
-  // clients/js/src/emitter.js
+  // src/emitter.js
   var _listeners, _queues;
   var Emitter = class {
     constructor() {
@@ -517,7 +517,7 @@ var VoiceAgentClient = (() => {
   _listeners = new WeakMap();
   _queues = new WeakMap();
 
-  // clients/js/src/session.js
+  // src/session.js
   var SENT_LOG_MS = 6e4;
   var _random, _connection, _closing, _wakeSleep, _pending, _everOpen, _resamplers, _framer, _sentMs, _sentLog, _pendingEndAt, _dropping, _started, _run, _VoiceSession_instances, loop_fn, oneConnection_fn, sleep_fn, require_fn, sendFrame_fn, logSent_fn, sentAt_fn, onEvent_fn, onStarted_fn, turn_fn, onAudio_fn, interrupt_fn, onMetrics_fn;
   var VoiceSession = class extends Emitter {
@@ -806,7 +806,7 @@ var VoiceAgentClient = (() => {
     });
   };
 
-  // clients/js/src/conversations.js
+  // src/conversations.js
   var _ConversationsClient_instances, request_fn;
   var ConversationsClient = class {
     /**
@@ -855,12 +855,12 @@ var VoiceAgentClient = (() => {
     throw new VoiceError(error.code ?? `HTTP_${response.status}`, error.message ?? response.statusText);
   };
 
-  // clients/js/src/realtime-entry.js
+  // src/realtime-entry.js
   function createRealtimeSession(options) {
     return new VoiceSession(new RealtimeTransport(options), options);
   }
 
-  // clients/js/src/browser.js
+  // src/browser.js
   var MicrophoneCapture = class {
     constructor(context, { workletUrl = "pcm-worklet.js", chunkMs = 40, onAudio } = {}) {
       this.context = context;

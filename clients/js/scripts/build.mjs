@@ -14,6 +14,7 @@ const web = check >= 0 ? process.argv[check + 1] : here("../../../gateway/web");
 if (check < 0) cpSync(here("../../../protos"), here("../protos"), { recursive: true });
 mkdirSync(web, { recursive: true });
 await build({
+  absWorkingDir: here(".."), // the bundle's path comments the same from any folder
   entryPoints: [here("../src/browser-entry.js")],
   bundle: true,
   format: "iife",
