@@ -519,7 +519,7 @@ var VoiceAgentClient = (() => {
 
   // src/session.js
   var SENT_LOG_MS = 6e4;
-  var _random, _connection, _closing, _wakeSleep, _pending, _everOpen, _resamplers, _framer, _sentMs, _sentLog, _pendingEndAt, _dropping, _started, _run, _VoiceSession_instances, loop_fn, oneConnection_fn, sleep_fn, require_fn, sendFrame_fn, logSent_fn, sentAt_fn, onEvent_fn, onStarted_fn, turn_fn, onAudio_fn, interrupt_fn, onMetrics_fn;
+  var _random, _connection, _closing, _wakeSleep, _pending, _everOpen, _resamplers, _framer, _sentMs, _sentLog, _pendingEndAt, _dropping, _replying, _started, _run, _VoiceSession_instances, loop_fn, oneConnection_fn, sleep_fn, require_fn, sendFrame_fn, logSent_fn, sentAt_fn, onEvent_fn, onStarted_fn, turn_fn, onAudio_fn, interrupt_fn, onMetrics_fn;
   var VoiceSession = class extends Emitter {
     /**
      * @param {object} transport realtime.js's RealtimeTransport or grpc.js's GrpcTransport
@@ -545,6 +545,8 @@ var VoiceAgentClient = (() => {
       // when the user's turn ended (now()'s ms), for the next reply's client e2e
       __privateAdd(this, _dropping, /* @__PURE__ */ new Set());
       // turns whose audio an interruption flushed: their late chunks are not played
+      __privateAdd(this, _replying, null);
+      // the turn whose audio is arriving and whose metrics have not: the reply in progress
       __privateAdd(this, _started, null);
       // {resolve, reject} of connect()
       __privateAdd(this, _run, null);
@@ -618,6 +620,7 @@ var VoiceAgentClient = (() => {
   _sentLog = new WeakMap();
   _pendingEndAt = new WeakMap();
   _dropping = new WeakMap();
+  _replying = new WeakMap();
   _started = new WeakMap();
   _run = new WeakMap();
   _VoiceSession_instances = new WeakSet();
@@ -727,9 +730,11 @@ var VoiceAgentClient = (() => {
       case "speechEnded":
         __privateSet(this, _pendingEndAt, __privateMethod(this, _VoiceSession_instances, sentAt_fn).call(this, event.offsetMs ?? __privateGet(this, _sentMs)));
         return this.emit("speechEnded", event);
-      case "bargeIn":
-        if (this.player.playing) __privateMethod(this, _VoiceSession_instances, interrupt_fn).call(this, this.player.clock?.turnId ?? null);
+      case "bargeIn": {
+        const turnId = this.player.playing ? this.player.clock?.turnId ?? __privateGet(this, _replying) : __privateGet(this, _replying);
+        if (turnId !== null) __privateMethod(this, _VoiceSession_instances, interrupt_fn).call(this, turnId);
         return;
+      }
       case "interruption":
         __privateMethod(this, _VoiceSession_instances, interrupt_fn).call(this, event.turnId);
         return this.emit("interruption", event);
@@ -775,6 +780,7 @@ var VoiceAgentClient = (() => {
   onAudio_fn = function(event) {
     if (__privateGet(this, _dropping).has(event.turnId)) return;
     const turn = __privateMethod(this, _VoiceSession_instances, turn_fn).call(this, event.turnId, event.itemId);
+    __privateSet(this, _replying, event.turnId);
     const startsAt = this.player.enqueue(event.turnId, event.samples, event.sampleRate);
     if (turn.audioMs === 0 && __privateGet(this, _pendingEndAt) !== null) {
       turn.clientE2eMs = Math.max(0, startsAt - __privateGet(this, _pendingEndAt));
@@ -796,8 +802,9 @@ var VoiceAgentClient = (() => {
     this.emit("truncated", { turnId: id, itemId: turn.itemId, audioEndMs, audioMs: Math.round(turn.audioMs) });
   };
   onMetrics_fn = function(event) {
-    if (event.interrupted && this.player.playing && this.player.clock?.turnId === event.turnId) __privateMethod(this, _VoiceSession_instances, interrupt_fn).call(this, event.turnId);
+    if (__privateGet(this, _replying) === event.turnId) __privateSet(this, _replying, null);
     const turn = __privateMethod(this, _VoiceSession_instances, turn_fn).call(this, event.turnId);
+    if (event.interrupted && turn.truncatedMs === null && turn.audioMs > 0) __privateMethod(this, _VoiceSession_instances, interrupt_fn).call(this, event.turnId);
     this.emit("turnMetrics", {
       ...event,
       clientE2eMs: turn.clientE2eMs,

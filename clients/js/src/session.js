@@ -38,6 +38,7 @@ export class VoiceSession extends Emitter {
   #sentLog = []; // {endMs, at}: when each frame left, by its end in stream audio time
   #pendingEndAt = null; // when the user's turn ended (now()'s ms), for the next reply's client e2e
   #dropping = new Set(); // turns whose audio an interruption flushed: their late chunks are not played
+  #replying = null; // the turn whose audio is arriving and whose metrics have not: the reply in progress
   #started = null; // {resolve, reject} of connect()
   #run = null;
 
@@ -212,9 +213,13 @@ export class VoiceSession extends Emitter {
       case "speechEnded":
         this.#pendingEndAt = this.#sentAt(event.offsetMs ?? this.#sentMs);
         return this.emit("speechEnded", event);
-      case "bargeIn": // the Realtime convention: the client stops its playout as soon as the user speaks
-        if (this.player.playing) this.#interrupt(this.player.clock?.turnId ?? null);
+      case "bargeIn": {
+        // The Realtime convention: the client stops its playout as soon as the user speaks, over audio
+        // playing or over a reply still arriving (its playout may have run dry between two chunks).
+        const turnId = this.player.playing ? (this.player.clock?.turnId ?? this.#replying) : this.#replying;
+        if (turnId !== null) this.#interrupt(turnId);
         return;
+      }
       case "interruption":
         this.#interrupt(event.turnId);
         return this.emit("interruption", event);
@@ -263,6 +268,7 @@ export class VoiceSession extends Emitter {
   #onAudio(event) {
     if (this.#dropping.has(event.turnId)) return;
     const turn = this.#turn(event.turnId, event.itemId);
+    this.#replying = event.turnId;
     const startsAt = this.player.enqueue(event.turnId, event.samples, event.sampleRate);
     if (turn.audioMs === 0 && this.#pendingEndAt !== null) {
       turn.clientE2eMs = Math.max(0, startsAt - this.#pendingEndAt);
@@ -287,9 +293,11 @@ export class VoiceSession extends Emitter {
   }
 
   #onMetrics(event) {
-    // A reply the gateway cut short (Realtime: response.done "cancelled") stops playing here too.
-    if (event.interrupted && this.player.playing && this.player.clock?.turnId === event.turnId) this.#interrupt(event.turnId);
+    if (this.#replying === event.turnId) this.#replying = null;
     const turn = this.#turn(event.turnId);
+    // A reply the gateway cut short (Realtime: response.done "cancelled") stops here too, and what was heard
+    // of it is reported, if the user's speech did not already.
+    if (event.interrupted && turn.truncatedMs === null && turn.audioMs > 0) this.#interrupt(event.turnId);
     this.emit("turnMetrics", {
       ...event,
       clientE2eMs: turn.clientE2eMs,
