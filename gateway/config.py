@@ -18,6 +18,7 @@ import grpc
 from gateway.latency import LATENCY_MODES, MODE_SILENCE_MS, LatencyPlan
 from gateway.llm import LlmSettings
 from gateway.persona import DEFAULT_SYSTEM_PROMPT
+from gateway.records.store import redacted
 from voice_agent import tls
 from voice_agent.config import ServerConfig, SettingGroup, setting
 from voice_agent.contract import (
@@ -360,6 +361,12 @@ class GatewayConfig(ServerConfig):
             "first_phrase_words": self.latency.first_phrase_words,
             "llm_model": self.backends.llm_model,
             "llm_max_tokens": self.backends.llm_max_tokens,
+            "records": {
+                "records_url": redacted(self.records.records_url),
+                "recordings": bool(self.records.recordings_url),
+                "record": self.records.record,
+                "memory": self.records.memory,
+            },
         }
 
     def validate(self) -> None:
