@@ -216,6 +216,15 @@ def test_the_pure_logic_suite() -> None:
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
 
 
+def test_the_grpc_status_suite(installed: None) -> None:
+    """A stream's end as a session sees it: the gateway's ErrorEvent over grpc's made-up INTERNAL, the retry
+    hint from the trailers, a lost connection; no server."""
+    done = subprocess.run(
+        [str(NODE), *NODE_TEST, "test/grpc-status.test.mjs"], cwd=JS, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+
+
 def test_the_browser_bundle_is_current(installed: None, tmp_path: Path) -> None:
     """gateway/web's copy of the SDK (voice-agent-client.js) and its worklet are what `make clients` builds now."""
     subprocess.run([str(NODE), "scripts/build.mjs", "--check", str(tmp_path)], cwd=JS, check=True, timeout=60)

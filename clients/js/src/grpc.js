@@ -199,25 +199,26 @@ class GrpcConnection {
   }
 
   #onStatus(status) {
-    if (status.code === grpc.status.OK || (this.closing && status.code === grpc.status.CANCELLED)) {
-      this.sink.ended(null);
-      return;
-    }
-    // The gateway's ErrorEvent came first and names the real cause: the status may be grpc's made-up INTERNAL.
-    if (this.gatewayError) {
-      this.sink.ended(this.gatewayError);
-      return;
-    }
-    const code = STATUS_NAMES[status.code] ?? "UNKNOWN";
-    const hint = status.metadata?.get("retry-after-ms")?.[0];
-    const retryAfterMs = hint !== undefined && /^\d+$/.test(String(hint)) ? Number(hint) : null;
-    this.sink.ended(
-      new VoiceError(code, status.details || code, {
-        retryAfterMs,
-        transportLost: code === "UNAVAILABLE" && retryAfterMs === null,
-      }),
-    );
+    this.sink.ended(endError(status, this.gatewayError, this.closing));
   }
+}
+
+/**
+ * Why a Converse stream ended (null: normally). The gateway's ErrorEvent, when one came, names the cause:
+ * a stream that ends while the client is still writing may report grpc's made-up INTERNAL instead of the
+ * gateway's status (grpc/grpc#36066). Else the status, with its retry-after-ms trailer; UNAVAILABLE with no
+ * hint is a lost connection.
+ */
+export function endError(status, gatewayError, closing) {
+  if (status.code === grpc.status.OK || (closing && status.code === grpc.status.CANCELLED)) return null;
+  if (gatewayError) return gatewayError;
+  const code = STATUS_NAMES[status.code] ?? "UNKNOWN";
+  const hint = status.metadata?.get("retry-after-ms")?.[0];
+  const retryAfterMs = hint !== undefined && /^\d+$/.test(String(hint)) ? Number(hint) : null;
+  return new VoiceError(code, status.details || code, {
+    retryAfterMs,
+    transportLost: code === "UNAVAILABLE" && retryAfterMs === null,
+  });
 }
 
 function metrics(body) {
