@@ -27,8 +27,8 @@ ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
+	@echo "make clients   the client SDKs (clients/: TypeScript, Java) and the browser bundle of the page"
 	@echo "make test-unit   the tests that need no model and no service, in under a minute: run on every change"
-	@echo "make clients   the client SDKs (clients/java: javac and jar)"
 	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | bench-turn-end | bench-turns | bench-aec | bench-personas | bench-records | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
@@ -60,16 +60,32 @@ $(STAMP): pyproject.toml Makefile services/llm/build_llama_cpp.sh
 	$(BIN)/voice-agent models
 	@touch $@
 
-# The client SDKs: the Java one with javac and jar (clients/java/Makefile; a second run does no work).
-clients: clients-java
-
-clients-java: setup
-	$(MAKE) -C clients/java all
-
 test: setup $(ENVOY_STAMP) clients
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# ---- the client SDKs (issue 26, docs/clients.md): `make clients` builds each (clients-java is the Java SDK's)
+.PHONY: clients clients-js
+clients: clients-js clients-java
+
+# The Java SDK (clients/java/Makefile: javac and jar; a second run does no work).
+clients-java: setup
+	$(MAKE) -C clients/java all
+
+# The TypeScript SDK (clients/js): its npm packages from package-lock.json, then the protos beside it and the
+# browser bundle the gateway's page loads (gateway/web/voice-agent-client.js, a test checks it is current).
+# npm 11 holds back install scripts until approved; none is needed here, so none runs (--ignore-scripts):
+# protobufjs's only warns about version schemes, esbuild's only checks the binary its platform package ships.
+JS_STAMP := clients/js/node_modules/.installed
+
+clients-js: $(JS_STAMP)
+	node clients/js/scripts/build.mjs
+
+$(JS_STAMP): clients/js/package.json clients/js/package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; }
+	cd clients/js && npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
 
 # The tests that need no model and no service process (marked `unit`): the core scripted event by event
 # (tests/scripted.py), the pure logic, the layout; under a minute. Run them on every change.
@@ -227,7 +243,7 @@ bench-aec: setup
 	$(BIN)/python -m benchmarks.aec
 
 clean: down
-	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) .pytest_cache .ruff_cache demo-output loadtest/results clients/java/build
+	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) clients/js/node_modules clients/js/protos clients/java/build .pytest_cache .ruff_cache demo-output loadtest/results
 
 # ---- container images (deploy/docker/, docs/deploy.md) ----
 # Built from the repo root, tagged $(REGISTRY)/voice-agent-<image>:$(VERSION), the names the chart
