@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import io
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile
-from scripted import ScriptedReply, ScriptedSession
+from scripted import ScriptedLlm, ScriptedReply, ScriptedSession
 
 from gateway.config import GatewayConfig
 from gateway.events import AgentAudio, CancelReply, Interruption, SessionStarted, Truncate, Truncated, TurnMetrics
@@ -215,3 +216,23 @@ async def test_memory_summarizes_an_ended_conversation_and_gives_it_to_the_next(
     assert await records.memory_for("bob", session_record) == ""  # another caller's are not its own
     off = records.session(SessionChoices(input_sample_rate=16_000), record=False, memory=False)
     assert await records.memory_for("alice", off) == ""
+
+
+async def test_a_summary_waits_until_no_conversation_is_live(tmp_path: Path) -> None:
+    """The embedded LLM serves one request at a time: a summary written while a conversation is live would
+    hold that conversation's next reply behind it. So it waits until this gateway is idle."""
+    records = await records_on(tmp_path, memory=True)
+    llm = ScriptedLlm()
+    llm.replies(["Sam", " prepares", " a", " talk."])
+    records._llm = lambda: llm
+    live_ends = asyncio.Event()
+    live = asyncio.create_task(records.serving_run(new_conversation_id(), live_ends.wait()))
+    await asyncio.sleep(0)
+    ended = SimpleNamespace(conversation_id=new_conversation_id())
+    records.summarize(ended, [{"role": "user", "content": "I give a talk on Friday."}])  # type: ignore[arg-type]
+    await asyncio.sleep(0.3)
+    assert llm.requests == []  # a conversation is live: the summary waits
+    live_ends.set()
+    await live
+    assert await records.flush(5)
+    assert len(llm.requests) == 1 and "Client: I give a talk" in llm.requests[0][1]["content"]

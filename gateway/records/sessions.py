@@ -19,6 +19,7 @@ dropped one, the memory of the caller's earlier ones, and the summary written wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,9 @@ MEMORY_CONVERSATIONS = 3
 SUMMARY_TOKENS = 60
 SUMMARY_INPUT_CHARS = 4000  # the end of a long conversation is what a summary needs
 STORE_TIMEOUT_S = 5.0
+# A summary waits until no conversation is live here, since the embedded LLM serves one request at a time and
+# a live conversation's next reply would queue behind it; a gateway never idle that long writes it anyway.
+SUMMARY_MAX_WAIT_S = 300.0
 MEMORY_PREFACE = "\n\nWhat you know from earlier sessions with this client:\n"
 SUMMARY_PROMPT = (
     "Summarize this coaching session in one or two short sentences for the coach's notes: the client's goal,"
@@ -108,6 +112,8 @@ class Records:
         self._llm = llm
         self._live: dict[str, Callable[[], Awaitable[None]]] = {}  # conversation id: what closes its stream
         self._summaries: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()  # set while no conversation is live in this process
+        self._idle.set()
 
     def start(self) -> None:
         self.writer.start()
@@ -206,11 +212,14 @@ class Records:
             await asyncio.wait([task], timeout=STORE_TIMEOUT_S)
 
         self._live[conversation_id] = close
+        self._idle.clear()
         try:
             await run
         finally:
             if self._live.get(conversation_id) is close:
                 del self._live[conversation_id]
+            if not self._live:
+                self._idle.set()
 
     def summarize(self, recorder: Recorder, transcript: list[dict[str, str]]) -> None:
         """Writes the conversation's summary, in the background: the stream that ended does not wait."""
@@ -222,6 +231,8 @@ class Records:
 
     async def _summarize(self, conversation_id: str, transcript: list[dict[str, str]]) -> None:
         assert self._llm is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), SUMMARY_MAX_WAIT_S)
         lines = "\n".join(f"{'Client' if t['role'] == 'user' else 'Coach'}: {t['content']}" for t in transcript)
         messages = [
             {"role": "system", "content": SUMMARY_PROMPT},
