@@ -3,9 +3,14 @@
 One object per conversation (``SpeechOverAgent``) owns it all: it holds the agent's audio at the speech's
 start (cancelling nothing), feeds the transcripts to gateway/turn_taking's decider, and acts on the
 decision: an interruption cancels the turn (through the conversation's hooks), a backchannel, noise or
-the agent's echo lets the held audio go on where it stopped. Speech that reads as the agent's echo is
-heard again with the echo removed (the Listener's ``words_over_echo``), while it goes on and at its final:
-words said over the echo interrupt, and are the user's turn. With the decision off (barge-in only), speech
+the agent's echo lets the held audio go on where it stopped. Before the final, the held audio goes on only
+when it is sure to: the words so far are acknowledgements alone ("yeah", "right, right"; two other words
+may be a sentence's start, "Oh, hello"), or they read as the agent's echo *and* the signal says so (the
+agent's audio found in the microphone with nothing more: ``OverEcho.ECHO_ONLY``); words that read as echo
+and are not shown to be stay held to the final (issue 24: a sentence said over the echo played on, and was
+decided after the reply had ended). Speech that reads as the agent's echo is heard again with the echo
+removed (the Listener's ``words_over_echo``), at once, every OVER_ECHO_CHECK_MS while it goes on, and at its
+final: words said over the echo interrupt, and are the user's turn. With the decision off (barge-in only), speech
 over the agent interrupts at once, or after ``barge_in_min_speech_ms`` of it.
 
 It knows the agent's turns only as the conversation reports them (``OverlapHooks``), and changes the
@@ -27,7 +32,14 @@ from gateway.listening import Listener
 from gateway.observer import ConversationObserver
 from gateway.session_settings import SessionSettings
 from gateway.turn import AgentTurn
-from gateway.turn_taking import OVER_ECHO_CHECK_MS, Decision, InterruptionDecider, Kind, is_echo
+from gateway.turn_taking import (
+    OVER_ECHO_CHECK_MS,
+    Decision,
+    InterruptionDecider,
+    Kind,
+    is_echo,
+    only_acknowledgements,
+)
 
 
 class OverlapHooks(Protocol):
@@ -181,16 +193,19 @@ class SpeechOverAgent:
             self._held.hold_audio()
         self._decider = InterruptionDecider(self._settings.turn_taking.techniques)
         self._started_at = started_at
-        self._over_echo_check, self._over_echo_checked_ms = None, 0.0
+        self._over_echo_check, self._over_echo_checked_ms = None, -OVER_ECHO_CHECK_MS  # the first check: at once
 
     def _act(self, decision: Decision) -> None:
-        """What the decider said: interrupt now, let the audio go on (a provisional backchannel or echo:
-        the words so far), or, once final, report it and record a backchannel."""
+        """What the decider said: interrupt now; let the audio go on on a provisional decision that is sure
+        (acknowledgements alone; the echo only once the signal shows it: ``_check_over_echo``); or, once
+        final, report it and record a backchannel."""
         if decision.pending:
             return
         held = self._held
-        if not decision.final and held is not None:
-            held.resume_audio()
+        if not decision.final:
+            sure = decision.kind is Kind.BACKCHANNEL and only_acknowledgements(decision.text)
+            if sure and held is not None:
+                held.resume_audio()
             return
         self._decider, self._held = None, None
         self._conclude(decision, held, self._started_at)
@@ -244,7 +259,8 @@ class SpeechOverAgent:
     # when its final transcript reads as echo.
 
     def _check_over_echo(self, speech_ms: float) -> None:
-        """During an utterance whose interims read as echo: the words over the echo, if any, interrupt."""
+        """During an utterance whose interims read as echo: the words over the echo, if any, interrupt; the
+        agent's echo with nothing more lets the held audio go on."""
         running = self._over_echo_check is not None and not self._over_echo_check.done()
         if running or speech_ms < self._over_echo_checked_ms + OVER_ECHO_CHECK_MS:
             return
@@ -252,10 +268,14 @@ class SpeechOverAgent:
         decider, agent_words = self._decider, self.agent_words()
 
         async def check() -> None:
-            words = await self._words_over_echo(agent_words)
-            if words and self._decider is decider:  # still deciding this utterance
+            outcome, words = await self._heard_over_echo(agent_words)
+            if self._decider is not decider:
+                return  # that utterance is decided
+            if words:
                 self._over_echo_words = words
                 self._act(Decision(Kind.INTERRUPTION, final=True, text=words))
+            elif outcome is OverEcho.ECHO_ONLY and self._held is not None:
+                self._held.resume_audio()  # the signal shows the echo alone: sure enough to play on
 
         self._over_echo_check = self._spawn(check(), "over-echo")
 
@@ -269,7 +289,7 @@ class SpeechOverAgent:
         agent_words, utterance_id = self.agent_words(), self._listener.utterance_id
 
         async def check() -> None:
-            words = await self._words_over_echo(agent_words)
+            _, words = await self._heard_over_echo(agent_words)
             decision = Decision(Kind.INTERRUPTION, final=True, text=words) if words else echo
             self._conclude(decision, held, started_at, during_utterance=False)
             if words:
@@ -278,8 +298,9 @@ class SpeechOverAgent:
 
         self._spawn(check(), "echo-after")
 
-    async def _words_over_echo(self, agent_words: str) -> str:
-        """The user's words over the echo in the last utterance, if they interrupt; else ""."""
+    async def _heard_over_echo(self, agent_words: str) -> tuple[OverEcho, str]:
+        """What the last utterance held besides the echo, and the user's words over it if they interrupt
+        (else "")."""
         heard = await self._listener.words_over_echo(self._config.backends.backend_timeout_s)
         outcome, words = heard.outcome, heard.words
         if words:
@@ -288,7 +309,7 @@ class SpeechOverAgent:
                 (OverEcho.INTERRUPTION, words) if decision.interrupts else (OverEcho.NOT_AN_INTERRUPTION, "")
             )
         self._observer.heard_over_echo(outcome)
-        return words
+        return outcome, words
 
     def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)

@@ -23,6 +23,7 @@ from voice_agent.errors import Draining
 pytestmark = pytest.mark.unit
 
 REPLY = ["Take", " two", " slow", " breaths", " before", " you", " start", " your", " talk", "."]
+LONG_REPLY = [*REPLY, " Then", " look", " at", " one", " friendly", " face", ".", " Then", " begin", " slowly", "."]
 
 
 async def test_a_plain_turn() -> None:
@@ -156,6 +157,62 @@ async def test_the_agents_echo_is_no_user_turn() -> None:
         assert [t.text for t in session.of(Transcript) if t.final] == ["How do I calm down before a talk?"]
         assert len(session.llm.requests) == 1
         assert [m["role"] for m in session.history()] == ["user", "assistant"]
+
+
+async def test_the_first_words_of_a_sentence_keep_the_agent_held() -> None:
+    # Issue 24: "I think" is two words that are no acknowledgement: the start of a sentence as often as a
+    # backchannel, so the agent's audio stays held (it resumed there, and played over the sentence).
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session, LONG_REPLY)
+        session.asr.speech_started()
+        await session.settle()
+        held = len(session.audio_sequence(turn_id))
+        session.asr.interim("I think")
+        await session.settle(1.0)
+        assert len(session.audio_sequence(turn_id)) == held
+        session.asr.interim("I think the problem is my manager.")
+        session.asr.speech_ended()
+        session.asr.final("I think the problem is my manager.")
+        decision = await session.next(InterruptionDecision)
+        assert decision.kind == "interruption" and decision.turn_id == turn_id
+        assert (await session.next(Interruption)).turn_id == turn_id
+
+
+async def test_an_acknowledgement_lets_the_held_audio_go_on_before_its_final() -> None:
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session)
+        session.asr.speech_started()
+        await session.settle(0.3)
+        held = len(session.audio_sequence(turn_id))
+        session.asr.interim("Right, right.")
+        await session.settle(0.3)
+        assert len(session.audio_sequence(turn_id)) > held  # goes on while the final is still to come
+        session.asr.speech_ended()
+        session.asr.final("Right, right.")
+        assert (await session.next(InterruptionDecision)).kind == "backchannel"
+
+
+async def test_words_that_read_as_echo_keep_the_agent_held_until_the_signal_or_the_final_says_so() -> None:
+    # Issue 24: words that read as the agent's echo went on playing at once, and a sentence said over the
+    # echo was decided after the reply had ended. The scripted microphone holds no echo of the agent (its
+    # audio is silence), so nothing shows the words to be echo: the audio stays held until the final.
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session)
+        await session.settle(0.3)
+        session.asr.speech_started()
+        await session.settle()
+        session.asr.interim("Take two slow")
+        await session.settle(0.3)
+        held = len(session.audio_sequence(turn_id))
+        await session.settle(0.3)
+        assert len(session.audio_sequence(turn_id)) == held
+        session.asr.speech_ended()
+        session.asr.final("Take two slow breaths.")
+        assert (await session.next(InterruptionDecision)).kind == "echo"
+        metrics = await session.next(TurnMetrics, timeout_s=5)
+        assert metrics.turn_id == turn_id and not metrics.interrupted
+        sequence = session.audio_sequence(turn_id)
+        assert sequence == list(range(len(sequence)))  # every chunk, in order: nothing lost
 
 
 async def test_an_asr_failure_mid_turn_is_reported_and_the_next_turn_works() -> None:
