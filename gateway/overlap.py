@@ -10,7 +10,9 @@ agent's audio found in the microphone with nothing more: ``OverEcho.ECHO_ONLY``)
 and are not shown to be stay held to the final (issue 24: a sentence said over the echo played on, and was
 decided after the reply had ended). Speech that reads as the agent's echo is heard again with the echo
 removed (the Listener's ``words_over_echo``), at once, every OVER_ECHO_CHECK_MS while it goes on, and at its
-final: words said over the echo interrupt, and are the user's turn. With the decision off (barge-in only), speech
+final: words said over the echo interrupt, and are the user's turn. So is any utterance over the agent not
+yet decided: where the signal shows the agent's echo and nothing more, the utterance is the echo whatever its
+transcript says (through a phone's loudspeaker and a room Whisper writes it as words the agent never said). With the decision off (barge-in only), speech
 over the agent interrupts at once, or after ``barge_in_min_speech_ms`` of it.
 
 It knows the agent's turns only as the conversation reports them (``OverlapHooks``), and changes the
@@ -92,6 +94,7 @@ class SpeechOverAgent:
         self._over_echo_check: asyncio.Task[None] | None = None  # the utterance in progress's
         self._over_echo_checked_ms = 0.0  # of its speech, when it was last heard again
         self._over_echo_words: str | None = None  # what the user said over the echo, when that interrupted
+        self._echo_alone = False  # the utterance in progress's last check found the agent's echo and nothing more
 
     def close(self) -> None:
         for task in self._tasks:
@@ -110,15 +113,18 @@ class SpeechOverAgent:
         """An interim or pause transcript of speech over the agent."""
         if self._decider is not None and text:
             speech_ms = (time.perf_counter() - self._started_at) * 1000
+            if self._echo_alone:  # the signal showed the echo alone: its words, however misheard, decide nothing
+                self._check_over_echo(speech_ms)
+                return
             decision = self._decider.heard(text, self.agent_words(), speech_ms)
             self._act(decision)
-            if decision.kind is Kind.ECHO and not decision.final:
+            if not decision.final:
                 self._check_over_echo(speech_ms)
 
     def is_echo(self, text: str) -> bool:
         """Whether a transcript is the agent's own voice (the client gets no transcript of it)."""
-        if self._over_echo_words is not None:
-            return True  # the echo's transcript, where the words over it were the user's: see final()
+        if self._over_echo_words is not None or self._echo_alone:
+            return True  # the echo's transcript (the words over it, if any, were the user's: see final())
         if not text or not self._settings.turn_taking.echo_rejection or self._interrupted:
             return False
         if self._decider is not None:
@@ -130,11 +136,15 @@ class SpeechOverAgent:
         the echo's), and why it is no user turn (backchannel, noise, echo), or None when it is one."""
         interrupted, self._interrupted = self._interrupted, False
         words_over_echo, self._over_echo_words = self._over_echo_words, None
+        echo_alone, self._echo_alone = self._echo_alone, False
         if words_over_echo is not None:  # the transcript was the echo's; the user's words are what it hid
             text = words_over_echo
             self._emit(Transcript(utterance_id=self._listener.utterance_id, text=text, final=True))
         if self._decider is not None:
-            decision = self._decider.ended(text, self.agent_words())
+            if echo_alone:  # by the signal, whatever the words: heard again in full before it is decided
+                decision = Decision(Kind.ECHO, final=True, text=text)
+            else:
+                decision = self._decider.ended(text, self.agent_words())
             if decision.kind is Kind.ECHO:
                 self._check_echo_after(decision)
             else:
@@ -194,6 +204,7 @@ class SpeechOverAgent:
         self._decider = InterruptionDecider(self._settings.turn_taking.techniques)
         self._started_at = started_at
         self._over_echo_check, self._over_echo_checked_ms = None, -OVER_ECHO_CHECK_MS  # the first check: at once
+        self._echo_alone = False
 
     def _act(self, decision: Decision) -> None:
         """What the decider said: interrupt now; let the audio go on on a provisional decision that is sure
@@ -259,8 +270,10 @@ class SpeechOverAgent:
     # when its final transcript reads as echo.
 
     def _check_over_echo(self, speech_ms: float) -> None:
-        """During an utterance whose interims read as echo: the words over the echo, if any, interrupt; the
-        agent's echo with nothing more lets the held audio go on."""
+        """During an utterance over the agent not yet decided (its words read as echo, or as anything: through
+        a phone's loudspeaker Whisper writes the echo as words the agent never said): the words over the echo,
+        if any, interrupt; the agent's echo with nothing more lets the held audio go on, and makes the
+        utterance the echo whatever its transcript says (``_echo_alone``), until a later check finds more."""
         running = self._over_echo_check is not None and not self._over_echo_check.done()
         if running or speech_ms < self._over_echo_checked_ms + OVER_ECHO_CHECK_MS:
             return
@@ -271,10 +284,11 @@ class SpeechOverAgent:
             outcome, words = await self._heard_over_echo(agent_words)
             if self._decider is not decider:
                 return  # that utterance is decided
+            self._echo_alone = outcome is OverEcho.ECHO_ONLY
             if words:
                 self._over_echo_words = words
                 self._act(Decision(Kind.INTERRUPTION, final=True, text=words))
-            elif outcome is OverEcho.ECHO_ONLY and self._held is not None:
+            elif self._echo_alone and self._held is not None:
                 self._held.resume_audio()  # the signal shows the echo alone: sure enough to play on
 
         self._over_echo_check = self._spawn(check(), "over-echo")

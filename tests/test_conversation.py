@@ -215,6 +215,31 @@ async def test_words_that_read_as_echo_keep_the_agent_held_until_the_signal_or_t
         assert sequence == list(range(len(sequence)))  # every chunk, in order: nothing lost
 
 
+async def test_an_echo_whose_words_are_misheard_is_told_by_its_signal() -> None:
+    # Issue 24: through a phone's loudspeaker and a room, Whisper writes the agent's echo as words the agent
+    # never said ("That is small."): no text check takes it for echo, and it was a user turn. The microphone
+    # here holds the agent's audio 100 ms late, 20 dB down, and nothing more: the echo path fit finds it, with
+    # nothing left over, so it is the echo whatever its transcript says.
+    async with ScriptedSession(echo_db=-20) as session:
+        turn_id = await agent_speaking(session, LONG_REPLY)
+        await session.settle(0.5)
+        session.asr.speech_started()
+        await session.settle(0.3)
+        session.asr.interim("That is small.")
+        await session.settle(0.3)
+        session.asr.interim("That is small, the one.")
+        await session.settle(0.3)
+        session.asr.speech_ended()
+        session.asr.final("That is small, the one.")
+        decision = await session.next(InterruptionDecision)
+        assert decision.kind == "echo" and decision.turn_id == turn_id
+        metrics = await session.next(TurnMetrics, timeout_s=8)
+        assert metrics.turn_id == turn_id and not metrics.interrupted
+        assert not session.of(Interruption)
+        assert [t.text for t in session.of(Transcript) if t.final] == ["How do I calm down before a talk?"]
+        assert len(session.llm.requests) == 1
+
+
 async def test_an_asr_failure_mid_turn_is_reported_and_the_next_turn_works() -> None:
     async with ScriptedSession() as session:
         turn_id = await agent_speaking(session)

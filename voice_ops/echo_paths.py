@@ -8,8 +8,9 @@ An ``EchoPath`` is the chain, in order:
   captures, and what WebRTC AEC3 and the gateway's linear path fit leave as residual;
 - the room (``room``): an impulse response simulated by pyroomacoustics (image source method, a shoebox of
   3-6 m a side, RT60 0.25-0.6 s, loudspeaker and microphone 10-50 cm apart, all drawn from ``seed``);
-- the phone's delay jitter (``jitter_ms``): the echo's delay drifts by a random walk of up to that much
-  either side of ``delay_ms``, 20 ms frame by frame (a phone's audio buffers under- and over-running);
+- the phone's delay jitter (``jitter_ms``): a jitter buffer holds the echo's delay for a while, then jumps
+  (once a second on average, by 5 ms up to ``jitter_ms``, staying within ``jitter_ms`` of ``delay_ms``),
+  dropping or repeating a piece of audio as a phone's playout does;
 - the residual level (``level_db``): the echo's power over the agent's audio as sent, calibrated on
   speech-shaped noise through the whole chain, so -25 dB means the same echo energy on every path.
 
@@ -29,6 +30,7 @@ import numpy as np
 DRIVE_DB = 9.0
 BAND_HZ = (300.0, 5000.0)
 FRAME_MS = 20  # the jitter's step: one phone audio frame
+JUMP_EVERY_S = 1.0  # how often, on average, a phone's jitter buffer moves the delay
 #: The user's speech and the calibration noise are set to this RMS (dBFS), about the agent's (Piper's) own.
 SPEECH_RMS_DBFS = -22.0
 
@@ -122,14 +124,16 @@ class EchoRenderer:
         return (out * self._gain).astype(np.float32)
 
     def delays(self, frames: int) -> list[int]:
-        """The delay (samples) of each of the next ``frames`` FRAME_MS frames: the path's, plus the jitter."""
+        """The delay (samples) of each of the next ``frames`` FRAME_MS frames: the path's, moved by the phone's
+        jitter buffer, which holds a delay for a while and then jumps (every JUMP_EVERY_S on average, by 5 ms
+        up to ``jitter_ms``, staying within ``jitter_ms`` of the path's delay), dropping or repeating audio."""
         base = self.path.delay_ms * self._rate // 1000
         limit = self.path.jitter_ms * self._rate / 1000
         out = []
         for _ in range(frames):
-            if limit:
-                step = self._rng.normal(0, limit / 4)
-                self._jitter = float(np.clip(self._jitter + step, -limit, limit))
+            if limit and self._rng.random() < FRAME_MS / 1000 / JUMP_EVERY_S:
+                jump = self._rng.uniform(0.005 * self._rate, limit) * self._rng.choice((-1, 1))
+                self._jitter = float(np.clip(self._jitter + jump, -limit, limit))
             out.append(base + round(self._jitter))
         return out
 
