@@ -12,7 +12,9 @@ decided after the reply had ended). Speech that reads as the agent's echo is hea
 removed (the Listener's ``words_over_echo``), at once, every OVER_ECHO_CHECK_MS while it goes on, and at its
 final: words said over the echo interrupt, and are the user's turn. So is any utterance over the agent not
 yet decided: where the signal shows the agent's echo and nothing more, the utterance is the echo whatever its
-transcript says (through a phone's loudspeaker and a room Whisper writes it as words the agent never said). With the decision off (barge-in only), speech
+transcript says (through a phone's loudspeaker and a room Whisper writes it as words the agent never said);
+where the signal shows no echo of the agent at all, words that interrupt do so at once, without the
+WORDS_MIN_MS wait that guards against Whisper's first guesses at the echo. With the decision off (barge-in only), speech
 over the agent interrupts at once, or after ``barge_in_min_speech_ms`` of it.
 
 It knows the agent's turns only as the conversation reports them (``OverlapHooks``), and changes the
@@ -95,6 +97,8 @@ class SpeechOverAgent:
         self._over_echo_checked_ms = 0.0  # of its speech, when it was last heard again
         self._over_echo_words: str | None = None  # what the user said over the echo, when that interrupted
         self._echo_alone = False  # the utterance in progress's last check found the agent's echo and nothing more
+        self._no_echo = False  # ... or found no echo of the agent at all
+        self._last_words = ""  # its latest interim
 
     def close(self) -> None:
         for task in self._tasks:
@@ -116,7 +120,10 @@ class SpeechOverAgent:
             if self._echo_alone:  # the signal showed the echo alone: its words, however misheard, decide nothing
                 self._check_over_echo(speech_ms)
                 return
+            self._last_words = text
             decision = self._decider.heard(text, self.agent_words(), speech_ms)
+            if not decision.final and self._no_echo:
+                decision = self._without_echo(text) or decision
             self._act(decision)
             if not decision.final:
                 self._check_over_echo(speech_ms)
@@ -204,7 +211,7 @@ class SpeechOverAgent:
         self._decider = InterruptionDecider(self._settings.turn_taking.techniques)
         self._started_at = started_at
         self._over_echo_check, self._over_echo_checked_ms = None, -OVER_ECHO_CHECK_MS  # the first check: at once
-        self._echo_alone = False
+        self._echo_alone = self._no_echo = False
 
     def _act(self, decision: Decision) -> None:
         """What the decider said: interrupt now; let the audio go on on a provisional decision that is sure
@@ -285,13 +292,23 @@ class SpeechOverAgent:
             if self._decider is not decider:
                 return  # that utterance is decided
             self._echo_alone = outcome is OverEcho.ECHO_ONLY
+            self._no_echo = outcome is OverEcho.NO_ECHO
             if words:
                 self._over_echo_words = words
                 self._act(Decision(Kind.INTERRUPTION, final=True, text=words))
             elif self._echo_alone and self._held is not None:
                 self._held.resume_audio()  # the signal shows the echo alone: sure enough to play on
+            elif self._no_echo and (decision := self._without_echo(self._last_words)) is not None:
+                self._act(decision)
 
         self._over_echo_check = self._spawn(check(), "over-echo")
+
+    def _without_echo(self, text: str) -> Decision | None:
+        """With no echo of the agent in the microphone, words that would interrupt once WORDS_MIN_MS had passed
+        (the wait is for Whisper's first guesses at the echo, and there is none) interrupt now."""
+        if self._decider is None or self._decider.classify(text, self.agent_words()) is not Kind.INTERRUPTION:
+            return None
+        return Decision(Kind.INTERRUPTION, final=True, text=text)
 
     def _check_echo_after(self, echo: Decision) -> None:
         """An utterance whose final transcript was the agent's echo: the agent's audio goes on while it is

@@ -240,6 +240,20 @@ async def test_an_echo_whose_words_are_misheard_is_told_by_its_signal() -> None:
         assert len(session.llm.requests) == 1
 
 
+async def test_a_sentence_with_no_echo_in_the_microphone_interrupts_at_its_first_words() -> None:
+    # Issue 24: words with no intent among them waited for WORDS_MIN_MS (900 ms) of speech and two interims,
+    # against Whisper's first guesses at the agent's echo; where the microphone holds no echo of the agent
+    # (the path fit finds none), they cannot be its echo, and interrupt at once.
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session, LONG_REPLY)
+        session.asr.speech_started()
+        await session.settle(0.1)
+        session.asr.interim("I think the problem is my manager")
+        decision = await session.next(InterruptionDecision, timeout_s=0.5)
+        assert decision.kind == "interruption" and decision.turn_id == turn_id
+        assert decision.decision_ms < 600
+
+
 async def test_an_asr_failure_mid_turn_is_reported_and_the_next_turn_works() -> None:
     async with ScriptedSession() as session:
         turn_id = await agent_speaking(session)
