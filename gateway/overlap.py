@@ -14,7 +14,9 @@ final: words said over the echo interrupt, and are the user's turn. So is any ut
 yet decided: where the signal shows the agent's echo and nothing more, the utterance is the echo whatever its
 transcript says (through a phone's loudspeaker and a room Whisper writes it as words the agent never said);
 where the signal shows no echo of the agent at all, words that interrupt do so at once, without the
-WORDS_MIN_MS wait that guards against Whisper's first guesses at the echo. With the decision off (barge-in only), speech
+WORDS_MIN_MS wait that guards against Whisper's first guesses at the echo. The echo never becomes the user's
+words: the final of an utterance that interrupted the agent with its echo in the microphone is remade from the
+echo-removed audio before it is the user's turn (the ASR's transcript of the two together goes to no one). With the decision off (barge-in only), speech
 over the agent interrupts at once, or after ``barge_in_min_speech_ms`` of it.
 
 It knows the agent's turns only as the conversation reports them (``OverlapHooks``), and changes the
@@ -98,6 +100,7 @@ class SpeechOverAgent:
         self._over_echo_words: str | None = None  # what the user said over the echo, when that interrupted
         self._echo_alone = False  # the utterance in progress's last check found the agent's echo and nothing more
         self._no_echo = False  # ... or found no echo of the agent at all
+        self._echo_found = False  # the agent's echo was found in the utterance in progress
         self._last_words = ""  # its latest interim
 
     def close(self) -> None:
@@ -138,12 +141,22 @@ class SpeechOverAgent:
             return self._decider.classify(text, self.agent_words()) is Kind.ECHO
         return self._echo_of_agent(text)
 
+    def remakes_final(self, text: str) -> bool:
+        """Whether this final transcript, of an utterance that interrupted the agent with its echo in the
+        microphone, is remade from the echo-removed audio before it is the user's turn (``final``)."""
+        return bool(text) and self._interrupted and self._echo_found and self._over_echo_words is None
+
     def final(self, text: str) -> tuple[str, str | None]:
         """The utterance's final transcript: the user's words (those over the echo, where the transcript was
         the echo's), and why it is no user turn (backchannel, noise, echo), or None when it is one."""
+        remake = self.remakes_final(text)
         interrupted, self._interrupted = self._interrupted, False
         words_over_echo, self._over_echo_words = self._over_echo_words, None
         echo_alone, self._echo_alone = self._echo_alone, False
+        self._echo_found = False
+        if remake:
+            self._spawn(self._heard_again(text, self._listener.utterance_id), "heard-again")
+            return text, "heard_again"
         if words_over_echo is not None:  # the transcript was the echo's; the user's words are what it hid
             text = words_over_echo
             self._emit(Transcript(utterance_id=self._listener.utterance_id, text=text, final=True))
@@ -211,7 +224,7 @@ class SpeechOverAgent:
         self._decider = InterruptionDecider(self._settings.turn_taking.techniques)
         self._started_at = started_at
         self._over_echo_check, self._over_echo_checked_ms = None, -OVER_ECHO_CHECK_MS  # the first check: at once
-        self._echo_alone = self._no_echo = False
+        self._echo_alone = self._no_echo = self._echo_found = False
 
     def _act(self, decision: Decision) -> None:
         """What the decider said: interrupt now; let the audio go on on a provisional decision that is sure
@@ -241,6 +254,8 @@ class SpeechOverAgent:
         in_flight = self._hooks.agent_turn()
         if decision.kind is Kind.INTERRUPTION:
             self._interrupted = during_utterance  # its final transcript is the user's turn
+            if during_utterance and not self._echo_found and self._settings.turn_taking.echo_rejection:
+                self._probe_echo()
             self._observer.interruption_decided(decision.kind, decision_ms, resumed=False)
             self._hooks.interrupt()
             if held is not None:
@@ -293,6 +308,7 @@ class SpeechOverAgent:
                 return  # that utterance is decided
             self._echo_alone = outcome is OverEcho.ECHO_ONLY
             self._no_echo = outcome is OverEcho.NO_ECHO
+            self._echo_found |= not self._no_echo
             if words:
                 self._over_echo_words = words
                 self._act(Decision(Kind.INTERRUPTION, final=True, text=words))
@@ -302,6 +318,26 @@ class SpeechOverAgent:
                 self._act(decision)
 
         self._over_echo_check = self._spawn(check(), "over-echo")
+
+    async def _heard_again(self, text: str, utterance_id: int) -> None:
+        """The user's turn from the last utterance with the agent's echo removed (its words, if it left any;
+        else the transcript as it was), sent as its final transcript."""
+        heard = await self._listener.words_over_echo(self._config.backends.backend_timeout_s)
+        said = heard.words if heard.outcome is OverEcho.WORDS and heard.words else text
+        self._emit(Transcript(utterance_id=utterance_id, text=said, final=True))
+        self._hooks.user_turn(said)
+
+    def _probe_echo(self) -> None:
+        """An utterance decided an interruption before any check heard it: is the agent's echo in it? (Then
+        its final is remade without the echo: ``remakes_final``.)"""
+        utterance_id = self._listener.utterance_id
+
+        async def probe() -> None:
+            found = await self._listener.echo_in_utterance()
+            if self._listener.utterance_id == utterance_id and self._interrupted:
+                self._echo_found |= found
+
+        self._spawn(probe(), "echo-probe")
 
     def _without_echo(self, text: str) -> Decision | None:
         """With no echo of the agent in the microphone, words that would interrupt once WORDS_MIN_MS had passed

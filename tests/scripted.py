@@ -254,6 +254,8 @@ class ScriptedSession:
         self.settings: SessionSettings = settings_for(SessionChoices(input_sample_rate=RATE, **choices), self.config)
         self.asr, self.llm, self.tts = ScriptedAsr(), ScriptedLlm(), ScriptedTts(noise=echo_db is not None)
         self._echo_gain = None if echo_db is None else 10 ** (echo_db / 20)
+        self._mic = np.zeros(0, np.float32)
+        self._mic_at = 0  # microphone samples sent
         self.events: list[events.Event] = []
         self.draining = asyncio.Event()
         self._inputs: asyncio.Queue[events.Input] = asyncio.Queue()
@@ -294,7 +296,7 @@ class ScriptedSession:
         frame = RATE * CHUNK_MS // 1000
         started = time.perf_counter()
         sent = 0
-        echo = np.zeros(RATE * 60, np.float32)  # the microphone's first minute: the agent's echo in it
+        echo = self._mic = np.zeros(RATE * 60, np.float32)  # the microphone's first minute: the agent's echo
         played, play_at = 0, 0  # AgentAudio events placed so far; where the client's playback is (samples)
         while True:
             if self._echo_gain is not None:
@@ -309,12 +311,19 @@ class ScriptedSession:
             chunk = piece.clip(-32767, 32767).astype("<i2").tobytes()
             self._inputs.put_nowait(events.AudioIn(chunk))
             sent += 1
+            self._mic_at = sent * frame
             await asyncio.sleep(max(0.0, started + sent * CHUNK_MS / 1000 - time.perf_counter()))
 
     async def _input_stream(self) -> AsyncIterator[events.Input]:
         while not isinstance(item := await self._inputs.get(), events.EndOfInput):
             yield item
         yield item
+
+    def voice(self, seconds: float, rms: float = 3000.0) -> None:
+        """A voice in the microphone from now on for ``seconds`` (noise, independent of the agent's): the user
+        speaking, as a signal (the ASR still says only what the test scripts)."""
+        at, length = self._mic_at, int(seconds * RATE)
+        self._mic[at : at + length] += np.random.default_rng(1).normal(0, rms, length)[: len(self._mic) - at]
 
     def send(self, item: events.Input) -> None:
         self._inputs.put_nowait(item)

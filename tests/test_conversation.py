@@ -19,6 +19,7 @@ from gateway.events import (
     TurnMetrics,
 )
 from voice_agent.errors import Draining
+from voice_agent.v1 import asr_pb2
 
 pytestmark = pytest.mark.unit
 
@@ -252,6 +253,38 @@ async def test_a_sentence_with_no_echo_in_the_microphone_interrupts_at_its_first
         decision = await session.next(InterruptionDecision, timeout_s=0.5)
         assert decision.kind == "interruption" and decision.turn_id == turn_id
         assert decision.decision_ms < 600
+
+
+async def test_over_the_echo_the_users_turn_is_made_from_the_echo_removed_audio() -> None:
+    # Issue 24: at -25 dB the user's final was "It's in, how do you marry?": "It's in" was the agent's reply.
+    # When the echo is in the microphone, the final of an utterance that interrupted the agent is heard again
+    # with the echo removed, and that is the user's turn (the first transcript goes to no one).
+    async with ScriptedSession(echo_db=-20) as session:
+        turn_id = await agent_speaking(session, LONG_REPLY)
+        session.llm.replies(LONG_REPLY, ["Sure."])
+        await session.settle(1.2)  # the echo alone, for a while: what its path is fitted on
+        session.voice(1.0, rms=1000.0)
+        session.asr.speech_started()
+        await session.settle(0.3)
+        session.asr.interim("Sorry, wait.")
+        assert (await session.next(Interruption)).turn_id == turn_id
+        await session.settle(0.8)
+        calls = len(session.asr.calls)
+        session.asr.speech_ended()
+        session.asr.final("Take two, sorry, wait.")  # the echo's words with the user's
+        await session.until(lambda: len(session.asr.calls) > calls)  # the echo-removed audio, transcribed
+        again = session.asr.calls[-1]
+        again.push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text="Sorry, wait.")))
+        again.push(None)
+        answer = await session.next(TurnMetrics, timeout_s=5)
+        while answer.turn_id == turn_id:
+            answer = await session.next(TurnMetrics, timeout_s=5)
+        finals = [t.text for t in session.of(Transcript) if t.final]
+        assert finals == ["How do I calm down before a talk?", "Sorry, wait."]
+        assert session.history()[-2:] == [
+            {"role": "user", "content": "Sorry, wait."},
+            {"role": "assistant", "content": "Sure."},
+        ]
 
 
 async def test_an_asr_failure_mid_turn_is_reported_and_the_next_turn_works() -> None:
