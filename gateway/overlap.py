@@ -3,21 +3,27 @@
 One object per conversation (``SpeechOverAgent``) owns it all: it holds the agent's audio at the speech's
 start (cancelling nothing), feeds the transcripts to gateway/turn_taking's decider, and acts on the
 decision: an interruption cancels the turn (through the conversation's hooks), a backchannel, noise or
-the agent's echo lets the held audio go on where it stopped. Before the final, the held audio goes on only
-when it is sure to: the words so far are acknowledgements alone ("yeah", "right, right"; two other words
-may be a sentence's start, "Oh, hello"), or they read as the agent's echo *and* the signal says so (the
-agent's audio found in the microphone with nothing more: ``OverEcho.ECHO_ONLY``); words that read as echo
-and are not shown to be stay held to the final (issue 24: a sentence said over the echo played on, and was
-decided after the reply had ended). Speech that reads as the agent's echo is heard again with the echo
-removed (the Listener's ``words_over_echo``), at once, every OVER_ECHO_CHECK_MS while it goes on, and at its
-final: words said over the echo interrupt, and are the user's turn. So is any utterance over the agent not
-yet decided: where the signal shows the agent's echo and nothing more, the utterance is the echo whatever its
-transcript says (through a phone's loudspeaker and a room Whisper writes it as words the agent never said);
-where the signal shows no echo of the agent at all, words that interrupt do so at once, without the
-WORDS_MIN_MS wait that guards against Whisper's first guesses at the echo. The echo never becomes the user's
-words: the final of an utterance that interrupted the agent with its echo in the microphone is remade from the
-echo-removed audio before it is the user's turn (the ASR's transcript of the two together goes to no one). With the decision off (barge-in only), speech
+the agent's echo lets the held audio go on where it stopped. With the decision off (barge-in only), speech
 over the agent interrupts at once, or after ``barge_in_min_speech_ms`` of it.
+
+Before the final, the held audio goes on only when that is sure (issue 24: a sentence said over the echo
+played on, and was decided after the reply had ended): the words so far are acknowledgements alone ("yeah",
+"right, right"; two other words may be a sentence's start, "I think"), or the signal shows the agent's echo
+and nothing more (``OverEcho.ECHO_ONLY``).
+
+The signal: an utterance over the agent not yet decided is heard again with the echo removed (the Listener's
+``words_over_echo``: the echo path fitted on it), at its first interim, every OVER_ECHO_CHECK_MS while it goes
+on (at each interim while it showed the echo alone), and at a final that reads as echo:
+
+- words said over the echo interrupt, and are the user's turn;
+- the echo and nothing more: the utterance is the echo whatever its transcript says (through a phone's
+  loudspeaker and a room, Whisper writes the echo as words the agent never said);
+- no echo of the agent at all: words that interrupt do so at once, without the WORDS_MIN_MS wait that guards
+  against Whisper's first guesses at the echo.
+
+The echo never becomes the user's words: the final of an utterance that interrupted the agent with its echo
+in the microphone is remade from the echo-removed audio before it is the user's turn (the ASR's transcript of
+the two together goes to no one).
 
 It knows the agent's turns only as the conversation reports them (``OverlapHooks``), and changes the
 conversation only through those hooks: interrupting the turn in flight, starting a user turn, adding a
@@ -121,7 +127,7 @@ class SpeechOverAgent:
         if self._decider is not None and text:
             speech_ms = (time.perf_counter() - self._started_at) * 1000
             if self._echo_alone:  # the signal showed the echo alone: its words, however misheard, decide nothing
-                self._check_over_echo(speech_ms)
+                self._check_over_echo(speech_ms, at_once=True)  # until the next check, at once: the user may go on
                 return
             self._last_words = text
             decision = self._decider.heard(text, self.agent_words(), speech_ms)
@@ -291,13 +297,13 @@ class SpeechOverAgent:
     # transcript of the two together. While the utterance goes on, every OVER_ECHO_CHECK_MS of it; once more
     # when its final transcript reads as echo.
 
-    def _check_over_echo(self, speech_ms: float) -> None:
+    def _check_over_echo(self, speech_ms: float, *, at_once: bool = False) -> None:
         """During an utterance over the agent not yet decided (its words read as echo, or as anything: through
         a phone's loudspeaker Whisper writes the echo as words the agent never said): the words over the echo,
         if any, interrupt; the agent's echo with nothing more lets the held audio go on, and makes the
         utterance the echo whatever its transcript says (``_echo_alone``), until a later check finds more."""
         running = self._over_echo_check is not None and not self._over_echo_check.done()
-        if running or speech_ms < self._over_echo_checked_ms + OVER_ECHO_CHECK_MS:
+        if running or (speech_ms < self._over_echo_checked_ms + OVER_ECHO_CHECK_MS and not at_once):
             return
         self._over_echo_checked_ms = speech_ms
         decider, agent_words = self._decider, self.agent_words()
