@@ -9,8 +9,8 @@ each set at no echo and at residual echo levels of -35, -25, -18 and -12 dB (the
 audio as sent), through a small loudspeaker's nonlinearity, a pyroomacoustics room and, on half, a phone's
 delay jitter:
 
-- sentence: whole-sentence interruptions, every third a recorded human speaker, the others Kokoro voices at
-  three speeds; measured: interrupted (the gateway cancelled the reply), the decision's decision_ms, the agent
+- sentence: whole-sentence interruptions, every second a recorded human speaker (four of them), the others
+  Kokoro voices at three speeds; measured: interrupted (the gateway cancelled the reply), the decision's decision_ms, the agent
   audio the client played while the sentence was being said (its playout modelled, the lead included: the
   client stops at the Interruption event), and the WER of the user's final transcript;
 - backchannel: "yeah", "mm-hm", "right, right", "okay, sure", ... in Kokoro voices;

@@ -11,8 +11,8 @@
 The natural material (issue 24), beside the espeak sets above, which stay as a regression:
 
 - ``SENTENCE_INTERRUPTIONS``: what people say when they take the turn, whole sentences; ``sentence_over``
-  gives the i-th one, every third a recorded human speaker (the pyannote call's turns), the others Kokoro
-  voices at several rates;
+  gives the i-th one, every second a recorded human speaker (voice_ops/human_speech.py: the pyannote call's
+  utterances and two CMU ARCTIC prompts, four speakers), the others Kokoro voices at several rates;
 - ``NATURAL_BACKCHANNELS``: acknowledgements at the lengths people use them ("yeah", "mm-hm", "right, right",
   "okay, sure"), in Kokoro voices at several rates (``backchannel_over``).
 
@@ -40,7 +40,8 @@ from voice_agent.audio import Pcm16Audio, read_wav, resample, write_wav
 from voice_agent.client.converse import CHUNK_MS, Conversation
 from voice_agent.v1 import gateway_pb2
 from voice_ops.echo_paths import FRAME_MS, EchoPath, EchoRenderer, at_speech_level
-from voice_ops.samples import recorded_turns, speak
+from voice_ops.human_speech import complete_utterances
+from voice_ops.samples import speak
 
 #: espeak-ng voices, none of them the agent's.
 VOICES = ("en-gb", "en-us+f3", "en-gb-x-rp+m3", "en-us+f2", "en+m4")
@@ -268,8 +269,10 @@ NATURAL_BACKCHANNELS = (
 )
 #: Kokoro's speeds for the user's voices: a slow, an ordinary and a quick speaker.
 KOKORO_SPEEDS = (1.0, 0.85, 1.2)
-#: The pyannote call's turns that are sentences (three words or more): recorded human interruptions.
+#: The recorded utterances that are sentences (three words or more): recorded human interruptions.
 RECORDED_MIN_WORDS = 3
+#: The recorded sentences are taken in steps of this (coprime with their number, 12): speakers alternate.
+RECORDED_STEP = 5
 _CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "voice-agent" / "turn-material"
 
 
@@ -300,10 +303,10 @@ def kokoro_speech(text: str, index: int = 0, sample_rate: int = 16_000) -> Pcm16
 
 @functools.cache
 def recorded_sentences() -> tuple[tuple[str, Pcm16Audio], ...]:
-    """The recorded human sentences: the pyannote call's turns of RECORDED_MIN_WORDS words or more, no
-    silence around them, at the agent's speech level."""
+    """The recorded human sentences (voice_ops/human_speech.py's complete utterances of RECORDED_MIN_WORDS words
+    or more), no silence around them, at the agent's speech level."""
     out = []
-    for sample in recorded_turns(lead_ms=0, tail_ms=0):
+    for sample in complete_utterances(lead_ms=0, tail_ms=0):
         if len(sample.text.split()) >= RECORDED_MIN_WORDS:
             samples = np.frombuffer(sample.audio.data, "<i2").astype(np.float32) / 32768
             out.append((sample.text, _pcm(at_speech_level(samples), sample.audio.sample_rate)))
@@ -311,10 +314,10 @@ def recorded_sentences() -> tuple[tuple[str, Pcm16Audio], ...]:
 
 
 def sentence_over(index: int) -> tuple[str, str, Pcm16Audio]:
-    """The index-th sentence interruption: (source, text, audio); every third a recorded human turn."""
-    if index % 3 == 0:
+    """The index-th sentence interruption: (source, text, audio); every second a recorded human one."""
+    if index % 2 == 0:
         recorded = recorded_sentences()
-        text, audio = recorded[index // 3 % len(recorded)]
+        text, audio = recorded[index // 2 * RECORDED_STEP % len(recorded)]
         return "recorded", text, audio
     text = SENTENCE_INTERRUPTIONS[index % len(SENTENCE_INTERRUPTIONS)]
     return "kokoro", text, kokoro_speech(text, index)
