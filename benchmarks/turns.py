@@ -10,9 +10,9 @@ audio as sent), through a small loudspeaker's nonlinearity, a pyroomacoustics ro
 delay jitter:
 
 - sentence: whole-sentence interruptions, every second a recorded human speaker (four of them), the others
-  Kokoro voices at three speeds; measured: interrupted (the gateway cancelled the reply), the decision's decision_ms, the agent
-  audio the client played while the sentence was being said (its playout modelled, the lead included: the
-  client stops at the Interruption event), and the WER of the user's final transcript;
+  Kokoro voices at three speeds; measured: interrupted (the gateway cancelled the reply), the decision's
+  decision_ms, the agent audio the client played while the sentence was being said (its playout modelled,
+  the lead included: the client stops at the Interruption event), and the WER of the user's final transcript;
 - backchannel: "yeah", "mm-hm", "right, right", "okay, sure", ... in Kokoro voices;
 - echo: nothing said, the echo alone: no interruption, no user turn.
 
