@@ -260,7 +260,8 @@ class SpeechOverAgent:
         in_flight = self._hooks.agent_turn()
         if decision.kind is Kind.INTERRUPTION:
             self._interrupted = during_utterance  # its final transcript is the user's turn
-            if during_utterance and not self._echo_found and self._settings.turn_taking.echo_rejection:
+            unknown = not (self._echo_found or self._no_echo)  # no check has heard the echo, or its absence
+            if during_utterance and unknown and self._settings.turn_taking.echo_rejection:
                 self._probe_echo()
             self._observer.interruption_decided(decision.kind, decision_ms, resumed=False)
             self._hooks.interrupt()
