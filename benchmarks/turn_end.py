@@ -142,14 +142,10 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
     return value, (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
 
 
-def simulate(
-    sample: Sample, judge: Callable[[np.ndarray], Judgement], pad_ms: int = DEFAULT_SPEECH_PAD_MS
-) -> dict[str, Any]:
-    """The fast mode's endpointer over the sample, each pause's verdict arriving after the detector's time.
-    ``pad_ms``: the stream's speech_pad_ms; a pause is noticed no sooner (services.asr.stream._endpointing)."""
-    pause_ms = max(PAUSE_MS, pad_ms)
-    endpointer = Endpointer(0.5, MIN_SILENCE_MS, 30_000, pause_ms=pause_ms, incomplete_silence_ms=INCOMPLETE_SILENCE_MS)
-    pad, onset_pad = pad_ms * MS, AsrConfig().onset_pad_ms * MS
+def simulate(sample: Sample, judge: Callable[[np.ndarray], Judgement]) -> dict[str, Any]:
+    """The fast mode's endpointer over the sample, each pause's verdict arriving after the detector's time."""
+    endpointer = Endpointer(0.5, MIN_SILENCE_MS, 30_000, pause_ms=PAUSE_MS, incomplete_silence_ms=INCOMPLETE_SILENCE_MS)
+    pad, onset_pad = DEFAULT_SPEECH_PAD_MS * MS, AsrConfig().onset_pad_ms * MS
     pending: list[tuple[int, SpeechPause, Judgement]] = []  # (arrives at sample, pause, verdict)
     ends: list[SpeechEnd] = []
     judged: list[tuple[SpeechPause, Judgement]] = []
@@ -355,15 +351,16 @@ def live_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_live(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def run_live(args: argparse.Namespace) -> dict[str, Any]:
     """Against ``--asr``, or an ASR service of its own on free ports (Smart Turn loaded)."""
     if args.asr:
         return asyncio.run(live(args.asr, args.quick))
-    server = start_on_free_ports("asr", out.parent / "turn_end-asr.log")
-    try:
-        return asyncio.run(live(server.address, args.quick))
-    finally:
-        server.stop()
+    with tempfile.TemporaryDirectory() as logs:
+        server = start_on_free_ports("asr", Path(logs) / "asr.log")
+        try:
+            return asyncio.run(live(server.address, args.quick))
+        finally:
+            server.stop()
 
 
 E2E_STAGES = ("e2e_ms", "vad_wait_ms", "asr_ms", "llm_ttft_ms", "tts_ttfa_ms", "overhead_ms")
@@ -463,7 +460,7 @@ def main() -> None:
         results |= offline(args)
     if "live" in parts:
         progress("live: the human sets through a real ASR service ...")
-        results["live"] = run_live(args, out)
+        results["live"] = run_live(args)
     if "e2e" in parts:
         progress("e2e: one turn each through `voice-agent talk` ...")
         with tempfile.TemporaryDirectory() as logs:

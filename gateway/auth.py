@@ -6,6 +6,10 @@ Either credential is accepted where configured:
 - a JWT signed by a key of a JWKS file (asymmetric algorithms only), its expiry required and
   its issuer and audience checked when configured.
 
+A caller has a role: ``operator`` for a key of the admin key file, or a JWT whose role claim (``role``
+by default; a string or a list) holds ``operator``; ``user`` otherwise. An operator reads every
+caller's conversation records (docs/conversations.md); a user only its own.
+
 Tokens never reach a log or an error message: a caller is named by its JWT subject or by a
 short hash of its key.
 """
@@ -27,9 +31,22 @@ from voice_agent.errors import Unauthenticated
 JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
 
+USER, OPERATOR = "user", "operator"
+DEFAULT_ROLE_CLAIM = "role"
+
+
 @dataclass(frozen=True)
 class Caller:
-    name: str  # "key:<hash prefix>" or "jwt:<subject>", for logs
+    name: str  # "key:<hash prefix>" or "jwt:<subject>", for logs; the owner of its conversations
+    role: str = USER
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == OPERATOR
+
+
+#: Who calls when authentication is off: everyone is this one user, and sees every conversation made so.
+ANONYMOUS = Caller("anonymous")
 
 
 def read_api_keys(path: str | Path) -> list[str]:
@@ -50,32 +67,43 @@ def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
 
 class Authenticator:
     def __init__(
-        self, api_keys: Iterable[str] = (), jwks: dict | None = None, *, issuer: str = "", audience: str = ""
+        self,
+        api_keys: Iterable[str] = (),
+        jwks: dict | None = None,
+        *,
+        issuer: str = "",
+        audience: str = "",
+        admin_keys: Iterable[str] = (),
+        role_claim: str = DEFAULT_ROLE_CLAIM,
     ) -> None:
         self._keys = [key.encode() for key in api_keys]
+        self._admin_keys = [key.encode() for key in admin_keys]
         self._jwks = jwt.PyJWKSet.from_dict(jwks) if jwks else None
         self._issuer = issuer or None
         self._audience = audience or None
-        if not self._keys and self._jwks is None:
+        self._role_claim = role_claim or DEFAULT_ROLE_CLAIM
+        if not self._keys and not self._admin_keys and self._jwks is None:
             raise ValueError("an Authenticator needs API keys, a JWKS, or both")
 
     @classmethod
-    def from_files(cls, api_keys_file: str = "", jwks_file: str = "", **claims: str) -> Authenticator | None:
-        """None when neither file is configured: authentication is off."""
-        if not api_keys_file and not jwks_file:
+    def from_files(
+        cls, api_keys_file: str = "", jwks_file: str = "", *, admin_api_keys_file: str = "", **claims: str
+    ) -> Authenticator | None:
+        """None when no file is configured: authentication is off."""
+        if not api_keys_file and not jwks_file and not admin_api_keys_file:
             return None
-        keys = read_api_keys(api_keys_file) if api_keys_file else []
-        if api_keys_file and not keys:
-            raise ValueError(f"{api_keys_file} holds no API key")
+        keys = _keys_in(api_keys_file)
+        admin_keys = _keys_in(admin_api_keys_file)
         jwks = json.loads(Path(jwks_file).read_text()) if jwks_file else None
-        return cls(keys, jwks, **claims)
+        return cls(keys, jwks, admin_keys=admin_keys, **claims)
 
     def authenticate(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Caller:
         token = bearer_token(metadata)
         given = token.encode()
         # Compared with every key in constant time: no early exit tells which prefix matched.
-        if any([hmac.compare_digest(given, key) for key in self._keys]):
-            return Caller("key:" + hashlib.sha256(given).hexdigest()[:8])
+        user, operator = _matches(given, self._keys), _matches(given, self._admin_keys)
+        if user or operator:
+            return Caller("key:" + hashlib.sha256(given).hexdigest()[:8], OPERATOR if operator else USER)
         if self._jwks is not None and token.count(".") == 2:
             return self._verify_jwt(token)
         raise Unauthenticated("invalid credentials")
@@ -99,4 +127,19 @@ class Authenticator:
             )
         except jwt.PyJWTError as error:  # its messages name the failed check, never the token
             raise Unauthenticated(f"invalid token: {error}") from None
-        return Caller("jwt:" + str(claims.get("sub", "?")))
+        roles = claims.get(self._role_claim)
+        is_operator = roles == OPERATOR or (isinstance(roles, list) and OPERATOR in roles)
+        return Caller("jwt:" + str(claims.get("sub", "?")), OPERATOR if is_operator else USER)
+
+
+def _keys_in(path: str) -> list[str]:
+    if not path:
+        return []
+    keys = read_api_keys(path)
+    if not keys:
+        raise ValueError(f"{path} holds no API key")
+    return keys
+
+
+def _matches(given: bytes, keys: list[bytes]) -> bool:
+    return any([hmac.compare_digest(given, key) for key in keys])

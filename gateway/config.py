@@ -2,8 +2,9 @@
 
 GatewayConfig keeps the settings every server has (ports, logs, TLS, max_streams) and the HTTP port at its top
 level, and the rest in groups, each read where it is used: ``config.persona``, ``config.latency``,
-``config.turn_taking``, ``config.limits``, ``config.backends`` and ``config.auth``. A grouped setting keeps its
-own flag and variable (``--latency-mode``, ``VOICE_GATEWAY_LATENCY_MODE``): see voice_agent/config.py.
+``config.turn_taking``, ``config.limits``, ``config.backends``, ``config.auth`` and ``config.records``. A
+grouped setting keeps its own flag and variable (``--latency-mode``, ``VOICE_GATEWAY_LATENCY_MODE``): see
+voice_agent/config.py.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import grpc
 from gateway.latency import LATENCY_MODES, MODE_SILENCE_MS, LatencyPlan
 from gateway.llm import LlmSettings
 from gateway.persona import DEFAULT_SYSTEM_PROMPT
+from gateway.records.store import redacted
 from voice_agent import tls
 from voice_agent.config import ServerConfig, SettingGroup, setting
 from voice_agent.contract import (
@@ -263,6 +265,69 @@ class AuthSettings(SettingGroup):
     jwks_file: str = setting("", "A JWKS (JSON) whose keys may sign the JWTs that Converse accepts as bearer tokens.")
     jwt_issuer: str = setting("", "Required 'iss' of accepted JWTs; empty: not checked.")
     jwt_audience: str = setting("", "Required 'aud' of accepted JWTs; empty: not checked.")
+    admin_api_keys_file: str = setting(
+        "",
+        "API keys of operators, one per line: they authenticate as api_keys_file's do, and read and delete every"
+        " caller's conversation records (docs/conversations.md).",
+    )
+    jwt_role_claim: str = setting(
+        "role",
+        "The JWT claim that holds the caller's role (a string or a list): 'operator' reads and deletes every"
+        " caller's conversation records.",
+    )
+
+
+@dataclasses.dataclass
+class RecordSettings(SettingGroup):
+    """Conversation records and recordings, resume and memory (docs/conversations.md). Recording is the
+    operator's call (consent): off unless record is set here or a session asks for it."""
+
+    records_url: str = setting(
+        "memory://",
+        "Where conversation records go: sqlite:///PATH, postgresql://USER:PASS@HOST/DB, or memory:// (this"
+        " process only, lost on exit: resume works within the process, nothing is kept). The embedded stack"
+        " uses SQLite in its state folder.",
+    )
+    recordings_url: str = setting(
+        "",
+        "Where recordings go: file:///DIR or s3://BUCKET/PREFIX; empty: no recordings, whatever record says.",
+    )
+    record: bool = setting(
+        False,
+        "Keep a stereo recording of each conversation (user left, agent right) unless its session says"
+        " otherwise (SessionConfig.record). On in the embedded stack.",
+    )
+    memory: bool = setting(
+        True,
+        "Summarize each conversation when it ends, and give the coach a short summary of the caller's earlier"
+        " ones; a session may turn it off (SessionConfig.memory).",
+    )
+    resume_window_s: int = setting(
+        120,
+        "How long after a dropped connection its conversation can be resumed (SessionConfig.resume_conversation_id).",
+    )
+    retention_days: float = setting(0.0, "Delete conversations (and their recordings) older than this; 0: keep them.")
+    write_buffer_items: int = setting(
+        2000, "Record writes held while the store is slow or down; past it, the oldest audio is dropped first."
+    )
+    write_buffer_mb: float = setting(
+        64.0, "Bytes of record writes (mostly audio) held while the store is slow or down."
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.records_url.startswith(("memory://", "sqlite://", "postgresql://", "postgres://")):
+            raise ValueError(
+                f"records_url must be memory://, sqlite:///PATH or postgresql://..., got {self.records_url!r}"
+            )
+        if self.recordings_url and not self.recordings_url.startswith(("file://", "s3://")):
+            raise ValueError(
+                f"recordings_url must be empty, file:///DIR or s3://BUCKET/PREFIX, got {self.recordings_url!r}"
+            )
+        if not 0 <= self.resume_window_s <= 86_400:
+            raise ValueError("resume_window_s must be in 0..86400")
+        if self.retention_days < 0 or self.write_buffer_items < 10 or self.write_buffer_mb <= 0:
+            raise ValueError("retention_days must be >= 0, write_buffer_items >= 10 and write_buffer_mb > 0")
 
 
 @dataclasses.dataclass
@@ -287,6 +352,7 @@ class GatewayConfig(ServerConfig):
     limits: LimitSettings = dataclasses.field(default_factory=LimitSettings)
     backends: BackendSettings = dataclasses.field(default_factory=BackendSettings)
     auth: AuthSettings = dataclasses.field(default_factory=AuthSettings)
+    records: RecordSettings = dataclasses.field(default_factory=RecordSettings)
 
     def describe(self) -> dict[str, object]:
         return {
@@ -295,6 +361,12 @@ class GatewayConfig(ServerConfig):
             "first_phrase_words": self.latency.first_phrase_words,
             "llm_model": self.backends.llm_model,
             "llm_max_tokens": self.backends.llm_max_tokens,
+            "records": {
+                "records_url": redacted(self.records.records_url),
+                "recordings": bool(self.records.recordings_url),
+                "record": self.records.record,
+                "memory": self.records.memory,
+            },
         }
 
     def validate(self) -> None:

@@ -30,7 +30,10 @@ from gateway.events import (
     Input,
     Interruption,
     Respond,
+    SessionStarted,
     TextIn,
+    Truncate,
+    Truncated,
 )
 from gateway.history import History
 from gateway.limits import Limits
@@ -38,9 +41,18 @@ from gateway.listening import Listener
 from gateway.observer import ConversationObserver
 from gateway.overlap import SpeechOverAgent
 from gateway.preemption import Preemption, Preemptor
+from gateway.records.ids import new_conversation_id
+from gateway.records.model import Status
+from gateway.records.recorder import Recorder
+from gateway.records.sessions import Resumption
 from gateway.session_settings import SessionSettings
 from gateway.turn import AgentTurn, TurnOutcome, TurnTiming, turn_failure
+from voice_agent.errors import Draining
 from voice_agent.telemetry import trace_headers
+
+#: Turns a Truncate may still name; and how far past the audio sent a client's count may run (rounding).
+RECENT_TURNS = 8
+TRUNCATE_SLACK_MS = 20
 
 
 class Conversation:
@@ -53,14 +65,25 @@ class Conversation:
         *,
         draining: asyncio.Event | None = None,
         limits: Limits | None = None,
+        conversation_id: str | None = None,
+        recorder: Recorder | None = None,
+        resumption: Resumption | None = None,
     ) -> None:
         """``limits``: the front's, when it watched the session before the conversation began (its length
-        and idleness count from then); else the conversation's own, watching ``draining``."""
+        and idleness count from then); else the conversation's own, watching ``draining``.
+        ``conversation_id``: the front's, when it told its client before the conversation began; ``recorder``
+        keeps its record (gateway/records/recorder.py); ``resumption``: the conversation resumed."""
+        self.conversation_id = conversation_id or new_conversation_id()
+        self._recorder = recorder
+        self._resumption = resumption
+        self._ended_by_client = False
         self._config = config
         self._settings = settings
         self._emit = emit = self._watch_output(emit)
         self._limits = limits or Limits(config.limits, config.backends.backend_timeout_s, draining or asyncio.Event())
         self._history = History(settings.system_prompt, config.limits.history_tokens)
+        if resumption is not None:
+            self._history.turns = list(resumption.history)
         self._paths: Callable[[int, list[dict[str, str]]], TurnPaths] = (
             warm_paths(backends) if settings.plan.warm_paths else cold_paths(backends)
         )
@@ -80,12 +103,17 @@ class Conversation:
         self._turn_task: asyncio.Task[None] | None = None
         self._turn_ids = 0
         self._last_turn: AgentTurn | None = None  # the latest turn, whose words an echo would repeat
+        self._turns: dict[int, AgentTurn] = {}  # the recent ones, by id, for Truncate
+        if resumption is not None:
+            self._turn_ids = resumption.last_turn_id  # the client knows the earlier ones: ids go on
 
     def _watch_output(self, emit: Emit) -> Emit:
         """``emit``, telling the Listener what the client plays: the agent's audio (the echo canceller's
         reference), and when an interruption stops it."""
 
         def send(event: Event) -> None:
+            if self._recorder is not None:
+                self._recorder.observe(event)
             if isinstance(event, AgentAudio):
                 self._listener.played(event.audio, event.sample_rate_hz)
             elif isinstance(event, Interruption):
@@ -98,12 +126,17 @@ class Conversation:
         """Serves the conversation until the client ends it, then finishes the turn in flight;
         or until a limit or the gateway's drain ends it with the guard's error."""
         self._observer.opened()
+        resumed = self._resumption is not None
+        last_turn_id = self._resumption.last_turn_id if self._resumption is not None else 0
+        window_s = self._config.records.resume_window_s
+        self._emit(SessionStarted(self.conversation_id, resumed, window_s, last_turn_id))
         listening = asyncio.create_task(self._listener.run())
         reader = asyncio.create_task(self._read(inputs))
         guard = asyncio.create_task(self._limits.guard(lambda: self._listener.user_active or self._agent_active()))
         try:
             await asyncio.wait([reader, guard], return_when=asyncio.FIRST_COMPLETED)
             if guard.done():
+                self._ended_by_client = not isinstance(guard.exception(), Draining)  # a limit ends it for good
                 guard.result()  # raises: the conversation ends with its status
             guard.cancel()
             reader.result()
@@ -116,6 +149,14 @@ class Conversation:
                 task.cancel()
             self.close()
             self._observer.closed()
+            if self._recorder is not None:
+                status = Status.ENDED if self._ended_by_client else Status.DETACHED
+                await asyncio.shield(self._recorder.close(status, self._history.turns))
+
+    def end_by_client(self) -> None:
+        """The client ended the conversation (a front that sees the end other than as EndOfInput): it is not
+        resumable."""
+        self._ended_by_client = True
 
     def close(self) -> None:
         self._preemptor.discard()
@@ -129,6 +170,8 @@ class Conversation:
             self._limits.activity()
             if isinstance(item, AudioIn):
                 self._listener.audio(item.pcm)
+                if self._recorder is not None:
+                    self._recorder.user_audio(item.pcm)
             elif isinstance(item, TextIn):
                 self._on_text(item.text, respond=item.respond)
             elif isinstance(item, Commit):
@@ -137,7 +180,10 @@ class Conversation:
                 self._respond()
             elif isinstance(item, CancelReply):
                 self.interrupt()
+            elif isinstance(item, Truncate):
+                self._truncate(item.turn_id, item.audio_end_ms)
             elif isinstance(item, EndOfInput):
+                self._ended_by_client = True  # not resumable: inputs that just stop (a drop) leave it so
                 return
 
     def _on_text(self, text: str, *, respond: bool) -> None:
@@ -146,6 +192,8 @@ class Conversation:
             # The conversation survives a bad message: the client hears why, and nothing else changes.
             self._emit(Error("INVALID_ARGUMENT", problem))
             return
+        if text and self._recorder is not None:
+            self._recorder.user_text(text)
         if text and not respond:
             self._history.add_user(text)
         elif text:
@@ -162,6 +210,8 @@ class Conversation:
 
     def on_speech_started(self, utterance_id: int, started_at: float) -> None:
         self._preemptor.discard()  # the user went on: a reply to the pause is out of date
+        if self._recorder is not None:
+            self._recorder.speech_started(utterance_id, started_at)
         span = self._observer.user_started(started_at)
         if span.is_recording():
             self._listener.join_trace(utterance_id, trace_headers(span))
@@ -227,9 +277,9 @@ class Conversation:
     def _agent_active(self) -> bool:
         return self._turn_task is not None and not self._turn_task.done()
 
-    def _add_agent(self, text: str) -> None:
+    def _add_agent(self, turn: AgentTurn, text: str) -> None:
         """The agent's words into the history, then the backchannels said over them."""
-        self._history.add_agent(text)
+        self._history.add_agent(text, turn.turn_id)
         for said in self._overlap.take_backchannels():
             self._history.add_user(said)
 
@@ -240,10 +290,32 @@ class Conversation:
             return
         task.cancel()  # no audio of this turn is sent after this line
         heard = turn.heard_text()
-        self._add_agent(heard)
+        self._add_agent(turn, heard)
         self._end_turn(turn, TurnOutcome.INTERRUPTED)
         self._emit(Interruption(turn.turn_id, heard))
         self._emit(turn.metrics(interrupted=True))
+
+    def _truncate(self, turn_id: int, audio_end_ms: int) -> None:
+        """The client played ``audio_end_ms`` of turn ``turn_id``'s reply: the history keeps the text of that
+        much. A turn still in flight is interrupted first: audio the client no longer plays is never heard."""
+        turn = self._turns.get(turn_id)
+        if turn is None:
+            known = f"turns {min(self._turns)}..{max(self._turns)}" if self._turns else "none yet"
+            self._emit(Error("INVALID_ARGUMENT", f"no agent turn {turn_id} to truncate (recent: {known})"))
+            return
+        if audio_end_ms > turn.audio_sent_ms + TRUNCATE_SLACK_MS:
+            self._emit(
+                Error(
+                    "INVALID_ARGUMENT",
+                    f"audio_end_ms {audio_end_ms} is past the {turn.audio_sent_ms:.0f} ms of audio turn {turn_id} sent",
+                )
+            )
+            return
+        if turn is self._turn and self._agent_active():
+            self.interrupt()
+        heard = turn.played_text(audio_end_ms)
+        self._history.replace_agent(turn_id, heard)
+        self._emit(Truncated(turn_id, audio_end_ms, heard))
 
     def _start_turn_now(self, user_text: str | None) -> None:
         """A turn timed from now: to typed text, the client's Respond, or words said over the echo."""
@@ -260,6 +332,7 @@ class Conversation:
         span.set_attribute("turn_id", self._turn_ids)
         self._turn, close = self._new_turn(self._turn_ids, self._history.messages(), timing, span, self._emit)
         self._last_turn = self._turn
+        self._remember(self._turn)
         self._turn_task = asyncio.create_task(self._run_turn(self._turn, close))
         self._overlap.turn_active(True)
 
@@ -282,8 +355,15 @@ class Conversation:
         turn.timing.user_side_from(timing)
         self._turn, self._turn_task = turn, preemption.task
         self._last_turn = turn
+        self._remember(turn)
         self._preemptor.keep(preemption)
         self._overlap.turn_active(True)
+
+    def _remember(self, turn: AgentTurn) -> None:
+        """The recent turns a client may still truncate (a truncation comes just after an interruption)."""
+        self._turns[turn.turn_id] = turn
+        while len(self._turns) > RECENT_TURNS:
+            del self._turns[min(self._turns)]
 
     def _new_turn(
         self,
@@ -334,10 +414,10 @@ class Conversation:
         if failure is not None:
             backend, code, message = failure
             self._report(backend, code, message, turn.turn_id)
-            self._add_agent(turn.heard_text())
+            self._add_agent(turn, turn.heard_text())
             self._end_turn(turn, TurnOutcome.FAILED, message)
             return
-        self._add_agent(turn.text)
+        self._add_agent(turn, turn.text)
         self._end_turn(turn, TurnOutcome.COMPLETED)
         self._emit(turn.metrics(interrupted=False))
 

@@ -49,9 +49,28 @@ class EndOfInput:
     """The user is done: the utterance in progress is finished, then the conversation ends."""
 
 
-Input = AudioIn | TextIn | Commit | Respond | CancelReply | EndOfInput
+@dataclass(frozen=True)
+class Truncate:
+    """How much of a turn's reply audio the client played before it stopped (an interruption flushed its
+    playout): the history keeps the text of that much. The client's measure beats the gateway's estimate."""
+
+    turn_id: int
+    audio_end_ms: int  # from the turn's first AgentAudio
+
+
+Input = AudioIn | TextIn | Commit | Respond | CancelReply | EndOfInput | Truncate
 
 # ---- events: what the client hears
+
+
+@dataclass(frozen=True)
+class SessionStarted:
+    """The first event of every conversation: its id, to resume it with after a dropped connection."""
+
+    conversation_id: str
+    resumed: bool = False  # an earlier stream's conversation, resumed
+    resume_window_s: int = 0  # how long after a dropped connection it can be resumed
+    last_turn_id: int = 0  # the last turn id used so far: the next agent turn is above it
 
 
 @dataclass(frozen=True)
@@ -106,6 +125,15 @@ class Interruption:
 
 
 @dataclass(frozen=True)
+class Truncated:
+    """A Truncate applied: the history now keeps ``heard_text`` of the turn's reply."""
+
+    turn_id: int
+    audio_end_ms: int
+    heard_text: str
+
+
+@dataclass(frozen=True)
 class InterruptionDecision:
     """What speech that began over the agent was: interruption, backchannel, noise or echo."""
 
@@ -141,12 +169,14 @@ class Error:
 
 
 Event = (
-    SpeechStarted
+    SessionStarted
+    | SpeechStarted
     | SpeechEnded
     | Transcript
     | AgentText
     | AgentAudio
     | Interruption
+    | Truncated
     | InterruptionDecision
     | TurnMetrics
     | Error

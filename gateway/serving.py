@@ -3,6 +3,8 @@ inputs and events (gateway/events.py). gateway/app.py runs it beside the Realtim
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import fields
@@ -11,8 +13,10 @@ from typing import TYPE_CHECKING
 import grpc
 
 from gateway import events
+from gateway.auth import ANONYMOUS
 from gateway.conversation import Conversation
-from gateway.session_settings import session_settings
+from gateway.records.ids import new_conversation_id
+from gateway.session_settings import session_choices, settings_for
 from voice_agent.errors import RETRY_AFTER_KEY, InvalidArgument, Unauthenticated
 from voice_agent.server import EventStream, Started, serve_stream
 from voice_agent.v1 import asr_pb2, gateway_pb2, gateway_pb2_grpc
@@ -40,7 +44,8 @@ class ConverseService(gateway_pb2_grpc.GatewayServicer):
                 await app.admission.end(context, error)
             log.debug("converse from %s", caller)
         missing = "the stream ended before its SessionConfig"
-        opened = serve_stream(app.admission, context, request_iterator, self._open, missing=missing, caller=caller)
+        open_stream = functools.partial(self._open, caller=caller or ANONYMOUS.name)
+        opened = serve_stream(app.admission, context, request_iterator, open_stream, missing=missing, caller=caller)
         async for response in opened:
             yield response
 
@@ -49,39 +54,79 @@ class ConverseService(gateway_pb2_grpc.GatewayServicer):
         first: gateway_pb2.ConverseRequest,
         requests: AsyncIterator[gateway_pb2.ConverseRequest],
         responses: EventStream[gateway_pb2.ConverseResponse],
+        *,
+        caller: str,
     ) -> Started:
-        app = self._app
-        settings = session_settings(first, app.config)
-        await app.check_voice(settings.voice)
+        """A new conversation, or (``resume_conversation_id``) the caller's dropped one, with what it had."""
+        app, records = self._app, self._app.records
+        if first.WhichOneof("request") == "config" and first.config.resume_conversation_id:
+            resumed = await records.resume(first.config.resume_conversation_id, caller)
+            # The persona as it began (with the memory it was given), the settings as they were chosen.
+            settings = dataclasses.replace(
+                settings_for(resumed.session.choices, app.config), system_prompt=resumed.record.header.persona
+            )
+            conversation_id, resumption = resumed.record.conversation_id, resumed.resumption
+            recorder = records.resumed(resumed)
+        else:
+            chosen = first.config
+            session = records.session(
+                session_choices(first),
+                record=chosen.record if chosen.HasField("record") else None,
+                memory=chosen.memory if chosen.HasField("memory") else None,
+            )
+            memory = await records.memory_for(caller, session)
+            settings = settings_for(session.choices, app.config)
+            await app.check_voice(settings.voice)
+            if memory:
+                settings = dataclasses.replace(settings, system_prompt=settings.system_prompt + memory)
+            conversation_id, resumption = new_conversation_id(), None
+            recorder = records.begin(conversation_id, caller, session, settings.system_prompt)
         conversation = Conversation(
             app.config,
             settings,
             app.backends,
-            lambda event: responses.put(to_response(event)),
+            lambda event: _put(responses, to_response(event)),
             draining=app.admission.draining,
+            conversation_id=conversation_id,
+            recorder=recorder,
+            resumption=resumption,
         )
-        return Started(conversation.run(to_inputs(requests)), conversation.close)
+        run = conversation.run(to_inputs(requests))
+        return Started(records.serving_run(conversation_id, run), conversation.close)
 
 
 async def to_inputs(requests: AsyncIterator[gateway_pb2.ConverseRequest]) -> AsyncIterator[events.Input]:
-    """The messages after the SessionConfig, as the conversation's inputs; InvalidArgument on any other."""
+    """The messages after the SessionConfig, as the conversation's inputs; InvalidArgument on any other.
+    Requests that stop without ``end`` (a half-close, a cancelled call, a dropped connection: the server
+    cannot always tell them apart) leave the conversation resumable."""
     async for request in requests:
         kind = request.WhichOneof("request")
         if kind == "audio":
             yield events.AudioIn(request.audio)
         elif kind == "text":
             yield events.TextIn(request.text)
+        elif kind == "truncate":
+            yield events.Truncate(request.truncate.turn_id, request.truncate.audio_end_ms)
         elif kind == "end":
             yield events.EndOfInput()
             return
         else:
-            what = "a second SessionConfig" if kind == "config" else "a message with no audio, text or end"
-            raise InvalidArgument(f"expected audio, text or end after the SessionConfig, got {what}")
+            what = "a second SessionConfig" if kind == "config" else "a message with no audio, text, truncate or end"
+            raise InvalidArgument(f"expected audio, text, truncate or end after the SessionConfig, got {what}")
 
 
-def to_response(event: events.Event) -> gateway_pb2.ConverseResponse:
-    """One of the conversation's events on the wire."""
+def _put(responses: EventStream[gateway_pb2.ConverseResponse], response: gateway_pb2.ConverseResponse | None) -> None:
+    if response is not None:
+        responses.put(response)
+
+
+def to_response(event: events.Event) -> gateway_pb2.ConverseResponse | None:
+    """One of the conversation's events on the wire; None for one that Converse does not send."""
     match event:
+        case events.SessionStarted():
+            return gateway_pb2.ConverseResponse(session_started=gateway_pb2.SessionStarted(**_fields(event)))
+        case events.Truncated():
+            return None  # the client's own Truncate, applied: Converse has no acknowledgement for it
         case events.SpeechStarted():
             return gateway_pb2.ConverseResponse(speech_started=asr_pb2.SpeechStarted(**_fields(event)))
         case events.SpeechEnded():

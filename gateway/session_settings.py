@@ -125,6 +125,11 @@ def settings_for(choices: SessionChoices, config: GatewayConfig) -> SessionSetti
 
 def session_settings(request: gateway_pb2.ConverseRequest, config: GatewayConfig) -> SessionSettings:
     """Reads a Converse stream's first message; raises InvalidArgument naming the problem."""
+    return settings_for(session_choices(request), config)
+
+
+def session_choices(request: gateway_pb2.ConverseRequest) -> SessionChoices:
+    """What a Converse stream's first message chose; raises InvalidArgument naming the problem."""
     if request.WhichOneof("request") != "config":
         raise InvalidArgument("the first message of a Converse stream must be a SessionConfig (field 'config')")
     chosen = request.config
@@ -139,7 +144,7 @@ def session_settings(request: gateway_pb2.ConverseRequest, config: GatewayConfig
         latency=latency_choices(chosen.latency),
         turn_taking=latency_choices(chosen.turn_taking),  # type: ignore[arg-type]
     )
-    return settings_for(choices, config)
+    return choices
 
 
 def latency_choices(options: gateway_pb2.LatencyOptions | gateway_pb2.TurnTakingOptions) -> dict[str, bool | int]:

@@ -112,6 +112,8 @@ class AgentTurn:
         self._sequence = 0
         self._playback_end = 0.0  # when the audio sent so far ends playing at the client
         self._played: list[tuple[float, int]] = []  # (play start, text end) per chunk sent
+        self._phrases: list[_Phrase] = []  # where each phrase of the reply lies in its audio
+        self._audio_ms = 0.0  # of audio sent so far
         self._sending = asyncio.Event()  # cleared: audio is held (an interruption being decided), not sent
         self._sending.set()
 
@@ -198,6 +200,28 @@ class AgentTurn:
     def text(self) -> str:
         """The reply as spoken: the LLM's, less labels, or the fallback."""
         return self.spoken.text
+
+    @property
+    def audio_sent_ms(self) -> float:
+        return self._audio_ms
+
+    def played_text(self, audio_end_ms: float) -> str:
+        """The reply's text spoken by its first ``audio_end_ms`` of audio (the client's measure of what it
+        played): whole phrases, and of the phrase it stopped in the share of its characters that share of
+        its audio speaks, to the end of the word in progress (a word cut off was heard, in part)."""
+        text, end = self.spoken.text, 0
+        for phrase in self._phrases:
+            if phrase.start_ms >= audio_end_ms:
+                break
+            if phrase.end_ms <= audio_end_ms:
+                end = max(end, phrase.text_end)
+                continue
+            share = (audio_end_ms - phrase.start_ms) / max(phrase.end_ms - phrase.start_ms, 1e-9)
+            cut = phrase.text_start + round(share * (phrase.text_end - phrase.text_start))
+            while 0 < cut < phrase.text_end and not text[cut - 1 : cut].isspace() and not text[cut : cut + 1].isspace():
+                cut += 1  # to the end of the word it stopped in
+            end = max(end, cut)
+        return text[:end].strip()
 
     def heard_text(self) -> str:
         """The reply up to the end of the last chunk that has started playing."""
@@ -289,6 +313,7 @@ class AgentTurn:
         play_start = max(now, self._playback_end)
         self._playback_end = play_start + len(chunk.audio) / 2 / chunk.sample_rate_hz
         self._played.append((play_start, chunk.text_end))
+        self._place(chunk)
         if self.timing.first_audio_sent_at is None:
             self.timing.first_audio_sent_at = now
         audio = AgentAudio(
@@ -301,6 +326,27 @@ class AgentTurn:
         )
         self._sequence += 1
         self._emit(audio)
+
+    def _place(self, chunk: tts_pb2.TtsAudioChunk) -> None:
+        duration_ms = len(chunk.audio) / 2 / chunk.sample_rate_hz * 1000
+        last = self._phrases[-1] if self._phrases else None
+        if last is not None and (last.text_start, last.text_end) == (chunk.text_start, chunk.text_end):
+            last.end_ms += duration_ms
+        else:
+            end_ms = self._audio_ms + duration_ms
+            self._phrases.append(_Phrase(chunk.text_start, chunk.text_end, self._audio_ms, end_ms))
+        self._audio_ms += duration_ms
+
+
+@dataclass
+class _Phrase:
+    """A span of the reply's text (its TTS chunks share it) and where its audio lies, in ms from the
+    turn's first audio."""
+
+    text_start: int
+    text_end: int
+    start_ms: float
+    end_ms: float
 
 
 def turn_failure(error: Exception, turn_id: int) -> tuple[str, str, str]:

@@ -43,6 +43,8 @@ from gateway.backends import Backends
 from gateway.config import GatewayConfig
 from gateway.conversation import Conversation
 from gateway.llm import LlmSettings, Reply
+from gateway.records.recorder import Recorder
+from gateway.records.sessions import Resumption
 from gateway.session_settings import SessionChoices, SessionSettings, settings_for
 from voice_agent.v1 import asr_pb2, tts_pb2
 
@@ -73,6 +75,7 @@ class ScriptedRecognizeCall:
             elif kind == "update":
                 self.updates.append(request.update)
         self.half_closed = True
+        self.push(None)  # as the ASR does: its stream ends once the client half-closed it
 
     def push(self, event: asr_pb2.RecognizeResponse | grpc.aio.AioRpcError | None) -> None:
         self._events.put_nowait(event)
@@ -195,11 +198,16 @@ class ScriptedLlm:
 
 class ScriptedSynthesizeCall:
     def __init__(
-        self, requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest], ms_per_char: float, noise: bool = False
+        self,
+        requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest],
+        ms_per_char: float,
+        noise: bool = False,
+        level: int = 0,
     ) -> None:
         self._requests = requests
         self._ms_per_char = ms_per_char
         self._noise = np.random.default_rng(0) if noise else None
+        self._sample = level.to_bytes(2, "little", signed=True)
         self.cancelled = False
 
     def __aiter__(self) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
@@ -211,7 +219,7 @@ class ScriptedSynthesizeCall:
             if request.WhichOneof("request") != "text" or not request.text:
                 continue
             samples = int(len(request.text) * self._ms_per_char * RATE / 1000)
-            audio = b"\0\0" * samples
+            audio = self._sample * samples
             if self._noise is not None:
                 audio = (self._noise.normal(0, 3000, samples).clip(-32767, 32767)).astype("<i2").tobytes()
             chunk = tts_pb2.TtsAudioChunk(
@@ -231,17 +239,19 @@ class ScriptedSynthesizeCall:
 
 
 class ScriptedTts:
-    """The TTS service's stub (``SynthesizeStream``): silence as long as the text, ``ms_per_char`` a character."""
+    """The TTS service's stub (``SynthesizeStream``): silence as long as the text, ``ms_per_char`` a character
+    (``level``: a constant sample value instead, to find the agent's audio in a recording)."""
 
     def __init__(self, ms_per_char: float = 5.0, noise: bool = False) -> None:
         self.ms_per_char = ms_per_char
         self.noise = noise
+        self.level = 0
         self.calls: list[ScriptedSynthesizeCall] = []
 
     def SynthesizeStream(  # noqa: N802
         self, requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest]
     ) -> ScriptedSynthesizeCall:
-        call = ScriptedSynthesizeCall(requests, self.ms_per_char, self.noise)
+        call = ScriptedSynthesizeCall(requests, self.ms_per_char, self.noise, self.level)
         self.calls.append(call)
         return call
 
@@ -249,7 +259,15 @@ class ScriptedTts:
 class ScriptedSession:
     """A Conversation on scripted backends, its inputs and its events in the test's hands."""
 
-    def __init__(self, config: GatewayConfig | None = None, *, echo_db: float | None = None, **choices: Any) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig | None = None,
+        *,
+        echo_db: float | None = None,
+        recorder: Recorder | None = None,
+        resumption: Resumption | None = None,
+        **choices: Any,
+    ) -> None:
         self.config = config or GatewayConfig()
         self.settings: SessionSettings = settings_for(SessionChoices(input_sample_rate=RATE, **choices), self.config)
         self.asr, self.llm, self.tts = ScriptedAsr(), ScriptedLlm(), ScriptedTts(noise=echo_db is not None)
@@ -267,7 +285,16 @@ class ScriptedSession:
             new_tts_channel=lambda: None,  # type: ignore[arg-type,return-value]
             new_llm=lambda: self.llm,  # type: ignore[arg-type,return-value]
         )
-        self.conversation = Conversation(self.config, self.settings, backends, self._emit, draining=self.draining)
+        self.conversation = Conversation(
+            self.config,
+            self.settings,
+            backends,
+            self._emit,
+            draining=self.draining,
+            conversation_id=recorder.conversation_id if recorder is not None else None,
+            recorder=recorder,
+            resumption=resumption,
+        )
 
     async def __aenter__(self) -> ScriptedSession:
         self.task = asyncio.create_task(self.conversation.run(self._input_stream()))
@@ -286,8 +313,14 @@ class ScriptedSession:
         """The client ends the session: the conversation finishes what is in flight, then returns."""
         self._microphone.cancel()
         self._inputs.put_nowait(events.EndOfInput())
-        self.asr.call.push(None)  # the ASR ends its stream once the Listener half-closes it
         async with asyncio.timeout(timeout_s):
+            await self.task
+
+    async def drop(self) -> None:
+        """The connection drops: the front cancels the conversation, as a stream that breaks does."""
+        self._microphone.cancel()
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
             await self.task
 
     # ---- the user

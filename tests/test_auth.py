@@ -63,6 +63,30 @@ def test_static_keys(signing_key: rsa.RSAPrivateKey) -> None:
         assert API_KEY not in str(refused.value)
 
 
+@pytest.mark.unit
+def test_roles_come_from_the_admin_key_file_or_the_jwt_role_claim(
+    signing_key: rsa.RSAPrivateKey, tmp_path: Path
+) -> None:
+    (tmp_path / "keys").write_text(API_KEY + "\n")
+    (tmp_path / "admin").write_text("# operators\nva-admin-key\n")
+    (tmp_path / "jwks.json").write_text(json.dumps(_jwks(signing_key)))
+    auth = Authenticator.from_files(
+        str(tmp_path / "keys"), str(tmp_path / "jwks.json"), admin_api_keys_file=str(tmp_path / "admin"),
+        issuer=ISSUER, audience=AUDIENCE, role_claim="roles",
+    )  # fmt: skip
+    assert auth is not None
+    assert auth.authenticate(_bearer(API_KEY)).role == "user"
+    admin = auth.authenticate(_bearer("va-admin-key"))
+    assert admin.is_operator and admin.name.startswith("key:") and "admin" not in admin.name
+    for roles, operator in ((["operator"], True), ("operator", True), (["viewer"], False), (None, False)):
+        claims = {"roles": roles} if roles is not None else {}
+        assert auth.authenticate(_bearer(_token(signing_key, **claims))).is_operator is operator
+    assert not auth.authenticate(_bearer(_token(signing_key, role="operator"))).is_operator  # not the claim set
+    (tmp_path / "empty").write_text("# nobody\n")
+    with pytest.raises(ValueError, match="no API key"):
+        Authenticator.from_files(admin_api_keys_file=str(tmp_path / "empty"))
+
+
 @pytest.mark.parametrize(
     "case",
     ["valid", "expired", "no expiry", "wrong audience", "wrong issuer", "unknown key", "other signer", "alg none"],

@@ -160,6 +160,12 @@ SETTLED = """(() => {
 })()"""
 
 
+# The page's past conversations (the gateway's records, /v1/conversations): this one listed, and opened.
+PAST = """voiceAgent.listPast()
+  .then(() => voiceAgent.openPast(voiceAgent.conversationId))
+  .then((c) => ({ listed: voiceAgent.past.conversations.map((x) => x.conversation_id), items: c.items }))"""
+
+
 async def wait_for(cdp: Cdp, expression: str, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -205,6 +211,7 @@ async def talk_in_browser(page_url: str, wav: Path, wav_ms: int, folder: Path, s
             hooks["screenshot_bytes"] = len(png)
             hooks["page_text"] = await cdp.evaluate("document.getElementById('log').innerText")
             hooks["bars"] = await cdp.evaluate("document.querySelectorAll('#log .latency .bar span').length")
+            hooks["past"] = await cdp.evaluate(PAST)
             await cdp.evaluate("voiceAgent.stop()")
             # What the page saw, beside Chromium's log, for a failure's post-mortem.
             await asyncio.to_thread(_save, folder / "hooks.json", json.dumps(hooks, indent=1).encode())
@@ -266,6 +273,10 @@ async def test_talking_to_the_agent_in_the_browser(web_gateway: str, tmp_path: P
     assert float(hooks["turns"][0]["metadata"]["e2e_ms"]) > 0, context
     assert hooks["bars"] > 0, context
     assert hooks["screenshot_bytes"] > 10_000
+    # The conversation is in the gateway's records, with the question as the ASR heard it.
+    assert hooks["conversationId"] in hooks["past"]["listed"], context
+    asked = [item["text"] for item in hooks["past"]["items"] if item["role"] == "user"]
+    assert asked and word_error_rate(QUESTION, asked[0]) <= 0.3, hooks["past"]
 
 
 @pytest.mark.parametrize("script", ["app.js", "pcm-worklet.js"])

@@ -11,13 +11,18 @@ from scripted import ScriptedReply, ScriptedSession
 
 from gateway.events import (
     AgentAudio,
+    CancelReply,
     Error,
     Interruption,
     InterruptionDecision,
+    SessionStarted,
     TextIn,
     Transcript,
+    Truncate,
+    Truncated,
     TurnMetrics,
 )
+from gateway.records.ids import is_conversation_id
 from voice_agent.errors import Draining
 from voice_agent.v1 import asr_pb2
 
@@ -42,6 +47,16 @@ async def test_a_plain_turn() -> None:
             {"role": "assistant", "content": "Start with a story."},
         ]
         assert len(session.llm.requests) == 1
+
+
+async def test_every_conversation_starts_with_its_id() -> None:
+    async with ScriptedSession() as session:
+        started = session.events[0]
+        assert isinstance(started, SessionStarted) and is_conversation_id(started.conversation_id)
+        assert started.conversation_id == session.conversation.conversation_id
+        assert not started.resumed and started.resume_window_s == 120 and started.last_turn_id == 0
+    async with ScriptedSession() as other:
+        assert other.of(SessionStarted)[0].conversation_id != started.conversation_id
 
 
 async def test_a_preemptive_reply_is_kept_when_the_final_matches_the_pause() -> None:
@@ -335,3 +350,54 @@ async def test_the_drain_waits_for_the_turn_in_flight_then_ends_the_conversation
         with pytest.raises(Draining):
             async with asyncio.timeout(3):
                 await session.task
+
+
+async def played(session: ScriptedSession, turn_id: int, ms: float) -> None:
+    """Until the turn has sent ``ms`` of audio (the scripted TTS: 16 kHz PCM16)."""
+    await session.until(lambda: sum(len(e.audio) for e in session.of(AgentAudio) if e.turn_id == turn_id) >= ms * 32)
+
+
+async def test_a_truncation_keeps_the_text_of_the_audio_the_client_played() -> None:
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session)
+        await played(session, turn_id, 600)
+        session.send(CancelReply())
+        gateway_heard = (await session.next(Interruption)).heard_text
+        # 40 ms a character: "Take" 0-160 ms, " two" 160-320, " slow" 320-520; at 400 ms the client was
+        # in "slow": the word in progress counts as heard.
+        session.send(Truncate(turn_id, 400))
+        truncated = await session.next(Truncated)
+        assert truncated == Truncated(turn_id, 400, "Take two slow")
+        assert session.history()[-1] == {"role": "assistant", "content": "Take two slow"}
+        assert gateway_heard != "Take two slow"  # the client's measure replaced the gateway's estimate
+        session.send(Truncate(turn_id, 0))  # nothing played: the reply leaves the history
+        assert (await session.next(Truncated)).heard_text == ""
+        assert session.history() == [{"role": "user", "content": "How do I calm down before a talk?"}]
+
+
+async def test_a_truncation_of_the_reply_in_flight_interrupts_it() -> None:
+    async with ScriptedSession(barge_in=False) as session:
+        turn_id = await agent_speaking(session)
+        await played(session, turn_id, 300)
+        session.send(Truncate(turn_id, 240))  # in " two": heard, in part
+        interruption = await session.next(Interruption)
+        truncated = await session.next(Truncated)
+        assert interruption.turn_id == truncated.turn_id == turn_id
+        assert truncated.heard_text == "Take two"
+        assert session.history()[-1] == {"role": "assistant", "content": "Take two"}
+        assert [m.interrupted for m in session.of(TurnMetrics)] == [True]
+
+
+async def test_a_bad_truncation_is_an_error_and_the_conversation_goes_on() -> None:
+    async with ScriptedSession() as session:
+        session.llm.replies(["Start", " with", " a", " story."])
+        await session.user_says("How do I start my talk?")
+        metrics = await session.next(TurnMetrics)
+        session.send(Truncate(metrics.turn_id + 5, 10))
+        unknown = await session.next(Error)
+        assert unknown.code == "INVALID_ARGUMENT" and f"no agent turn {metrics.turn_id + 5}" in unknown.message
+        session.send(Truncate(metrics.turn_id, 60_000))
+        too_long = await session.next(Error)
+        assert too_long.code == "INVALID_ARGUMENT" and "past the" in too_long.message
+        assert session.history()[-1] == {"role": "assistant", "content": "Start with a story."}
+        assert not session.of(Truncated)

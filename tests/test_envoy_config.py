@@ -276,8 +276,10 @@ def check_http_front(config: dict[str, Any], fullname: str, source: str, values:
     [hcm] = [f["typed_config"] for f in listener["filter_chains"][0]["filters"] if f["name"] == HCM]
     [vhost] = hcm["route_config"]["virtual_hosts"]
     routes = {route["name"]: route for route in vhost["routes"]}
-    assert [route["name"] for route in vhost["routes"]] == ["converse", "realtime", "web"], "the catch-all last"
+    names = [route["name"] for route in vhost["routes"]]
+    assert names == ["converse", "realtime", "conversations", "conversations-http", "web"], "the catch-all last"
     realtime, web, converse = routes["realtime"], routes["web"], routes["converse"]
+    records_grpc, records_http = routes["conversations"], routes["conversations-http"]
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
 
     # The Realtime API: its exact path (a ?model= query does not take part in the match), upgraded
@@ -300,12 +302,22 @@ def check_http_front(config: dict[str, Any], fullname: str, source: str, values:
     assert web["route"]["cluster"] == "gateway-http"
     assert web["route"]["timeout"] not in ("0s", None)
 
-    # Authentication: the realtime route requires what Converse requires; the page requires nothing.
+    # The conversation records: the whole gRPC service, and GET/DELETE under /v1/conversations, bounded.
+    assert records_grpc["match"] == {"prefix": "/voice_agent.v1.Conversations/"}
+    assert records_grpc["route"]["cluster"] == "gateway"
+    assert records_http["match"]["safe_regex"] == {"regex": "/v1/conversations(/.*)?"}
+    assert records_http["match"]["headers"][0]["string_match"] == {"safe_regex": {"regex": "GET|HEAD|DELETE"}}
+    assert records_http["route"]["cluster"] == "gateway-http"
+    assert all(route["route"]["timeout"] not in ("0s", None) for route in (records_grpc, records_http))
+
+    # Authentication: the realtime and records routes require what Converse requires; the page nothing.
     http_filters = hcm["http_filters"]
     names = [f["name"] for f in http_filters]
     if envoy["jwt"]["enabled"]:
         per_route = realtime["typed_per_filter_config"]
         assert per_route[JWT] == converse["typed_per_filter_config"][JWT]
+        for route in (records_grpc, records_http):
+            assert route["typed_per_filter_config"][JWT] == converse["typed_per_filter_config"][JWT]
         assert web["typed_per_filter_config"][JWT]["disabled"] is True
         # A browser's token arrives as the subprotocol openai-insecure-api-key.<token>: the Lua
         # filter, off except on the realtime route, copies it into Authorization before the JWT check.

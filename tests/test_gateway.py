@@ -94,6 +94,10 @@ async def test_typed_text_is_a_turn(gateway_channel: grpc.aio.Channel) -> None:
     metrics = [e.turn_metrics for e in events if e.WhichOneof("event") == "turn_metrics"]
     assert [m.turn_id for m in metrics] == [1, 2]
     assert all(m.llm_tokens > 0 for m in metrics)
+    started = events[0].session_started  # every stream's first event: the conversation's id
+    assert events[0].WhichOneof("event") == "session_started"
+    assert re.fullmatch(r"conv_[0-9a-f]{24}", started.conversation_id)
+    assert not started.resumed and started.resume_window_s == 120
     assert "agent_audio" in _kinds(events) and "error" not in _kinds(events)
 
 

@@ -33,6 +33,11 @@ EVERYTHING = {
     "gpu": {"timeSlicing": {"createConfigMap": True}},
     "gateway": {"autoscaling": {"sessionsMetric": {"enabled": True}}},
     "mtls": {"enabled": True},
+    "records": {
+        "postgresql": {"enabled": True, "password": "dev-only"},
+        "recordings": {"record": True, "s3": {"bucket": "voice-recordings", "credentialsSecret": "s3-keys"}},
+        "retentionDays": 30,
+    },
 }
 # Custom resources of the Prometheus Operator: kubernetes-validate has no schema for them, so they
 # are skipped by name (and only these), and checked by the tests below instead.
@@ -876,3 +881,135 @@ def test_network_policies_leave_the_plaintext_health_ports_to_the_kubelet() -> N
 def test_templates_render_identically_twice() -> None:
     # No randomness (generated passwords, timestamps): an unchanged upgrade changes nothing.
     assert render_templates(["values-l4.yaml"], EVERYTHING) == render_templates(["values-l4.yaml"], EVERYTHING)
+
+
+# --- conversation records (docs/conversations.md) --------------------------------------------
+
+RECORDS_IN_CHART = {
+    "records": {
+        "postgresql": {"enabled": True, "password": "dev p@ss"},
+        "recordings": {
+            "record": True,
+            "s3": {"bucket": "voice-rec", "prefix": "/eu/", "endpoint": "https://minio.example:9000"},
+        },
+        "retentionDays": 30,
+    }
+}
+MANAGED = {
+    "records": {
+        "database": {
+            "urlSecret": {"name": "voice-db", "key": "dsn"},
+            "egressTo": [{"ipBlock": {"cidr": "10.9.0.0/24"}}],
+        },
+        "recordings": {"s3": {"bucket": "voice-rec", "credentialsSecret": "s3-keys", "port": 9000}},
+    }
+}
+
+
+def env_sources(container: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container.get("env", []) if "valueFrom" in e}
+
+
+def test_without_a_database_the_gateway_keeps_records_in_memory_and_records_nothing() -> None:
+    manifests = render()
+    gateway = main_container(manifests, "gateway")
+    assert "VOICE_GATEWAY_RECORDS_URL" not in env(gateway) and "VOICE_GATEWAY_RECORDINGS_URL" not in env(gateway)
+    assert env(gateway)["VOICE_GATEWAY_RECORD"] == "false" and env(gateway)["VOICE_GATEWAY_RETENTION_DAYS"] == "0"
+    assert not by_kind(manifests, "StatefulSet") and f"{PREFIX}-records-migrate" not in by_kind(manifests, "Job")
+    settings = GatewayConfig.setting_names()
+    assert {"records_url", "recordings_url", "record", "retention_days"} <= set(settings)
+
+
+def test_the_development_postgresql_its_url_secret_and_the_migration_hook() -> None:
+    manifests = render(set_values=RECORDS_IN_CHART)
+    pg = f"{PREFIX}-postgresql"
+    secret = one(manifests, "Secret", pg)["stringData"]
+    assert secret["url"] == f"postgresql://voice:dev+p%40ss@{pg}:5432/voice"  # the password URL-quoted
+    statefulset = one(manifests, "StatefulSet", pg)["spec"]
+    assert statefulset["replicas"] == 1 and statefulset["volumeClaimTemplates"][0]["spec"]["resources"]
+    pod = statefulset["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
+    assert one(manifests, "Service", pg)["spec"]["ports"][0]["port"] == 5432
+
+    gateway = main_container(manifests, "gateway")
+    assert env_sources(gateway)["VOICE_GATEWAY_RECORDS_URL"] == {"name": pg, "key": "url"}
+    assert env(gateway)["VOICE_GATEWAY_RECORDINGS_URL"] == "s3://voice-rec/eu"
+    assert env(gateway)["AWS_ENDPOINT_URL_S3"] == "https://minio.example:9000"
+    assert env(gateway)["VOICE_GATEWAY_RECORD"] == "true" and env(gateway)["VOICE_GATEWAY_RETENTION_DAYS"] == "30"
+
+    job = one(manifests, "Job", f"{PREFIX}-records-migrate")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "post-install,pre-upgrade"
+    assert "hook-succeeded" in annotations["helm.sh/hook-delete-policy"]
+    migrate = job["spec"]["template"]["spec"]["containers"][0]
+    assert migrate["command"] == ["python", "-m", "gateway.records.migrate"]
+    assert migrate["image"] == gateway["image"]
+    assert env_sources(migrate) == {"VOICE_GATEWAY_RECORDS_URL": {"name": pg, "key": "url"}}  # no S3 keys
+    for doc in manifests:
+        if (doc["apiVersion"], doc["kind"]) not in CRD_KINDS:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_a_managed_database_and_s3_from_secrets() -> None:
+    manifests = render(set_values=MANAGED)
+    gateway = main_container(manifests, "gateway")
+    sources = env_sources(gateway)
+    assert sources["VOICE_GATEWAY_RECORDS_URL"] == {"name": "voice-db", "key": "dsn"}
+    assert sources["AWS_ACCESS_KEY_ID"] == {"name": "s3-keys", "key": "AWS_ACCESS_KEY_ID"}
+    assert sources["AWS_SECRET_ACCESS_KEY"] == {"name": "s3-keys", "key": "AWS_SECRET_ACCESS_KEY"}
+    assert env(gateway)["VOICE_GATEWAY_RECORDINGS_URL"] == "s3://voice-rec/recordings"
+    assert "AWS_ENDPOINT_URL_S3" not in env(gateway)  # AWS itself
+    assert not by_kind(manifests, "StatefulSet")
+    assert one(manifests, "Job", f"{PREFIX}-records-migrate")
+    no_job = render(set_values={**MANAGED, "records": {**MANAGED["records"], "migrations": {"enabled": False}}})
+    assert f"{PREFIX}-records-migrate" not in by_kind(no_job, "Job")
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"records": {"postgresql": {"enabled": True}}}, "password is required"),
+        (
+            {"records": {"postgresql": {"enabled": True, "password": "x"}, "database": {"urlSecret": {"name": "db"}}}},
+            "not both",
+        ),
+        ({"records": {"recordings": {"s3": {"bucket": "Not_A_Bucket"}}}}, "bucket"),
+        ({"records": {"retentionDays": -1}}, "retentionDays"),
+        ({"records": {"postgres": {}}}, "postgres"),
+    ],
+)
+def test_bad_records_values_are_refused(values: dict[str, Any], complaint: str) -> None:
+    with pytest.raises((helm.HelmValuesError, helm.HelmError), match=complaint):
+        render(set_values=values)
+
+
+def test_network_policies_for_the_records() -> None:
+    manifests = render(["values-l4.yaml"], RECORDS_IN_CHART)
+    policies = policies_of(manifests)
+    labels = [
+        *workload_labels(manifests),
+        one(manifests, "StatefulSet", f"{PREFIX}-postgresql")["spec"]["template"]["metadata"]["labels"],
+    ]
+    pods = {component(pod_labels): Pod(component(pod_labels), pod_labels) for pod_labels in labels}
+    assert {"postgresql", "records-migrate"} <= set(pods)
+    everyone = {
+        **pods,
+        "neighbour": Pod("neighbour", {"app": "neighbour"}),
+        "internet": Pod("internet", {}, external=True),
+    }
+    reaches_pg = {
+        name
+        for name, pod in everyone.items()
+        if name != "postgresql" and allowed(policies, pod, pods["postgresql"], 5432)
+    }
+    assert reaches_pg == {"gateway", "records-migrate"}
+    assert not allowed(policies, pods["postgresql"], everyone["internet"], 443), "the database stays offline"
+    assert not allowed(policies, pods["records-migrate"], everyone["internet"], 443)
+    assert allowed(policies, pods["gateway"], everyone["internet"], 443), "the S3 endpoint, on its port"
+    assert not allowed(policies, pods["gateway"], everyone["internet"], 5432)
+
+    managed = policies_of(render(["values-l4.yaml"], MANAGED))
+    database = Pod("rds", {}, external=True)
+    gateway = Pod("gateway", pods["gateway"].labels)
+    assert allowed(managed, gateway, database, 5432) and allowed(managed, gateway, database, 9000)
+    assert not allowed(managed, gateway, database, 443)

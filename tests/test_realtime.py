@@ -161,6 +161,26 @@ async def test_response_cancel(realtime_gateway: ServiceProcess) -> None:
     assert done.response.status_details.reason == "client_cancelled"
 
 
+async def test_truncate_keeps_what_was_played(realtime_gateway: ServiceProcess) -> None:
+    async with client(realtime_gateway).realtime.connect(model="voice-agent") as connection:
+        seen: list[Any] = []
+        created = await until(connection, "session.created", seen)
+        assert created.session.id.startswith("conv_")
+        await typed_turn(connection, "Tell me a long story about a lighthouse keeper.")
+        delta = await until(connection, "response.output_audio.delta", seen)
+        await connection.response.cancel()
+        done = await until(connection, "response.done", seen)
+        assert done.response.conversation_id == created.session.id
+        played_ms = len(reply_audio(seen)) // 2 * 1000 // RATE
+        await connection.conversation.item.truncate(item_id=delta.item_id, content_index=0, audio_end_ms=played_ms)
+        truncated = await until(connection, "conversation.item.truncated", seen)
+        assert (truncated.item_id, truncated.audio_end_ms) == (delta.item_id, played_ms)
+        await connection.send({"type": "conversation.item.truncate", "event_id": "far", "item_id": delta.item_id,
+                               "content_index": 0, "audio_end_ms": played_ms + 60_000})  # fmt: skip
+        error = await until(connection, "error", seen)
+        assert error.error.param == "audio_end_ms" and error.error.event_id == "far"
+
+
 async def test_barge_in(realtime_gateway: ServiceProcess) -> None:
     interruption = spoken("Wait, stop, I have a question.", sample_rate=RATE, lead_ms=0)
     async with client(realtime_gateway).realtime.connect(model="voice-agent") as connection:
@@ -277,6 +297,41 @@ async def next_of(socket: websockets.ClientConnection, kind: str, timeout_s: flo
                 return event
 
 
+async def test_a_dropped_socket_resumes_its_conversation(realtime_gateway: ServiceProcess) -> None:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with websockets.connect(url(realtime_gateway), additional_headers=headers, max_size=None) as socket:
+        conversation_id = (await next_of(socket, "session.created"))["session"]["id"]
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi, I am Sam."}]}
+        await socket.send(json.dumps({"type": "conversation.item.create", "item": item}))
+        await socket.send(json.dumps({"type": "response.create"}))
+        first = await next_of(socket, "response.done", TURN_TIMEOUT_S)
+        socket.transport.abort()  # the network goes away: no close frame
+    resumed_url = f"{url(realtime_gateway)}&resume={conversation_id}"
+    async with websockets.connect(resumed_url, additional_headers=headers, max_size=None) as socket:
+        created = await next_of(socket, "session.created")
+        assert created["session"]["id"] == conversation_id
+        await socket.send(json.dumps({"type": "response.create"}))  # a reply to the history as it is
+        second = await next_of(socket, "response.done", TURN_TIMEOUT_S)
+        assert second["response"]["conversation_id"] == conversation_id
+        assert int(second["response"]["metadata"]["turn_id"]) == int(first["response"]["metadata"]["turn_id"]) + 1
+    with pytest.raises(websockets.InvalidStatus) as refused:  # closed with 1000: it ended
+        async with websockets.connect(resumed_url, additional_headers=headers):
+            pass
+    assert refused.value.response.status_code == 404
+
+
+def truncate_frame(event_id: str, *, content_index: int) -> str:
+    return json.dumps(
+        {
+            "type": "conversation.item.truncate",
+            "event_id": event_id,
+            "item_id": "item_unknown",
+            "content_index": content_index,
+            "audio_end_ms": 5,
+        }
+    )
+
+
 BAD_FRAMES = [
     ("not json {", None, "not JSON"),
     (json.dumps({"type": "conversation.item.delete", "event_id": "e1"}), "e1", "unknown or unsupported"),
@@ -306,6 +361,8 @@ BAD_FRAMES = [
     ),
     (json.dumps({"type": "response.cancel", "event_id": "e6"}), "e6", "no response"),
     (json.dumps([1, 2]), None, "JSON object"),
+    (truncate_frame("e7", content_index=0), "e7", "no assistant item"),
+    (truncate_frame("e8", content_index=1), "e8", "content_index must be 0"),
 ]
 
 

@@ -28,6 +28,12 @@ class InvalidArgument(ServiceError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class NotFound(ServiceError):
+    """No such thing, or one the caller may not see: the two are told apart by nobody."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
 class Unavailable(ServiceError):
     """The service cannot serve now (model loading, draining); retry later."""
 

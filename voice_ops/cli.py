@@ -17,10 +17,10 @@ import grpc
 from services.tts.config import ENGINES, TtsConfig
 from voice_agent.audio import read_wav, write_wav
 from voice_agent.client.asr import recognize
-from voice_agent.client.converse import TurnResult, connect, talk
+from voice_agent.client.talk import TurnFailed, spoken_turn
 from voice_agent.client.tts import Synthesis, synthesize
 from voice_agent.v1 import asr_pb2
-from voice_ops import stack
+from voice_ops import conversations, stack
 
 # What read_wav takes; the services resample whatever rate it is.
 WAV_HELP = "a WAV file at 8 to 48 kHz (44.1 and 22.05 too), 16-, 24- or 32-bit integer or float PCM, mono or stereo"
@@ -124,36 +124,38 @@ def cmd_say(args: argparse.Namespace) -> int:
 
 def cmd_talk(args: argparse.Namespace) -> int:
     audio = read_wav(args.wav)
-    options = {"voice": args.voice or "", "output_sample_rate_hz": args.rate}
-
-    metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
-
-    async def run() -> TurnResult:
-        async with connect(args.gateway, tls_ca=args.tls_ca or "") as channel:
-            return await talk(channel, audio, metadata=metadata, **options)
-
-    result = asyncio.run(run())
+    options: dict[str, object] = {"voice": args.voice or "", "output_sample_rate_hz": args.rate}
+    if args.resume:
+        options["resume_conversation_id"] = args.resume
+    # The conversation is left resumable (not ended): `talk --resume ID` goes on with it.
+    turn = spoken_turn(args.gateway, audio, token=args.token, tls_ca=args.tls_ca or "", keep=True, **options)
+    result = asyncio.run(turn)
     reply_audio = result.reply_audio()
     write_wav(args.out, reply_audio)
+    metrics = result.metrics()
     payload: dict[str, Any] = {
+        "conversation_id": result.conversation_id,
         "transcript": result.transcript,
         "reply": result.reply,
-        "metrics": result.metrics(),
+        "e2e_ms": metrics.get("e2e_ms"),
+        "audio_ms": reply_audio.duration_ms,
+        "metrics": metrics,
         "reply_audio_ms": reply_audio.duration_ms,
-        "errors": [{"code": e.code, "backend": e.backend, "message": e.message} for e in result.errors],
+        "errors": [{"code": e.code, "backend": e.backend, "message": e.message} for e in result.turn_errors],
     }
-    table = "\n".join(f"  {name:>22}: {value:8.1f} ms" for name, value in payload["metrics"].items())
+    table = "\n".join(f"  {name:>22}: {value:8.1f} ms" for name, value in metrics.items())
     text = f"you:   {result.transcript}\ncoach: {result.reply}\n{table}\nreply audio: {args.out}"
+    text += f"\nconversation: {result.conversation_id} (go on with --resume {result.conversation_id})"
     _emit(args, payload, text)
-    return 1 if result.errors else 0
+    return 1 if result.turn_errors or result.answer is None else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voice-agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+    def command(name: str, help_text: str, parent: argparse._SubParsersAction = commands) -> argparse.ArgumentParser:
+        sub = parent.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         return sub
 
@@ -202,7 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("VOICE_TLS_CA"),
         help="TLS to a gateway that serves it, verified against this PEM CA [env VOICE_TLS_CA; default: plaintext]",
     )
+    talk_.add_argument(
+        "--resume",
+        metavar="ID",
+        help="go on with this conversation: an earlier talk's conversation_id, yours, within the gateway's resume"
+        " window (120 s by default)",
+    )
     talk_.set_defaults(run=cmd_talk)
+    conversations.add_commands(commands, command)
     return parser
 
 
@@ -212,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = args.run(args)
     except grpc.RpcError as error:
         code = _fail(args, error.code().name, error.details() or "")
+    except TurnFailed as failed:
+        code = _fail(args, failed.error.code, failed.error.message)
     except (OSError, RuntimeError, TimeoutError, ValueError) as error:
         code = _fail(args, type(error).__name__, str(error))
     sys.exit(code)
@@ -219,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _fail(args: argparse.Namespace, code: str, message: str) -> int:
     if args.json:
-        print(json.dumps({"error": {"code": code, "message": message}}))
+        print(json.dumps({"error": {"code": code, "message": message}, "code": code}))
     print(f"voice-agent {args.command}: {code}: {message}", file=sys.stderr)
     return 1
 

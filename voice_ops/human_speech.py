@@ -16,7 +16,7 @@ Left out: ``amfm-decompy``'s ``sample.wav`` (0.9 s, MIT) ships no transcript, an
 share nothing disagree on it (Whisper tiny.en: "How do we define it?", PocketSphinx: "either we
 decide"), so it has no reference to trust. (Both ARCTIC prompts, PocketSphinx hears word for word.)
 
-About 34 s of speech, 15 utterances, 4 speakers (two women on the call; ARCTIC's a0007 is a man's
+About 28 s of speech, 15 utterances, 4 speakers (two women on the call; ARCTIC's a0007 is a man's
 voice, median F0 ~130 Hz, a0009 is slt, a woman's, ~190 Hz). The call is a real conversation
 (hesitations, "you know", one speaker's voice faintly under the other's); the ARCTIC prompts are read.
 
@@ -27,7 +27,8 @@ two halves. The voice, its prosody before the cut (no sentence-final fall: the s
 words and the recording are real; the pause is made. Each cut was placed by recognising both halves
 separately with Whisper tiny.en (beam 5) at 20-30 ms steps around the word boundary and keeping a
 point where the first half ends with the word before the cut and the second starts with the word
-after it, at the lowest energy (a0009's from its phone alignment);
+after it (the quietest where several did; a0009's from its phone alignment; tiny.en hears the call's
+"in" after "Sheila" as "and", in the whole sentence too);
 ``tests/test_human_speech.py`` checks that again.
 
 Two kinds of cut:

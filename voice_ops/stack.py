@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,6 +171,20 @@ def gateway_backend_args(asr: str, tts: str, llm: str) -> list[str]:
     return ["--asr-address", asr, "--tts-address", tts, "--llm-base-url", f"http://{llm}/v1"]
 
 
+def embedded_records_args(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The embedded stack keeps its conversations in its state folder: the records in SQLite, the recordings
+    in a folder, recording on (docs/conversations.md). A VOICE_GATEWAY_* variable that says otherwise wins."""
+    folder = state_dir()
+    args = []
+    if "VOICE_GATEWAY_RECORDS_URL" not in environ:
+        args += ["--records-url", f"sqlite:///{folder / 'conversations.db'}"]
+    if "VOICE_GATEWAY_RECORDINGS_URL" not in environ:
+        args += ["--recordings-url", f"file://{folder / 'recordings'}"]
+    if "VOICE_GATEWAY_RECORD" not in environ:
+        args += ["--record"]
+    return args
+
+
 def tts_engine(address: str, timeout_s: float = 2.0) -> str:
     """The engine a running TTS service runs."""
     with grpc.insecure_channel(address) as channel:
@@ -195,6 +209,7 @@ def up(
     """
     addresses = {spec.name: spec.address() for spec in SERVICES}
     extra_args = {"gateway": gateway_backend_args(addresses["asr"], addresses["tts"], addresses["llm"])}
+    extra_args["gateway"] += embedded_records_args()
     if tts_engine_name:
         extra_args["tts"] = ["--engine", tts_engine_name]
     if api_keys_file:

@@ -352,8 +352,43 @@ def overview() -> dashboard.Dashboard:
                     " discarded unheard. Low: pauses mid-sentence are common (docs/performance.md).",
                 ),
             ],
+            "Conversation records": records_panels(),
         },
     )
+
+
+def records_panels() -> list[Panel]:
+    """The record writer (gateway/records/writer.py; docs/conversations.md), per pod: what the
+    VoiceRecordStoreDown, VoiceRecordsDropped and VoiceRecordWriteLagHigh alerts watch."""
+    return [
+        series(
+            "Record store up",
+            "short",
+            [target(f"min by (instance) (voice_gateway_record_store_up{{{GW}}})", "{{instance}}")],
+            "1 while the gateway's record writes succeed; 0 from a failed write until one succeeds again."
+            " Conversations go on meanwhile, their writes buffered (VoiceRecordStoreDown).",
+        ),
+        series(
+            "Record writes",
+            "short",
+            [
+                target(f"sum(rate(voice_gateway_record_write_failures_total{{{GW}}}{RATE}))", "failed /s (retried)"),
+                target(rate("voice_gateway_record_drops_total", GW, ("kind",)), "dropped /s: {{kind}}"),
+                target(f"sum by (instance) (voice_gateway_record_buffered_writes{{{GW}}})", "buffered: {{instance}}"),
+            ],
+            "Writes that failed (each retried in order), writes dropped from a full buffer (only recording"
+            " audio, never a transcript: VoiceRecordsDropped), and writes waiting per pod.",
+        ),
+        with_threshold_line(
+            series(
+                "Record write lag",
+                "s",
+                [target(f"max by (instance) (voice_gateway_record_write_lag_seconds{{{GW}}})", "{{instance}}")],
+                "Age of the oldest write waiting in each pod's buffer. Red line: VoiceRecordWriteLagHigh's 60 s.",
+            ),
+            60,
+        ),
+    ]
 
 
 def backends() -> dashboard.Dashboard:

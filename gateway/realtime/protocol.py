@@ -72,10 +72,20 @@ class CreateItem:
 
 
 @dataclass(frozen=True)
+class TruncateItem:
+    """``conversation.item.truncate``: the client played ``audio_end_ms`` of an assistant item's audio. The
+    socket maps the item to its turn (events.Truncate)."""
+
+    item_id: str
+    content_index: int
+    audio_end_ms: int
+
+
+@dataclass(frozen=True)
 class ClientEvent:
     type: str
     event_id: str | None
-    action: events.Input | SessionUpdate | ClearAudio | CreateItem
+    action: events.Input | SessionUpdate | ClearAudio | CreateItem | TruncateItem
 
 
 def initial_choices() -> SessionChoices:
@@ -139,6 +149,17 @@ def _create_item(data: dict[str, Any]) -> CreateItem:
     if not text:
         raise ClientError("the message has no text", param="item.content")
     return CreateItem(events.TextIn(text, respond=False), item_id)
+
+
+def _truncate(data: dict[str, Any]) -> TruncateItem:
+    item_id = _get(data, "item_id", str)
+    content_index = _get(data, "content_index", int)
+    audio_end_ms = _get(data, "audio_end_ms", int)
+    if content_index != 0:
+        raise ClientError("an assistant item has one content part: content_index must be 0", param="content_index")
+    if audio_end_ms < 0:
+        raise ClientError("audio_end_ms must be 0 or more", param="audio_end_ms")
+    return TruncateItem(item_id, content_index, audio_end_ms)
 
 
 def _session_update(data: dict[str, Any]) -> SessionUpdate:
@@ -215,6 +236,7 @@ _READERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "input_audio_buffer.commit": _no_fields(events.Commit()),
     "input_audio_buffer.clear": _no_fields(ClearAudio()),
     "conversation.item.create": _create_item,
+    "conversation.item.truncate": _truncate,
     "response.create": _no_fields(events.Respond()),
     "response.cancel": _no_fields(events.CancelReply()),
 }

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gateway import events
-from gateway.realtime.protocol import AUDIO_FORMAT, SAMPLE_RATE
+from gateway.realtime.protocol import AUDIO_FORMAT, SAMPLE_RATE, ClientError
 from gateway.session_settings import SessionChoices, SessionSettings
 from voice_agent.audio import float_to_pcm16, pcm16_to_float, resample
 
@@ -90,6 +90,16 @@ class _Response:
 
 
 @dataclass
+class _Spoken:
+    turn_id: int
+    audio_ms: float = 0.0
+
+
+#: Assistant items a conversation.item.truncate may still name (as the core keeps its recent turns).
+RECENT_ITEMS = 8
+
+
+@dataclass
 class _Utterance:
     item_id: str
     interim: str = ""
@@ -100,6 +110,7 @@ class Translator:
     """The conversation's events as Realtime server events, in order; one socket's state."""
 
     clock: Callable[[], float] = time.perf_counter
+    conversation_id: str = "conv_default"
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _utterances: dict[int, _Utterance] = field(default_factory=dict)
     _response: _Response | None = None
@@ -107,6 +118,8 @@ class Translator:
     _last_item: str | None = None
     _cancel_requested: bool = False
     _speech_end_at: float | None = None
+    #: The assistant items a client may truncate: the turn of each and its audio so far (ms), latest last.
+    _spoken: dict[str, _Spoken] = field(default_factory=dict)
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids)}"
@@ -118,6 +131,18 @@ class Translator:
     def cancel_requested(self) -> None:
         self._cancel_requested = True
 
+    def truncation(self, item_id: str, audio_end_ms: int) -> events.Truncate:
+        """The core's input for ``conversation.item.truncate``; ClientError as OpenAI's server answers a bad one."""
+        spoken = self._spoken.get(item_id)
+        if spoken is None:
+            raise ClientError(f"no assistant item with id {item_id!r} to truncate", param="item_id")
+        if audio_end_ms > spoken.audio_ms + 20:  # a client's rounding
+            raise ClientError(
+                f"audio_end_ms {audio_end_ms} is past the {spoken.audio_ms:.0f} ms of audio the item has",
+                param="audio_end_ms",
+            )
+        return events.Truncate(spoken.turn_id, audio_end_ms)
+
     def user_text(self, item_id: str | None, text: str) -> list[dict[str, Any]]:
         """A typed user message, as ``conversation.item.added`` and ``.done``."""
         item = _item(item_id or self.new_id("item"), "user", "completed", [{"type": "input_text", "text": text}])
@@ -125,6 +150,8 @@ class Translator:
 
     def translate(self, event: events.Event) -> list[dict[str, Any]]:
         match event:
+            case events.SessionStarted():
+                return []  # session.created carried the id already (session.id)
             case events.SpeechStarted():
                 utterance = self._utterances[event.utterance_id] = _Utterance(self.new_id("item"))
                 return [
@@ -185,6 +212,7 @@ class Translator:
                 if response.first_audio_at is None:
                     response.first_audio_at = self.clock()
                 audio = _at_24k(event.audio, event.sample_rate_hz)
+                self._spoken[response.item_id].audio_ms += len(audio) / 2 / SAMPLE_RATE * 1000
                 delta = base64.b64encode(audio).decode()
                 return [*out, self._part_event(response, "response.output_audio.delta", delta=delta)]
             case events.Interruption():
@@ -192,6 +220,18 @@ class Translator:
                 if response is not None:
                     response.heard = event.heard_text
                 return out
+            case events.Truncated():
+                item_id = next((i for i, s in self._spoken.items() if s.turn_id == event.turn_id), None)
+                if item_id is None:
+                    return []
+                return [
+                    {
+                        "type": "conversation.item.truncated",
+                        "item_id": item_id,
+                        "content_index": 0,
+                        "audio_end_ms": event.audio_end_ms,
+                    }
+                ]
             case events.InterruptionDecision():
                 return []  # the Realtime API has no such event: the decision shows in the metrics only
             case events.TurnMetrics():
@@ -247,6 +287,9 @@ class Translator:
             out += self._close(self._response, "cancelled")
         self._last_turn = turn_id
         response = self._response = _Response(self.new_id("resp"), self.new_id("item"), turn_id)
+        self._spoken[response.item_id] = _Spoken(turn_id)
+        while len(self._spoken) > RECENT_ITEMS:
+            del self._spoken[next(iter(self._spoken))]
         response.speech_end_at, self._speech_end_at = self._speech_end_at, None
         item = _item(response.item_id, "assistant", "in_progress", [])
         out += [
@@ -316,7 +359,7 @@ class Translator:
             "output": output or [],
             "output_modalities": ["audio"],
             "audio": {"output": {"format": dict(AUDIO_FORMAT)}},
-            "conversation_id": "conv_default",
+            "conversation_id": self.conversation_id,
             "metadata": metadata,
         }
 

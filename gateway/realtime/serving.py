@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import weakref
@@ -27,10 +28,13 @@ import grpc
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway import events
-from gateway.auth import Authenticator
+from gateway.auth import ANONYMOUS, Authenticator
 from gateway.conversation import Conversation
 from gateway.limits import GUARD_INTERVAL_S, Limits
 from gateway.realtime import protocol, server_events
+from gateway.records.ids import new_conversation_id
+from gateway.records.serving import ConversationsHttp
+from gateway.records.sessions import Resumed
 from gateway.session_settings import SessionSettings, settings_for
 from voice_agent.errors import (
     RETRY_AFTER_KEY,
@@ -51,6 +55,9 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 #: The browser's form of credentials: a WebSocket subprotocol, as OpenAI's browser clients send it.
 KEY_PROTOCOL_PREFIX = "openai-insecure-api-key."
 CLOSE_REASON_BYTES = 123  # a close frame's reason, at most
+#: ``GET /v1/realtime?resume=ID``: resume the caller's dropped conversation (docs/conversations.md#resume).
+RESUME_PARAMETER = "resume"
+HTTP_STATUS = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.UNAVAILABLE: 503}
 
 
 class Closing(Exception):
@@ -72,6 +79,7 @@ class HttpServer:
         self.app = web.Application()
         self.app.router.add_get("/healthz", self.healthz)
         self.app.router.add_get("/v1/realtime", self.realtime)
+        ConversationsHttp(gateway).add_routes(self.app)  # /v1/conversations (gateway/records/serving.py)
         self.app.router.add_get("/", self.index)
         if WEB_DIR.is_dir():
             self.app.router.add_static("/", WEB_DIR)
@@ -116,6 +124,15 @@ class HttpServer:
             gateway.admission.count_error(error.code, str(error))
             body = server_events.error_event(str(error), code="invalid_api_key")
             return web.json_response(body, status=401, headers={"WWW-Authenticate": "Bearer"})
+        resume = request.query.get(RESUME_PARAMETER, "")
+        caller_name = caller or ANONYMOUS.name
+        resumed = None
+        try:  # before the upgrade, as a refusal of credentials is: an HTTP status and the error's JSON
+            resumed = await gateway.records.resume(resume, caller_name) if resume else None
+        except ServiceError as error:
+            gateway.admission.count_error(error.code, str(error))
+            status = HTTP_STATUS.get(error.code, 500)
+            return web.json_response(server_events.error_event(str(error), code=error.code.name), status=status)
         offered = {p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")}
         socket = web.WebSocketResponse(
             protocols=("realtime",) if "realtime" in offered else (),
@@ -124,7 +141,7 @@ class HttpServer:
         )
         await socket.prepare(request)
         self.sockets.add(socket)
-        session = Session(gateway, socket, request.query.get("model", "voice-agent"))
+        session = Session(gateway, socket, request.query.get("model", "voice-agent"), caller_name, resumed)
         try:
             async with gateway.admission.slot(caller):
                 await session.run()
@@ -161,20 +178,37 @@ def authenticate(auth: Authenticator | None, request: web.Request) -> str | None
 class Session:
     """One socket: its session, its conversation (started on the first input), its events."""
 
-    def __init__(self, gateway: GatewayApp, socket: web.WebSocketResponse, model: str) -> None:
+    def __init__(
+        self,
+        gateway: GatewayApp,
+        socket: web.WebSocketResponse,
+        model: str,
+        caller: str = ANONYMOUS.name,
+        resumed: Resumed | None = None,
+    ) -> None:
         self.gateway = gateway
         self.config = gateway.config
         self.socket = socket
         self.model = model
-        self.session_id = f"sess_{id(self):x}"
+        self.caller = caller
+        self.resumed = resumed
+        # The session's id is its conversation's: to resume it by (?resume=ID).
+        self.session_id = resumed.record.conversation_id if resumed is not None else new_conversation_id()
         self.choices = protocol.initial_choices()
+        if resumed is not None:  # the choices it began with, at the Realtime API's one audio rate
+            self.choices = dataclasses.replace(
+                resumed.session.choices,
+                input_sample_rate=protocol.SAMPLE_RATE,
+                output_sample_rate=protocol.SAMPLE_RATE,
+            )
         self.settings: SessionSettings = settings_for(self.choices, self.config)
-        self.translator = server_events.Translator()
+        self.translator = server_events.Translator(conversation_id=self.session_id)
         self.conversation: Conversation | None = None
         self._conversation_task: asyncio.Task[None] | None = None
         self.inputs: asyncio.Queue[events.Input | None] = asyncio.Queue()
         self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._event_ids = 0
+        self.memory = ""
         self._tasks: list[asyncio.Task[Any]] = []
         self._writer = asyncio.create_task(self._write())
         # One Limits from the socket's opening: watched here until the conversation starts, then by it.
@@ -184,6 +218,9 @@ class Session:
 
     async def run(self) -> None:
         """Until the client goes, or a limit or the drain ends the conversation (raised)."""
+        if self.resumed is None:  # what the coach knows of the caller's earlier conversations
+            records = self.gateway.records
+            self.memory = await records.memory_for(self.caller, records.session(self.choices, record=None, memory=None))
         self.send({"type": "session.created", "session": self._session()})
         reader = asyncio.create_task(self._read())
         unstarted = asyncio.create_task(self._watch_unstarted())
@@ -236,6 +273,13 @@ class Session:
             # The audio appended so far is already with the ASR (server VAD): there is nothing to take back.
             self.send({"type": "input_audio_buffer.cleared"})
             return
+        if isinstance(action, protocol.TruncateItem):  # conversation.item.truncated comes from the core
+            try:
+                self.inputs.put_nowait(self.translator.truncation(action.item_id, action.audio_end_ms))
+            except protocol.ClientError as error:
+                error.event_id = event.event_id
+                raise
+            return
         self._start()
         if isinstance(action, protocol.CreateItem):
             text = action.text_in.text
@@ -275,14 +319,26 @@ class Session:
         """The conversation, on the first input: with the session as the client set it up so far."""
         if self.conversation is not None:
             return
+        records, settings, resumption = self.gateway.records, self.settings, None
+        if self.resumed is not None:
+            settings = dataclasses.replace(settings, system_prompt=self.resumed.record.header.persona)
+            recorder, resumption = records.resumed(self.resumed), self.resumed.resumption
+        else:
+            session = records.session(self.choices, record=None, memory=None)
+            settings = dataclasses.replace(settings, system_prompt=settings.system_prompt + self.memory)
+            recorder = records.begin(self.session_id, self.caller, session, settings.system_prompt)
         self.conversation = Conversation(
             self.config,
-            self.settings,
+            settings,
             self.gateway.backends,
             self._emit,
             limits=self.limits,
+            conversation_id=self.session_id,
+            recorder=recorder,
+            resumption=resumption,
         )
-        self._conversation_task = asyncio.create_task(self.conversation.run(self._inputs()))
+        run = records.serving_run(self.session_id, self.conversation.run(self._inputs()))
+        self._conversation_task = asyncio.create_task(run)
         self._tasks.append(self._conversation_task)
 
     async def _inputs(self) -> AsyncIterator[events.Input]:
@@ -342,8 +398,11 @@ class Session:
             await asyncio.wait_for(asyncio.shield(self._writer), 2.0)
 
     async def stop(self) -> None:
-        """Whatever ended the socket: its conversation and tasks stop, and it closes."""
+        """Whatever ended the socket: its conversation and tasks stop, and it closes. A client that closed the
+        socket itself (1000) ended the conversation; any other end (a dropped connection) leaves it resumable."""
         if self.conversation is not None:
+            if self.socket.close_code == WSCloseCode.OK:
+                self.conversation.end_by_client()
             self.conversation.close()
         for task in self._tasks:
             task.cancel()

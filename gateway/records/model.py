@@ -9,6 +9,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+#: A recording's audio (docs/conversations.md, "The recording"): its segments are raw PCM, 16-bit signed
+#: little-endian, two interleaved channels (left: the user, right: the agent), at this rate, back to back on
+#: the conversation clock (sample 0 is the conversation's start; silence is zeros, never a gap).
+RECORDING_SAMPLE_RATE_HZ = 24000
+RECORDING_CHANNELS = 2
+RECORDING_SAMPLE_BYTES = 2
+RECORDING_FRAME_BYTES = RECORDING_CHANNELS * RECORDING_SAMPLE_BYTES
+
 
 class Status(enum.StrEnum):
     ACTIVE = "active"  # a stream is serving it

@@ -1,40 +1,45 @@
-// The browser client of the gateway's OpenAI Realtime-compatible WebSocket API (GET /v1/realtime, served
-// on the same port as this page): the microphone goes up as PCM16 24 kHz `input_audio_buffer.append`
-// events, the coach's `response.output_audio.delta` chunks come back and are played gaplessly, and the
-// server's VAD decides the turns. Plain JS, no build step: the gateway serves these files as they are.
+// The browser client of the gateway's OpenAI Realtime-compatible WebSocket API (GET /v1/realtime, served on the
+// same port as this page), built on the TypeScript SDK (clients/js, loaded as voice-agent-client.js, the bundle
+// `make clients` builds): the SDK's microphone capture (an AudioWorklet, 24 kHz PCM16), its session (framing,
+// reconnection with resume, truncation on a barge-in) and its gapless Web Audio playout with an instant flush.
+// The server's VAD decides the turns.
 "use strict";
 
-const RATE = 24000; // the API's PCM16 rate, both ways
-const CHUNK_MS = 40; // microphone chunk per append: small enough for a quick end of turn, few messages
+const { createRealtimeSession, ConversationsClient, MicrophoneCapture, WebAudioPlayer, REALTIME_RATE } =
+  window.VoiceAgentClient;
+
 const KEY_STORAGE = "voice-agent.api-key";
 const STAGES = ["vad_wait_ms", "asr_ms", "llm_ttft_ms", "tts_ttfa_ms"];
 const STAGE_NAMES = { vad_wait_ms: "end of turn", asr_ms: "ASR", llm_ttft_ms: "LLM first token",
   tts_ttfa_ms: "TTS first audio", rest: "rest" };
 
 const $ = (id) => document.getElementById(id);
-const ui = { key: $("key"), talk: $("talk"), status: $("status"), log: $("log") };
+const ui = { key: $("key"), talk: $("talk"), status: $("status"), log: $("log"), history: $("history"), past: $("past") };
 
 // What happened, for tests and for anyone curious in the console (window.voiceAgent).
 const hooks = {
   state: "idle", // idle | connecting | listening | closed | error
+  conversationId: null, // the SDK resumes it after a dropped connection
   transcripts: [], // {id, text, final}: the user's turns as the ASR heard them
   agentText: [], // {id, text, status, samples}: the coach's replies, as spoken, and their audio scheduled
   samplesScheduled: 0, // agent audio samples (24 kHz) handed to the AudioContext
   samplesPlayedBeforeStop: 0, // of those, played before a barge-in stopped playback (summed over stops)
-  stops: [], // {reason, at, scheduled, played}: each time playback was cut short
-  turns: [], // {id, status, metadata}: each response.done, its latency breakdown in metadata
+  stops: [], // {reason, at, scheduled, played}: each time playback was cut short (the SDK's truncations)
+  turns: [], // {id, status, metadata, clientE2eMs}: each response.done, its latency breakdown in metadata
   errors: [], // error events and connection failures
+  reconnections: [], // {attempt, delayMs, code}: each time the SDK reconnected
   events: {}, // count of each server event type
+  past: { conversations: [], opened: {} }, // the conversation records listed, and those opened (by id)
+  listPast,
+  openPast,
   start,
   stop,
 };
 window.voiceAgent = hooks;
 
-let socket = null;
+let session = null;
 let audio = null; // one AudioContext for the microphone and the playback
-let microphone = null; // MediaStream
-let capture = null; // AudioWorkletNode
-let pending = []; // microphone chunks captured before the socket opened: the first words are not lost
+let microphone = null; // the SDK's MicrophoneCapture
 
 // --- the key: ?key= in the URL, else the one remembered ----------------------------------------------
 
@@ -72,147 +77,120 @@ async function start() {
     // Created inside the click: mobile browsers only let a user gesture start audio.
     audio = new AudioContext();
     await audio.resume();
-    if (!navigator.mediaDevices) {
-      throw new Error("the microphone needs a secure page: open it over https, or on localhost");
-    }
-    microphone = await navigator.mediaDevices.getUserMedia({
-      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
-    });
-    await audio.audioWorklet.addModule("pcm-worklet.js");
-    capture = new AudioWorkletNode(audio, "pcm16-capture", { processorOptions: { chunkMs: CHUNK_MS } });
-    capture.port.onmessage = (message) => sendAudio(message.data);
-    audio.createMediaStreamSource(microphone).connect(capture);
-    // Some browsers only run a node that leads to the destination; silent, so the user never hears themselves.
-    const mute = audio.createGain();
-    mute.gain.value = 0;
-    capture.connect(mute).connect(audio.destination);
+    session = connect(key);
+    // Audio captured before the socket opens is kept by the session: the first words are not lost.
+    microphone = new MicrophoneCapture(audio, { workletUrl: "pcm-worklet.js", onAudio: sendAudio });
+    await microphone.start();
   } catch (error) {
     fail(`Could not start: ${error.message || error}`);
     return;
   }
-  connect(key);
+  try {
+    const started = await session.connect();
+    hooks.conversationId = started.conversationId;
+    setState("listening", "Listening: speak.");
+  } catch (error) {
+    // Refused for good (a wrong key, say): the session's "closed" handler has said why.
+  }
 }
 
 function connect(key) {
   // Same host and port as the page, so it works behind Envoy too; wss when the page came over https.
   const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/v1/realtime`;
-  // Browsers cannot set headers on a WebSocket: the key rides as a subprotocol, as OpenAI's API accepts it.
-  const protocols = key ? ["realtime", `openai-insecure-api-key.${key}`] : ["realtime"];
-  socket = new WebSocket(url, protocols);
-  const opened = socket;
-  socket.onopen = () => {
-    send({
-      type: "session.update",
-      session: {
-        type: "realtime",
-        audio: {
-          input: { format: { type: "audio/pcm", rate: RATE }, turn_detection: { type: "server_vad" } },
-          output: { format: { type: "audio/pcm", rate: RATE } },
-        },
-      },
-    });
-    for (const chunk of pending) sendAudio(chunk);
-    pending = [];
-    setState("listening", "Listening: speak.");
-  };
-  socket.onmessage = (message) => handle(JSON.parse(message.data));
-  socket.onclose = (event) => {
-    if (socket !== opened) return; // an older socket, already replaced
-    const why = event.reason || (event.code === 1006 ? "could not connect, or the key was refused" : "");
+  const created = createRealtimeSession({
+    url,
+    token: key || undefined, // browsers cannot set headers: the SDK sends the key as a subprotocol
+    player: new WebAudioPlayer(audio),
+    onServerEvent: (event) => (hooks.events[event.type] = (hooks.events[event.type] || 0) + 1),
+  });
+  created.on("speechStarted", (event) => {
+    ui.talk.classList.add("speaking");
+    ui.status.textContent = "Listening…";
+    userLine(event.itemId);
+  });
+  created.on("speechEnded", () => ui.talk.classList.remove("speaking"));
+  created.on("transcript", transcript);
+  created.on("turnStarted", (event) => {
+    agentLine(event.turnId);
+    ui.status.textContent = "The coach is answering: speak to interrupt.";
+  });
+  created.on("agentText", (event) => {
+    const line = agentLine(event.turnId);
+    line.entry.text += event.delta;
+    render(line);
+  });
+  created.on("agentAudio", (event) => {
+    agentLine(event.turnId).entry.samples += event.samples.length;
+    hooks.samplesScheduled += event.samples.length;
+  });
+  // Barge-in: the SDK stopped the coach's audio the moment the user spoke and told the gateway how much was heard.
+  created.on("truncated", (event) => {
+    const played = Math.round((event.audioEndMs * REALTIME_RATE) / 1000);
+    const scheduled = Math.round((event.audioMs * REALTIME_RATE) / 1000);
+    hooks.stops.push({ reason: "speech_started", at: Date.now(), scheduled, played, turnId: event.turnId });
+    hooks.samplesPlayedBeforeStop += played;
+  });
+  created.on("turnMetrics", responseDone);
+  created.on("error", ({ error }) => {
+    hooks.errors.push({ code: error.code, message: error.message, retry_after_ms: error.retryAfterMs });
+    addLine("error", `${error.code}: ${error.message}`);
+  });
+  created.on("reconnecting", ({ attempt, delayMs, error }) => {
+    hooks.reconnections.push({ attempt, delayMs, code: error.code });
+    if (session === created) setState("connecting", `Connection lost (${error.code}): reconnecting…`);
+  });
+  created.on("reconnected", (started) => {
+    hooks.conversationId = started.conversationId;
+    if (session === created) setState("listening", started.resumed ? "Reconnected: speak." : "Reconnected (a new conversation): speak.");
+  });
+  created.on("closed", ({ error }) => {
+    if (session !== created) return; // an older session, already replaced
     teardown();
-    if (hooks.state !== "error") {
-      setState(event.code === 1000 ? "closed" : "error", `Disconnected (${event.code}${why ? ": " + why : ""}).`);
+    if (error) {
+      hooks.errors.push({ code: error.code, message: error.message });
+      setState("error", `Disconnected (${error.code}: ${error.message}).`);
+    } else if (hooks.state !== "idle") {
+      setState("closed", "Disconnected.");
     }
-    if (event.code !== 1000) hooks.errors.push({ code: event.code, message: why });
-  };
+  });
+  return created;
+}
+
+function sendAudio(samples, rate) {
+  if (session && session.state !== "closed") session.sendAudio(samples, rate);
 }
 
 function stop() {
-  if (socket && socket.readyState <= WebSocket.OPEN) socket.close(1000, "user stopped");
+  const ending = session;
   teardown();
   setState("idle", "Stopped. Tap Talk to go on.");
+  if (ending) ending.close();
 }
 
 function fail(message) {
   hooks.errors.push({ message });
+  const ending = session;
   teardown();
   setState("error", message);
+  if (ending) ending.close();
 }
 
 function teardown() {
-  stopPlayback("hangup", false);
-  if (microphone) microphone.getTracks().forEach((track) => track.stop());
-  if (capture) capture.disconnect();
+  if (session) session.player.flush();
+  if (microphone) microphone.stop();
   if (audio) audio.close();
-  socket = microphone = capture = audio = null;
-  pending = [];
+  session = microphone = audio = null;
   ui.talk.classList.remove("speaking");
 }
 
-function send(event) {
-  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(event));
-}
+// --- the conversation's lines ------------------------------------------------------------------------
 
-function sendAudio(buffer) {
-  if (!socket || socket.readyState === WebSocket.CONNECTING) {
-    if (pending.length < 250) pending.push(buffer); // 10 s at most, should the connection hang
-    return;
-  }
-  send({ type: "input_audio_buffer.append", audio: toBase64(buffer) });
-}
-
-// --- server events -----------------------------------------------------------------------------------
-
-function handle(event) {
-  hooks.events[event.type] = (hooks.events[event.type] || 0) + 1;
-  switch (event.type) {
-    case "input_audio_buffer.speech_started":
-      ui.talk.classList.add("speaking");
-      ui.status.textContent = "Listening…";
-      // Barge-in: the user talks over the coach, who falls silent at once rather than when the
-      // server's cancel makes it back; the rest of this reply's audio, still in flight, is dropped.
-      if (player.sources.size) stopPlayback("speech_started");
-      userLine(event.item_id);
-      break;
-    case "input_audio_buffer.speech_stopped":
-      ui.talk.classList.remove("speaking");
-      break;
-    case "conversation.item.input_audio_transcription.delta": {
-      const line = userLine(event.item_id);
-      line.entry.text += event.delta || "";
-      render(line);
-      break;
-    }
-    case "conversation.item.input_audio_transcription.completed": {
-      const line = userLine(event.item_id);
-      line.entry.text = event.transcript || "";
-      line.entry.final = true;
-      render(line);
-      break;
-    }
-    case "response.created":
-      agentLine(event.response.id);
-      ui.status.textContent = "The coach is answering: speak to interrupt.";
-      break;
-    case "response.output_audio.delta":
-      if (event.response_id !== player.dropping) schedule(event.delta, agentLine(event.response_id).entry);
-      break;
-    case "response.output_audio_transcript.delta": {
-      const line = agentLine(event.response_id);
-      line.entry.text += event.delta || "";
-      render(line);
-      break;
-    }
-    case "response.done":
-      responseDone(event.response);
-      break;
-    case "error": {
-      const error = event.error || {};
-      hooks.errors.push(error);
-      addLine("error", `${error.code || error.type || "error"}: ${error.message || ""}`);
-      break;
-    }
-  }
+function transcript(event) {
+  const line = userLine(event.itemId);
+  if (event.delta) line.entry.text += event.text;
+  else line.entry.text = event.text;
+  line.entry.final = event.final;
+  render(line);
 }
 
 // Lines of the conversation, by item or response id: the entry (what the hooks show) and its element.
@@ -255,26 +233,21 @@ function render(line) {
   if (line.entry.final) line.element.classList.remove("partial");
 }
 
-function responseDone(response) {
-  const status = response.status || "completed";
-  const metadata = response.metadata || {};
-  hooks.turns.push({ id: response.id, status, metadata });
-  const line = agentLine(response.id);
+function responseDone(metrics) {
+  const status = metrics.status || "completed";
+  const metadata = metrics.metadata || {};
+  hooks.turns.push({ id: metrics.turnId, status, metadata, clientE2eMs: metrics.clientE2eMs });
+  const line = agentLine(metrics.turnId);
   line.entry.status = status;
   line.element.classList.add(status);
-  if (status === "cancelled" && player.sources.size) stopPlayback("cancelled");
   if (hooks.state === "listening") ui.status.textContent = "Listening: speak.";
   const bar = latencyBar(metadata);
   if (bar) line.element.append(bar);
-  if (status === "failed") {
-    const details = response.status_details && response.status_details.error;
-    if (details) hooks.errors.push(details);
-  }
 }
 
 // --- the latency bar ---------------------------------------------------------------------------------
 
-const bars = []; // {track, e2e}: every bar shares one scale, the slowest turn's e2e
+const bars = []; // {bar, e2e}: every bar shares one scale, the slowest turn's e2e
 let scaleMs = 1000;
 
 function latencyBar(metadata) {
@@ -312,85 +285,75 @@ function latencyBar(metadata) {
   return row;
 }
 
-// --- playback ----------------------------------------------------------------------------------------
+// --- past conversations: the gateway's records (/v1/conversations), the transcript as heard, the recording --
 
-const player = {
-  sources: new Set(), // scheduled and not yet ended
-  nextTime: 0, // where the next chunk starts, in the AudioContext's time: chunks end to end, no gaps
-  played: 0, // samples of sources that ended since the last stop
-  scheduled: 0, // samples scheduled since the last stop
-  dropping: null, // the response whose audio a barge-in cut off: its late chunks are not played
-};
-
-function schedule(base64, entry) {
-  if (!audio) return;
-  const pcm = fromBase64(base64);
-  if (!pcm.length) return;
-  const buffer = audio.createBuffer(1, pcm.length, RATE); // the context resamples 24 kHz to its own rate
-  const channel = buffer.getChannelData(0);
-  for (let i = 0; i < pcm.length; i++) channel[i] = pcm[i] / 32768;
-  const source = audio.createBufferSource();
-  source.buffer = buffer;
-  source.connect(audio.destination);
-  // After an underrun (or at the start of a reply), a little headroom so the first chunk is not clipped.
-  const now = audio.currentTime;
-  if (player.nextTime < now + 0.02) player.nextTime = now + 0.05;
-  source.startTime = player.nextTime;
-  source.start(player.nextTime);
-  player.nextTime += buffer.duration;
-  player.sources.add(source);
-  player.scheduled += pcm.length;
-  hooks.samplesScheduled += pcm.length;
-  entry.samples += pcm.length;
-  source.onended = () => {
-    if (player.sources.delete(source)) player.played += pcm.length;
-  };
+function records() {
+  return new ConversationsClient({ baseUrl: location.origin, token: ui.key.value.trim() || undefined });
 }
 
-function stopPlayback(reason, record = true) {
-  if (!player.sources.size && !record) return;
-  const now = audio ? audio.currentTime : 0;
-  let played = player.played;
-  for (const source of player.sources) {
-    // Samples of this chunk already heard: from its start time up to now.
-    const heard = Math.min(source.buffer.length, Math.max(0, (now - source.startTime) * RATE));
-    played += Math.round(heard);
-    source.onended = null;
-    try {
-      source.stop();
-    } catch {
-      // already stopped
+ui.history.addEventListener("toggle", () => ui.history.open && listPast());
+
+async function listPast() {
+  ui.past.replaceChildren();
+  try {
+    const { conversations } = await records().list({ pageSize: 20 });
+    hooks.past.conversations = conversations;
+    if (!conversations.length) ui.past.append(pastLine("None yet."));
+    for (const conversation of conversations) {
+      const line = pastLine("");
+      const open = document.createElement("button");
+      open.type = "button";
+      const when = new Date(conversation.started_at_ms).toLocaleString();
+      open.textContent = `${when} · ${conversation.status}${conversation.summary ? " · " + conversation.summary : ""}`;
+      open.addEventListener("click", () => openPast(conversation.conversation_id, line));
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "delete";
+      remove.textContent = "Delete";
+      remove.addEventListener("click", async () => {
+        await records().delete(conversation.conversation_id).catch((error) => addLine("error", `${error.code}: ${error.message}`));
+        listPast();
+      });
+      line.append(open, remove);
     }
+  } catch (error) {
+    ui.past.append(pastLine(`Could not list them (${error.code}: ${error.message}).`));
   }
-  if (record) {
-    hooks.stops.push({ reason, at: Date.now(), scheduled: player.scheduled, played });
-    hooks.samplesPlayedBeforeStop += played;
-    // The reply still streaming is the newest one; its audio still in flight must not start playing.
-    const current = hooks.agentText.filter((entry) => entry.status === "in_progress").pop();
-    player.dropping = current ? current.id : player.dropping;
-  }
-  player.sources.clear();
-  player.nextTime = 0;
-  player.played = player.scheduled = 0;
+  return hooks.past.conversations;
 }
 
-// --- base64 PCM16 ------------------------------------------------------------------------------------
-
-// PCM16 little-endian, as the API sends it; typed arrays use the platform's order, little-endian on
-// every platform browsers run on.
-function toBase64(buffer) {
-  const bytes = new Uint8Array(buffer);
-  let binary = "";
-  // In slices: String.fromCharCode with too many arguments overflows the stack.
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+async function openPast(conversationId, line) {
+  const client = records();
+  const conversation = await client.get(conversationId);
+  hooks.past.opened[conversationId] = conversation;
+  if (!line) return conversation;
+  line.querySelectorAll(".turn, audio").forEach((element) => element.remove());
+  for (const item of conversation.items || []) {
+    const turn = document.createElement("p");
+    turn.className = `turn ${item.role}`;
+    // An interrupted reply is kept as heard: what the user heard, then what they did not.
+    turn.textContent = `${item.role === "user" ? "You" : "Coach"}: ${item.interrupted ? item.heard_text : item.text}`;
+    if (item.interrupted) {
+      const cut = document.createElement("span");
+      cut.className = "cut";
+      cut.textContent = " (interrupted)";
+      turn.append(cut);
+    }
+    line.append(turn);
   }
-  return btoa(binary);
+  if (conversation.has_recording) {
+    const wav = await client.recording(conversationId);
+    const player = document.createElement("audio");
+    player.controls = true;
+    player.src = URL.createObjectURL(new Blob([wav], { type: "audio/wav" }));
+    line.append(player);
+  }
+  return conversation;
 }
 
-function fromBase64(base64) {
-  const binary = atob(base64 || "");
-  const bytes = new Uint8Array(binary.length & ~1);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = binary.charCodeAt(i);
-  return new Int16Array(bytes.buffer);
+function pastLine(text) {
+  const element = document.createElement("li");
+  element.textContent = text;
+  ui.past.append(element);
+  return element;
 }

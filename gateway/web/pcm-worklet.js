@@ -1,3 +1,4 @@
+// The SDK's microphone worklet (clients/js/src/pcm-worklet.js; gateway/web/ has the copy `make clients` makes).
 // AudioWorklet processor: the microphone's float samples, at the AudioContext's rate, to PCM16 at the
 // API's 24 kHz, posted to the page in fixed-size chunks. It runs on the audio rendering thread, so it does
 // no allocation per sample and nothing that could block; the page base64-encodes and sends each chunk.

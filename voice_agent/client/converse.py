@@ -11,6 +11,7 @@ that sample went out) to the first agent audio chunk received.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class TurnResult:
 
     events: list[tuple[float, gateway_pb2.ConverseResponse]] = field(default_factory=list)
     sent_at_ms: dict[int, float] = field(default_factory=dict)  # audio offset (ms) -> when it was sent
+    conversation_id: str = ""  # SessionStarted's: to resume the conversation with (``resume=``)
 
     def of(self, kind: str) -> list[tuple[float, gateway_pb2.ConverseResponse]]:
         return [(t, e) for t, e in self.events if e.WhichOneof("event") == kind]
@@ -123,6 +125,7 @@ class Conversation:
         self._silence = b"\0" * (sample_rate * CHUNK_MS // 1000 * PCM16_SAMPLE_BYTES)
         self._outgoing: asyncio.Queue[bytes | gateway_pb2.ConverseRequest] = asyncio.Queue()
         self._ending = False
+        self._detaching = False
         self._arrived = asyncio.Condition()
         self.events: list[tuple[float, gateway_pb2.ConverseResponse]] = []
         self.sent_at_ms: dict[int, float] = {}
@@ -134,11 +137,21 @@ class Conversation:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._detaching:
+            self._call.cancel()  # no EndSession: the conversation stays resumable for the gateway's window
+            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                await self._reader
+            return
         self._ending = True
         try:
             await asyncio.wait_for(self._reader, 60)
         finally:
             self._call.cancel()
+
+    def detach(self) -> None:
+        """Leave without ending the conversation (as a dropped connection does): it can be resumed, by its
+        id, within the gateway's resume window."""
+        self._detaching = True
 
     async def speak(
         self, audio: Pcm16Audio, *, barge_in: Pcm16Audio | None = None, max_wait_s: float = 60.0
@@ -159,6 +172,21 @@ class Conversation:
         self._outgoing.put_nowait(gateway_pb2.ConverseRequest(text=text))
         await self._wait(lambda: self._answered(start) or self._failed(start), max_wait_s)
         return TurnResult(self.events[start:], self.sent_at_ms)
+
+    @property
+    def started(self) -> gateway_pb2.SessionStarted | None:
+        """The stream's first event: the conversation's id, and whether it resumed an earlier one."""
+        return next((e.session_started for _, e in self.events if e.HasField("session_started")), None)
+
+    @property
+    def conversation_id(self) -> str:
+        return self.started.conversation_id if self.started is not None else ""
+
+    def truncate(self, turn_id: int, audio_end_ms: int) -> None:
+        """Tells the gateway how much of a turn's reply audio was played (after an interruption flushed
+        the playout): the history keeps that much of the reply."""
+        truncate = gateway_pb2.Truncate(turn_id=turn_id, audio_end_ms=audio_end_ms)
+        self._outgoing.put_nowait(gateway_pb2.ConverseRequest(truncate=truncate))
 
     async def ended(self, timeout_s: float = 60.0) -> None:
         """Waits for the gateway to end the stream (a limit, a drain); raises its status if not OK."""
@@ -237,8 +265,18 @@ class Conversation:
 
 
 async def talk(
-    channel: grpc.aio.Channel, audio: Pcm16Audio, *, barge_in_audio: Pcm16Audio | None = None, **options: object
+    channel: grpc.aio.Channel,
+    audio: Pcm16Audio,
+    *,
+    barge_in_audio: Pcm16Audio | None = None,
+    keep: bool = False,
+    **options: object,
 ) -> TurnResult:
-    """One spoken turn in a session of its own, at real-time pace."""
+    """One spoken turn in a session of its own, at real-time pace (``resume_conversation_id=ID``: in the
+    caller's dropped conversation ID, which goes on). ``keep``: the conversation is left resumable, not ended."""
     async with Conversation(channel, sample_rate=audio.sample_rate, **options) as conversation:
-        return await conversation.speak(audio, barge_in=barge_in_audio)
+        result = await conversation.speak(audio, barge_in=barge_in_audio)
+        result.conversation_id = conversation.conversation_id
+        if keep:
+            conversation.detach()
+        return result

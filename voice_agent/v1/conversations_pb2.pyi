@@ -75,7 +75,7 @@ class Conversation(_message.Message):
     def __init__(self, conversation_id: _Optional[str] = ..., caller: _Optional[str] = ..., persona: _Optional[str] = ..., settings_json: _Optional[str] = ..., started_at_ms: _Optional[int] = ..., ended_at_ms: _Optional[int] = ..., status: _Optional[str] = ..., summary: _Optional[str] = ..., has_recording: _Optional[bool] = ..., items: _Optional[_Iterable[_Union[ConversationItem, _Mapping]]] = ...) -> None: ...
 
 class ConversationItem(_message.Message):
-    __slots__ = ("role", "text", "start_ms", "end_ms", "turn_id", "interrupted", "heard_text", "metrics_json")
+    __slots__ = ("role", "text", "start_ms", "end_ms", "turn_id", "interrupted", "heard_text", "metrics_json", "undelivered")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     START_MS_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class ConversationItem(_message.Message):
     INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
     HEARD_TEXT_FIELD_NUMBER: _ClassVar[int]
     METRICS_JSON_FIELD_NUMBER: _ClassVar[int]
+    UNDELIVERED_FIELD_NUMBER: _ClassVar[int]
     role: str
     text: str
     start_ms: int
@@ -92,4 +93,5 @@ class ConversationItem(_message.Message):
     interrupted: bool
     heard_text: str
     metrics_json: str
-    def __init__(self, role: _Optional[str] = ..., text: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., turn_id: _Optional[int] = ..., interrupted: _Optional[bool] = ..., heard_text: _Optional[str] = ..., metrics_json: _Optional[str] = ...) -> None: ...
+    undelivered: bool
+    def __init__(self, role: _Optional[str] = ..., text: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., turn_id: _Optional[int] = ..., interrupted: _Optional[bool] = ..., heard_text: _Optional[str] = ..., metrics_json: _Optional[str] = ..., undelivered: _Optional[bool] = ...) -> None: ...

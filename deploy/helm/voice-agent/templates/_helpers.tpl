@@ -446,3 +446,56 @@ spec:
       port: {{ $c.metricsPort }}
       targetPort: metrics
 {{- end }}
+
+{{/* The conversation records' database: the Secret (and its key) holding its URL; "" without one. */}}
+{{- define "voice-agent.recordsUrlSecret" -}}
+{{- $r := .Values.records }}
+{{- if and $r.postgresql.enabled $r.database.urlSecret.name }}
+{{- fail "records: use either database.urlSecret (a managed PostgreSQL) or postgresql.enabled (the development StatefulSet), not both" }}
+{{- end }}
+{{- if $r.postgresql.enabled }}{{ include "voice-agent.componentName" (dict "ctx" . "component" "postgresql") }}{{ else }}{{ $r.database.urlSecret.name }}{{ end }}
+{{- end }}
+
+{{- define "voice-agent.recordsUrlKey" -}}
+{{- if .Values.records.postgresql.enabled }}url{{ else }}{{ .Values.records.database.urlSecret.key }}{{ end }}
+{{- end }}
+
+{{/* The database URL from its Secret (the gateway and the migration Job). */}}
+{{- define "voice-agent.recordsDatabaseEnv" -}}
+{{- with include "voice-agent.recordsUrlSecret" . }}
+- name: VOICE_GATEWAY_RECORDS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ include "voice-agent.recordsUrlKey" $ }}
+{{- end }}
+{{- end }}
+
+{{/* Environment from Secrets for the gateway's records: the database URL and the S3 credentials. */}}
+{{- define "voice-agent.recordsSecretEnv" -}}
+{{- include "voice-agent.recordsDatabaseEnv" . }}
+{{- $secret := .Values.records.recordings.s3.credentialsSecret }}
+{{- if $secret }}
+{{- range $key := list "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" }}
+- name: {{ $key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $key }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The records' plain settings for the gateway (recordings, retention), as a map. */}}
+{{- define "voice-agent.recordsEnv" -}}
+{{- $r := .Values.records }}
+{{- $env := dict "VOICE_GATEWAY_RECORD" $r.recordings.record "VOICE_GATEWAY_RETENTION_DAYS" $r.retentionDays }}
+{{- with $r.recordings.s3 }}
+{{- if .bucket }}
+{{- $_ := set $env "VOICE_GATEWAY_RECORDINGS_URL" (printf "s3://%s/%s" .bucket (trimAll "/" .prefix) | trimSuffix "/") }}
+{{- with .endpoint }}{{ $_ := set $env "AWS_ENDPOINT_URL_S3" . }}{{ end }}
+{{- with .region }}{{ $_ := set $env "AWS_REGION" . }}{{ end }}
+{{- end }}
+{{- end }}
+{{- toYaml $env }}
+{{- end }}
