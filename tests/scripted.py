@@ -57,7 +57,8 @@ E = TypeVar("E")
 class ScriptedRecognizeCall:
     """One Recognize stream: reads the Listener's requests, yields what the test scripts."""
 
-    def __init__(self, requests: AsyncIterator[asr_pb2.RecognizeRequest]) -> None:
+    def __init__(self, requests: AsyncIterator[asr_pb2.RecognizeRequest], ends_on_half_close: bool = True) -> None:
+        self.ends_on_half_close = ends_on_half_close
         self.received_ms = 0.0
         self.config: asr_pb2.RecognitionConfig | None = None
         self.updates: list[asr_pb2.RecognitionUpdate] = []
@@ -75,7 +76,8 @@ class ScriptedRecognizeCall:
             elif kind == "update":
                 self.updates.append(request.update)
         self.half_closed = True
-        self.push(None)  # as the ASR does: its stream ends once the client half-closed it
+        if self.ends_on_half_close:  # as the ASR does once the client half-closed it, with nothing to say
+            self.push(None)
 
     def push(self, event: asr_pb2.RecognizeResponse | grpc.aio.AioRpcError | None) -> None:
         self._events.put_nowait(event)
@@ -105,10 +107,13 @@ class ScriptedAsr:
     def __init__(self) -> None:
         self.calls: list[ScriptedRecognizeCall] = []
         self.utterance_id = 0
+        # False: a stream the client half-closed stays open until the test pushes its final and its end (the
+        # ASR transcribes what it was sent first), as a words-over-echo transcription needs.
+        self.ends_on_half_close = True
         self._opened = asyncio.Event()
 
     def Recognize(self, requests: AsyncIterator[asr_pb2.RecognizeRequest]) -> ScriptedRecognizeCall:  # noqa: N802
-        call = ScriptedRecognizeCall(requests)
+        call = ScriptedRecognizeCall(requests, self.ends_on_half_close)
         self.calls.append(call)
         self._opened.set()
         return call

@@ -275,6 +275,7 @@ async def test_over_the_echo_the_users_turn_is_made_from_the_echo_removed_audio(
     # When the echo is in the microphone, the final of an utterance that interrupted the agent is heard again
     # with the echo removed, and that is the user's turn (the first transcript goes to no one).
     async with ScriptedSession(echo_db=-20) as session:
+        session.asr.ends_on_half_close = False  # the echo-removed audio's transcription is scripted below
         turn_id = await agent_speaking(session, LONG_REPLY)
         session.llm.replies(LONG_REPLY, ["Sure."])
         await session.settle(1.2)  # the echo alone, for a while: what its path is fitted on
