@@ -222,10 +222,12 @@ bench-turn-end: setup
 bench-realtime: setup
 	$(BIN)/python -m benchmarks.realtime
 
-# Turn-taking over the agent (issue 17): backchannels, short interruptions, noise, the agent's echo,
-# an interruption over the echo; rates against the targets and the decision's e2e cost (turns.json, turns.png)
+# Turn-taking over the agent (issues 17, 24) on natural material: sentence interruptions (recorded human speech,
+# Kokoro voices), backchannels and the echo alone, at no echo and -35/-25/-18/-12 dB through realistic echo paths;
+# prints the issue's target table (turns-natural-default.json). About an hour at 20 cases a set: ARGS=--quick
+# (3 a set, ~10 minutes); ARGS="--material espeak" the issue-17 espeak sets (the regression); ARGS="--echo-mode aec"
 bench-turns: setup
-	$(BIN)/python -m benchmarks.turns
+	$(BIN)/python -m benchmarks.turns $(ARGS)
 
 # Every persona gets a spoken reply (issue 22): 11 personas x 10 spoken questions on the embedded default;
 # silent, label and parroted replies, the LLM's empty replies and how they were recovered, e2e (personas.json)

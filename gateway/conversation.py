@@ -223,6 +223,9 @@ class Conversation:
     def is_echo(self, text: str) -> bool:
         return self._overlap.is_echo(text)
 
+    def holds_final(self, text: str) -> bool:
+        return self._overlap.remakes_final(text)
+
     def on_paused(self, text: str) -> None:
         self._overlap.heard(text)
         if self._settings.plan.preemptive_generation and text and not self._agent_active():  # off without auto replies

@@ -52,6 +52,10 @@ class UserTurnHooks(Protocol):
         """Whether a transcript is the agent's own voice: the client gets no transcript event for it."""
         ...
 
+    def holds_final(self, text: str) -> bool:
+        """Whether the conversation sends this final transcript itself, later (remade without the echo)."""
+        ...
+
     def on_paused(self, text: str) -> None: ...
 
     def on_resumed(self) -> None: ...
@@ -204,6 +208,16 @@ class Listener:
             return HeardOverEcho(OverEcho.FAILED)
         return HeardOverEcho(OverEcho.WORDS if words else OverEcho.NO_WORDS, words)
 
+    async def echo_in_utterance(self) -> bool:
+        """Whether the agent's echo is in the last utterance so far (the echo path fit finds it there)."""
+        if self._timeline is None:
+            return False
+        start, end = self._utterance
+        if self.in_speech:
+            end = self._mic_samples
+        onset = DEFAULT_ONSET_PAD_MS * self._sample_rate // 1000
+        return await asyncio.to_thread(self._timeline.over_echo, start - onset, end) is not None
+
     async def _transcribe(self, pcm: bytes) -> str:
         """``pcm`` through a Recognize stream of its own, at once: its final transcripts, joined."""
         config = asr_pb2.RecognitionConfig()
@@ -325,7 +339,8 @@ class Listener:
             self._hooks.on_interim(text)
         elif kind == "final":
             self._awaiting_final = False
-            if not self._hooks.is_echo(event.final.text.strip()):
+            text = event.final.text.strip()
+            if not self._hooks.is_echo(text) and not self._hooks.holds_final(text):
                 self._emit(_transcript(event.final, final=True))
             timing = TurnTiming(
                 final_at=time.perf_counter(),

@@ -3,10 +3,27 @@
 One object per conversation (``SpeechOverAgent``) owns it all: it holds the agent's audio at the speech's
 start (cancelling nothing), feeds the transcripts to gateway/turn_taking's decider, and acts on the
 decision: an interruption cancels the turn (through the conversation's hooks), a backchannel, noise or
-the agent's echo lets the held audio go on where it stopped. Speech that reads as the agent's echo is
-heard again with the echo removed (the Listener's ``words_over_echo``), while it goes on and at its final:
-words said over the echo interrupt, and are the user's turn. With the decision off (barge-in only), speech
+the agent's echo lets the held audio go on where it stopped. With the decision off (barge-in only), speech
 over the agent interrupts at once, or after ``barge_in_min_speech_ms`` of it.
+
+Before the final, the held audio goes on only when that is sure (issue 24: a sentence said over the echo
+played on, and was decided after the reply had ended): the words so far are acknowledgements alone ("yeah",
+"right, right"; two other words may be a sentence's start, "I think"), or the signal shows the agent's echo
+and nothing more (``OverEcho.ECHO_ONLY``).
+
+The signal: an utterance over the agent not yet decided is heard again with the echo removed (the Listener's
+``words_over_echo``: the echo path fitted on it), at its first interim, every OVER_ECHO_CHECK_MS while it goes
+on (at each interim while it showed the echo alone), and at a final that reads as echo:
+
+- words said over the echo interrupt, and are the user's turn;
+- the echo and nothing more: the utterance is the echo whatever its transcript says (through a phone's
+  loudspeaker and a room, Whisper writes the echo as words the agent never said);
+- no echo of the agent at all: words that interrupt do so at once, without the WORDS_MIN_MS wait that guards
+  against Whisper's first guesses at the echo.
+
+The echo never becomes the user's words: the final of an utterance that interrupted the agent with its echo
+in the microphone is remade from the echo-removed audio before it is the user's turn (the ASR's transcript of
+the two together goes to no one).
 
 It knows the agent's turns only as the conversation reports them (``OverlapHooks``), and changes the
 conversation only through those hooks: interrupting the turn in flight, starting a user turn, adding a
@@ -27,7 +44,14 @@ from gateway.listening import Listener
 from gateway.observer import ConversationObserver
 from gateway.session_settings import SessionSettings
 from gateway.turn import AgentTurn
-from gateway.turn_taking import OVER_ECHO_CHECK_MS, Decision, InterruptionDecider, Kind, is_echo
+from gateway.turn_taking import (
+    OVER_ECHO_CHECK_MS,
+    Decision,
+    InterruptionDecider,
+    Kind,
+    is_echo,
+    only_acknowledgements,
+)
 
 
 class OverlapHooks(Protocol):
@@ -80,6 +104,10 @@ class SpeechOverAgent:
         self._over_echo_check: asyncio.Task[None] | None = None  # the utterance in progress's
         self._over_echo_checked_ms = 0.0  # of its speech, when it was last heard again
         self._over_echo_words: str | None = None  # what the user said over the echo, when that interrupted
+        self._echo_alone = False  # the utterance in progress's last check found the agent's echo and nothing more
+        self._no_echo = False  # ... or found no echo of the agent at all
+        self._echo_found = False  # the agent's echo was found in the utterance in progress
+        self._last_words = ""  # its latest interim
 
     def close(self) -> None:
         for task in self._tasks:
@@ -98,31 +126,51 @@ class SpeechOverAgent:
         """An interim or pause transcript of speech over the agent."""
         if self._decider is not None and text:
             speech_ms = (time.perf_counter() - self._started_at) * 1000
+            if self._echo_alone:  # the signal showed the echo alone: its words, however misheard, decide nothing
+                self._check_over_echo(speech_ms, at_once=True)  # until the next check, at once: the user may go on
+                return
+            self._last_words = text
             decision = self._decider.heard(text, self.agent_words(), speech_ms)
+            if not decision.final and self._no_echo:
+                decision = self._without_echo(text) or decision
             self._act(decision)
-            if decision.kind is Kind.ECHO and not decision.final:
+            if not decision.final:
                 self._check_over_echo(speech_ms)
 
     def is_echo(self, text: str) -> bool:
         """Whether a transcript is the agent's own voice (the client gets no transcript of it)."""
-        if self._over_echo_words is not None:
-            return True  # the echo's transcript, where the words over it were the user's: see final()
+        if self._over_echo_words is not None or self._echo_alone:
+            return True  # the echo's transcript (the words over it, if any, were the user's: see final())
         if not text or not self._settings.turn_taking.echo_rejection or self._interrupted:
             return False
         if self._decider is not None:
             return self._decider.classify(text, self.agent_words()) is Kind.ECHO
         return self._echo_of_agent(text)
 
+    def remakes_final(self, text: str) -> bool:
+        """Whether this final transcript, of an utterance that interrupted the agent with its echo in the
+        microphone, is remade from the echo-removed audio before it is the user's turn (``final``)."""
+        return bool(text) and self._interrupted and self._echo_found and self._over_echo_words is None
+
     def final(self, text: str) -> tuple[str, str | None]:
         """The utterance's final transcript: the user's words (those over the echo, where the transcript was
         the echo's), and why it is no user turn (backchannel, noise, echo), or None when it is one."""
+        remake = self.remakes_final(text)
         interrupted, self._interrupted = self._interrupted, False
         words_over_echo, self._over_echo_words = self._over_echo_words, None
+        echo_alone, self._echo_alone = self._echo_alone, False
+        self._echo_found = False
+        if remake:
+            self._spawn(self._heard_again(text, self._listener.utterance_id), "heard-again")
+            return text, "heard_again"
         if words_over_echo is not None:  # the transcript was the echo's; the user's words are what it hid
             text = words_over_echo
             self._emit(Transcript(utterance_id=self._listener.utterance_id, text=text, final=True))
         if self._decider is not None:
-            decision = self._decider.ended(text, self.agent_words())
+            if echo_alone:  # by the signal, whatever the words: heard again in full before it is decided
+                decision = Decision(Kind.ECHO, final=True, text=text)
+            else:
+                decision = self._decider.ended(text, self.agent_words())
             if decision.kind is Kind.ECHO:
                 self._check_echo_after(decision)
             else:
@@ -181,16 +229,20 @@ class SpeechOverAgent:
             self._held.hold_audio()
         self._decider = InterruptionDecider(self._settings.turn_taking.techniques)
         self._started_at = started_at
-        self._over_echo_check, self._over_echo_checked_ms = None, 0.0
+        self._over_echo_check, self._over_echo_checked_ms = None, -OVER_ECHO_CHECK_MS  # the first check: at once
+        self._echo_alone = self._no_echo = self._echo_found = False
 
     def _act(self, decision: Decision) -> None:
-        """What the decider said: interrupt now, let the audio go on (a provisional backchannel or echo:
-        the words so far), or, once final, report it and record a backchannel."""
+        """What the decider said: interrupt now; let the audio go on on a provisional decision that is sure
+        (acknowledgements alone; the echo only once the signal shows it: ``_check_over_echo``); or, once
+        final, report it and record a backchannel."""
         if decision.pending:
             return
         held = self._held
-        if not decision.final and held is not None:
-            held.resume_audio()
+        if not decision.final:
+            sure = decision.kind is Kind.BACKCHANNEL and only_acknowledgements(decision.text)
+            if sure and held is not None:
+                held.resume_audio()
             return
         self._decider, self._held = None, None
         self._conclude(decision, held, self._started_at)
@@ -208,6 +260,9 @@ class SpeechOverAgent:
         in_flight = self._hooks.agent_turn()
         if decision.kind is Kind.INTERRUPTION:
             self._interrupted = during_utterance  # its final transcript is the user's turn
+            unknown = not (self._echo_found or self._no_echo)  # no check has heard the echo, or its absence
+            if during_utterance and unknown and self._settings.turn_taking.echo_rejection:
+                self._probe_echo()
             self._observer.interruption_decided(decision.kind, decision_ms, resumed=False)
             self._hooks.interrupt()
             if held is not None:
@@ -243,21 +298,60 @@ class SpeechOverAgent:
     # transcript of the two together. While the utterance goes on, every OVER_ECHO_CHECK_MS of it; once more
     # when its final transcript reads as echo.
 
-    def _check_over_echo(self, speech_ms: float) -> None:
-        """During an utterance whose interims read as echo: the words over the echo, if any, interrupt."""
+    def _check_over_echo(self, speech_ms: float, *, at_once: bool = False) -> None:
+        """During an utterance over the agent not yet decided (its words read as echo, or as anything: through
+        a phone's loudspeaker Whisper writes the echo as words the agent never said): the words over the echo,
+        if any, interrupt; the agent's echo with nothing more lets the held audio go on, and makes the
+        utterance the echo whatever its transcript says (``_echo_alone``), until a later check finds more."""
         running = self._over_echo_check is not None and not self._over_echo_check.done()
-        if running or speech_ms < self._over_echo_checked_ms + OVER_ECHO_CHECK_MS:
+        if running or (speech_ms < self._over_echo_checked_ms + OVER_ECHO_CHECK_MS and not at_once):
             return
         self._over_echo_checked_ms = speech_ms
         decider, agent_words = self._decider, self.agent_words()
 
         async def check() -> None:
-            words = await self._words_over_echo(agent_words)
-            if words and self._decider is decider:  # still deciding this utterance
+            outcome, words = await self._heard_over_echo(agent_words)
+            if self._decider is not decider:
+                return  # that utterance is decided
+            self._echo_alone = outcome is OverEcho.ECHO_ONLY
+            self._no_echo = outcome is OverEcho.NO_ECHO
+            self._echo_found |= not self._no_echo
+            if words:
                 self._over_echo_words = words
                 self._act(Decision(Kind.INTERRUPTION, final=True, text=words))
+            elif self._echo_alone and self._held is not None:
+                self._held.resume_audio()  # the signal shows the echo alone: sure enough to play on
+            elif self._no_echo and (decision := self._without_echo(self._last_words)) is not None:
+                self._act(decision)
 
         self._over_echo_check = self._spawn(check(), "over-echo")
+
+    async def _heard_again(self, text: str, utterance_id: int) -> None:
+        """The user's turn from the last utterance with the agent's echo removed (its words, if it left any;
+        else the transcript as it was), sent as its final transcript."""
+        heard = await self._listener.words_over_echo(self._config.backends.backend_timeout_s)
+        said = heard.words if heard.outcome is OverEcho.WORDS and heard.words else text
+        self._emit(Transcript(utterance_id=utterance_id, text=said, final=True))
+        self._hooks.user_turn(said)
+
+    def _probe_echo(self) -> None:
+        """An utterance decided an interruption before any check heard it: is the agent's echo in it? (Then
+        its final is remade without the echo: ``remakes_final``.)"""
+        utterance_id = self._listener.utterance_id
+
+        async def probe() -> None:
+            found = await self._listener.echo_in_utterance()
+            if self._listener.utterance_id == utterance_id and self._interrupted:
+                self._echo_found |= found
+
+        self._spawn(probe(), "echo-probe")
+
+    def _without_echo(self, text: str) -> Decision | None:
+        """With no echo of the agent in the microphone, words that would interrupt once WORDS_MIN_MS had passed
+        (the wait is for Whisper's first guesses at the echo, and there is none) interrupt now."""
+        if self._decider is None or self._decider.classify(text, self.agent_words()) is not Kind.INTERRUPTION:
+            return None
+        return Decision(Kind.INTERRUPTION, final=True, text=text)
 
     def _check_echo_after(self, echo: Decision) -> None:
         """An utterance whose final transcript was the agent's echo: the agent's audio goes on while it is
@@ -269,7 +363,7 @@ class SpeechOverAgent:
         agent_words, utterance_id = self.agent_words(), self._listener.utterance_id
 
         async def check() -> None:
-            words = await self._words_over_echo(agent_words)
+            _, words = await self._heard_over_echo(agent_words)
             decision = Decision(Kind.INTERRUPTION, final=True, text=words) if words else echo
             self._conclude(decision, held, started_at, during_utterance=False)
             if words:
@@ -278,8 +372,9 @@ class SpeechOverAgent:
 
         self._spawn(check(), "echo-after")
 
-    async def _words_over_echo(self, agent_words: str) -> str:
-        """The user's words over the echo in the last utterance, if they interrupt; else ""."""
+    async def _heard_over_echo(self, agent_words: str) -> tuple[OverEcho, str]:
+        """What the last utterance held besides the echo, and the user's words over it if they interrupt
+        (else "")."""
         heard = await self._listener.words_over_echo(self._config.backends.backend_timeout_s)
         outcome, words = heard.outcome, heard.words
         if words:
@@ -288,7 +383,7 @@ class SpeechOverAgent:
                 (OverEcho.INTERRUPTION, words) if decision.interrupts else (OverEcho.NOT_AN_INTERRUPTION, "")
             )
         self._observer.heard_over_echo(outcome)
-        return words
+        return outcome, words
 
     def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)

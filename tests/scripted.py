@@ -14,10 +14,15 @@ tests). In the manner of LiveKit's fake session and Pipecat's run_test:
 - ``ScriptedLlm`` streams scripted replies, each optionally held at a gate the test opens; it records
   every request (the messages) and whether its stream was read to the end.
 - ``ScriptedTts`` answers each text fragment with a chunk of silence as long as the text (ms per
-  character), at once: the agent's audio is then paced by the turn itself, as against the real TTS.
+  character), at once: the agent's audio is then paced by the turn itself, as against the real TTS; with
+  ``noise=True``, a chunk of noise instead (an agent voice whose echo can be found in the microphone).
 
 A session's user sends microphone audio (silence) in real time in the background, as a phone does, so
-that the ASR's offsets map to times as they would. Everything runs in real time with short audio:
+that the ASR's offsets map to times as they would; with ``ScriptedSession(echo_db=...)`` the microphone also
+hears the agent's audio as the client plays it (from its arrival, 100 ms later, that many dB down): the
+echo, as a signal, for the gateway's echo path fit (the ASR still says only what the test scripts).
+
+Everything runs in real time with short audio:
 a scenario takes a fraction of a second.
 """
 
@@ -31,6 +36,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, TypeVar
 
 import grpc
+import numpy as np
 
 from gateway import events
 from gateway.backends import Backends
@@ -44,13 +50,15 @@ from voice_agent.v1 import asr_pb2, tts_pb2
 
 RATE = 16_000
 CHUNK_MS = 20
+ECHO_DELAY_MS = 100
 E = TypeVar("E")
 
 
 class ScriptedRecognizeCall:
     """One Recognize stream: reads the Listener's requests, yields what the test scripts."""
 
-    def __init__(self, requests: AsyncIterator[asr_pb2.RecognizeRequest]) -> None:
+    def __init__(self, requests: AsyncIterator[asr_pb2.RecognizeRequest], ends_on_half_close: bool = True) -> None:
+        self.ends_on_half_close = ends_on_half_close
         self.received_ms = 0.0
         self.config: asr_pb2.RecognitionConfig | None = None
         self.updates: list[asr_pb2.RecognitionUpdate] = []
@@ -68,7 +76,8 @@ class ScriptedRecognizeCall:
             elif kind == "update":
                 self.updates.append(request.update)
         self.half_closed = True
-        self.push(None)  # as the ASR does: its stream ends once the client half-closed it
+        if self.ends_on_half_close:  # as the ASR does once the client half-closed it, with nothing to say
+            self.push(None)
 
     def push(self, event: asr_pb2.RecognizeResponse | grpc.aio.AioRpcError | None) -> None:
         self._events.put_nowait(event)
@@ -98,10 +107,13 @@ class ScriptedAsr:
     def __init__(self) -> None:
         self.calls: list[ScriptedRecognizeCall] = []
         self.utterance_id = 0
+        # False: a stream the client half-closed stays open until the test pushes its final and its end (the
+        # ASR transcribes what it was sent first), as a words-over-echo transcription needs.
+        self.ends_on_half_close = True
         self._opened = asyncio.Event()
 
     def Recognize(self, requests: AsyncIterator[asr_pb2.RecognizeRequest]) -> ScriptedRecognizeCall:  # noqa: N802
-        call = ScriptedRecognizeCall(requests)
+        call = ScriptedRecognizeCall(requests, self.ends_on_half_close)
         self.calls.append(call)
         self._opened.set()
         return call
@@ -191,10 +203,15 @@ class ScriptedLlm:
 
 class ScriptedSynthesizeCall:
     def __init__(
-        self, requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest], ms_per_char: float, level: int = 0
+        self,
+        requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest],
+        ms_per_char: float,
+        noise: bool = False,
+        level: int = 0,
     ) -> None:
         self._requests = requests
         self._ms_per_char = ms_per_char
+        self._noise = np.random.default_rng(0) if noise else None
         self._sample = level.to_bytes(2, "little", signed=True)
         self.cancelled = False
 
@@ -207,8 +224,11 @@ class ScriptedSynthesizeCall:
             if request.WhichOneof("request") != "text" or not request.text:
                 continue
             samples = int(len(request.text) * self._ms_per_char * RATE / 1000)
+            audio = self._sample * samples
+            if self._noise is not None:
+                audio = (self._noise.normal(0, 3000, samples).clip(-32767, 32767)).astype("<i2").tobytes()
             chunk = tts_pb2.TtsAudioChunk(
-                audio=self._sample * samples,
+                audio=audio,
                 sample_rate_hz=RATE,
                 text_start=position,
                 text_end=position + len(request.text),
@@ -227,15 +247,16 @@ class ScriptedTts:
     """The TTS service's stub (``SynthesizeStream``): silence as long as the text, ``ms_per_char`` a character
     (``level``: a constant sample value instead, to find the agent's audio in a recording)."""
 
-    def __init__(self, ms_per_char: float = 5.0) -> None:
+    def __init__(self, ms_per_char: float = 5.0, noise: bool = False) -> None:
         self.ms_per_char = ms_per_char
+        self.noise = noise
         self.level = 0
         self.calls: list[ScriptedSynthesizeCall] = []
 
     def SynthesizeStream(  # noqa: N802
         self, requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest]
     ) -> ScriptedSynthesizeCall:
-        call = ScriptedSynthesizeCall(requests, self.ms_per_char, self.level)
+        call = ScriptedSynthesizeCall(requests, self.ms_per_char, self.noise, self.level)
         self.calls.append(call)
         return call
 
@@ -247,13 +268,17 @@ class ScriptedSession:
         self,
         config: GatewayConfig | None = None,
         *,
+        echo_db: float | None = None,
         recorder: Recorder | None = None,
         resumption: Resumption | None = None,
         **choices: Any,
     ) -> None:
         self.config = config or GatewayConfig()
         self.settings: SessionSettings = settings_for(SessionChoices(input_sample_rate=RATE, **choices), self.config)
-        self.asr, self.llm, self.tts = ScriptedAsr(), ScriptedLlm(), ScriptedTts()
+        self.asr, self.llm, self.tts = ScriptedAsr(), ScriptedLlm(), ScriptedTts(noise=echo_db is not None)
+        self._echo_gain = None if echo_db is None else 10 ** (echo_db / 20)
+        self._mic = np.zeros(0, np.float32)
+        self._mic_at = 0  # microphone samples sent
         self.events: list[events.Event] = []
         self.draining = asyncio.Event()
         self._inputs: asyncio.Queue[events.Input] = asyncio.Queue()
@@ -306,18 +331,37 @@ class ScriptedSession:
     # ---- the user
 
     async def _speak_silence(self) -> None:
-        chunk = b"\0\0" * (RATE * CHUNK_MS // 1000)
+        frame = RATE * CHUNK_MS // 1000
         started = time.perf_counter()
         sent = 0
+        echo = self._mic = np.zeros(RATE * 60, np.float32)  # the microphone's first minute: the agent's echo
+        played, play_at = 0, 0  # AgentAudio events placed so far; where the client's playback is (samples)
         while True:
+            if self._echo_gain is not None:
+                for event in self.of(events.AgentAudio)[played:]:
+                    samples = np.frombuffer(event.audio, "<i2").astype(np.float32) * self._echo_gain
+                    play_at = max(play_at, sent * frame)
+                    at = play_at + ECHO_DELAY_MS * RATE // 1000
+                    echo[at : at + len(samples)] += samples[: max(0, len(echo) - at)]
+                    play_at += len(samples)
+                played = len(self.of(events.AgentAudio))
+            piece = echo[sent * frame : (sent + 1) * frame] if (sent + 1) * frame <= len(echo) else np.zeros(frame)
+            chunk = piece.clip(-32767, 32767).astype("<i2").tobytes()
             self._inputs.put_nowait(events.AudioIn(chunk))
             sent += 1
+            self._mic_at = sent * frame
             await asyncio.sleep(max(0.0, started + sent * CHUNK_MS / 1000 - time.perf_counter()))
 
     async def _input_stream(self) -> AsyncIterator[events.Input]:
         while not isinstance(item := await self._inputs.get(), events.EndOfInput):
             yield item
         yield item
+
+    def voice(self, seconds: float, rms: float = 3000.0) -> None:
+        """A voice in the microphone from now on for ``seconds`` (noise, independent of the agent's): the user
+        speaking, as a signal (the ASR still says only what the test scripts)."""
+        at, length = self._mic_at, int(seconds * RATE)
+        self._mic[at : at + length] += np.random.default_rng(1).normal(0, rms, length)[: len(self._mic) - at]
 
     def send(self, item: events.Input) -> None:
         self._inputs.put_nowait(item)

@@ -24,10 +24,12 @@ from gateway.events import (
 )
 from gateway.records.ids import is_conversation_id
 from voice_agent.errors import Draining
+from voice_agent.v1 import asr_pb2
 
 pytestmark = pytest.mark.unit
 
 REPLY = ["Take", " two", " slow", " breaths", " before", " you", " start", " your", " talk", "."]
+LONG_REPLY = [*REPLY, " Then", " look", " at", " one", " friendly", " face", ".", " Then", " begin", " slowly", "."]
 
 
 async def test_a_plain_turn() -> None:
@@ -171,6 +173,134 @@ async def test_the_agents_echo_is_no_user_turn() -> None:
         assert [t.text for t in session.of(Transcript) if t.final] == ["How do I calm down before a talk?"]
         assert len(session.llm.requests) == 1
         assert [m["role"] for m in session.history()] == ["user", "assistant"]
+
+
+async def test_the_first_words_of_a_sentence_keep_the_agent_held() -> None:
+    # Issue 24: "I think" is two words that are no acknowledgement: the start of a sentence as often as a
+    # backchannel, so the agent's audio stays held (it resumed there, and played over the sentence).
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session, LONG_REPLY)
+        session.asr.speech_started()
+        await session.settle()
+        held = len(session.audio_sequence(turn_id))
+        session.asr.interim("I think")
+        await session.settle(1.0)
+        assert len(session.audio_sequence(turn_id)) == held
+        session.asr.interim("I think the problem is my manager.")
+        session.asr.speech_ended()
+        session.asr.final("I think the problem is my manager.")
+        decision = await session.next(InterruptionDecision)
+        assert decision.kind == "interruption" and decision.turn_id == turn_id
+        assert (await session.next(Interruption)).turn_id == turn_id
+
+
+async def test_an_acknowledgement_lets_the_held_audio_go_on_before_its_final() -> None:
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session)
+        session.asr.speech_started()
+        await session.settle(0.3)
+        held = len(session.audio_sequence(turn_id))
+        session.asr.interim("Right, right.")
+        await session.settle(0.3)
+        assert len(session.audio_sequence(turn_id)) > held  # goes on while the final is still to come
+        session.asr.speech_ended()
+        session.asr.final("Right, right.")
+        assert (await session.next(InterruptionDecision)).kind == "backchannel"
+
+
+async def test_words_that_read_as_echo_keep_the_agent_held_until_the_signal_or_the_final_says_so() -> None:
+    # Issue 24: words that read as the agent's echo went on playing at once, and a sentence said over the
+    # echo was decided after the reply had ended. The scripted microphone holds no echo of the agent (its
+    # audio is silence), so nothing shows the words to be echo: the audio stays held until the final.
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session)
+        await session.settle(0.3)
+        session.asr.speech_started()
+        await session.settle()
+        session.asr.interim("Take two slow")
+        await session.settle(0.3)
+        held = len(session.audio_sequence(turn_id))
+        await session.settle(0.3)
+        assert len(session.audio_sequence(turn_id)) == held
+        session.asr.speech_ended()
+        session.asr.final("Take two slow breaths.")
+        assert (await session.next(InterruptionDecision)).kind == "echo"
+        metrics = await session.next(TurnMetrics, timeout_s=5)
+        assert metrics.turn_id == turn_id and not metrics.interrupted
+        sequence = session.audio_sequence(turn_id)
+        assert sequence == list(range(len(sequence)))  # every chunk, in order: nothing lost
+
+
+async def test_an_echo_whose_words_are_misheard_is_told_by_its_signal() -> None:
+    # Issue 24: through a phone's loudspeaker and a room, Whisper writes the agent's echo as words the agent
+    # never said ("That is small."): no text check takes it for echo, and it was a user turn. The microphone
+    # here holds the agent's audio 100 ms late, 20 dB down, and nothing more: the echo path fit finds it, with
+    # nothing left over, so it is the echo whatever its transcript says.
+    async with ScriptedSession(echo_db=-20) as session:
+        turn_id = await agent_speaking(session, LONG_REPLY)
+        await session.settle(0.5)
+        session.asr.speech_started()
+        await session.settle(0.3)
+        session.asr.interim("That is small.")
+        await session.settle(0.3)
+        session.asr.interim("That is small, the one.")
+        await session.settle(0.3)
+        session.asr.speech_ended()
+        session.asr.final("That is small, the one.")
+        decision = await session.next(InterruptionDecision)
+        assert decision.kind == "echo" and decision.turn_id == turn_id
+        metrics = await session.next(TurnMetrics, timeout_s=8)
+        assert metrics.turn_id == turn_id and not metrics.interrupted
+        assert not session.of(Interruption)
+        assert [t.text for t in session.of(Transcript) if t.final] == ["How do I calm down before a talk?"]
+        assert len(session.llm.requests) == 1
+
+
+async def test_a_sentence_with_no_echo_in_the_microphone_interrupts_at_its_first_words() -> None:
+    # Issue 24: words with no intent among them waited for WORDS_MIN_MS (900 ms) of speech and two interims,
+    # against Whisper's first guesses at the agent's echo; where the microphone holds no echo of the agent
+    # (the path fit finds none), they cannot be its echo, and interrupt at once.
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session, LONG_REPLY)
+        session.asr.speech_started()
+        await session.settle(0.1)
+        session.asr.interim("I think the problem is my manager")
+        decision = await session.next(InterruptionDecision, timeout_s=0.5)
+        assert decision.kind == "interruption" and decision.turn_id == turn_id
+        assert decision.decision_ms < 600
+
+
+async def test_over_the_echo_the_users_turn_is_made_from_the_echo_removed_audio() -> None:
+    # Issue 24: at -25 dB the user's final was "It's in, how do you marry?": "It's in" was the agent's reply.
+    # When the echo is in the microphone, the final of an utterance that interrupted the agent is heard again
+    # with the echo removed, and that is the user's turn (the first transcript goes to no one).
+    async with ScriptedSession(echo_db=-20) as session:
+        session.asr.ends_on_half_close = False  # the echo-removed audio's transcription is scripted below
+        turn_id = await agent_speaking(session, LONG_REPLY)
+        session.llm.replies(LONG_REPLY, ["Sure."])
+        await session.settle(1.2)  # the echo alone, for a while: what its path is fitted on
+        session.voice(1.0, rms=1000.0)
+        session.asr.speech_started()
+        await session.settle(0.3)
+        session.asr.interim("Sorry, wait.")
+        assert (await session.next(Interruption)).turn_id == turn_id
+        await session.settle(0.8)
+        calls = len(session.asr.calls)
+        session.asr.speech_ended()
+        session.asr.final("Take two, sorry, wait.")  # the echo's words with the user's
+        await session.until(lambda: len(session.asr.calls) > calls)  # the echo-removed audio, transcribed
+        again = session.asr.calls[-1]
+        again.push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text="Sorry, wait.")))
+        again.push(None)
+        answer = await session.next(TurnMetrics, timeout_s=5)
+        while answer.turn_id == turn_id:
+            answer = await session.next(TurnMetrics, timeout_s=5)
+        finals = [t.text for t in session.of(Transcript) if t.final]
+        assert finals == ["How do I calm down before a talk?", "Sorry, wait."]
+        assert session.history()[-2:] == [
+            {"role": "user", "content": "Sorry, wait."},
+            {"role": "assistant", "content": "Sure."},
+        ]
 
 
 async def test_an_asr_failure_mid_turn_is_reported_and_the_next_turn_works() -> None:

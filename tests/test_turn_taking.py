@@ -12,6 +12,7 @@ from gateway.turn_taking import (
     Techniques,
     en,
     is_echo,
+    only_acknowledgements,
     words,
 )
 
@@ -205,3 +206,15 @@ def test_turn_taking_settings_per_gateway_and_per_session() -> None:
     config.turn_taking.backchannel_words = False
     off = session_settings(gateway_pb2.ConverseRequest(config=session_config(16_000)), config)
     assert not off.turn_taking.techniques.backchannels
+
+
+@pytest.mark.parametrize("said", ["Yeah.", "Right, right.", "Mm-hmm.", "okay, sure", "Yeah, yeah."])
+def test_acknowledgements_alone_let_the_held_audio_go_on(said: str) -> None:
+    assert only_acknowledgements(said)
+
+
+@pytest.mark.parametrize("said", ["I think", "Oh, Diane.", "Yeah, but", "Okay then", ""])
+def test_other_short_words_may_start_a_sentence(said: str) -> None:
+    # Two words with no intent are a backchannel at the final (SHORT_WORDS), but as a first interim they may
+    # be a sentence's start: the held audio waits (gateway/overlap.py).
+    assert not only_acknowledgements(said)

@@ -221,6 +221,12 @@ def _runs_not_said_by_agent(said: list[str], agent_set: set[str]) -> list[list[s
     return [run for run in runs if run]
 
 
+def only_acknowledgements(text: str, language: str = "en") -> bool:
+    """Whether ``text`` is made only of the language's backchannel phrases ("yeah", "right, right"): words
+    that, even as the first interim of a longer utterance, hardly begin a sentence that takes the turn."""
+    return _lexicon(language).only_backchannels(words(text))
+
+
 @functools.cache
 def _lexicon(language: str) -> Lexicon:
     return Lexicon(language)
