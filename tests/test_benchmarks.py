@@ -24,12 +24,12 @@ BREAKDOWN = {*STAGES, "overhead_ms"}
 PNG = b"\x89PNG"
 
 
-def bench(name: str, out: Path, *args: str, timeout_s: int = 300) -> dict:
-    """Runs ``python -m benchmarks.<name> --quick --out <out>``; returns its JSON."""
+def bench(name: str, out: Path, *args: str, timeout_s: int = 300, result: str | None = None) -> dict:
+    """Runs ``python -m benchmarks.<name> --quick --out <out>``; returns its JSON (``<result or name>.json``)."""
     command = [sys.executable, "-m", f"benchmarks.{name}", "--quick", "--out", str(out), *args]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
     assert done.returncode == 0, done.stderr[-5000:]
-    return json.loads((out / f"{name}.json").read_text())
+    return json.loads((out / f"{result or name}.json").read_text())
 
 
 @pytest.fixture
@@ -209,8 +209,23 @@ def test_realtime_against_converse(tmp_path: Path, stack_args: list[str], gatewa
         assert result[front]["warm_turns"]["e2e_ms"]["n"] == 1
 
 
-def test_turn_taking(tmp_path: Path, stack_args: list[str]) -> None:
-    result = bench("turns", tmp_path, *stack_args, timeout_s=480)  # 10 spoken cases and 5 turns: ~5 minutes
+def test_turn_taking_on_natural_material(tmp_path: Path, stack_args: list[str]) -> None:
+    """The default material, one case of a sentence and of the echo alone, through a -25 dB echo path."""
+    sets = "sentence@-25 dB,echo@-25 dB"
+    result = bench(
+        "turns", tmp_path, *stack_args, "--cases", "1", "--sets", sets, timeout_s=300, result="turns-natural-default"
+    )
+    assert result["settings"]["material"] == "natural" and result["settings"]["echo_mode"] == "default"
+    rows = {row["set"]: row for row in result["per_case"]}
+    assert set(rows) == {"sentence", "echo"} and {row["level"] for row in rows.values()} == {"-25 dB"}
+    assert rows["sentence"]["said"] and rows["sentence"]["echo_path"]  # a recorded speaker, a room and a speaker
+    assert {target["set"] for target in result["targets"]} >= {"sentence interruptions at -25 dB"}
+    assert all(target["met"] in ("met", "NOT met", "-") for target in result["targets"])  # rates: the benchmark's
+
+
+def test_turn_taking_espeak_regression(tmp_path: Path, stack_args: list[str]) -> None:
+    args = ("--material", "espeak", "--cost")  # 10 spoken cases and 5 turns: ~5 minutes
+    result = bench("turns", tmp_path, *stack_args, *args, timeout_s=480)
     sets = result["sets"]
     assert set(sets) == {"backchannel", "intent", "noise", "echo", "echo_intent"}
     assert all(entry["cases"] == 2 for entry in sets.values())

@@ -224,9 +224,11 @@ async def test_the_asr_drains_between_utterances(tmp_path) -> None:
                     events.append(event)
                     if event.WhichOneof("event") == "speech_started":
                         asr.process.send_signal(signal.SIGTERM)
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                async for _ in asr_pb2_grpc.AsrStub(channel).Recognize(_microphone(b"", 16_000, seconds=1)):
-                    pass
+                        await asyncio.sleep(0.5)
+                        # While the utterance drains (after it, the process exits and a new stream races that).
+                        with pytest.raises(grpc.aio.AioRpcError) as refused:
+                            async for _ in asr_pb2_grpc.AsrStub(channel).Recognize(_microphone(b"", 16_000, 1)):
+                                pass
         finals = [e.final.text for e in events if e.WhichOneof("event") == "final"]
         assert finals and finals[0].strip(), [e.WhichOneof("event") for e in events]
         assert ended.value.code() == grpc.StatusCode.UNAVAILABLE, ended.value.details()
