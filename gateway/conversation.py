@@ -87,6 +87,8 @@ class Conversation:
         self._paths: Callable[[int, list[dict[str, str]]], TurnPaths] = (
             warm_paths(backends) if settings.plan.warm_paths else cold_paths(backends)
         )
+        self._llm = backends.llm
+        self._warming: asyncio.Task[bool] | None = None
         self._observer = ConversationObserver(settings.voice, backends.llm.settings.model)
         self._listener = Listener(
             backends.asr,
@@ -130,6 +132,7 @@ class Conversation:
         last_turn_id = self._resumption.last_turn_id if self._resumption is not None else 0
         window_s = self._config.records.resume_window_s
         self._emit(SessionStarted(self.conversation_id, resumed, window_s, last_turn_id))
+        self._warm_prompt()
         listening = asyncio.create_task(self._listener.run())
         reader = asyncio.create_task(self._read(inputs))
         guard = asyncio.create_task(self._limits.guard(lambda: self._listener.user_active or self._agent_active()))
@@ -153,12 +156,28 @@ class Conversation:
                 status = Status.ENDED if self._ended_by_client else Status.DETACHED
                 await asyncio.shield(self._recorder.close(status, self._history.turns))
 
+    def _warm_prompt(self) -> None:
+        """A prompt the LLM has not seen (a persona of the session's own, the caller's memory, a resumed
+        history) is prefilled now, while the user speaks, not in the first turn's time to first token. The
+        built-in persona was warmed once, when the gateway started (GatewayApp.load)."""
+        new_prefix = self._resumption is not None or self._settings.system_prompt != self._config.persona.system_prompt
+        if new_prefix:
+            self._warm_history()
+
+    def _warm_history(self) -> None:
+        if self._settings.plan.warm_paths:
+            if self._warming is not None:
+                self._warming.cancel()
+            self._warming = asyncio.create_task(self._llm.warm(self._history.messages()))
+
     def end_by_client(self) -> None:
         """The client ended the conversation (a front that sees the end other than as EndOfInput): it is not
         resumable."""
         self._ended_by_client = True
 
     def close(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
         self._preemptor.discard()
         self._listener.close()
         self._overlap.close()
@@ -282,6 +301,8 @@ class Conversation:
         self._history.add_agent(text, turn.turn_id)
         for said in self._overlap.take_backchannels():
             self._history.add_user(said)
+        if self._history.trim(room_for_next=True):  # now, not in the next turn: prefilled while the user speaks
+            self._warm_history()
 
     def interrupt(self) -> None:
         """Cancels the turn in flight; the history keeps what of it was heard."""

@@ -2,7 +2,9 @@
 
 A turn the user interrupted keeps only the text of the audio that was sent.
 When the estimated size passes the token budget, the oldest exchanges go
-first; the system prompt always stays.
+first, a third of the budget at a time (the LLM's prefix cache then holds the
+prompt on most turns; the conversation trims at the end of a reply and has the
+new prompt prefilled while the user speaks); the system prompt always stays.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 CHARS_PER_TOKEN = 4  # a rough English average; the budget is a guard, not a meter
+TRIM_TO = 2 / 3  # of the budget, once it is passed (see History.trim)
+NEXT_TURN_ROOM = 1 / 6  # of the budget: what a user turn is given room for (200 tokens of 1200)
 
 
 def estimate_tokens(text: str) -> int:
@@ -46,11 +50,24 @@ class History:
             self.turns = [turn for turn in self.turns if turn is not entry]
 
     def messages(self) -> list[dict[str, str]]:
-        self._trim()
+        self.trim()
         return [{"role": "system", "content": self.system_prompt}, *self.turns]
 
-    def _trim(self) -> None:
+    def trim(self, room_for_next: bool = False) -> bool:
+        """Past the budget, drops the oldest turns down to TRIM_TO of it, so that the history then
+        starts with a user turn; True if it did. ``room_for_next``: trims already when the next user
+        turn might not fit, so that the trim happens when asked (at the end of a reply), not in the
+        next turn. Each trim changes the prompt right after the system prompt, and the
+        LLM server then prefills the whole history again (its prefix cache keeps only what is common
+        to the last prompt): dropping one turn per turn made every turn of a long session pay that
+        (4-5 s per turn after the 45th on the embedded model); a third at once pays it every few."""
         budget = self.token_budget - estimate_tokens(self.system_prompt)
-        while len(self.turns) > 1 and sum(estimate_tokens(t["content"]) for t in self.turns) > budget:
+        if self._size() + (budget * NEXT_TURN_ROOM if room_for_next else 0) <= budget:
+            return False
+        while len(self.turns) > 1 and (self._size() > budget * TRIM_TO or self.turns[0]["role"] != "user"):
             gone = self.turns.pop(0)
             self._agent = {turn_id: entry for turn_id, entry in self._agent.items() if entry is not gone}
+        return True
+
+    def _size(self) -> int:
+        return sum(estimate_tokens(turn["content"]) for turn in self.turns)

@@ -150,18 +150,25 @@ class ChatClient:
         holds it before the first user turn. Best effort: retries while the server starts, often
         enough to be done before a first turn that comes as soon as the server is up (every 2 s, the
         first `voice-agent talk` after `voice-agent up` met a cold prefix: 1.2 s to the first token)."""
-        messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": "Hello."}]
         for _ in range(attempts):
-            try:
-                await self._client.chat.completions.create(
-                    model=self.settings.model,
-                    messages=messages,  # type: ignore[arg-type]
-                    max_tokens=1,
-                )
+            if await self.warm([{"role": "system", "content": system_prompt}]):
                 return True
-            except openai.APIError:
-                await asyncio.sleep(interval_s)
+            await asyncio.sleep(interval_s)
         return False
+
+    async def warm(self, prefix: list[dict[str, str]]) -> bool:
+        """Asks for one token after ``prefix`` (a conversation's system prompt and history), so that the
+        server's prefix cache holds it before the turn that needs it; True if the server answered."""
+        messages = [*prefix, {"role": "user", "content": "Hello."}]
+        try:
+            await self._client.chat.completions.create(
+                model=self.settings.model,
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=1,
+            )
+        except openai.APIError:
+            return False
+        return True
 
     async def close(self) -> None:
         await self._client.close()

@@ -178,6 +178,7 @@ class ScriptedLlm:
     def __init__(self) -> None:
         self._replies: list[ScriptedReply] = [ScriptedReply(["Take", " a", " breath."])]
         self.requests: list[list[dict[str, str]]] = []
+        self.warmed: list[list[dict[str, str]]] = []  # the prefixes warmed (ChatClient.warm)
         self.finished = 0  # streams read to their end
 
     def replies(self, *replies: Iterable[str] | ScriptedReply) -> None:
@@ -196,6 +197,10 @@ class ScriptedLlm:
             reply.tokens += 1
             yield delta
         self.finished += 1
+
+    async def warm(self, prefix: list[dict[str, str]]) -> bool:
+        self.warmed.append(prefix)
+        return True
 
     async def close(self) -> None:
         pass

@@ -5,10 +5,12 @@ The same paths on the real models are in test_gateway.py, test_turn_taking.py an
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from scripted import ScriptedReply, ScriptedSession
 
+from gateway.config import GatewayConfig, LimitSettings
 from gateway.events import (
     AgentAudio,
     CancelReply,
@@ -57,6 +59,39 @@ async def test_every_conversation_starts_with_its_id() -> None:
         assert not started.resumed and started.resume_window_s == 120 and started.last_turn_id == 0
     async with ScriptedSession() as other:
         assert other.of(SessionStarted)[0].conversation_id != started.conversation_id
+
+
+async def test_a_new_prompt_is_warmed_in_the_llm_as_the_conversation_starts() -> None:
+    """The gateway warms the built-in persona's prefix once, at start. A persona of the session's own (or
+    one with the caller's memory) is a prefix the LLM has not seen: it is warmed as the conversation starts,
+    while the user speaks (before, each `voice-agent talk` waited 780 ms p50 for its prefill)."""
+    async with ScriptedSession(system_prompt="You are Ada, a negotiation coach.") as session:
+        await session.until(lambda: session.llm.warmed)
+        assert session.llm.warmed == [[{"role": "system", "content": "You are Ada, a negotiation coach."}]]
+    async with ScriptedSession() as default:
+        await default.user_says("How do I start my talk?")
+        await default.next(TurnMetrics)
+        assert default.llm.warmed == []  # the built-in persona: warmed once by the gateway, not per conversation
+
+
+async def test_a_history_trimmed_at_the_end_of_a_reply_is_warmed_for_the_next_turn() -> None:
+    """A full history is trimmed when the agent's reply ends, and the new prompt warmed while the user
+    speaks: the turn after a trim would otherwise wait for the whole history's prefill (4 s on the
+    embedded model at the 46th turn of `make bench-long`)."""
+    config = dataclasses.replace(GatewayConfig(), limits=LimitSettings(history_tokens=150))
+    async with ScriptedSession(config) as session:
+        session.llm.replies(["Cut", " one", " point", " and", " say", " the", " rest", " in", " plain", " words."])
+        for number in range(8):
+            await session.user_says(f"Question {number}: how do I keep my talk short and clear?")
+            await session.next(TurnMetrics)
+            if session.llm.warmed:
+                break
+        assert session.llm.warmed, "the history never reached its budget"
+        (warmed,) = session.llm.warmed
+        assert warmed[0]["role"] == "system" and warmed[-1]["role"] == "assistant"
+        await session.user_says("And how do I end it?")
+        await session.next(TurnMetrics)
+        assert session.llm.requests[-1][: len(warmed)] == warmed  # the next turn's prompt starts with it
 
 
 async def test_a_preemptive_reply_is_kept_when_the_final_matches_the_pause() -> None:

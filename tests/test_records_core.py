@@ -117,6 +117,8 @@ async def test_a_dropped_stream_resumes_with_its_history_and_turn_ids(tmp_path: 
         started = second.of(SessionStarted)[0]
         assert started.conversation_id == conversation_id and started.resumed and started.last_turn_id == turn_id
         assert second.history() == history
+        await second.until(lambda: second.llm.warmed)  # the resumed prompt, history and all, before its turn
+        assert second.llm.warmed == [[{"role": "system", "content": second.settings.system_prompt}, *history]]
         second.llm.replies(["Breathe", " out."])
         await second.user_says("What next?")
         metrics = await second.next(TurnMetrics)
