@@ -74,7 +74,8 @@ async def test_the_sdk_against_the_stack(classpath: str, sdk_gateways: Gateways,
     speech = tmp_path / "speech"
     speech.mkdir()
     write_wav(speech / "question-24k.wav", spoken("How do I prepare for a job interview?", sample_rate=24_000).audio)
-    write_wav(speech / "interruption.wav", spoken("Wait, stop. Tell me something else instead.").audio)
+    # Said with little lead, so that it is decided inside even a short reply ("Let's get started!" is 0.8 s).
+    write_wav(speech / "interruption.wav", spoken("Wait, stop. Tell me something else instead.", lead_ms=100).audio)
     results_file = tmp_path / "results.json"
     with control_server(sdk_gateways) as control:
         env = {

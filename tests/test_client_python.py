@@ -31,9 +31,9 @@ async def _until(events: AsyncIterator[ev.Event], seen: list[ev.Event], kind: ty
     raise AssertionError(f"the session ended before a {kind.__name__}: {seen}")
 
 
-async def _say(session: VoiceSession, text: str) -> None:
+async def _say(session: VoiceSession, text: str, lead_ms: int = 500) -> None:
     """``text`` spoken as a microphone sends it: 20 ms at a time, in real time, then the end of the turn."""
-    audio = spoken(text).audio
+    audio = spoken(text, lead_ms=lead_ms).audio
     for frame in audio.chunks(FRAME_MS):
         await session.send_audio(frame, audio.sample_rate)
         await asyncio.sleep(FRAME_MS / 1000)
@@ -59,7 +59,8 @@ async def test_barge_in_flushes_the_playout_and_reports_what_was_heard(sdk_gatew
         await _until(events, seen, ev.SessionStarted)
         await session.send_text("I have a job interview next week and I feel nervous. What should I do?")
         first = await asyncio.wait_for(_until(events, seen, ev.AgentAudio), TURN_S)
-        speaking = asyncio.create_task(_say(session, "Wait, stop. Tell me something else instead."))
+        # Little lead, so that it is decided inside even a short reply ("Let's get started!" is 0.8 s).
+        speaking = asyncio.create_task(_say(session, "Wait, stop. Tell me something else instead.", lead_ms=100))
         cut = await asyncio.wait_for(_until(events, seen, ev.Interrupted, turn_id=first.turn_id), TURN_S)
         await asyncio.sleep(0.3)  # the interrupted turn stopped playing at the flush
         assert playout.played_ms(cut.turn_id) == cut.played_ms
