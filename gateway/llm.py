@@ -58,6 +58,10 @@ class ChatClient:
             timeout=settings.request_timeout_s,
             max_retries=0,  # a voice turn cannot wait for retries; the caller decides
         )
+        # Set while no warm_up runs: a conversation's warm waits for the gateway's, or the warm-up's
+        # retry would land last and the server's one cached prompt would be the built-in persona again.
+        self._warmed_up = asyncio.Event()
+        self._warmed_up.set()
 
     async def stream(self, messages: list[dict[str, str]], reply: Reply) -> AsyncIterator[str]:
         """Yields content deltas as they arrive, filling in ``reply`` on the way."""
@@ -150,15 +154,24 @@ class ChatClient:
         holds it before the first user turn. Best effort: retries while the server starts, often
         enough to be done before a first turn that comes as soon as the server is up (every 2 s, the
         first `voice-agent talk` after `voice-agent up` met a cold prefix: 1.2 s to the first token)."""
-        for _ in range(attempts):
-            if await self.warm([{"role": "system", "content": system_prompt}]):
-                return True
-            await asyncio.sleep(interval_s)
-        return False
+        self._warmed_up.clear()
+        try:
+            for _ in range(attempts):
+                if await self._one_token([{"role": "system", "content": system_prompt}]):
+                    return True
+                await asyncio.sleep(interval_s)
+            return False
+        finally:
+            self._warmed_up.set()
 
     async def warm(self, prefix: list[dict[str, str]]) -> bool:
         """Asks for one token after ``prefix`` (a conversation's system prompt and history), so that the
-        server's prefix cache holds it before the turn that needs it; True if the server answered."""
+        server's prefix cache holds it before the turn that needs it, once the gateway's warm-up is done;
+        True if the server answered."""
+        await self._warmed_up.wait()
+        return await self._one_token(prefix)
+
+    async def _one_token(self, prefix: list[dict[str, str]]) -> bool:
         messages = [*prefix, {"role": "user", "content": "Hello."}]
         try:
             await self._client.chat.completions.create(

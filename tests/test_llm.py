@@ -3,9 +3,11 @@ llama.cpp server and Gemma 3 270M."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
+import httpx2
 import openai
 import pytest
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -116,3 +118,30 @@ def test_the_embedded_server_yields_the_cores(llm_server: ServiceProcess) -> Non
     autogroup = Path(f"/proc/{llm_server.process.pid}/autogroup")
     if autogroup.exists():
         assert autogroup.read_text().split()[-1] == "10"
+
+
+@pytest.mark.unit
+async def test_a_conversations_warm_request_goes_after_the_gateways_warm_up() -> None:
+    """The server's prefix cache holds one prompt: the last one warmed must be the conversation's, not the
+    built-in persona's that the gateway warms at start, retrying until the server is up. Before, a demo
+    turn 1 with the caller's memory in its persona waited 600-690 ms for a prefill its warm had done, and
+    the gateway's warm-up, retried after it, had undone. (A recording stand-in for the server's client:
+    the ordering is the gateway's, no model is involved.)"""
+    chat = ChatClient(llm_settings("http://127.0.0.1:9/v1"))
+    answered: list[str] = []
+    attempts = 0
+
+    async def create(*, messages: list[dict[str, str]], **_: object) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 2:  # the server is still loading its model
+            raise openai.APIConnectionError(request=httpx2.Request("POST", "http://127.0.0.1:9/v1"))
+        answered.append(messages[0]["content"])
+
+    chat._client.chat.completions.create = create  # type: ignore[method-assign]
+    warm_up = asyncio.create_task(chat.warm_up(DEFAULT_SYSTEM_PROMPT, interval_s=0.01))
+    await asyncio.sleep(0)
+    assert await chat.warm([{"role": "system", "content": "You are Ada. Earlier: the client negotiates rent."}])
+    assert await warm_up
+    assert answered == [DEFAULT_SYSTEM_PROMPT, "You are Ada. Earlier: the client negotiates rent."]
+    await chat.close()
