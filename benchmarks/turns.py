@@ -73,6 +73,7 @@ from voice_ops.turn_sets import (
     backchannel_over,
     noise_burst,
     sentence_over,
+    speech_onset_ms,
     utterance,
 )
 
@@ -225,10 +226,12 @@ def _natural_outcome(
     finals = [e.final_transcript.text for _, e in arrivals if e.WhichOneof("event") == "final_transcript"]
     if said is not None:
         source, text, audio = said
-        onset = (session.over_sent_at or 0.0) - CHUNK_MS / 1000
+        speech_ms = speech_onset_ms(audio)  # a recording's cut may begin with a click and silence
+        onset = (session.over_sent_at or 0.0) - CHUNK_MS / 1000 + speech_ms / 1000
         row |= {"source": source, "said": text, "said_ms": audio.duration_ms, "heard_by_user": finals[1:]}
+        row |= {"speech_onset_ms": speech_ms}
         row["heard_over_ms"] = (
-            heard_over_ms(arrivals, onset, audio.duration_ms / 1000) if session.over_sent_at else None
+            heard_over_ms(arrivals, onset, (audio.duration_ms - speech_ms) / 1000) if session.over_sent_at else None
         )
     return row
 

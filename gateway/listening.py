@@ -193,8 +193,14 @@ class Listener:
         onset = DEFAULT_ONSET_PAD_MS * self._sample_rate // 1000  # as much before the speech as the ASR hears
         removed = await asyncio.to_thread(self._timeline.over_echo, start - onset, end)
         if removed is None:
+            log.debug("session: speech over the agent: no echo of the agent found in it")
             return HeardOverEcho(OverEcho.NO_ECHO)
         if removed.level_db < OVER_ECHO_LEVEL_DB:
+            log.debug(
+                "session: speech over the agent: the echo alone (%.1f dB left once the %.0f ms echo path is removed)",
+                removed.level_db,
+                removed.delay_ms,
+            )
             return HeardOverEcho(OverEcho.ECHO_ONLY)
         log.info(
             "session: speech over the echo (%.1f dB left once the %.0f ms echo path is removed): transcribing it",
@@ -206,6 +212,7 @@ class Listener:
         except (TimeoutError, grpc.aio.AioRpcError) as error:
             log.warning("session: transcribing the speech over the echo failed: %s", error)
             return HeardOverEcho(OverEcho.FAILED)
+        log.debug("session: speech over the echo, transcribed again: %r", words)
         return HeardOverEcho(OverEcho.WORDS if words else OverEcho.NO_WORDS, words)
 
     async def echo_in_utterance(self) -> bool:

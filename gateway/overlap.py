@@ -33,6 +33,7 @@ backchannel to the history.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable
 from typing import Protocol
@@ -46,12 +47,18 @@ from gateway.session_settings import SessionSettings
 from gateway.turn import AgentTurn
 from gateway.turn_taking import (
     OVER_ECHO_CHECK_MS,
+    PREFACE_GRACE_MS,
     Decision,
     InterruptionDecider,
     Kind,
+    decide_over_echo,
     is_echo,
     only_acknowledgements,
+    only_prefaces,
+    without_echo_phrases,
 )
+
+log = logging.getLogger(__name__)
 
 
 class OverlapHooks(Protocol):
@@ -148,20 +155,39 @@ class SpeechOverAgent:
         return self._echo_of_agent(text)
 
     def remakes_final(self, text: str) -> bool:
-        """Whether this final transcript, of an utterance that interrupted the agent with its echo in the
-        microphone, is remade from the echo-removed audio before it is the user's turn (``final``)."""
+        """Whether this final transcript is heard again with the agent's echo removed before it is anyone's
+        words (``final``): an utterance that interrupted the agent with its echo in the microphone (its final
+        is remade), or one still undecided that may hold the echo (it is decided on what is left)."""
+        return self._remakes_interruption(text) or self._decides_without_echo(text)
+
+    def _remakes_interruption(self, text: str) -> bool:
         return bool(text) and self._interrupted and self._echo_found and self._over_echo_words is None
+
+    def _decides_without_echo(self, text: str) -> bool:
+        """An undecided utterance over the agent whose words alone would be the user's (an interruption or a
+        backchannel) while no check has shown the microphone free of the agent's echo: through a phone's
+        loudspeaker Whisper writes a fragment of the echo as words the agent never said ("I'll curse you.",
+        a user turn), or mixes them into a backchannel ("Ask the vet." for "yeah")."""
+        if self._decider is None or self._echo_alone or self._no_echo or self._over_echo_words is not None:
+            return False
+        if not (text and self._settings.turn_taking.echo_rejection):
+            return False
+        return self._decider.classify(text, self.agent_words()) in (Kind.INTERRUPTION, Kind.BACKCHANNEL)
 
     def final(self, text: str) -> tuple[str, str | None]:
         """The utterance's final transcript: the user's words (those over the echo, where the transcript was
-        the echo's), and why it is no user turn (backchannel, noise, echo), or None when it is one."""
-        remake = self.remakes_final(text)
+        the echo's), and why it is no user turn (backchannel, noise, echo, or heard again: decided later),
+        or None when it is one."""
+        remake, decide_later = self._remakes_interruption(text), self._decides_without_echo(text)
         interrupted, self._interrupted = self._interrupted, False
         words_over_echo, self._over_echo_words = self._over_echo_words, None
         echo_alone, self._echo_alone = self._echo_alone, False
         self._echo_found = False
         if remake:
             self._spawn(self._heard_again(text, self._listener.utterance_id), "heard-again")
+            return text, "heard_again"
+        if decide_later:
+            self._decide_without_echo(text)
             return text, "heard_again"
         if words_over_echo is not None:  # the transcript was the echo's; the user's words are what it hid
             text = words_over_echo
@@ -240,8 +266,13 @@ class SpeechOverAgent:
             return
         held = self._held
         if not decision.final:
-            sure = decision.kind is Kind.BACKCHANNEL and only_acknowledgements(decision.text)
+            sure = (
+                decision.kind is Kind.BACKCHANNEL
+                and only_acknowledgements(decision.text)
+                and not only_prefaces(decision.text)  # "Oh, ..." is as often a sentence's start
+            )
             if sure and held is not None:
+                log.debug("session: the held audio goes on: %r is an acknowledgement", decision.text)
                 held.resume_audio()
             return
         self._decider, self._held = None, None
@@ -270,13 +301,23 @@ class SpeechOverAgent:
             return
         resumed = held is not None and in_flight is held
         self._observer.interruption_decided(decision.kind, decision_ms, resumed=resumed)
-        if held is not None:
-            held.resume_audio()
+        if held is not None and held is not self._held:  # (a later utterance holds it now: it stays held)
+            if decision.kind is Kind.BACKCHANNEL and only_prefaces(decision.text):
+                self._spawn(self._resume_unless_held_again(held), "preface-grace")
+            else:
+                held.resume_audio()
         if decision.kind is Kind.BACKCHANNEL:
             if in_flight is not None:
                 self._backchannels.append(decision.text)  # after the reply it was said over
             else:
                 self._hooks.add_user(decision.text)
+
+    async def _resume_unless_held_again(self, held: AgentTurn) -> None:
+        """After a backchannel of prefaces alone ("Oh."): the held audio goes on after PREFACE_GRACE_MS,
+        unless more speech has begun over it by then (the sentence the preface opened), which holds it on."""
+        await asyncio.sleep(PREFACE_GRACE_MS / 1000)
+        if held is not self._held:
+            held.resume_audio()
 
     def _echo_of_agent(self, text: str) -> bool:
         """A final outside any decision (the agent had stopped, or barge-in is off) that repeats the agent's
@@ -320,7 +361,8 @@ class SpeechOverAgent:
                 self._over_echo_words = words
                 self._act(Decision(Kind.INTERRUPTION, final=True, text=words))
             elif self._echo_alone and self._held is not None:
-                self._held.resume_audio()  # the signal shows the echo alone: sure enough to play on
+                log.debug("session: the held audio goes on: the signal shows the echo alone")
+                self._held.resume_audio()  # sure enough to play on
             elif self._no_echo and (decision := self._without_echo(self._last_words)) is not None:
                 self._act(decision)
 
@@ -330,9 +372,41 @@ class SpeechOverAgent:
         """The user's turn from the last utterance with the agent's echo removed (its words, if it left any;
         else the transcript as it was), sent as its final transcript."""
         heard = await self._listener.words_over_echo(self._config.backends.backend_timeout_s)
-        said = heard.words if heard.outcome is OverEcho.WORDS and heard.words else text
+        said = text
+        if heard.outcome is OverEcho.WORDS and heard.words:
+            said = without_echo_phrases(heard.words, self.agent_words())[0] or heard.words
         self._emit(Transcript(utterance_id=utterance_id, text=said, final=True))
         self._hooks.user_turn(said)
+
+    def _decide_without_echo(self, text: str) -> None:
+        """An undecided utterance's final that the words alone would make the user's, the agent's echo maybe
+        in it: the audio stays held while it is heard again with the echo removed, and what is left decides
+        (the echo and nothing more: echo; no echo found, or the check failed: the transcript as it was)."""
+        decider, held, started_at = self._decider, self._held, self._started_at
+        assert decider is not None
+        self._decider, self._held = None, None
+        agent_words, utterance_id = self.agent_words(), self._listener.utterance_id
+
+        async def decide() -> None:
+            heard = await self._listener.words_over_echo(self._config.backends.backend_timeout_s)
+            said = text
+            if heard.outcome is OverEcho.ECHO_ONLY:
+                decision = Decision(Kind.ECHO, final=True, text=text)
+            elif heard.outcome is OverEcho.NO_WORDS:
+                decision = Decision(Kind.NOISE, final=True, text="")
+            elif heard.outcome is OverEcho.WORDS:
+                decision = decide_over_echo(heard.words, agent_words, self._settings.turn_taking.techniques)
+                said = decision.text
+            else:  # no echo found, or the check failed: the transcript as it was
+                decision = decider.ended(text, agent_words)
+            self._observer.heard_over_echo(_counted(heard.outcome, decision))
+            self._conclude(decision, held, started_at, during_utterance=False)
+            if decision.kind in (Kind.INTERRUPTION, Kind.BACKCHANNEL):
+                self._emit(Transcript(utterance_id=utterance_id, text=said, final=True))
+            if decision.interrupts:
+                self._hooks.user_turn(said)
+
+        self._spawn(decide(), "decide-without-echo")
 
     def _probe_echo(self) -> None:
         """An utterance decided an interruption before any check heard it: is the agent's echo in it? (Then
@@ -378,9 +452,9 @@ class SpeechOverAgent:
         heard = await self._listener.words_over_echo(self._config.backends.backend_timeout_s)
         outcome, words = heard.outcome, heard.words
         if words:
-            decision = InterruptionDecider(self._settings.turn_taking.techniques).ended(words, agent_words)
+            decision = decide_over_echo(words, agent_words, self._settings.turn_taking.techniques)
             outcome, words = (
-                (OverEcho.INTERRUPTION, words) if decision.interrupts else (OverEcho.NOT_AN_INTERRUPTION, "")
+                (OverEcho.INTERRUPTION, decision.text) if decision.interrupts else (OverEcho.NOT_AN_INTERRUPTION, "")
             )
         self._observer.heard_over_echo(outcome)
         return outcome, words
@@ -391,3 +465,10 @@ class SpeechOverAgent:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _counted(outcome: OverEcho, decision: Decision) -> OverEcho:
+    """How a check is counted in voice_gateway_speech_over_echo_total: the user's words by what they were."""
+    if outcome is not OverEcho.WORDS:
+        return outcome
+    return OverEcho.INTERRUPTION if decision.interrupts else OverEcho.NOT_AN_INTERRUPTION

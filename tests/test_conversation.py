@@ -338,6 +338,92 @@ async def test_over_the_echo_the_users_turn_is_made_from_the_echo_removed_audio(
         ]
 
 
+async def test_a_fragment_of_the_echo_heard_as_other_words_is_no_user_turn() -> None:
+    # Issue 24: through a phone's loudspeaker and a room, a short fragment of the agent's echo came as a final
+    # with no interim before it ("I'll curse you."): three words, no acknowledgement, so an interruption and a
+    # user turn. A final that would be the user's words is decided on what is left once the echo is removed:
+    # here the echo alone (the microphone holds the agent's audio 20 dB down, and nothing more).
+    async with ScriptedSession(echo_db=-20) as session:
+        turn_id = await agent_speaking(session, LONG_REPLY)
+        await session.settle(1.2)
+        session.asr.speech_started()
+        await session.settle(0.3)
+        session.asr.speech_ended()
+        session.asr.final("I'll curse you.")
+        decision = await session.next(InterruptionDecision)
+        assert decision.kind == "echo" and decision.turn_id == turn_id
+        metrics = await session.next(TurnMetrics, timeout_s=8)
+        assert metrics.turn_id == turn_id and not metrics.interrupted
+        assert not session.of(Interruption)
+        assert [t.text for t in session.of(Transcript) if t.final] == ["How do I calm down before a talk?"]
+        assert len(session.llm.requests) == 1
+
+
+async def test_a_backchannel_over_the_echo_is_the_users_word_not_the_echos() -> None:
+    # Issue 24: "yeah" said over the echo was transcribed with it as "Ask the vet.": an interruption, and the
+    # echo's words became the user's. Heard again with the echo removed, it is "Yeah.": a backchannel.
+    async with ScriptedSession(echo_db=-20) as session:
+        session.asr.ends_on_half_close = False  # the echo-removed audio's transcription is scripted below
+        turn_id = await agent_speaking(session, LONG_REPLY)
+        await session.settle(1.2)
+        session.voice(0.5, rms=1000.0)
+        session.asr.speech_started()
+        await session.settle(0.6)
+        calls = len(session.asr.calls)
+        session.asr.speech_ended()
+        session.asr.final("Ask the vet.")
+        await session.until(lambda: len(session.asr.calls) > calls)
+        again = session.asr.calls[-1]
+        again.push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text="Yeah.")))
+        again.push(None)
+        decision = await session.next(InterruptionDecision)
+        assert decision.kind == "backchannel" and decision.text == "Yeah."
+        metrics = await session.next(TurnMetrics, timeout_s=8)
+        assert metrics.turn_id == turn_id and not metrics.interrupted
+        assert [t.text for t in session.of(Transcript) if t.final][1:] == ["Yeah."]
+        assert session.history()[-1] == {"role": "user", "content": "Yeah."}
+        assert len(session.llm.requests) == 1
+
+
+async def test_a_preface_keeps_the_agent_held_for_the_sentence_it_opens() -> None:
+    # Issue 24: "Oh, [pause] I'm originally from Chicago also.": "Oh" ended an utterance of its own, a
+    # backchannel, and the agent's audio went on, its whole lead sent again, over the rest of the sentence.
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session, LONG_REPLY)
+        session.asr.speech_started()
+        await session.settle(0.1)
+        held = len(session.audio_sequence(turn_id))
+        session.asr.interim("Oh.")
+        await session.settle(0.1)
+        session.asr.speech_ended()
+        session.asr.final("Oh.")
+        assert (await session.next(InterruptionDecision)).kind == "backchannel"
+        await session.settle(0.3)
+        session.asr.speech_started()
+        await session.settle(0.2)
+        session.asr.interim("I'm originally from Chicago")
+        assert (await session.next(Interruption)).turn_id == turn_id
+        assert len(session.audio_sequence(turn_id)) == held  # nothing more was sent over the sentence
+
+
+async def test_a_preface_alone_lets_the_agent_go_on_after_a_grace() -> None:
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session, LONG_REPLY)
+        session.asr.speech_started()
+        await session.settle(0.1)
+        held = len(session.audio_sequence(turn_id))
+        session.asr.speech_ended()
+        session.asr.final("Um.")
+        assert (await session.next(InterruptionDecision)).kind == "backchannel"
+        await session.settle(0.3)
+        assert len(session.audio_sequence(turn_id)) == held
+        await session.until(lambda: len(session.audio_sequence(turn_id)) > held)
+        metrics = await session.next(TurnMetrics, timeout_s=8)
+        assert metrics.turn_id == turn_id and not metrics.interrupted
+        sequence = session.audio_sequence(turn_id)
+        assert sequence == list(range(len(sequence)))  # nothing lost
+
+
 async def test_an_asr_failure_mid_turn_is_reported_and_the_next_turn_works() -> None:
     async with ScriptedSession() as session:
         turn_id = await agent_speaking(session)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks.turns import heard_over_ms
+from voice_agent.audio import Pcm16Audio
 from voice_agent.v1 import gateway_pb2
 from voice_ops.echo_paths import (
     FRAME_MS,
@@ -17,6 +18,7 @@ from voice_ops.echo_paths import (
     room_response,
     speech_shaped_noise,
 )
+from voice_ops.turn_sets import speech_onset_ms
 
 pytestmark = pytest.mark.unit
 RATE = 16_000
@@ -70,3 +72,15 @@ def test_the_agent_heard_over_the_user_stops_at_the_interruption() -> None:
     # With no interruption, all of it from the onset to the end of the playout; the next turn is not counted.
     arrivals = [(0.0, _audio(1, 1000)), (0.5, _audio(1, 1000)), (1.0, _audio(2, 1000))]
     assert heard_over_ms(arrivals, onset=0.2, duration_s=1.0) == pytest.approx(1000.0)
+
+
+def test_the_speech_is_measured_from_its_onset_not_a_click_before_it() -> None:
+    # The call's segments begin with a click (40 ms at -26 dBFS) and 200 ms of silence before the speaker: the
+    # agent heard "while the sentence was said" counts from the speech, not from the click.
+    t = np.arange(RATE // 2) / RATE
+    speech = 0.14 * np.sin(2 * np.pi * 220 * t)  # -20 dBFS
+    click = np.full(RATE * 40 // 1000, 0.05)
+    samples = np.concatenate([click, np.zeros(RATE // 5), speech])
+    audio = Pcm16Audio((samples * 32767).astype("<i2").tobytes(), RATE)
+    assert speech_onset_ms(audio) == 240
+    assert speech_onset_ms(Pcm16Audio((speech * 32767).astype("<i2").tobytes(), RATE)) == 0

@@ -10,9 +10,12 @@ from gateway.turn_taking import (
     Kind,
     Lexicon,
     Techniques,
+    decide_over_echo,
     en,
     is_echo,
     only_acknowledgements,
+    only_prefaces,
+    without_echo_phrases,
     words,
 )
 
@@ -218,3 +221,44 @@ def test_other_short_words_may_start_a_sentence(said: str) -> None:
     # Two words with no intent are a backchannel at the final (SHORT_WORDS), but as a first interim they may
     # be a sentence's start: the held audio waits (gateway/overlap.py).
     assert not only_acknowledgements(said)
+
+
+@pytest.mark.parametrize("said", ["I'm M.H.", "I'm M-H.", "M.A. change."])
+def test_letters_spelt_one_by_one_are_one_word(said: str) -> None:
+    # Issue 24: Whisper spells Kokoro's "mm-hm" over the agent as letters: three words by the spaces, so an
+    # interruption; a hum spelt as letters (or an abbreviation spelt out) is one word said.
+    assert InterruptionDecider().ended(said, AGENT).kind is Kind.BACKCHANNEL
+    assert words("I'm M.H.H.") == ["i'm", "mhh"] and words("I see") == ["i", "see"]
+
+
+@pytest.mark.parametrize(("said", "preface"), [("Oh.", True), ("Um, well", True), ("Yeah.", False), ("", False)])
+def test_prefaces_are_words_that_often_open_a_turn(said: str, preface: bool) -> None:
+    assert only_prefaces(said) is preface
+
+
+ECHOED = "Ask to finish your point, calmly. Open with a short story that shows why your topic matters to the audience."
+
+
+@pytest.mark.parametrize(
+    ("heard", "kind", "said"),
+    [
+        ("Open with the shoe.", Kind.ECHO, None),  # "uh-huh" over "Open with a short story": what is left of it
+        ("Open with a short story.", Kind.ECHO, None),
+        ("Open with a- Can I stop you, Dale?", Kind.INTERRUPTION, "Can I stop you, Dale?"),
+        ("Open with what?", Kind.INTERRUPTION, "What?"),
+        ("Yeah.", Kind.BACKCHANNEL, "Yeah."),
+        ("Open with it. Yeah.", Kind.ECHO, None),  # no interruption: "it" is no acknowledgement, so all goes
+        ("Neither did I.", Kind.INTERRUPTION, "Neither did I."),  # one word of the agent's alone is the user's
+    ],
+)
+def test_the_agents_phrases_left_in_the_echo_removed_audio_are_not_the_users(
+    heard: str, kind: Kind, said: str | None
+) -> None:
+    # Issue 24: fitted through a phone's loudspeaker and a room, the echo path leaves some of the echo, and the
+    # echo-removed audio's transcript still holds the agent's words: a backchannel became an interruption, and
+    # the echo's words the user's.
+    decision = decide_over_echo(heard, ECHOED)
+    assert decision.kind is kind and decision.final
+    if said is not None:
+        assert decision.text == said
+    assert without_echo_phrases("I see", ECHOED) == ("I see", False)

@@ -329,6 +329,30 @@ def backchannel_over(index: int) -> tuple[str, str, Pcm16Audio]:
     return "kokoro", text, kokoro_speech(text, index)
 
 
+#: Speech starts at the first 10 ms frame from which the next ONSET_SUSTAIN_MS are all within ONSET_RANGE_DB of
+#: the loudest frame: a click at a recording's cut (the call's segments begin with one, 40 ms at -26 dBFS, then
+#: 200 ms of silence) is not the speaker starting to speak.
+ONSET_SUSTAIN_MS = 100
+ONSET_RANGE_DB = 30.0
+
+
+def speech_onset_ms(audio: Pcm16Audio) -> int:
+    """Where the speech in ``audio`` starts, in ms: what "said while" is measured from."""
+    samples = np.frombuffer(audio.data, "<i2").astype(np.float64) / 32768
+    frame = audio.sample_rate // 100
+    frames = len(samples) // frame
+    if not frames:
+        return 0
+    power = np.mean(samples[: frames * frame].reshape(frames, frame) ** 2, axis=1) + 1e-12
+    level = 10 * np.log10(power)
+    loud = level >= level.max() - ONSET_RANGE_DB
+    sustain = min(ONSET_SUSTAIN_MS // 10, frames)
+    for i in range(frames - sustain + 1):
+        if loud[i : i + sustain].all():
+            return i * 10
+    return int(np.argmax(level)) * 10
+
+
 def _trimmed(samples: np.ndarray, threshold: float = 0.005) -> np.ndarray:
     loud = np.flatnonzero(np.abs(samples) > threshold)
     return samples[loud[0] : loud[-1] + 1] if len(loud) else samples

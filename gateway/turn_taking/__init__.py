@@ -69,6 +69,10 @@ PENDING = Decision(None, final=False)
 
 #: Speech an interim must have heard before words without a leading intent decide an interruption.
 WORDS_MIN_MS = 900.0
+#: How long after a backchannel of prefaces alone ("Oh.", "Um.": en.PREFACES) the held audio waits for more
+#: speech before it goes on: a sentence's start, then a pause ("Oh, [400 ms] I'm originally from Chicago")
+#: otherwise played the agent's reply, its whole lead refilled, over the rest of it.
+PREFACE_GRACE_MS = 600.0
 #: Speech over the agent that reads as its echo is heard again with the echo removed (gateway/echo/path.py)
 #: after this much of it, and again each time this much more has passed: enough of the echo
 #: to fit its path, and of a short interruption said as it began.
@@ -84,8 +88,20 @@ ECHO_WINDOW_WORDS = 80
 
 
 def words(text: str) -> list[str]:
-    """Lower case words, punctuation dropped; hyphenated ones split ("mm-hmm": "mm", "hmm")."""
-    return _NOT_WORD.sub(" ", text.lower().replace("-", " ")).split()
+    """Lower case words, punctuation dropped; hyphenated ones split ("mm-hmm": "mm", "hmm"); letters spelt
+    one by one are one word ("M.H.", "M-H": "mh"): Whisper spells a hum it cannot place as letters (Kokoro's
+    "mm-hm" over the agent as "I'm M.H."), and an abbreviation spelt out is one word said."""
+    said: list[str] = []
+    spelling = False  # the last word is letters spelt one by one, so far
+    for token in _NOT_WORD.sub(" ", text.lower().replace("-", " ")).split():
+        letter = len(token) == 1 and token.isalpha()
+        if letter and said and (spelling or (len(said[-1]) == 1 and said[-1].isalpha())):
+            said[-1] += token
+            spelling = True
+        else:
+            said.append(token)
+            spelling = False
+    return said
 
 
 #: Words Whisper writes for one another when it hears the agent's voice: one spelling each, for echo.
@@ -119,6 +135,7 @@ class Lexicon:
         module = LANGUAGES.get(language, en)
         self.backchannels = {tuple(words(p)) for p in module.BACKCHANNELS}
         self.intents = {tuple(words(p)) for p in module.INTENTS}
+        self.prefaces = set(module.PREFACES)
         self._longest = max(len(p) for p in self.backchannels | self.intents)
 
     def leading_intent(self, said: list[str]) -> bool:
@@ -221,10 +238,60 @@ def _runs_not_said_by_agent(said: list[str], agent_set: set[str]) -> list[list[s
     return [run for run in runs if run]
 
 
+#: Words in a row that, found in the same order among the agent's recent words, are in the echo-removed audio's
+#: transcript what the fit left of the echo: one word alone may be the user's ("you", "the").
+ECHO_PHRASE_WORDS = 2
+
+
+def without_echo_phrases(text: str, agent_text: str) -> tuple[str, bool]:
+    """``text`` less its runs of ECHO_PHRASE_WORDS or more words that repeat the agent's in order, and whether
+    there were any. Fitted through a phone's loudspeaker and a room, the echo path leaves some of the echo, and
+    its transcript still holds the agent's words: "Open with the shoe." for "uh-huh" said over "Open with a
+    short story", "Open with a- Can I stop you?" for "Can I stop you?"."""
+    tokens = [(token, _token_key(token)) for token in text.split()]
+    tokens = [(token, key) for token, key in tokens if key]
+    agent = [_token_key(token) for token in agent_text.split()[-ECHO_WINDOW_WORDS:]]
+    keys = [key for _, key in tokens]
+    echo: set[int] = set()
+    for block in difflib.SequenceMatcher(None, keys, agent, autojunk=False).get_matching_blocks():
+        if block.size >= ECHO_PHRASE_WORDS:
+            echo.update(range(block.a, block.a + block.size))
+    kept = " ".join(token for i, (token, _) in enumerate(tokens) if i not in echo)
+    if echo and kept and text[:1].isupper():
+        kept = kept[0].upper() + kept[1:]
+    return kept, bool(echo)
+
+
+def _token_key(token: str) -> str:
+    key = "".join(words(token))
+    return _HOMOPHONES.get(key, key)
+
+
+def decide_over_echo(
+    text: str, agent_text: str, techniques: Techniques = Techniques(), language: str = "en"
+) -> Decision:
+    """What the transcript of speech over the agent, heard again with its echo removed, is: the agent's
+    phrases left in it are not the user's (``without_echo_phrases``); with them gone, no words, or short ones
+    that are neither an acknowledgement nor an intent ("the shoe"), are what was left of the echo."""
+    kept, had_echo = without_echo_phrases(text, agent_text)
+    if not words(kept):
+        return Decision(Kind.ECHO, final=True, text=text)
+    decision = InterruptionDecider(techniques, language).ended(kept, agent_text)
+    if had_echo and decision.kind is Kind.BACKCHANNEL and not only_acknowledgements(kept, language):
+        return Decision(Kind.ECHO, final=True, text=text)
+    return decision
+
+
 def only_acknowledgements(text: str, language: str = "en") -> bool:
     """Whether ``text`` is made only of the language's backchannel phrases ("yeah", "right, right"): words
     that, even as the first interim of a longer utterance, hardly begin a sentence that takes the turn."""
     return _lexicon(language).only_backchannels(words(text))
+
+
+def only_prefaces(text: str, language: str = "en") -> bool:
+    """Whether ``text`` is made only of words that often open a turn ("Oh.", "Um, well"): see en.PREFACES."""
+    said = words(text)
+    return bool(said) and set(said) <= _lexicon(language).prefaces
 
 
 @functools.cache

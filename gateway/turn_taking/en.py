@@ -86,3 +86,8 @@ INTENTS: tuple[str, ...] = (
     "wrong",
     "please",
 )
+
+#: Words that, said alone over the agent, often open a turn of the user's rather than acknowledge ("Oh, ...",
+#: "Um, ...", then a pause): a backchannel of these alone lets the held audio go on only after a grace
+#: (gateway/overlap.py), in which more speech keeps it held.
+PREFACES: tuple[str, ...] = ("oh", "ah", "um", "uh", "er", "hmm", "well", "so")
