@@ -133,10 +133,10 @@ class SpeechOverAgent:
         """An interim or pause transcript of speech over the agent."""
         if self._decider is not None and text:
             speech_ms = (time.perf_counter() - self._started_at) * 1000
+            self._last_words = text
             if self._echo_alone:  # the signal showed the echo alone: its words, however misheard, decide nothing
                 self._check_over_echo(speech_ms, at_once=True)  # until the next check, at once: the user may go on
                 return
-            self._last_words = text
             decision = self._decider.heard(text, self.agent_words(), speech_ms)
             if not decision.final and self._no_echo:
                 decision = self._without_echo(text) or decision
@@ -349,6 +349,10 @@ class SpeechOverAgent:
             return
         self._over_echo_checked_ms = speech_ms
         decider, agent_words = self._decider, self.agent_words()
+        if self._echo_alone and self._held is not None:
+            # The echo alone let the audio go on; the user may have begun over it since (the same utterance to
+            # the VAD): held while this check decides, within the client's lead, so that no gap is heard.
+            self._held.hold_audio()
 
         async def check() -> None:
             outcome, words = await self._heard_over_echo(agent_words)

@@ -385,6 +385,35 @@ async def test_a_backchannel_over_the_echo_is_the_users_word_not_the_echos() -> 
         assert len(session.llm.requests) == 1
 
 
+async def test_a_user_who_starts_over_an_echo_already_taken_for_the_echo_alone_interrupts() -> None:
+    # Issue 24: at -12 dB the VAD hears the agent's loud echo as speech; the signal showed the echo alone and the
+    # audio went on; the user then began speaking in the same utterance, and was decided on the residual's level
+    # over the whole utterance, mostly the echo's: seconds of agent audio over a sentence that began "Wait".
+    async with ScriptedSession(echo_db=-20) as session:
+        session.asr.ends_on_half_close = False  # the echo-removed audio's transcription is scripted below
+        turn_id = await agent_speaking(session, [*LONG_REPLY, *LONG_REPLY])
+        await session.settle(1.2)
+        session.asr.speech_started()  # the echo, to the VAD
+        for _ in range(5):  # 2.5 s of the echo alone, an interim every half second, each checked
+            await session.settle(0.5)
+            session.asr.interim("Open with the shore.")
+        sent = len(session.audio_sequence(turn_id))
+        await session.settle(0.3)
+        assert len(session.audio_sequence(turn_id)) > sent  # the echo alone: the agent goes on
+        session.voice(2.0, rms=370.0)  # about as loud as the echo: the user speaks over it
+        await session.settle(1.0)
+        calls = len(session.asr.calls)
+        session.asr.interim("Open with the shore, I think the problem is my manager.")
+        await session.until(lambda: len(session.asr.calls) > calls)  # more than the echo: transcribed again
+        sent = len(session.audio_sequence(turn_id))
+        await session.settle(0.3)
+        assert len(session.audio_sequence(turn_id)) == sent  # held while that check decides
+        again = session.asr.calls[-1]
+        again.push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text="I think the problem is my manager.")))
+        again.push(None)
+        assert (await session.next(Interruption)).turn_id == turn_id
+
+
 async def test_a_preface_keeps_the_agent_held_for_the_sentence_it_opens() -> None:
     # Issue 24: "Oh, [pause] I'm originally from Chicago also.": "Oh" ended an utterance of its own, a
     # backchannel, and the agent's audio went on, its whole lead sent again, over the rest of the sentence.

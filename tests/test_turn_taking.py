@@ -105,6 +105,8 @@ def test_echo_needs_most_words_to_match() -> None:
     calmly = "Ask to finish your point, calmly, then talk to your manager about it one to one."
     assert is_echo("Comly.", calmly)  # a lone long word, misheard: Whisper on the echo of "calmly"
     assert not is_echo("Comfortable.", calmly) and not is_echo("Yeah.", calmly)
+    assert not is_echo("Sorry.", "Open with a short story.")  # an intent word is the user's, however near
+    assert is_echo("Please.", "Say it, please.")  # unless the agent said it
     assert not is_echo("", AGENT)
 
 

@@ -86,13 +86,20 @@ class EchoRemoved:
     residual: np.ndarray  # the microphone less the echo, over the window asked for
     delay_ms: float  # the echo path's delay found
     peak_ratio: float  # how clearly (find_echo)
-    level_db: float  # the residual's power over the microphone's, over the span asked about
+    level_db: float  # the residual's power over the microphone's, over the span's last LEVEL_WINDOW_S
+
+
+#: The residual's level is reported over the span's last this much: whether more than the echo is heard *now*.
+#: Over a whole utterance, one that the echo started (the VAD hears a loud echo as speech) and the user joined
+#: a second later stayed under OVER_ECHO_LEVEL_DB for seconds, its words taken for the echo's.
+LEVEL_WINDOW_S = 1.0
 
 
 def remove_echo(near: np.ndarray, far: np.ndarray, rate: int, span: tuple[int, int]) -> EchoRemoved | None:
     """Fits the echo of ``far`` in ``near`` (the same window of the mic timeline; ``far`` may go on past its
     end, for an echo that seems to come early) and subtracts it; ``span`` (indices into the window) is the
-    part whose level is reported and returned. None when the reference is silent there or not found."""
+    part returned, and its last LEVEL_WINDOW_S the part whose level is reported. None when the reference is
+    silent there or not found."""
     start, end = span
     heard = far[: len(near)]
     if end - start < rate // 10 or np.sqrt(np.mean(heard**2)) < SILENT_RMS:
@@ -106,7 +113,8 @@ def remove_echo(near: np.ndarray, far: np.ndarray, rate: int, span: tuple[int, i
     h = fit_echo_path(near, aligned, int(TAPS_S * rate))
     residual = near - np.convolve(aligned, h)[: len(near)]
     part = residual[start:end]
-    level = 10 * np.log10(_power(part) / _power(near[start:end]))
+    recent = max(start, end - int(LEVEL_WINDOW_S * rate))
+    level = 10 * np.log10(_power(residual[recent:end]) / _power(near[recent:end]))
     return EchoRemoved(part.astype(np.float32), lag * 1000 / rate, ratio, float(level))
 
 

@@ -205,7 +205,10 @@ def is_echo(text: str, agent_text: str, language: str = "en") -> bool:
     if len(said) == 1 and len(agent) > 3:
         # One short word alone matches by chance too easily, unless the agent's words are that few. A longer one
         # is echo if it is close to one of the agent's, closer-misheard than in a sentence ("Comly." for
-        # "calmly"): mistaking a lone word of the user's for echo costs at most a backchannel.
+        # "calmly"): mistaking a lone word of the user's for echo costs at most a backchannel. Not an intent
+        # word that is not the agent's own: "Sorry," said over "... a short story" is the user's.
+        if said[0] not in agent_set and _lexicon(language).has_intent(said):
+            return False
         return len(said[0]) >= 5 and _matches(said[0], agent_set, LONE_WORD_CUTOFF)
     tail = 0
     for word in reversed(said):
