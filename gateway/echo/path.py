@@ -89,6 +89,15 @@ class EchoRemoved:
     level_db: float  # the residual's power over the microphone's, over the span's last LEVEL_WINDOW_S
 
 
+#: A phone's jitter buffer moves the echo by up to this much, a jump at a time (it holds the delay, then drops or
+#: repeats audio): the echo path is followed block by block within it of the delay found.
+JITTER_S = 0.02
+JITTER_BLOCK_S = 0.1
+#: A block's echo moves only when that leaves its residual this much lower (a share of its power): the user's
+#: speech, which the reference does not explain, moves none.
+JITTER_GAIN = 0.85
+#: A block whose echo has less than this share of the window's mean power keeps the shift before it.
+QUIET_BLOCK = 0.1
 #: The residual's level is reported over the span's last this much: whether more than the echo is heard *now*.
 #: Over a whole utterance, one that the echo started (the VAD hears a loud echo as speech) and the user joined
 #: a second later stayed under OVER_ECHO_LEVEL_DB for seconds, its words taken for the echo's.
@@ -111,11 +120,50 @@ def remove_echo(near: np.ndarray, far: np.ndarray, rate: int, span: tuple[int, i
     padded = np.concatenate([np.zeros(max(0, shift), np.float32), far, np.zeros(len(near), np.float32)])
     aligned = padded[max(0, -shift) : max(0, -shift) + len(near)]
     h = fit_echo_path(near, aligned, int(TAPS_S * rate))
+    for _ in range(2):  # shifts found with the path fitted on the jittered whole, then once more on the correction
+        shifts = jitter_shifts(near, np.convolve(aligned, h)[: len(near)], rate)
+        if not any(shifts):
+            break
+        aligned = shifted(aligned, shifts, rate)
+        h = fit_echo_path(near, aligned, int(TAPS_S * rate))
     residual = near - np.convolve(aligned, h)[: len(near)]
     part = residual[start:end]
     recent = max(start, end - int(LEVEL_WINDOW_S * rate))
     level = 10 * np.log10(_power(residual[recent:end]) / _power(near[recent:end]))
     return EchoRemoved(part.astype(np.float32), lag * 1000 / rate, ratio, float(level))
+
+
+def jitter_shifts(near: np.ndarray, estimate: np.ndarray, rate: int) -> list[int]:
+    """For each JITTER_BLOCK_S block of ``near``, the shift (samples, within JITTER_S) of the echo ``estimate``
+    that leaves the least residual there: the block before's (the buffer holds its delay), unless another leaves
+    JITTER_GAIN of its residual or less in a block where the echo is loud enough to tell."""
+    block, limit = int(JITTER_BLOCK_S * rate), int(JITTER_S * rate)
+    padded = np.concatenate([np.zeros(limit), estimate, np.zeros(limit)])
+    energy = np.concatenate([[0.0], np.cumsum(padded**2)])  # of padded[:i]
+    audible = QUIET_BLOCK * np.mean(estimate.astype(np.float64) ** 2) * block
+    shifts, shift = [], 0
+    for start in range(0, len(near), block):
+        part = near[start : start + block].astype(np.float64)
+        if energy[start + limit + len(part)] - energy[start + limit] >= audible * len(part) / block:
+            dots = np.correlate(padded[start : start + len(part) + 2 * limit], part, "valid")  # k: shift limit - k
+            offsets = start + np.arange(len(dots))
+            left = np.dot(part, part) - 2 * dots + energy[offsets + len(part)] - energy[offsets]  # residual power
+            best = int(np.argmin(left))
+            if left[best] < JITTER_GAIN * left[limit - shift]:
+                shift = limit - best
+        shifts.append(shift)
+    return shifts
+
+
+def shifted(signal: np.ndarray, shifts: list[int], rate: int) -> np.ndarray:
+    """``signal`` with each JITTER_BLOCK_S block taken ``shifts[i]`` samples later (earlier, when negative)."""
+    block, limit = int(JITTER_BLOCK_S * rate), int(JITTER_S * rate)
+    padded = np.concatenate([np.zeros(limit, np.float32), signal, np.zeros(limit, np.float32)])
+    out = np.empty(len(signal), np.float32)
+    for i, shift in enumerate(shifts):
+        start, end = i * block, min(len(signal), (i + 1) * block)
+        out[start:end] = padded[limit + start - shift : limit + end - shift]
+    return out
 
 
 def _power(samples: np.ndarray) -> float:
