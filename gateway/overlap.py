@@ -137,7 +137,8 @@ class SpeechOverAgent:
             if self._echo_alone:  # the signal showed the echo alone: its words, however misheard, decide nothing
                 self._check_over_echo(speech_ms, at_once=True)  # until the next check, at once: the user may go on
                 return
-            decision = self._decider.heard(text, self.agent_words(), speech_ms)
+            checking = self._over_echo_check is not None and not self._over_echo_check.done()
+            decision = self._decider.heard(text, self.agent_words(), speech_ms, settle=not checking)
             if not decision.final and self._no_echo:
                 decision = self._without_echo(text) or decision
             self._act(decision)

@@ -79,6 +79,11 @@ class ScriptedRecognizeCall:
         if self.ends_on_half_close:  # as the ASR does once the client half-closed it, with nothing to say
             self.push(None)
 
+    @property
+    def one_shot(self) -> bool:
+        """A words-over-echo transcription's stream: it asks for no interims."""
+        return self.config is not None and self.config.HasField("interim_results") and not self.config.interim_results
+
     def push(self, event: asr_pb2.RecognizeResponse | grpc.aio.AioRpcError | None) -> None:
         self._events.put_nowait(event)
 
@@ -120,8 +125,8 @@ class ScriptedAsr:
 
     @property
     def call(self) -> ScriptedRecognizeCall:
-        """The session's stream of the moment (not a words-over-echo transcription's)."""
-        return self.calls[-1]
+        """The session's stream of the moment (not a words-over-echo transcription's: no interims asked)."""
+        return next(c for c in reversed(self.calls) if not c.one_shot)
 
     async def stream_opened(self, count: int, timeout_s: float = 2.0) -> None:
         async with asyncio.timeout(timeout_s):

@@ -414,6 +414,41 @@ async def test_a_user_who_starts_over_an_echo_already_taken_for_the_echo_alone_i
         assert (await session.next(Interruption)).turn_id == turn_id
 
 
+async def test_words_over_the_echo_wait_for_the_signal_check_in_flight() -> None:
+    # Issue 24: words with no intent interrupted once 900 ms of speech and two interims had passed, even while
+    # the check of the signal, which would have shown them to be the echo's words, was still running ("Open with
+    # the sh..." for the echo of "Open with a short story", an interruption at 1023 ms). They wait for it now.
+    async with ScriptedSession(echo_db=-20) as session:
+        session.asr.ends_on_half_close = False  # the echo-removed audio's transcriptions are scripted below
+        turn_id = await agent_speaking(session, [*LONG_REPLY, *LONG_REPLY])
+        await session.settle(1.2)
+        session.voice(0.6, rms=1000.0)  # a "yeah" over the echo
+        session.asr.speech_started()
+        await session.settle(0.3)
+        calls = len(session.asr.calls)
+        session.asr.interim("Open with the shore.")
+        await session.until(lambda: len(session.asr.calls) > calls)  # more than the echo: being transcribed
+        await session.settle(0.7)
+        session.asr.interim("Open with the shore, the show.")
+        await session.settle(0.2)
+        session.asr.interim("Open with the shore, the show.")  # 900 ms and two interims: the words alone settle
+        await session.settle(0.2)
+        assert not session.of(InterruptionDecision)
+        check = session.asr.calls[-1]
+        check.push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text="Yeah.")))
+        check.push(None)
+        await session.settle(0.1)
+        calls = len(session.asr.calls)
+        session.asr.speech_ended()
+        session.asr.final("Open with the shore, the show, yeah.")
+        await session.until(lambda: len(session.asr.calls) > calls)
+        session.asr.calls[-1].push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text="Yeah.")))
+        session.asr.calls[-1].push(None)
+        decision = await session.next(InterruptionDecision)
+        assert decision.kind == "backchannel" and decision.turn_id == turn_id
+        assert not session.of(Interruption)
+
+
 async def test_a_preface_keeps_the_agent_held_for_the_sentence_it_opens() -> None:
     # Issue 24: "Oh, [pause] I'm originally from Chicago also.": "Oh" ended an utterance of its own, a
     # backchannel, and the agent's audio went on, its whole lead sent again, over the rest of the sentence.

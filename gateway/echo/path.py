@@ -86,28 +86,31 @@ class EchoRemoved:
     residual: np.ndarray  # the microphone less the echo, over the window asked for
     delay_ms: float  # the echo path's delay found
     peak_ratio: float  # how clearly (find_echo)
-    level_db: float  # the residual's power over the microphone's, over the span's last LEVEL_WINDOW_S
+    level_db: float  # the residual's power over the microphone's, in the span's LEVEL_WINDOW_S where it is highest
 
 
-#: A phone's jitter buffer moves the echo by up to this much, a jump at a time (it holds the delay, then drops or
-#: repeats audio): the echo path is followed block by block within it of the delay found.
-JITTER_S = 0.02
+#: A phone's jitter buffer moves the echo a jump at a time (it holds the delay, then drops or repeats audio),
+#: within +-15 ms of its delay: the echo path is followed block by block within this much of the delay found,
+#: which may itself be one of those extremes.
+JITTER_S = 0.035
 JITTER_BLOCK_S = 0.1
 #: A block's echo moves only when that leaves its residual this much lower (a share of its power): the user's
 #: speech, which the reference does not explain, moves none.
 JITTER_GAIN = 0.85
 #: A block whose echo has less than this share of the window's mean power keeps the shift before it.
 QUIET_BLOCK = 0.1
-#: The residual's level is reported over the span's last this much: whether more than the echo is heard *now*.
-#: Over a whole utterance, one that the echo started (the VAD hears a loud echo as speech) and the user joined
-#: a second later stayed under OVER_ECHO_LEVEL_DB for seconds, its words taken for the echo's.
+#: The residual's level is reported for the span's LEVEL_WINDOW_S (every LEVEL_HOP_S) where it is highest: is
+#: more than the echo heard anywhere in it? Over a whole utterance, one that the echo started (the VAD hears a
+#: loud echo as speech) and the user joined a second later stayed under OVER_ECHO_LEVEL_DB for seconds, its
+#: words taken for the echo's; and a "yeah" early in a long one would be missed at its final.
 LEVEL_WINDOW_S = 1.0
+LEVEL_HOP_S = 0.25
 
 
 def remove_echo(near: np.ndarray, far: np.ndarray, rate: int, span: tuple[int, int]) -> EchoRemoved | None:
     """Fits the echo of ``far`` in ``near`` (the same window of the mic timeline; ``far`` may go on past its
     end, for an echo that seems to come early) and subtracts it; ``span`` (indices into the window) is the
-    part returned, and its last LEVEL_WINDOW_S the part whose level is reported. None when the reference is
+    part returned, and whose level is reported (``loudest_level_db``). None when the reference is
     silent there or not found."""
     start, end = span
     heard = far[: len(near)]
@@ -128,9 +131,18 @@ def remove_echo(near: np.ndarray, far: np.ndarray, rate: int, span: tuple[int, i
         h = fit_echo_path(near, aligned, int(TAPS_S * rate))
     residual = near - np.convolve(aligned, h)[: len(near)]
     part = residual[start:end]
-    recent = max(start, end - int(LEVEL_WINDOW_S * rate))
-    level = 10 * np.log10(_power(residual[recent:end]) / _power(near[recent:end]))
+    level = loudest_level_db(residual[start:end], near[start:end], rate)
     return EchoRemoved(part.astype(np.float32), lag * 1000 / rate, ratio, float(level))
+
+
+def loudest_level_db(residual: np.ndarray, near: np.ndarray, rate: int) -> float:
+    """The residual's power over the microphone's in the LEVEL_WINDOW_S where it is highest (dB)."""
+    window, hop = min(len(near), int(LEVEL_WINDOW_S * rate)), int(LEVEL_HOP_S * rate)
+    left = np.concatenate([[0.0], np.cumsum(np.square(residual, dtype=np.float64))])
+    heard = np.concatenate([[0.0], np.cumsum(np.square(near, dtype=np.float64))])
+    starts = np.unique(np.append(np.arange(0, len(near) - window + 1, hop), len(near) - window))
+    ratios = (left[starts + window] - left[starts] + 1e-20) / (heard[starts + window] - heard[starts] + 1e-20)
+    return float(10 * np.log10(ratios.max()))
 
 
 def jitter_shifts(near: np.ndarray, estimate: np.ndarray, rate: int) -> list[int]:

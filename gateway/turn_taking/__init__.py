@@ -326,16 +326,17 @@ class InterruptionDecider:
             return Kind.BACKCHANNEL
         return Kind.INTERRUPTION
 
-    def heard(self, text: str, agent_text: str, speech_ms: float = WORDS_MIN_MS) -> Decision:
+    def heard(self, text: str, agent_text: str, speech_ms: float = WORDS_MIN_MS, *, settle: bool = True) -> Decision:
         """An interim or pause transcript of the first ``speech_ms`` of the utterance. An interruption is
-        final (at once if the words start with an intent, else once ``speech_ms`` reaches WORDS_MIN_MS);
-        a backchannel or echo is provisional (the user may go on: "yeah, but ...")."""
+        final (at once if the words start with an intent, else once ``speech_ms`` reaches WORDS_MIN_MS, and
+        ``settle``: no check of the signal is still to say whether the words are the echo's); a backchannel or
+        echo is provisional (the user may go on: "yeah, but ...")."""
         if self.decision.final:
             return self.decision
         kind = self.classify(text, agent_text)
         self._streak = self._streak + 1 if kind is Kind.INTERRUPTION else 0
         if kind is Kind.INTERRUPTION:
-            settled = speech_ms >= WORDS_MIN_MS and self._streak >= 2
+            settled = settle and speech_ms >= WORDS_MIN_MS and self._streak >= 2
             if settled or self._lexicon.leading_intent(words(text)) or not self._techniques.echo:
                 self.decision = Decision(kind, final=True, text=text)
             # else: maybe Whisper's first guess at the agent's echo; keep what was decided so far
