@@ -223,11 +223,14 @@ class SpeechOverAgent:
         return said
 
     def agent_words(self) -> str:
-        """What the agent said lately (its reply before this one, and this one so far): what an echo repeats."""
+        """What the agent said lately (its reply before this one, and this one as far as it was sent to be
+        spoken): what an echo repeats. Not only what the client has played of it: Whisper guesses at a word of
+        the echo from the words around it ("Open with the sh-" for the echo of "Open with a short"), and the
+        words about to be played make those guesses the agent's."""
         last = self._hooks.last_turn()
         turn = self._held or self._hooks.agent_turn() or last
         earlier = last.text if last is not None and last is not turn else ""
-        return f"{earlier} {turn.heard_text() if turn is not None else ''}"
+        return f"{earlier} {turn.text if turn is not None else ''}"
 
     # ---- barge-in, undecided
 

@@ -449,6 +449,21 @@ async def test_words_over_the_echo_wait_for_the_signal_check_in_flight() -> None
         assert not session.of(Interruption)
 
 
+async def test_the_echo_is_matched_against_the_reply_as_sent_not_only_as_played() -> None:
+    # Issue 24: Whisper guesses at a word of the echo from the words around it: "Open with the sh-" for the echo
+    # of "Open with a short", the client having played only that far. Against the words played so far it was
+    # no echo, and interrupted; against the reply as sent to be spoken ("... to the audience") it is.
+    async with ScriptedSession() as session:
+        turn_id = await agent_speaking(session, LONG_REPLY)
+        session.asr.speech_started()
+        await session.settle(0.1)
+        session.asr.speech_ended()
+        session.asr.final("Then look at one friendly face.")  # words the client has not played yet
+        decision = await session.next(InterruptionDecision)
+        assert decision.kind == "echo" and decision.turn_id == turn_id
+        assert not session.of(Interruption)
+
+
 async def test_a_preface_keeps_the_agent_held_for_the_sentence_it_opens() -> None:
     # Issue 24: "Oh, [pause] I'm originally from Chicago also.": "Oh" ended an utterance of its own, a
     # backchannel, and the agent's audio went on, its whole lead sent again, over the rest of the sentence.
