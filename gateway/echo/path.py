@@ -123,13 +123,15 @@ def remove_echo(near: np.ndarray, far: np.ndarray, rate: int, span: tuple[int, i
     padded = np.concatenate([np.zeros(max(0, shift), np.float32), far, np.zeros(len(near), np.float32)])
     aligned = padded[max(0, -shift) : max(0, -shift) + len(near)]
     h = fit_echo_path(near, aligned, int(TAPS_S * rate))
+    estimate = np.convolve(aligned, h)[: len(near)]
     for _ in range(2):  # shifts found with the path fitted on the jittered whole, then once more on the correction
-        shifts = jitter_shifts(near, np.convolve(aligned, h)[: len(near)], rate)
+        shifts = jitter_shifts(near, estimate, rate)
         if not any(shifts):
             break
         aligned = shifted(aligned, shifts, rate)
         h = fit_echo_path(near, aligned, int(TAPS_S * rate))
-    residual = near - np.convolve(aligned, h)[: len(near)]
+        estimate = np.convolve(aligned, h)[: len(near)]
+    residual = near - estimate
     part = residual[start:end]
     level = loudest_level_db(residual[start:end], near[start:end], rate)
     return EchoRemoved(part.astype(np.float32), lag * 1000 / rate, ratio, float(level))
@@ -176,10 +178,6 @@ def shifted(signal: np.ndarray, shifts: list[int], rate: int) -> np.ndarray:
         start, end = i * block, min(len(signal), (i + 1) * block)
         out[start:end] = padded[limit + start - shift : limit + end - shift]
     return out
-
-
-def _power(samples: np.ndarray) -> float:
-    return float(np.mean(np.square(samples, dtype=np.float64))) + 1e-20
 
 
 class ReferenceStream:
