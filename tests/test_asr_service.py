@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from support import ServiceProcess, spoken, start_service
+from support import ServiceProcess, spoken, start_service, stream_error
 
 from services.asr.protocol import settings_from_request
 from voice_agent.audio import Pcm16Audio
@@ -208,11 +208,9 @@ async def _call(
         for request in requests:
             yield request
 
-    events = []
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        async for event in asr_pb2_grpc.AsrStub(channel).Recognize(send(), timeout=30):
-            events.append(event)
-    return events, caught.value
+    events: list = []
+    error = await stream_error(asr_pb2_grpc.AsrStub(channel).Recognize(send(), timeout=30), into=events)
+    return events, error
 
 
 @pytest.mark.parametrize("case", BAD_STREAMS, ids=list(BAD_STREAMS))

@@ -17,7 +17,7 @@ import grpc
 import pytest
 from conftest import gateway_args
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from support import ServiceProcess, spoken, start_service
+from support import ServiceProcess, spoken, start_service, stream_error
 
 from voice_agent.call_status import ServerStatus
 from voice_agent.client.asr import recognition_config
@@ -245,12 +245,7 @@ async def test_the_asr_drains_between_utterances(tmp_path) -> None:
 
 async def _asr_refusal(channel: grpc.aio.Channel) -> grpc.aio.AioRpcError:
     """The server's status for a new ASR stream, which is expected to be refused."""
-    call = asr_pb2_grpc.AsrStub(channel).Recognize(_microphone(b"", 16_000, 1))
-    status = ServerStatus(call)
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        async for _ in call:
-            pass
-    return status.of(refused.value)
+    return await stream_error(asr_pb2_grpc.AsrStub(channel).Recognize(_microphone(b"", 16_000, 1)))
 
 
 async def test_sessions_past_the_limits_are_refused_with_a_retry_hint(

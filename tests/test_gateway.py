@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 import pytest
 from conftest import gateway_args
-from support import ServiceProcess, spoken, start_service
+from support import ServiceProcess, spoken, start_service, stream_error
 
 from gateway.config import GatewayConfig
 from gateway.session_settings import SessionChoices, session_settings, settings_for
@@ -129,10 +129,8 @@ async def test_malformed_sessions_get_invalid_argument(gateway_channel: grpc.aio
         for request in BAD_SESSIONS[case]:
             yield request
 
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        async for _ in gateway_pb2_grpc.GatewayStub(gateway_channel).Converse(requests()):
-            pass
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    error = await stream_error(gateway_pb2_grpc.GatewayStub(gateway_channel).Converse(requests()))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
 
 
 @pytest.mark.parametrize("rate", [8_000, 11_025, 22_050, 44_100, 48_000])

@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from support import ServiceProcess
+from support import ServiceProcess, stream_error
 
 from services.tts.config import TtsConfig
 from services.tts.engines import REALTIME_VOICES, TtsEngine
@@ -186,13 +186,6 @@ async def test_realtime_voice_names_speak_with_the_engines_voices(tts_channel: g
         assert result.audio().duration_ms > 300, name
 
 
-async def _error_of(call) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        async for _ in call:
-            pass
-    return caught.value
-
-
 BAD_CONFIGS = {
     "unknown voice": ({"voice": "nobody"}, "unknown voice 'nobody'"),
     "bad rate": ({"sample_rate_hz": 11_025}, "11025"),
@@ -207,7 +200,7 @@ async def test_bad_configs_get_invalid_argument(tts_channel: grpc.aio.Channel, c
     config, message = BAD_CONFIGS[case]
     stub = tts_pb2_grpc.TtsStub(tts_channel)
     request = tts_pb2.SynthesizeRequest(config=tts_pb2.SynthesisConfig(**config), text="Hello.")
-    error = await _error_of(stub.Synthesize(request))
+    error = await stream_error(stub.Synthesize(request))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and message in error.details()
     if case == "unknown voice":  # the message lists the valid voices, and the Realtime API's names
         listed = await stub.ListVoices(tts_pb2.ListVoicesRequest())
@@ -216,7 +209,7 @@ async def test_bad_configs_get_invalid_argument(tts_channel: grpc.aio.Channel, c
 
 async def test_text_over_the_limit_gets_invalid_argument(tts_channel: grpc.aio.Channel) -> None:
     stub = tts_pb2_grpc.TtsStub(tts_channel)
-    error = await _error_of(stub.Synthesize(tts_pb2.SynthesizeRequest(text="a" * 5001)))
+    error = await stream_error(stub.Synthesize(tts_pb2.SynthesizeRequest(text="a" * 5001)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "5000" in error.details()
 
     async def requests():
@@ -224,7 +217,7 @@ async def test_text_over_the_limit_gets_invalid_argument(tts_channel: grpc.aio.C
         for _ in range(6):
             yield tts_pb2.SynthesizeStreamRequest(text="word " * 200)
 
-    error = await _error_of(stub.SynthesizeStream(requests()))
+    error = await stream_error(stub.SynthesizeStream(requests()))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "over the limit" in error.details()
 
 
@@ -248,7 +241,7 @@ async def test_bad_streams_get_invalid_argument(tts_channel: grpc.aio.Channel, c
         for request in BAD_STREAMS[case]:
             yield request
 
-    error = await _error_of(tts_pb2_grpc.TtsStub(tts_channel).SynthesizeStream(requests()))
+    error = await stream_error(tts_pb2_grpc.TtsStub(tts_channel).SynthesizeStream(requests()))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -256,7 +249,7 @@ async def test_garbage_bytes_get_invalid_argument(tts_channel: grpc.aio.Channel)
     raw = tts_channel.unary_stream(
         "/voice_agent.v1.Tts/Synthesize", request_serializer=lambda b: b, response_deserializer=lambda b: b
     )
-    error = await _error_of(raw(b"\xff\xfe\xfd not a protobuf", timeout=10))
+    error = await stream_error(raw(b"\xff\xfe\xfd not a protobuf", timeout=10))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (await synthesize(tts_channel, "Still here.")).chunks
 
