@@ -13,7 +13,7 @@ from gateway.echo.path import SPARE_SAMPLES, EchoTimeline
 from services.asr.transcriber import WhisperTranscriber
 from voice_agent.audio import float_to_pcm16, pcm16_to_float, resample
 from voice_ops.samples import word_error_rate
-from voice_ops.turn_sets import utterance
+from voice_ops.turn_sets import room_impulse, utterance
 
 
 def _timeline(reply: tuple[np.ndarray, int], mic: np.ndarray, chunk_s: float = 0.2, late_ms: int = 0) -> EchoTimeline:
@@ -109,18 +109,26 @@ def test_the_history_stays_bounded() -> None:
     assert timeline.position == 60 * MIC
 
 
-def _jumping(reply: tuple[np.ndarray, int], delay_ms: int, jump_ms: int, at_s: float) -> np.ndarray:
-    """The echo of the reply (-12 dB) whose delay jumps by ``jump_ms`` ``at_s`` into it, as a phone's jitter
-    buffer moves it: the audio around the jump is dropped (a later delay repeats it)."""
+def _moving(reply: tuple[np.ndarray, int], delays: list[tuple[float, int]], reverb: bool = False) -> np.ndarray:
+    """The echo of the reply (-12 dB, through a room with ``reverb``), its delay moved as a phone's jitter
+    buffer moves it: ``delays`` are (seconds into the reply, delay ms from then on). The audio around each move
+    is dropped (a later delay) or repeated (an earlier one)."""
     audio, rate = reply
     echo = resample(audio, rate, MIC) * np.float32(10 ** (-12 / 20))
-    cut = int(at_s * MIC)
-    start = LEAD + delay_ms * MIC // 1000
-    mic = np.zeros(start + len(echo) + MIC + abs(jump_ms) * MIC // 1000, np.float32)
-    mic[start : start + cut] = echo[:cut]
-    later = start + cut + jump_ms * MIC // 1000
-    mic[later : later + len(echo) - cut] = echo[cut:]
+    if reverb:
+        echo = np.convolve(echo, room_impulse(MIC))[: len(echo)].astype(np.float32)
+    most = max(delay for _, delay in delays) * MIC // 1000
+    mic = np.zeros(LEAD + most + len(echo) + MIC, np.float32)
+    bounds = [int(at_s * MIC) for at_s, _ in delays] + [len(echo)]
+    for (_, delay_ms), cut, until in zip(delays, bounds, bounds[1:], strict=False):
+        start = LEAD + delay_ms * MIC // 1000 + cut
+        mic[start : start + until - cut] = echo[cut:until]
     return mic + np.random.default_rng(0).normal(0, 1e-3, len(mic)).astype(np.float32)
+
+
+def _jumping(reply: tuple[np.ndarray, int], delay_ms: int, jump_ms: int, at_s: float) -> np.ndarray:
+    """The echo of the reply whose delay jumps once, by ``jump_ms`` ``at_s`` into it."""
+    return _moving(reply, [(0.0, delay_ms), (at_s, delay_ms + jump_ms)])
 
 
 @pytest.mark.parametrize("jump_ms", [12, -10])
@@ -133,3 +141,14 @@ def test_an_echo_whose_delay_jumps_is_still_removed(reply, jump_ms: int) -> None
     removed = _timeline(reply, mic).over_echo(start, start + 2 * MIC)
     assert removed is not None
     assert removed.level_db < OVER_ECHO_LEVEL_DB - 2, removed.level_db  # -0.1 and -2.6 dB before
+
+
+def test_an_echo_whose_delay_moves_within_the_window_is_still_removed(reply) -> None:
+    # Issue 24: when the delay moved by 8 ms for a second of a 3.5 s window, and then twice more, the path fitted
+    # on the whole window averaged the delays: it explained no part well, no block's shift was clearly better
+    # against it, and the echo alone was left at -3 dB (offline, 2 of the benchmark's 4 jittered paths). A fit
+    # on the part of the window it explains best starts a second fit.
+    mic = _moving(reply, [(0.0, 157), (1.9, 165), (2.9, 154), (3.3, 165), (3.6, 143)], reverb=True)
+    removed = _timeline(reply, mic).over_echo(int(2.0 * MIC), int(4.0 * MIC))
+    assert removed is not None
+    assert removed.level_db < OVER_ECHO_LEVEL_DB - 2, removed.level_db

@@ -13,8 +13,9 @@ from enum import StrEnum
 #: docs/performance/turn-taking.md "Speech over the echo"): utterances of the echo alone left -4.2 dB or less but
 #: one wordless fragment (-1.0 dB), most under -10 dB; an interruption over the echo, -3.6 dB or more in all 36.
 #: On the natural material (issue 24: a loudspeaker, a room, a phone's jitter, -35 to -12 dB) the echo alone
-#: left -10 to -13 dB, but -3.5 to -5 dB through a jitter buffer that jumps (the path followed block by block),
-#: and a backchannel said over it -0.0 to -0.8 dB: so -3 dB.
+#: left -8.7 to -16 dB (-3.2 dB through a jitter buffer that jumps, before the path was followed block by block
+#: and also fitted on the part of the window it explains best), and a backchannel said over it -0.1 to -1.3 dB:
+#: so -3 dB.
 OVER_ECHO_LEVEL_DB = -3.0
 
 
