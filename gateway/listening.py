@@ -181,27 +181,28 @@ class Listener:
             self._timeline.stop_playing()
         self._play_end = self._mic_samples
 
-    async def words_over_echo(self, timeout_s: float) -> HeardOverEcho:
-        """The last utterance (so far, if it goes on), which its transcript took for the agent's echo, with the
-        echo removed (gateway/echo/path.py) and transcribed again when more than the echo was heard
-        in it: the user's words over the echo."""
+    async def words_over_echo(self, timeout_s: float, since: int | None = None) -> HeardOverEcho:
+        """The last utterance (so far, if it goes on; from mic sample ``since`` on, if given), which its
+        transcript took for the agent's echo, with the echo removed (gateway/echo/path.py) and transcribed
+        again when more than the echo was heard in it: the user's words over the echo."""
         if self._timeline is None:
             return HeardOverEcho(OverEcho.NO_ECHO)
         start, end = self._utterance
         if self.in_speech:
             end = self._mic_samples
         onset = DEFAULT_ONSET_PAD_MS * self._sample_rate // 1000  # as much before the speech as the ASR hears
-        removed = await asyncio.to_thread(self._timeline.over_echo, start - onset, end)
+        start = max(start - onset, since or 0)
+        removed = await asyncio.to_thread(self._timeline.over_echo, start, end)
         if removed is None:
             log.debug("session: speech over the agent: no echo of the agent found in it")
-            return HeardOverEcho(OverEcho.NO_ECHO)
+            return HeardOverEcho(OverEcho.NO_ECHO, until=end)
         if removed.level_db < OVER_ECHO_LEVEL_DB:
             log.debug(
                 "session: speech over the agent: the echo alone (%.1f dB left once the %.0f ms echo path is removed)",
                 removed.level_db,
                 removed.delay_ms,
             )
-            return HeardOverEcho(OverEcho.ECHO_ONLY)
+            return HeardOverEcho(OverEcho.ECHO_ONLY, until=end)
         log.info(
             "session: speech over the echo (%.1f dB left once the %.0f ms echo path is removed): transcribing it",
             removed.level_db,
@@ -213,7 +214,7 @@ class Listener:
             log.warning("session: transcribing the speech over the echo failed: %s", error)
             return HeardOverEcho(OverEcho.FAILED)
         log.debug("session: speech over the echo, transcribed again: %r", words)
-        return HeardOverEcho(OverEcho.WORDS if words else OverEcho.NO_WORDS, words)
+        return HeardOverEcho(OverEcho.WORDS if words else OverEcho.NO_WORDS, words, until=end)
 
     async def echo_in_utterance(self) -> bool:
         """Whether the agent's echo is in the last utterance so far (the echo path fit finds it there)."""

@@ -36,16 +36,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
+from dataclasses import replace
 from typing import Protocol
 
 from gateway.config import GatewayConfig
-from gateway.echo.heard import OverEcho
+from gateway.echo.heard import HeardOverEcho, OverEcho
 from gateway.events import Emit, InterruptionDecision, Transcript
 from gateway.listening import Listener
 from gateway.observer import ConversationObserver
 from gateway.session_settings import SessionSettings
 from gateway.turn import AgentTurn
 from gateway.turn_taking import (
+    ACKNOWLEDGED_CHECK_MS,
     OVER_ECHO_CHECK_MS,
     PREFACE_GRACE_MS,
     Decision,
@@ -114,6 +116,12 @@ class SpeechOverAgent:
         self._echo_alone = False  # the utterance in progress's last check found the agent's echo and nothing more
         self._no_echo = False  # ... or found no echo of the agent at all
         self._echo_found = False  # the agent's echo was found in the utterance in progress
+        # An acknowledgement that a check heard over the echo ("Okay, sure."): the utterance is that backchannel,
+        # whatever its transcript says, unless a later check hears more after it. Later checks hear only the
+        # audio after ``_heard_until`` (a mic sample): the VAD hears the loud echo after a backchannel as more of
+        # the utterance, and the residual of all of it, the echo's leftovers with it, grows into words.
+        self._acknowledged: str | None = None
+        self._heard_until: int | None = None
         self._last_words = ""  # its latest interim
 
     def close(self) -> None:
@@ -134,6 +142,10 @@ class SpeechOverAgent:
         if self._decider is not None and text:
             speech_ms = (time.perf_counter() - self._started_at) * 1000
             self._last_words = text
+            if self._acknowledged is not None:  # the signal heard an acknowledgement: the words decide nothing
+                due = speech_ms >= self._over_echo_checked_ms + ACKNOWLEDGED_CHECK_MS
+                self._check_over_echo(speech_ms, at_once=due)
+                return
             if self._echo_alone:  # the signal showed the echo alone: its words, however misheard, decide nothing
                 self._check_over_echo(speech_ms, at_once=True)  # until the next check, at once: the user may go on
                 return
@@ -147,7 +159,7 @@ class SpeechOverAgent:
 
     def is_echo(self, text: str) -> bool:
         """Whether a transcript is the agent's own voice (the client gets no transcript of it)."""
-        if self._over_echo_words is not None or self._echo_alone:
+        if self._over_echo_words is not None or self._echo_alone or self._acknowledged is not None:
             return True  # the echo's transcript (the words over it, if any, were the user's: see final())
         if not text or not self._settings.turn_taking.echo_rejection or self._interrupted:
             return False
@@ -171,6 +183,8 @@ class SpeechOverAgent:
         a user turn), or mixes them into a backchannel ("Ask the vet." for "yeah")."""
         if self._decider is None or self._echo_alone or self._no_echo or self._over_echo_words is not None:
             return False
+        if self._acknowledged is not None:
+            return False  # decided by the signal: see final()
         if not (text and self._settings.turn_taking.echo_rejection):
             return False
         return self._decider.classify(text, self.agent_words()) in (Kind.INTERRUPTION, Kind.BACKCHANNEL)
@@ -183,6 +197,7 @@ class SpeechOverAgent:
         interrupted, self._interrupted = self._interrupted, False
         words_over_echo, self._over_echo_words = self._over_echo_words, None
         echo_alone, self._echo_alone = self._echo_alone, False
+        acknowledged, self._acknowledged, self._heard_until = self._acknowledged, None, None
         self._echo_found = False
         if remake:
             self._spawn(self._heard_again(text, self._listener.utterance_id), "heard-again")
@@ -194,7 +209,11 @@ class SpeechOverAgent:
             text = words_over_echo
             self._emit(Transcript(utterance_id=self._listener.utterance_id, text=text, final=True))
         if self._decider is not None:
-            if echo_alone:  # by the signal, whatever the words: heard again in full before it is decided
+            if acknowledged is not None:  # by the signal: the user's acknowledgement, the rest the echo's
+                text = acknowledged
+                self._emit(Transcript(utterance_id=self._listener.utterance_id, text=text, final=True))
+                decision = Decision(Kind.BACKCHANNEL, final=True, text=text)
+            elif echo_alone:  # by the signal, whatever the words: heard again in full before it is decided
                 decision = Decision(Kind.ECHO, final=True, text=text)
             else:
                 decision = self._decider.ended(text, self.agent_words())
@@ -261,6 +280,7 @@ class SpeechOverAgent:
         self._started_at = started_at
         self._over_echo_check, self._over_echo_checked_ms = None, -OVER_ECHO_CHECK_MS  # the first check: at once
         self._echo_alone = self._no_echo = self._echo_found = False
+        self._acknowledged = self._heard_until = None
 
     def _act(self, decision: Decision) -> None:
         """What the decider said: interrupt now; let the audio go on on a provisional decision that is sure
@@ -352,29 +372,57 @@ class SpeechOverAgent:
         if running or (speech_ms < self._over_echo_checked_ms + OVER_ECHO_CHECK_MS and not at_once):
             return
         self._over_echo_checked_ms = speech_ms
-        decider, agent_words = self._decider, self.agent_words()
-        if self._echo_alone and self._held is not None:
-            # The echo alone let the audio go on; the user may have begun over it since (the same utterance to
-            # the VAD): held while this check decides, within the client's lead, so that no gap is heard.
+        decider, agent_words, since = self._decider, self.agent_words(), self._heard_until
+        if (self._echo_alone or self._acknowledged is not None) and self._held is not None:
+            # The audio went on; the user may have begun (again) over it since (the same utterance to the VAD):
+            # held while this check decides, within the client's lead, so that no gap is heard.
             self._held.hold_audio()
 
         async def check() -> None:
-            outcome, words = await self._heard_over_echo(agent_words)
+            heard, said = await self._heard_over_echo(agent_words, since)
             if self._decider is not decider:
                 return  # that utterance is decided
+            if self._acknowledged is not None and heard.outcome is not OverEcho.NO_ECHO:
+                self._after_acknowledgement(heard, said)
+                return
+            self._acknowledged = self._heard_until = None  # no echo after it: the words decide from here on
+            outcome = heard.outcome
             self._echo_alone = outcome is OverEcho.ECHO_ONLY
             self._no_echo = outcome is OverEcho.NO_ECHO
             self._echo_found |= not self._no_echo
-            if words:
-                self._over_echo_words = words
-                self._act(Decision(Kind.INTERRUPTION, final=True, text=words))
-            elif self._echo_alone and self._held is not None:
-                log.debug("session: the held audio goes on: the signal shows the echo alone")
-                self._held.resume_audio()  # sure enough to play on
+            if said is not None and said.interrupts:
+                self._over_echo_words = said.text
+                self._act(Decision(Kind.INTERRUPTION, final=True, text=said.text))
+            elif said is not None and _acknowledges(said):
+                self._acknowledged, self._heard_until = said.text, heard.until
+                self._resume_held(f"the signal shows {said.text!r} over the echo, an acknowledgement")
+            elif self._echo_alone:
+                self._resume_held("the signal shows the echo alone")
             elif self._no_echo and (decision := self._without_echo(self._last_words)) is not None:
                 self._act(decision)
 
         self._over_echo_check = self._spawn(check(), "over-echo")
+
+    def _after_acknowledgement(self, heard: HeardOverEcho, said: Decision | None) -> None:
+        """A check of what followed an acknowledgement heard over the echo: words that interrupt do; another
+        acknowledgement or the echo alone let the audio go on; more than the echo but no words yet, it stays
+        held (the next check hears them from the same point)."""
+        if said is not None and said.interrupts:
+            self._over_echo_words = f"{self._acknowledged} {said.text}"
+            self._act(Decision(Kind.INTERRUPTION, final=True, text=self._over_echo_words))
+            return
+        if said is not None and _acknowledges(said):
+            self._acknowledged = f"{self._acknowledged} {said.text}"
+        if heard.outcome in (OverEcho.ECHO_ONLY, OverEcho.NOT_AN_INTERRUPTION):
+            self._heard_until = heard.until
+            self._resume_held("the signal shows nothing more than the echo after an acknowledgement")
+        elif heard.outcome is OverEcho.FAILED:  # nothing known against the acknowledgement
+            self._resume_held("the check after an acknowledgement failed")
+
+    def _resume_held(self, why: str) -> None:
+        if self._held is not None:
+            log.debug("session: the held audio goes on: %s", why)
+            self._held.resume_audio()  # sure enough to play on
 
     async def _heard_again(self, text: str, utterance_id: int) -> None:
         """The user's turn from the last utterance with the agent's echo removed (its words, if it left any;
@@ -445,7 +493,8 @@ class SpeechOverAgent:
         agent_words, utterance_id = self.agent_words(), self._listener.utterance_id
 
         async def check() -> None:
-            _, words = await self._heard_over_echo(agent_words)
+            _, said = await self._heard_over_echo(agent_words)
+            words = said.text if said is not None and said.interrupts else ""
             decision = Decision(Kind.INTERRUPTION, final=True, text=words) if words else echo
             self._conclude(decision, held, started_at, during_utterance=False)
             if words:
@@ -454,18 +503,18 @@ class SpeechOverAgent:
 
         self._spawn(check(), "echo-after")
 
-    async def _heard_over_echo(self, agent_words: str) -> tuple[OverEcho, str]:
-        """What the last utterance held besides the echo, and the user's words over it if they interrupt
-        (else "")."""
-        heard = await self._listener.words_over_echo(self._config.backends.backend_timeout_s)
-        outcome, words = heard.outcome, heard.words
-        if words:
-            decision = decide_over_echo(words, agent_words, self._settings.turn_taking.techniques)
-            outcome, words = (
-                (OverEcho.INTERRUPTION, decision.text) if decision.interrupts else (OverEcho.NOT_AN_INTERRUPTION, "")
-            )
-        self._observer.heard_over_echo(outcome)
-        return outcome, words
+    async def _heard_over_echo(
+        self, agent_words: str, since: int | None = None
+    ) -> tuple[HeardOverEcho, Decision | None]:
+        """What the last utterance held besides the echo (from mic sample ``since``, if given), its outcome
+        labelled by what its words were; and those words' decision (``decide_over_echo``), if it had any."""
+        heard = await self._listener.words_over_echo(self._config.backends.backend_timeout_s, since)
+        said = None
+        if heard.words:
+            said = decide_over_echo(heard.words, agent_words, self._settings.turn_taking.techniques)
+            heard = replace(heard, outcome=_counted(heard.outcome, said))
+        self._observer.heard_over_echo(heard.outcome)
+        return heard, said
 
     def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)
@@ -473,6 +522,11 @@ class SpeechOverAgent:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _acknowledges(said: Decision) -> bool:
+    """Whether words heard over the echo are an acknowledgement alone ("Okay, sure."), sure enough to play on."""
+    return said.kind is Kind.BACKCHANNEL and only_acknowledgements(said.text) and not only_prefaces(said.text)
 
 
 def _counted(outcome: OverEcho, decision: Decision) -> OverEcho:

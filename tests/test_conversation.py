@@ -437,15 +437,88 @@ async def test_words_over_the_echo_wait_for_the_signal_check_in_flight() -> None
         check.push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text="Yeah.")))
         check.push(None)
         await session.settle(0.1)
-        calls = len(session.asr.calls)
         session.asr.speech_ended()
         session.asr.final("Open with the shore, the show, yeah.")
-        await session.until(lambda: len(session.asr.calls) > calls)
-        session.asr.calls[-1].push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text="Yeah.")))
-        session.asr.calls[-1].push(None)
-        decision = await session.next(InterruptionDecision)
-        assert decision.kind == "backchannel" and decision.turn_id == turn_id
+        decision = await session.next(InterruptionDecision)  # the signal heard an acknowledgement: no more checks
+        assert decision.kind == "backchannel" and decision.turn_id == turn_id and decision.text == "Yeah."
         assert not session.of(Interruption)
+
+
+async def test_an_acknowledgement_heard_over_the_echo_stays_one_while_the_echo_goes_on() -> None:
+    # Issue 24: "okay, sure" said over the echo was heard again as "Okay, sure", and the audio went on; but the VAD
+    # heard the loud echo after it as more of the same utterance, and the residual of the whole utterance, the
+    # echo's leftovers transcribed with it, grew into "Okay, sure. We will rest, and we heard your first minute":
+    # an interruption, 4.7 s in. Once the signal heard an acknowledgement, the words decide nothing and each
+    # check hears only what came after it: here the echo alone.
+    async with ScriptedSession(echo_db=-20) as session:
+        session.asr.ends_on_half_close = False  # the echo-removed audio's transcriptions are scripted below
+        turn_id = await agent_speaking(session, [*LONG_REPLY, *LONG_REPLY])
+        await session.settle(1.2)
+        session.voice(0.4, rms=1000.0)  # "okay, sure" over the echo
+        session.asr.speech_started()
+        await session.settle(0.5)
+        calls = len(session.asr.calls)
+        session.asr.interim("Okay, sure.")
+        await session.until(lambda: len(session.asr.calls) > calls)  # more than the echo: transcribed again
+        session.asr.calls[-1].push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text="Okay, sure.")))
+        session.asr.calls[-1].push(None)
+        sent = len(session.audio_sequence(turn_id))
+        await session.until(lambda: len(session.audio_sequence(turn_id)) > sent)  # an acknowledgement: it goes on
+        calls = len(session.asr.calls)
+        for _ in range(4):  # the echo after it, to the VAD the same utterance
+            await session.settle(0.5)
+            session.asr.interim("Okay, sure. We will rest, and we heard your first minute")
+        await session.settle(0.3)
+        assert len(session.asr.calls) == calls, "the echo alone after the acknowledgement is not transcribed again"
+        assert not session.of(InterruptionDecision)
+        session.asr.speech_ended()
+        session.asr.final("Okay, sure. We will rest, and we heard your first minute until it feels easy.")
+        decision = await session.next(InterruptionDecision)
+        assert decision.kind == "backchannel" and decision.text == "Okay, sure."
+        metrics = await session.next(TurnMetrics, timeout_s=8)
+        assert metrics.turn_id == turn_id and not metrics.interrupted
+        assert not session.of(Interruption)
+        assert [t.text for t in session.of(Transcript) if t.final][1:] == ["Okay, sure."]
+        assert session.history()[-1] == {"role": "user", "content": "Okay, sure."}
+        assert len(session.llm.requests) == 1
+
+
+async def test_a_user_who_goes_on_after_an_acknowledgement_over_the_echo_interrupts() -> None:
+    async with ScriptedSession(echo_db=-20) as session:
+        session.asr.ends_on_half_close = False  # the echo-removed audio's transcriptions are scripted below
+        session.llm.replies([*LONG_REPLY, *LONG_REPLY], ["Tell", " me", " more."])
+        session.tts.ms_per_char = 40.0
+        await session.user_says("How do I calm down before a talk?")
+        turn_id = (await session.next(AgentAudio)).turn_id
+        await session.settle(1.2)
+        session.voice(0.4, rms=1000.0)  # "okay, sure" over the echo
+        session.asr.speech_started()
+        await session.settle(0.5)
+        calls = len(session.asr.calls)
+        session.asr.interim("Okay, sure.")
+        await session.until(lambda: len(session.asr.calls) > calls)
+        session.asr.calls[-1].push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text="Okay, sure.")))
+        session.asr.calls[-1].push(None)
+        sent = len(session.audio_sequence(turn_id))
+        await session.until(lambda: len(session.audio_sequence(turn_id)) > sent)  # an acknowledgement: it goes on
+        session.voice(1.5, rms=1000.0)  # "..., but I think my manager is the problem"
+        calls = len(session.asr.calls)
+        for _ in range(3):
+            await session.settle(0.3)
+            session.asr.interim("Okay, sure. But I think my")
+            if len(session.asr.calls) > calls:
+                break
+        await session.until(lambda: len(session.asr.calls) > calls)  # what followed it: more than the echo
+        session.asr.calls[-1].push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text="But I think my manager")))
+        session.asr.calls[-1].push(None)
+        assert (await session.next(Interruption)).turn_id == turn_id
+        session.asr.speech_ended()
+        session.asr.final("Okay, sure. But I think my manager is the problem.")
+        answer = await session.next(TurnMetrics, timeout_s=8)
+        while answer.turn_id == turn_id:
+            answer = await session.next(TurnMetrics, timeout_s=8)
+        assert session.history()[-2]["content"].startswith("Okay, sure.")
+        assert "manager" in session.history()[-2]["content"]
 
 
 async def test_the_echo_is_matched_against_the_reply_as_sent_not_only_as_played() -> None:

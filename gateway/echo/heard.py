@@ -39,3 +39,4 @@ class HeardOverEcho:
 
     outcome: OverEcho
     words: str = ""
+    until: int = 0  # the microphone sample where the audio heard ended (the next check may start there)

@@ -77,6 +77,9 @@ PREFACE_GRACE_MS = 600.0
 #: after this much of it, and again each time this much more has passed: enough of the echo
 #: to fit its path, and of a short interruption said as it began.
 OVER_ECHO_CHECK_MS = 1000.0
+#: Once a check heard an acknowledgement over the echo, what follows it is checked this often: enough audio to
+#: tell the echo alone from "..., but" and the words after it.
+ACKNOWLEDGED_CHECK_MS = 500.0
 #: Words at most that, with no intent among them and no question, count as a backchannel whatever they are:
 #: Whisper spells a short acknowledgement over the agent's voice as anything ("I see" as "I'm close."), and
 #: two words with no intent do not take the turn (Pipecat and LiveKit interrupt on a word count too).
