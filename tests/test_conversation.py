@@ -148,6 +148,26 @@ async def the_echo_alone_went_on(session: ScriptedSession, turn_id: int) -> None
     assert len(session.llm.requests) == 1
 
 
+def transcribed_again(session: ScriptedSession, text: str) -> None:
+    """The latest transcription of the echo-removed audio (a Recognize call of its own) hears ``text``."""
+    again = session.asr.calls[-1]
+    again.push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text=text)))
+    again.push(None)
+
+
+async def the_backchannel_was_kept(session: ScriptedSession, turn_id: int, said: str) -> None:
+    """The utterance over the agent was decided the backchannel ``said``: the reply went on, and ``said`` is the
+    user's final transcript and joins the history, starting no turn."""
+    decision = await session.next(InterruptionDecision)
+    assert decision.kind == "backchannel" and decision.text == said
+    metrics = await session.next(TurnMetrics, timeout_s=8)
+    assert metrics.turn_id == turn_id and not metrics.interrupted
+    assert not session.of(Interruption)
+    assert [t.text for t in session.of(Transcript) if t.final][1:] == [said]
+    assert session.history()[-1] == {"role": "user", "content": said}
+    assert len(session.llm.requests) == 1
+
+
 async def test_a_backchannel_resumes_the_held_audio_with_nothing_lost() -> None:
     async with ScriptedSession() as session:
         turn_id = await agent_speaking(session)
@@ -373,16 +393,8 @@ async def test_a_backchannel_over_the_echo_is_the_users_word_not_the_echos() -> 
         session.asr.speech_ended()
         session.asr.final("Ask the vet.")
         await session.until(lambda: len(session.asr.calls) > calls)
-        again = session.asr.calls[-1]
-        again.push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text="Yeah.")))
-        again.push(None)
-        decision = await session.next(InterruptionDecision)
-        assert decision.kind == "backchannel" and decision.text == "Yeah."
-        metrics = await session.next(TurnMetrics, timeout_s=8)
-        assert metrics.turn_id == turn_id and not metrics.interrupted
-        assert [t.text for t in session.of(Transcript) if t.final][1:] == ["Yeah."]
-        assert session.history()[-1] == {"role": "user", "content": "Yeah."}
-        assert len(session.llm.requests) == 1
+        transcribed_again(session, "Yeah.")
+        await the_backchannel_was_kept(session, turn_id, "Yeah.")
 
 
 async def test_a_user_who_starts_over_an_echo_already_taken_for_the_echo_alone_interrupts() -> None:
@@ -460,8 +472,7 @@ async def test_an_acknowledgement_heard_over_the_echo_stays_one_while_the_echo_g
         calls = len(session.asr.calls)
         session.asr.interim("Okay, sure.")
         await session.until(lambda: len(session.asr.calls) > calls)  # more than the echo: transcribed again
-        session.asr.calls[-1].push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text="Okay, sure.")))
-        session.asr.calls[-1].push(None)
+        transcribed_again(session, "Okay, sure.")
         sent = len(session.audio_sequence(turn_id))
         await session.until(lambda: len(session.audio_sequence(turn_id)) > sent)  # an acknowledgement: it goes on
         calls = len(session.asr.calls)
@@ -473,14 +484,7 @@ async def test_an_acknowledgement_heard_over_the_echo_stays_one_while_the_echo_g
         assert not session.of(InterruptionDecision)
         session.asr.speech_ended()
         session.asr.final("Okay, sure. We will rest, and we heard your first minute until it feels easy.")
-        decision = await session.next(InterruptionDecision)
-        assert decision.kind == "backchannel" and decision.text == "Okay, sure."
-        metrics = await session.next(TurnMetrics, timeout_s=8)
-        assert metrics.turn_id == turn_id and not metrics.interrupted
-        assert not session.of(Interruption)
-        assert [t.text for t in session.of(Transcript) if t.final][1:] == ["Okay, sure."]
-        assert session.history()[-1] == {"role": "user", "content": "Okay, sure."}
-        assert len(session.llm.requests) == 1
+        await the_backchannel_was_kept(session, turn_id, "Okay, sure.")
 
 
 async def test_a_user_who_goes_on_after_an_acknowledgement_over_the_echo_interrupts() -> None:
@@ -497,8 +501,7 @@ async def test_a_user_who_goes_on_after_an_acknowledgement_over_the_echo_interru
         calls = len(session.asr.calls)
         session.asr.interim("Okay, sure.")
         await session.until(lambda: len(session.asr.calls) > calls)
-        session.asr.calls[-1].push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text="Okay, sure.")))
-        session.asr.calls[-1].push(None)
+        transcribed_again(session, "Okay, sure.")
         sent = len(session.audio_sequence(turn_id))
         await session.until(lambda: len(session.audio_sequence(turn_id)) > sent)  # an acknowledgement: it goes on
         session.voice(1.5, rms=1000.0)  # "..., but I think my manager is the problem"
@@ -509,8 +512,7 @@ async def test_a_user_who_goes_on_after_an_acknowledgement_over_the_echo_interru
             if len(session.asr.calls) > calls:
                 break
         await session.until(lambda: len(session.asr.calls) > calls)  # what followed it: more than the echo
-        session.asr.calls[-1].push(asr_pb2.RecognizeResponse(final=asr_pb2.Transcript(text="But I think my manager")))
-        session.asr.calls[-1].push(None)
+        transcribed_again(session, "But I think my manager")
         assert (await session.next(Interruption)).turn_id == turn_id
         session.asr.speech_ended()
         session.asr.final("Okay, sure. But I think my manager is the problem.")
