@@ -456,6 +456,20 @@ async def test_words_over_the_echo_wait_for_the_signal_check_in_flight() -> None
         assert not session.of(Interruption)
 
 
+async def acknowledged_over_the_echo(session: ScriptedSession, turn_id: int) -> None:
+    """The user's "okay, sure" over the echo, 1.2 s into the reply, heard again as "Okay, sure.": it goes on."""
+    await session.settle(1.2)
+    session.voice(0.4, rms=1000.0)
+    session.asr.speech_started()
+    await session.settle(0.5)
+    calls = len(session.asr.calls)
+    session.asr.interim("Okay, sure.")
+    await session.until(lambda: len(session.asr.calls) > calls)  # more than the echo: transcribed again
+    transcribed_again(session, "Okay, sure.")
+    sent = len(session.audio_sequence(turn_id))
+    await session.until(lambda: len(session.audio_sequence(turn_id)) > sent)  # an acknowledgement: it goes on
+
+
 async def test_an_acknowledgement_heard_over_the_echo_stays_one_while_the_echo_goes_on() -> None:
     # Issue 24: "okay, sure" said over the echo was heard again as "Okay, sure", and the audio went on; but the VAD
     # heard the loud echo after it as more of the same utterance, and the residual of the whole utterance, the
@@ -465,16 +479,7 @@ async def test_an_acknowledgement_heard_over_the_echo_stays_one_while_the_echo_g
     async with ScriptedSession(echo_db=-20) as session:
         session.asr.ends_on_half_close = False  # the echo-removed audio's transcriptions are scripted below
         turn_id = await agent_speaking(session, [*LONG_REPLY, *LONG_REPLY])
-        await session.settle(1.2)
-        session.voice(0.4, rms=1000.0)  # "okay, sure" over the echo
-        session.asr.speech_started()
-        await session.settle(0.5)
-        calls = len(session.asr.calls)
-        session.asr.interim("Okay, sure.")
-        await session.until(lambda: len(session.asr.calls) > calls)  # more than the echo: transcribed again
-        transcribed_again(session, "Okay, sure.")
-        sent = len(session.audio_sequence(turn_id))
-        await session.until(lambda: len(session.audio_sequence(turn_id)) > sent)  # an acknowledgement: it goes on
+        await acknowledged_over_the_echo(session, turn_id)
         calls = len(session.asr.calls)
         for _ in range(4):  # the echo after it, to the VAD the same utterance
             await session.settle(0.5)
@@ -494,16 +499,7 @@ async def test_a_user_who_goes_on_after_an_acknowledgement_over_the_echo_interru
         session.tts.ms_per_char = 40.0
         await session.user_says("How do I calm down before a talk?")
         turn_id = (await session.next(AgentAudio)).turn_id
-        await session.settle(1.2)
-        session.voice(0.4, rms=1000.0)  # "okay, sure" over the echo
-        session.asr.speech_started()
-        await session.settle(0.5)
-        calls = len(session.asr.calls)
-        session.asr.interim("Okay, sure.")
-        await session.until(lambda: len(session.asr.calls) > calls)
-        transcribed_again(session, "Okay, sure.")
-        sent = len(session.audio_sequence(turn_id))
-        await session.until(lambda: len(session.audio_sequence(turn_id)) > sent)  # an acknowledgement: it goes on
+        await acknowledged_over_the_echo(session, turn_id)
         session.voice(1.5, rms=1000.0)  # "..., but I think my manager is the problem"
         calls = len(session.asr.calls)
         for _ in range(3):
