@@ -20,6 +20,7 @@ import grpc
 import pytest
 from support import ServiceProcess, start_service
 
+from gateway.config import LatencySettings
 from voice_agent.v1 import conversations_pb2, conversations_pb2_grpc
 from voice_ops.stack import gateway_backend_args
 
@@ -185,3 +186,13 @@ async def conversation_record(
 
 def agent_item(record: conversations_pb2.Conversation, turn_id: int) -> conversations_pb2.ConversationItem | None:
     return next((i for i in record.items if i.role == "agent" and i.turn_id == turn_id), None)
+
+
+def kept_as_heard(item: conversations_pb2.ConversationItem | None, reply: str) -> None:
+    """The record keeps an interrupted reply as the client played it: the reply up to the cut, phrase by phrase
+    (gateway/turn.py ``heard_text``). Shorter than the reply, unless the reply was one short first phrase
+    (at most ``first_phrase_words``: "Let's get started!"), which is heard whole once it starts to play."""
+    assert item is not None and item.interrupted, item
+    assert reply.startswith(item.heard_text.strip()), (item, reply)
+    one_phrase = len(item.text.split()) <= LatencySettings().first_phrase_words
+    assert one_phrase or len(item.heard_text) < len(item.text), item
