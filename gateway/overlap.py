@@ -290,14 +290,8 @@ class SpeechOverAgent:
             return
         held = self._held
         if not decision.final:
-            sure = (
-                decision.kind is Kind.BACKCHANNEL
-                and only_acknowledgements(decision.text)
-                and not only_prefaces(decision.text)  # "Oh, ..." is as often a sentence's start
-            )
-            if sure and held is not None:
-                log.debug("session: the held audio goes on: %r is an acknowledgement", decision.text)
-                held.resume_audio()
+            if _acknowledges(decision):
+                self._resume_held(f"{decision.text!r} is an acknowledgement")
             return
         self._decider, self._held = None, None
         self._conclude(decision, held, self._started_at)
@@ -525,7 +519,8 @@ class SpeechOverAgent:
 
 
 def _acknowledges(said: Decision) -> bool:
-    """Whether words heard over the echo are an acknowledgement alone ("Okay, sure."), sure enough to play on."""
+    """Whether words over the agent are an acknowledgement alone ("Okay, sure."), sure enough to play on. Not
+    prefaces alone: "Oh, ..." is as often a sentence's start."""
     return said.kind is Kind.BACKCHANNEL and only_acknowledgements(said.text) and not only_prefaces(said.text)
 
 
