@@ -126,7 +126,7 @@ def remove_echo(near: np.ndarray, far: np.ndarray, rate: int, span: tuple[int, i
     residuals = [_followed_residual(near, aligned, h, rate) for h in _starting_paths(near, aligned, taps, rate)]
     residual = min(residuals, key=_energy)
     part = residual[start:end]
-    level = loudest_level_db(residual[start:end], near[start:end], rate)
+    level = loudest_level_db(part, near[start:end], rate)
     return EchoRemoved(part.astype(np.float32), lag * 1000 / rate, ratio, float(level))
 
 
