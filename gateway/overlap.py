@@ -21,9 +21,12 @@ on (at each interim while it showed the echo alone), and at a final that reads a
 - no echo of the agent at all: words that interrupt do so at once, without the WORDS_MIN_MS wait that guards
   against Whisper's first guesses at the echo.
 
+Until a check has shown no echo, words that would interrupt wait for a check to confirm them (started at once):
+over the echo an interim holds the echo's words, alone or mixed with the user's. The audio is held meanwhile.
+
 The echo never becomes the user's words: the final of an utterance that interrupted the agent with its echo
 in the microphone is remade from the echo-removed audio before it is the user's turn (the ASR's transcript of
-the two together goes to no one).
+the two together goes to no one; nor do the words of the check that interrupted, which heard only the start).
 
 It knows the agent's turns only as the conversation reports them (``OverlapHooks``), and changes the
 conversation only through those hooks: interrupting the turn in flight, starting a user turn, adding a
@@ -116,6 +119,7 @@ class SpeechOverAgent:
         self._echo_alone = False  # the utterance in progress's last check found the agent's echo and nothing more
         self._no_echo = False  # ... or found no echo of the agent at all
         self._echo_found = False  # the agent's echo was found in the utterance in progress
+        self._signal_failed = False  # ... or a check of it failed: its words decide alone
         # An acknowledgement that a check heard over the echo ("Okay, sure."): the utterance is that backchannel,
         # whatever its transcript says, unless a later check hears more after it. Later checks hear only the
         # audio after ``_heard_until`` (a mic sample): the VAD hears the loud echo after a backchannel as more of
@@ -140,7 +144,7 @@ class SpeechOverAgent:
     def heard(self, text: str) -> None:
         """An interim or pause transcript of speech over the agent."""
         if self._decider is not None and text:
-            speech_ms = (time.perf_counter() - self._started_at) * 1000
+            speech_ms = self._speech_ms()
             self._last_words = text
             if self._acknowledged is not None:  # the signal heard an acknowledgement: the words decide nothing
                 due = speech_ms >= self._over_echo_checked_ms + ACKNOWLEDGED_CHECK_MS
@@ -150,12 +154,26 @@ class SpeechOverAgent:
                 self._check_over_echo(speech_ms, at_once=True)  # until the next check, at once: the user may go on
                 return
             checking = self._over_echo_check is not None and not self._over_echo_check.done()
-            decision = self._decider.heard(text, self.agent_words(), speech_ms, settle=not checking)
+            decision = self._decider.heard(
+                text, self.agent_words(), speech_ms, settle=not checking, signal_decides=self._signal_decides()
+            )
             if not decision.final and self._no_echo:
                 decision = self._without_echo(text) or decision
             self._act(decision)
             if not decision.final:
-                self._check_over_echo(speech_ms)
+                self._check_over_echo(speech_ms, at_once=decision.interrupts)  # the signal is to confirm it
+
+    def _speech_ms(self) -> float:
+        """How long the utterance being decided has lasted."""
+        return (time.perf_counter() - self._started_at) * 1000
+
+    def _signal_decides(self) -> bool:
+        """Whether words that would interrupt wait for the signal's check to confirm them: unless a check showed
+        no echo of the agent in the microphone, or could not tell. Over the echo, an interim holds the echo's
+        words, or the user's mixed with them ("That is a phone." for "yeah" over "That is normal."), and a
+        lone intent word may be the echo's ("Sorry." for "story"); the audio is held meanwhile, so the user
+        hears no more of the agent for the wait."""
+        return self._settings.turn_taking.echo_rejection and not (self._no_echo or self._signal_failed)
 
     def is_echo(self, text: str) -> bool:
         """Whether a transcript is the agent's own voice (the client gets no transcript of it)."""
@@ -174,7 +192,7 @@ class SpeechOverAgent:
         return self._remakes_interruption(text) or self._decides_without_echo(text)
 
     def _remakes_interruption(self, text: str) -> bool:
-        return bool(text) and self._interrupted and self._echo_found and self._over_echo_words is None
+        return bool(text) and self._interrupted and self._echo_found
 
     def _decides_without_echo(self, text: str) -> bool:
         """An undecided utterance over the agent whose words alone would be the user's (an interruption or a
@@ -199,8 +217,9 @@ class SpeechOverAgent:
         echo_alone, self._echo_alone = self._echo_alone, False
         acknowledged, self._acknowledged, self._heard_until = self._acknowledged, None, None
         self._echo_found = False
-        if remake:
-            self._spawn(self._heard_again(text, self._listener.utterance_id), "heard-again")
+        if remake:  # the whole utterance: a check that interrupted heard only its start ("But I think my")
+            said_so_far = words_over_echo if words_over_echo is not None else text
+            self._spawn(self._heard_again(said_so_far, self._listener.utterance_id), "heard-again")
             return text, "heard_again"
         if decide_later:
             self._decide_without_echo(text)
@@ -279,7 +298,7 @@ class SpeechOverAgent:
         self._decider = InterruptionDecider(self._settings.turn_taking.techniques)
         self._started_at = started_at
         self._over_echo_check, self._over_echo_checked_ms = None, -OVER_ECHO_CHECK_MS  # the first check: at once
-        self._echo_alone = self._no_echo = self._echo_found = False
+        self._echo_alone = self._no_echo = self._echo_found = self._signal_failed = False
         self._acknowledged = self._heard_until = None
 
     def _act(self, decision: Decision) -> None:
@@ -394,6 +413,9 @@ class SpeechOverAgent:
                 self._resume_held("the signal shows the echo alone")
             elif self._no_echo and (decision := self._without_echo(self._last_words)) is not None:
                 self._act(decision)
+            elif outcome is OverEcho.FAILED and self._decider is not None:  # the words decide, as without the signal
+                self._signal_failed = True
+                self._act(self._decider.heard(self._last_words, agent_words, self._speech_ms()))
 
         self._over_echo_check = self._spawn(check(), "over-echo")
 
@@ -420,7 +442,8 @@ class SpeechOverAgent:
 
     async def _heard_again(self, text: str, utterance_id: int) -> None:
         """The user's turn from the last utterance with the agent's echo removed (its words, if it left any;
-        else the transcript as it was), sent as its final transcript."""
+        else ``text``: the transcript as it was, or the words a check heard over the echo), sent as its final
+        transcript."""
         heard = await self._listener.words_over_echo(self._config.backends.backend_timeout_s)
         said = text
         if heard.outcome is OverEcho.WORDS and heard.words:

@@ -329,11 +329,21 @@ class InterruptionDecider:
             return Kind.BACKCHANNEL
         return Kind.INTERRUPTION
 
-    def heard(self, text: str, agent_text: str, speech_ms: float = WORDS_MIN_MS, *, settle: bool = True) -> Decision:
+    def heard(
+        self,
+        text: str,
+        agent_text: str,
+        speech_ms: float = WORDS_MIN_MS,
+        *,
+        settle: bool = True,
+        signal_decides: bool = False,
+    ) -> Decision:
         """An interim or pause transcript of the first ``speech_ms`` of the utterance. An interruption is
         final (at once if the words start with an intent, else once ``speech_ms`` reaches WORDS_MIN_MS, and
         ``settle``: no check of the signal is still to say whether the words are the echo's); a backchannel or
-        echo is provisional (the user may go on: "yeah, but ...")."""
+        echo is provisional (the user may go on: "yeah, but ..."). With ``signal_decides`` (the agent's echo may
+        be in the microphone, and the echo-removed audio will be heard: the words may be the echo's, or mixed
+        with it), an interruption is provisional too: the signal's check confirms it."""
         if self.decision.final:
             return self.decision
         kind = self.classify(text, agent_text)
@@ -341,7 +351,7 @@ class InterruptionDecider:
         if kind is Kind.INTERRUPTION:
             settled = settle and speech_ms >= WORDS_MIN_MS and self._streak >= 2
             if settled or self._lexicon.leading_intent(words(text)) or not self._techniques.echo:
-                self.decision = Decision(kind, final=True, text=text)
+                self.decision = Decision(kind, final=not signal_decides, text=text)
             # else: maybe Whisper's first guess at the agent's echo; keep what was decided so far
         elif kind is not None:
             self.decision = Decision(kind, final=False, text=text)
