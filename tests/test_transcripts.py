@@ -13,13 +13,30 @@ pytestmark = pytest.mark.unit  # no model, no service: make test-unit
 
 @pytest.mark.parametrize(
     "text",
-    ["5.5.5.5.5", "5 5 5 5 5 5 5 5 5 5", "Yes, sir, sir, sir.", "so I think I think I think", "a b c a b c a b c"],
+    [
+        "5.5.5.5.5",
+        "5 5 5 5 5 5 5 5 5 5",
+        "Yes, sir, sir, sir.",
+        "so I think I think I think",
+        "a b c a b c a b c",
+        "Hang on. My presentation is only 5 minutes long. Hang on. My presentation is only 5 minutes long.",
+    ],
 )
 def test_a_decoding_loop_is_found(text: str) -> None:
     assert repeats_itself(text)
 
 
-@pytest.mark.parametrize("text", ["five five", "No, no.", "I think I think so", "Make eye contact. Eye contact."])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "five five",
+        "No, no.",
+        "I think I think so",
+        "Make eye contact. Eye contact.",
+        "I don't know, I don't know.",
+        "Take two slow breaths. Then take two more slow breaths.",
+    ],
+)
 def test_a_repeat_people_say_is_no_loop(text: str) -> None:
     assert not repeats_itself(text)
 

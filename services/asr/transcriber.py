@@ -45,6 +45,10 @@ MIN_NEW_TOKENS = 12
 # Three is already one: "Yes." came back as "Yes, sir, sir, sir." A real "no, no, no" only costs a
 # second decode, which says the same.
 LOOP_REPEATS = 2
+# A decoding loop too: a run of this many words or more said again at once ("Hang on. My presentation is only
+# 5 minutes long. Hang on. My presentation is only 5 minutes long." for a sentence said once, over quiet
+# leftovers of the agent's echo). People repeat a few words ("I don't know, I don't know"), not a sentence.
+LOOP_SENTENCE_WORDS = 5
 _LOOP_WORDS = re.compile(r"[a-z0-9']+")
 # faster-whisper's defaults for dropping a transcript of silence or noise.
 NO_SPEECH_THRESHOLD = 0.6
@@ -59,8 +63,15 @@ class Transcription:
 
 def repeats_itself(text: str) -> bool:
     """Whether ``text`` has a decoding loop: a unit of one to three words said more than
-    LOOP_REPEATS times in a row ("5. 5. 5. 5. 5", "sir, sir, sir")."""
+    LOOP_REPEATS times in a row ("5. 5. 5. 5. 5", "sir, sir, sir"), or one of LOOP_SENTENCE_WORDS or more
+    said twice in a row."""
     words = _LOOP_WORDS.findall(text.lower())
+    for size in range(LOOP_SENTENCE_WORDS, len(words) // 2 + 1):
+        if any(
+            words[start : start + size] == words[start + size : start + 2 * size]
+            for start in range(len(words) - 2 * size + 1)
+        ):
+            return True
     for size in (1, 2, 3):
         for offset in range(size):
             run = 1
