@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from support import ServiceProcess, free_port, running, spoken
 
+from gateway.config import LatencySettings
 from voice_agent.audio import read_wav, write_wav
 from voice_ops.samples import word_error_rate
 from voice_ops.stack import gateway_backend_args, service
@@ -167,6 +168,7 @@ def _node_suite(suite: str, env: dict[str, str], timeout_s: float = 420) -> None
 def test_the_turns_suite(installed: None, js_gateway: ServiceProcess, wavs: dict[str, Path]) -> None:
     """Typed turns, barge-in (playout flushed, truncation reported and applied), a wrong key: both transports."""
     env = _env(js_gateway, VOICE_API_KEY=API_KEY, VOICE_INTERRUPTION_WAV=str(wavs["interruption"]))
+    env["VOICE_FIRST_PHRASE_WORDS"] = str(LatencySettings().first_phrase_words)  # see client_stack.kept_as_heard
     _node_suite("turns", env)
 
 
