@@ -22,7 +22,7 @@ from typing import Protocol
 import grpc
 
 from gateway.echo.canceller import MIC_RATES, EchoCanceller, create_echo_canceller
-from gateway.echo.heard import NO_ECHO_MIN_REFERENCE_S, OVER_ECHO_LEVEL_DB, HeardOverEcho, OverEcho
+from gateway.echo.heard import OVER_ECHO_LEVEL_DB, HeardOverEcho, OverEcho
 from gateway.echo.path import EchoTimeline
 from gateway.events import Emit, SpeechEnded, SpeechStarted, Transcript
 from gateway.turn import TurnTiming
@@ -194,9 +194,6 @@ class Listener:
         start = max(start - onset, since or 0)
         removed = await asyncio.to_thread(self._timeline.over_echo, start, end)
         if removed is None:
-            if 0 < self._timeline.reference_s(start, end) < NO_ECHO_MIN_REFERENCE_S:  # none at all: no echo
-                log.debug("session: speech over the agent: no echo found yet, in too little of the agent's audio")
-                return HeardOverEcho(OverEcho.TOO_EARLY, until=end)
             log.debug("session: speech over the agent: no echo of the agent found in it")
             return HeardOverEcho(OverEcho.NO_ECHO, until=end)
         if removed.level_db < OVER_ECHO_LEVEL_DB:

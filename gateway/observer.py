@@ -53,8 +53,7 @@ ECHO_REJECTED = Counter(
 HEARD_OVER_ECHO = Counter(
     "voice_gateway_speech_over_echo_total",
     "Speech over the agent that read as its echo, heard again with the echo removed, by outcome: no_echo,"
-    " too_early (none found in too little of the agent's audio), echo_only, interruption (the user's words),"
-    " not_an_interruption, no_words, failed.",
+    " echo_only, interruption (the user's words), not_an_interruption, no_words, failed.",
     ["outcome"],
 )
 DECISION_SECONDS = latency_histogram(

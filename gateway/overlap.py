@@ -169,10 +169,10 @@ class SpeechOverAgent:
 
     def _signal_decides(self) -> bool:
         """Whether words that would interrupt wait for the signal's check to confirm them: unless a check showed
-        no echo of the agent in the microphone (over enough of its audio: see OverEcho.TOO_EARLY), or failed.
-        Over the echo, an interim holds the echo's words, or the user's mixed with them ("That is a phone." for
-        "yeah" over "That is normal."), and a lone intent word may be the echo's ("Sorry." for "story"); the
-        audio is held meanwhile, so the user hears no more of the agent for the wait."""
+        no echo of the agent in the microphone, or could not tell. Over the echo, an interim holds the echo's
+        words, or the user's mixed with them ("That is a phone." for "yeah" over "That is normal."), and a
+        lone intent word may be the echo's ("Sorry." for "story"); the audio is held meanwhile, so the user
+        hears no more of the agent for the wait."""
         return self._settings.turn_taking.echo_rejection and not (self._no_echo or self._signal_failed)
 
     def is_echo(self, text: str) -> bool:
@@ -402,7 +402,7 @@ class SpeechOverAgent:
             outcome = heard.outcome
             self._echo_alone = outcome is OverEcho.ECHO_ONLY
             self._no_echo = outcome is OverEcho.NO_ECHO
-            self._echo_found |= outcome not in (OverEcho.NO_ECHO, OverEcho.TOO_EARLY)
+            self._echo_found |= not self._no_echo
             if said is not None and said.interrupts:
                 self._over_echo_words = said.text
                 self._act(Decision(Kind.INTERRUPTION, final=True, text=said.text))
@@ -432,8 +432,8 @@ class SpeechOverAgent:
         if heard.outcome in (OverEcho.ECHO_ONLY, OverEcho.NOT_AN_INTERRUPTION):
             self._heard_until = heard.until
             self._resume_held("the signal shows nothing more than the echo after an acknowledgement")
-        elif heard.outcome in (OverEcho.FAILED, OverEcho.TOO_EARLY):  # nothing known against the acknowledgement
-            self._resume_held(f"the check after an acknowledgement: {heard.outcome.value}")
+        elif heard.outcome is OverEcho.FAILED:  # nothing known against the acknowledgement
+            self._resume_held("the check after an acknowledgement failed")
 
     def _resume_held(self, why: str) -> None:
         if self._held is not None:

@@ -17,11 +17,6 @@ from enum import StrEnum
 #: and also fitted on the part of the window it explains best), and a backchannel said over it -0.1 to -1.3 dB:
 #: so -3 dB.
 OVER_ECHO_LEVEL_DB = -3.0
-#: The agent's audio the fit's window must hold for "not found" to mean no echo: the correlation's peak that
-#: finds an echo (path.PEAK_RATIO) is measured over about a second of it. A check at the first interim of a
-#: "yeah" said half a second into a reply found none at -18 dB, and the interim's words ("Not...") then
-#: interrupted at once, as if the microphone were a headset's.
-NO_ECHO_MIN_REFERENCE_S = 1.0
 
 
 class OverEcho(StrEnum):
@@ -30,7 +25,6 @@ class OverEcho(StrEnum):
     The label values of voice_gateway_speech_over_echo_total (all but WORDS, which is counted as its decision)."""
 
     NO_ECHO = "no_echo"  # the agent's audio is not in the microphone
-    TOO_EARLY = "too_early"  # not found, but too little of it was played yet to tell (NO_ECHO_MIN_REFERENCE_S)
     ECHO_ONLY = "echo_only"  # nothing more than it
     WORDS = "words"  # the user's words, which the conversation then judges:
     INTERRUPTION = "interruption"  # they interrupt the agent

@@ -382,22 +382,9 @@ class EchoTimeline:
     def over_echo(self, start: int, end: int) -> EchoRemoved | None:
         """The microphone from ``start`` to ``end`` with the agent's echo removed, fitted on that and the
         LEAD_S before it; None when the agent's audio is not found in it."""
-        window_start, start, end = self._window(start, end)
+        end = min(end, self.position)
+        start = max(start, self._mic.base, end - int(self.HISTORY_S * self.rate) + int(self.LEAD_S * self.rate))
+        window_start = max(self._mic.base, start - int(self.LEAD_S * self.rate))
         near = self._mic.read(window_start, end)
         far = self._reference.read(window_start, end + int(MAX_LEAD_S * self.rate) + PRE_TAPS)
         return remove_echo(near, far, self.rate, (start - window_start, end - window_start))
-
-    def reference_s(self, start: int, end: int) -> float:
-        """How much of the agent's audio (not silent, in 20 ms frames) is in the window that ``over_echo``
-        fits on for ``start`` to ``end``, in seconds: too little, and its echo may be there unfound."""
-        window_start, _, end = self._window(start, end)
-        frame = self.rate // 50
-        far = self._reference.read(window_start, end)
-        frames = far[: len(far) // frame * frame].reshape(-1, frame)
-        return int(np.count_nonzero(np.sqrt(np.mean(frames**2, axis=1)) >= SILENT_RMS)) / 50
-
-    def _window(self, start: int, end: int) -> tuple[int, int, int]:
-        """The fit's window for ``start`` to ``end`` (within what is kept): its start, and the span's."""
-        end = min(end, self.position)
-        start = max(start, self._mic.base, end - int(self.HISTORY_S * self.rate) + int(self.LEAD_S * self.rate))
-        return max(self._mic.base, start - int(self.LEAD_S * self.rate)), start, end
