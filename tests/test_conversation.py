@@ -298,22 +298,30 @@ async def test_words_that_read_as_echo_keep_the_agent_held_until_the_signal_or_t
         assert sequence == list(range(len(sequence)))  # every chunk, in order: nothing lost
 
 
-async def test_an_echo_whose_words_are_misheard_is_told_by_its_signal() -> None:
-    # Issue 24: through a phone's loudspeaker and a room, Whisper writes the agent's echo as words the agent
-    # never said ("That is small."): no text check takes it for echo, and it was a user turn. The microphone
-    # here holds the agent's audio 100 ms late, 20 dB down, and nothing more: the echo path fit finds it, with
-    # nothing left over, so it is the echo whatever its transcript says.
+@pytest.mark.parametrize(
+    "interims",
+    [
+        # Whisper writes the echo as words the agent never said: no text check takes them for echo (a user turn)
+        ["That is small.", "That is small, the one."],
+        # The echo of "a short story" as "Sorry.": an intent word, an interruption at the first interim. Over the
+        # echo, words that would interrupt wait for the signal's check to confirm them.
+        ["Sorry."],
+    ],
+)
+async def test_an_echo_whose_words_are_misheard_is_told_by_its_signal(interims: list[str]) -> None:
+    # Issue 24: through a phone's loudspeaker and a room. The microphone here holds the agent's audio 100 ms late,
+    # 20 dB down, and nothing more: the echo path fit finds it, with nothing left over, so it is the echo whatever
+    # its transcript says.
     async with ScriptedSession(echo_db=-20) as session:
         turn_id = await agent_speaking(session, LONG_REPLY)
         await session.settle(0.5)
         session.asr.speech_started()
-        await session.settle(0.3)
-        session.asr.interim("That is small.")
-        await session.settle(0.3)
-        session.asr.interim("That is small, the one.")
+        for interim in interims:
+            await session.settle(0.3)
+            session.asr.interim(interim)
         await session.settle(0.3)
         session.asr.speech_ended()
-        session.asr.final("That is small, the one.")
+        session.asr.final(interims[-1])
         await the_echo_alone_went_on(session, turn_id)
 
 
@@ -380,22 +388,6 @@ async def test_a_fragment_of_the_echo_heard_as_other_words_is_no_user_turn() -> 
         await session.settle(0.3)
         session.asr.speech_ended()
         session.asr.final("I'll curse you.")
-        await the_echo_alone_went_on(session, turn_id)
-
-
-async def test_an_intent_word_misheard_in_the_echo_alone_does_not_interrupt() -> None:
-    # Issue 24: at -12 dB, the echo of "a short story" alone was transcribed "Sorry.": a word with intent, an
-    # interruption at the first interim. Over the echo, words that would interrupt wait for the signal's check
-    # to confirm them; here it shows the echo alone, and the reply goes on.
-    async with ScriptedSession(echo_db=-20) as session:
-        turn_id = await agent_speaking(session, LONG_REPLY)
-        await session.settle(1.2)
-        session.asr.speech_started()
-        await session.settle(0.3)
-        session.asr.interim("Sorry.")
-        await session.settle(0.4)
-        session.asr.speech_ended()
-        session.asr.final("Sorry.")
         await the_echo_alone_went_on(session, turn_id)
 
 
