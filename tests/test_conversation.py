@@ -303,9 +303,6 @@ async def test_words_that_read_as_echo_keep_the_agent_held_until_the_signal_or_t
     [
         # Whisper writes the echo as words the agent never said: no text check takes them for echo (a user turn)
         ["That is small.", "That is small, the one."],
-        # The echo of "a short story" as "Sorry.": an intent word, an interruption at the first interim. Over the
-        # echo, words that would interrupt wait for the signal's check to confirm them.
-        ["Sorry."],
     ],
 )
 async def test_an_echo_whose_words_are_misheard_is_told_by_its_signal(interims: list[str]) -> None:
@@ -342,8 +339,7 @@ async def test_a_sentence_with_no_echo_in_the_microphone_interrupts_at_its_first
 async def test_over_the_echo_the_users_turn_is_made_from_the_echo_removed_audio() -> None:
     # Issue 24: at -25 dB the user's final was "It's in, how do you marry?": "It's in" was the agent's reply.
     # When the echo is in the microphone, the final of an utterance that interrupted the agent is heard again
-    # with the echo removed, and that is the user's turn (the first transcript goes to no one). Its first words
-    # interrupt once the signal's check has heard them too (the echo's words are in interims over it).
+    # with the echo removed, and that is the user's turn (the first transcript goes to no one).
     async with ScriptedSession(echo_db=-20) as session:
         session.asr.ends_on_half_close = False  # the echo-removed audio's transcriptions are scripted below
         turn_id = await agent_speaking(session, LONG_REPLY)
@@ -352,12 +348,7 @@ async def test_over_the_echo_the_users_turn_is_made_from_the_echo_removed_audio(
         session.voice(1.0, rms=1000.0)
         session.asr.speech_started()
         await session.settle(0.3)
-        calls = len(session.asr.calls)
         session.asr.interim("Sorry, wait.")
-        await session.until(lambda: len(session.asr.calls) > calls)  # more than the echo: transcribed again
-        await session.settle(0.2)
-        assert not session.of(Interruption)  # held, not cancelled, until the check has heard the words
-        transcribed_again(session, "Sorry,")
         assert (await session.next(Interruption)).turn_id == turn_id
         await session.settle(0.8)
         calls = len(session.asr.calls)

@@ -343,15 +343,17 @@ class InterruptionDecider:
         ``settle``: no check of the signal is still to say whether the words are the echo's); a backchannel or
         echo is provisional (the user may go on: "yeah, but ..."). With ``signal_decides`` (the agent's echo may
         be in the microphone, and the echo-removed audio will be heard: the words may be the echo's, or mixed
-        with it), an interruption is provisional too: the signal's check confirms it."""
+        with it), words that settled are provisional too, the signal's check to confirm them; a leading intent
+        still interrupts at once ("Wait, stop." over a headset's silence: waiting played the client's lead)."""
         if self.decision.final:
             return self.decision
         kind = self.classify(text, agent_text)
         self._streak = self._streak + 1 if kind is Kind.INTERRUPTION else 0
         if kind is Kind.INTERRUPTION:
             settled = settle and speech_ms >= WORDS_MIN_MS and self._streak >= 2
-            if settled or self._lexicon.leading_intent(words(text)) or not self._techniques.echo:
-                self.decision = Decision(kind, final=not signal_decides, text=text)
+            leading = self._lexicon.leading_intent(words(text))
+            if settled or leading or not self._techniques.echo:
+                self.decision = Decision(kind, final=leading or not signal_decides, text=text)
             # else: maybe Whisper's first guess at the agent's echo; keep what was decided so far
         elif kind is not None:
             self.decision = Decision(kind, final=False, text=text)
