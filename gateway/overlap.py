@@ -21,8 +21,9 @@ on (at each interim while it showed the echo alone), and at a final that reads a
 - no echo of the agent at all: words that interrupt do so at once, without the WORDS_MIN_MS wait that guards
   against Whisper's first guesses at the echo.
 
-Until a check has shown no echo, words that would interrupt wait for a check to confirm them (started at once):
-over the echo an interim holds the echo's words, alone or mixed with the user's. The audio is held meanwhile.
+Until a check has shown no echo, words that would interrupt without a leading intent wait for a check to confirm
+them (started at once): over the echo an interim holds the echo's words, alone or mixed with the user's. The audio
+is held meanwhile. A leading intent ("Wait, stop.") interrupts at once: the wait played a headset user the lead.
 
 The echo never becomes the user's words: the final of an utterance that interrupted the agent with its echo
 in the microphone is remade from the echo-removed audio before it is the user's turn (the ASR's transcript of
@@ -170,9 +171,9 @@ class SpeechOverAgent:
     def _signal_decides(self) -> bool:
         """Whether words that would interrupt wait for the signal's check to confirm them: unless a check showed
         no echo of the agent in the microphone, or could not tell. Over the echo, an interim holds the echo's
-        words, or the user's mixed with them ("That is a phone." for "yeah" over "That is normal."), and a
-        lone intent word may be the echo's ("Sorry." for "story"); the audio is held meanwhile, so the user
-        hears no more of the agent for the wait."""
+        words, or the user's mixed with them ("That is a phone." for "yeah" over "That is normal."); the audio
+        is held meanwhile, so the user hears no more of the agent for the wait (a leading intent does not wait:
+        InterruptionDecider.heard)."""
         return self._settings.turn_taking.echo_rejection and not (self._no_echo or self._signal_failed)
 
     def is_echo(self, text: str) -> bool:
