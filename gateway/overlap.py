@@ -393,7 +393,7 @@ class SpeechOverAgent:
             self._held.hold_audio()
 
         async def check() -> None:
-            heard, said = await self._heard_over_echo(agent_words, since)
+            heard, said = await self._heard_over_echo(agent_words, since, interim=True)
             if self._decider is not decider:
                 return  # that utterance is decided
             if self._acknowledged is not None and heard.outcome is not OverEcho.NO_ECHO:
@@ -497,7 +497,9 @@ class SpeechOverAgent:
     def _without_echo(self, text: str) -> Decision | None:
         """With no echo of the agent in the microphone, words that would interrupt once WORDS_MIN_MS had passed
         (the wait is for Whisper's first guesses at the echo, and there is none) interrupt now."""
-        if self._decider is None or self._decider.classify(text, self.agent_words()) is not Kind.INTERRUPTION:
+        if self._decider is None:
+            return None
+        if self._decider.classify(text, self.agent_words(), interim=True) is not Kind.INTERRUPTION:
             return None
         return Decision(Kind.INTERRUPTION, final=True, text=text)
 
@@ -522,14 +524,16 @@ class SpeechOverAgent:
         self._spawn(check(), "echo-after")
 
     async def _heard_over_echo(
-        self, agent_words: str, since: int | None = None
+        self, agent_words: str, since: int | None = None, *, interim: bool = False
     ) -> tuple[HeardOverEcho, Decision | None]:
         """What the last utterance held besides the echo (from mic sample ``since``, if given), its outcome
-        labelled by what its words were; and those words' decision (``decide_over_echo``), if it had any."""
+        labelled by what its words were; and those words' decision (``decide_over_echo``; ``interim``: while the
+        utterance goes on), if it had any."""
         heard = await self._listener.words_over_echo(self._config.backends.backend_timeout_s, since)
         said = None
         if heard.words:
-            said = decide_over_echo(heard.words, agent_words, self._settings.turn_taking.techniques)
+            techniques = self._settings.turn_taking.techniques
+            said = decide_over_echo(heard.words, agent_words, techniques, interim=interim)
             heard = replace(heard, outcome=_counted(heard.outcome, said))
         self._observer.heard_over_echo(heard.outcome)
         return heard, said

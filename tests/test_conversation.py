@@ -261,18 +261,22 @@ async def test_the_first_words_of_a_sentence_keep_the_agent_held() -> None:
         assert (await session.next(Interruption)).turn_id == turn_id
 
 
-async def test_an_acknowledgement_lets_the_held_audio_go_on_before_its_final() -> None:
+# Issue 24: Whisper ends an acknowledgement cut off by the interim's end with a question mark ("Okay?" of
+# "okay, sure"), and that interim interrupted the agent.
+@pytest.mark.parametrize(("interim", "final"), [("Right, right.", "Right, right."), ("Okay?", "Okay, sure.")])
+async def test_an_acknowledgement_lets_the_held_audio_go_on_before_its_final(interim: str, final: str) -> None:
     async with ScriptedSession() as session:
         turn_id = await agent_speaking(session)
         session.asr.speech_started()
         await session.settle(0.3)
         held = len(session.audio_sequence(turn_id))
-        session.asr.interim("Right, right.")
+        session.asr.interim(interim)
         await session.settle(0.3)
         assert len(session.audio_sequence(turn_id)) > held  # goes on while the final is still to come
         session.asr.speech_ended()
-        session.asr.final("Right, right.")
+        session.asr.final(final)
         assert (await session.next(InterruptionDecision)).kind == "backchannel"
+        assert not session.of(Interruption)
 
 
 async def test_words_that_read_as_echo_keep_the_agent_held_until_the_signal_or_the_final_says_so() -> None:

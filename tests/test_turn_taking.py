@@ -69,6 +69,23 @@ def test_intents_and_questions_interrupt(said: str) -> None:
     assert InterruptionDecider().classify(said, AGENT) is Kind.INTERRUPTION
 
 
+@pytest.mark.parametrize(("interim", "final"), [("Okay?", "Okay, sure."), ("Yes?", "Yes, yes"), ("Right?", "Right.")])
+def test_an_interim_of_acknowledgements_marked_as_a_question_is_no_question(interim: str, final: str) -> None:
+    """Issue 24: Whisper ends an acknowledgement cut off by the interim's end with a question mark ("Okay?" of
+    Kokoro's "okay, sure"), and 4 of 20 backchannels with no echo interrupted on it. The final decides."""
+    decider = InterruptionDecider()
+    decision = decider.heard(interim, AGENT, speech_ms=WORDS_MIN_MS + 100)
+    assert decision.kind is Kind.BACKCHANNEL and not decision.final
+    assert decider.ended(final, AGENT).kind is Kind.BACKCHANNEL
+    assert InterruptionDecider().ended(interim, AGENT).interrupts  # asked, as the final: a question
+    assert InterruptionDecider().classify("Really?", AGENT, interim=True) is Kind.INTERRUPTION  # no acknowledgement
+
+
+def test_an_acknowledgement_marked_as_a_question_over_the_echo_is_no_question_while_it_goes_on() -> None:
+    assert decide_over_echo("Okay?", AGENT, interim=True).kind is Kind.BACKCHANNEL
+    assert decide_over_echo("Okay?", AGENT).interrupts
+
+
 def test_a_backchannel_that_goes_on_becomes_an_interruption() -> None:
     decider = InterruptionDecider()
     assert decider.heard("Yeah", AGENT).kind is Kind.BACKCHANNEL

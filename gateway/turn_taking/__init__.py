@@ -274,15 +274,22 @@ def _token_key(token: str) -> str:
 
 
 def decide_over_echo(
-    text: str, agent_text: str, techniques: Techniques = Techniques(), language: str = "en"
+    text: str,
+    agent_text: str,
+    techniques: Techniques = Techniques(),
+    language: str = "en",
+    *,
+    interim: bool = False,
 ) -> Decision:
     """What the transcript of speech over the agent, heard again with its echo removed, is: the agent's
     phrases left in it are not the user's (``without_echo_phrases``); with them gone, no words, or short ones
-    that are neither an acknowledgement nor an intent ("the shoe"), are what was left of the echo."""
+    that are neither an acknowledgement nor an intent ("the shoe"), are what was left of the echo. ``interim``:
+    heard while the utterance goes on (``InterruptionDecider.classify``)."""
     kept, had_echo = without_echo_phrases(text, agent_text)
     if not words(kept):
         return Decision(Kind.ECHO, final=True, text=text)
-    decision = InterruptionDecider(techniques, language).ended(kept, agent_text)
+    kind = InterruptionDecider(techniques, language).classify(kept, agent_text, interim=interim)
+    decision = Decision(kind or Kind.NOISE, final=True, text=kept)
     if had_echo and decision.kind is Kind.BACKCHANNEL and not only_acknowledgements(kept, language):
         return Decision(Kind.ECHO, final=True, text=text)
     return decision
@@ -315,14 +322,17 @@ class InterruptionDecider:
         self.decision = PENDING
         self._streak = 0  # interims in a row whose words were neither acknowledgements nor echo
 
-    def classify(self, text: str, agent_text: str) -> Kind | None:
-        """What ``text`` is, by its words alone; None if it has none."""
+    def classify(self, text: str, agent_text: str, *, interim: bool = False) -> Kind | None:
+        """What ``text`` is, by its words alone; None if it has none. An ``interim`` (the utterance goes on)
+        of acknowledgements alone is no question whatever its mark: Whisper ends an acknowledgement cut off by
+        the interim's end with one ("Okay?" of "okay, sure", "Yes?" of "yes, yes"); the final decides whether
+        "Okay?" was asked."""
         said = words(text)
         if not said:
             return None
         if self._techniques.echo and is_echo(text, agent_text, self._language):
             return Kind.ECHO
-        question = text.rstrip().endswith("?")
+        question = text.rstrip().endswith("?") and not (interim and self._lexicon.only_backchannels(said))
         backchannels = self._techniques.backchannels and not question
         acknowledged = self._lexicon.only_backchannels(said) or len(said) <= SHORT_WORDS
         if backchannels and acknowledged and not self._lexicon.has_intent(said):
@@ -347,7 +357,7 @@ class InterruptionDecider:
         still interrupts at once ("Wait, stop." over a headset's silence: waiting played the client's lead)."""
         if self.decision.final:
             return self.decision
-        kind = self.classify(text, agent_text)
+        kind = self.classify(text, agent_text, interim=True)
         self._streak = self._streak + 1 if kind is Kind.INTERRUPTION else 0
         if kind is Kind.INTERRUPTION:
             settled = settle and speech_ms >= WORDS_MIN_MS and self._streak >= 2
