@@ -289,7 +289,8 @@ def decide_over_echo(
     if not words(kept):
         return Decision(Kind.ECHO, final=True, text=text)
     kind = InterruptionDecider(techniques, language).classify(kept, agent_text, interim=interim)
-    decision = Decision(kind or Kind.NOISE, final=True, text=kept)
+    assert kind is not None  # kept has words
+    decision = Decision(kind, final=True, text=kept)
     if had_echo and decision.kind is Kind.BACKCHANNEL and not only_acknowledgements(kept, language):
         return Decision(Kind.ECHO, final=True, text=text)
     return decision
@@ -332,9 +333,10 @@ class InterruptionDecider:
             return None
         if self._techniques.echo and is_echo(text, agent_text, self._language):
             return Kind.ECHO
-        question = text.rstrip().endswith("?") and not (interim and self._lexicon.only_backchannels(said))
+        all_acknowledgements = self._lexicon.only_backchannels(said)
+        question = text.rstrip().endswith("?") and not (interim and all_acknowledgements)
         backchannels = self._techniques.backchannels and not question
-        acknowledged = self._lexicon.only_backchannels(said) or len(said) <= SHORT_WORDS
+        acknowledged = all_acknowledgements or len(said) <= SHORT_WORDS
         if backchannels and acknowledged and not self._lexicon.has_intent(said):
             return Kind.BACKCHANNEL
         return Kind.INTERRUPTION
